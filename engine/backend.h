@@ -1,0 +1,79 @@
+// engine::Backend: the one interface the scheduler drives; implemented by the CPU
+// reference (engine/cpu) and CUDA (engine/cuda).
+//
+// Threading: a Backend is NOT thread-safe. Exactly one thread (the scheduler loop, or a
+// tool's main thread) calls it. Sessions are owned by the backend and named by ids.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model.h"
+#include "engine/session_state.h"
+
+namespace rwkvx {
+
+using SessionId = uint64_t;
+
+// One session's share of a step.
+struct StepInput {
+  SessionId session = 0;
+  // T >= 1 tokens. T == 1 runs the decode path, T > 1 the prefill path (the same split
+  // as the official package's forward(list)).
+  std::vector<int32_t> tokens;
+  bool want_logits = true;  // logits of the last position
+};
+
+struct MemoryInfo {
+  size_t used_bytes = 0;       // all sessions' state and KV bytes
+  size_t capacity_bytes = 0;   // budget (0 = unbounded)
+  size_t weights_bytes = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string Name() const = 0;  // "cpu" or "cuda"
+  virtual const Model& model() const = 0;
+
+  virtual absl::StatusOr<SessionId> CreateSession() = 0;
+  virtual absl::Status FreeSession(SessionId id) = 0;
+  // Snapshot / restore through the host format.
+  virtual absl::StatusOr<SessionState> ExportSession(SessionId id) const = 0;
+  virtual absl::StatusOr<SessionId> ImportSession(const SessionState& state) = 0;
+
+  // Runs every item (each session at most once per step). `logits` receives one row of V
+  // floats per item with want_logits, in item order. On error no session has advanced
+  // past a consistent state for the failing item; the caller should free it.
+  virtual absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) = 0;
+
+  // Bytes held by one session (state + KV) and its cached KV tokens.
+  virtual size_t SessionBytes(SessionId id) const = 0;
+  virtual size_t SessionKvTokens(SessionId id) const = 0;
+  virtual MemoryInfo Memory() const = 0;
+  // Upper bound on the bytes one session can grow to (with compression on), for admission.
+  virtual size_t MaxSessionBytes() const = 0;
+};
+
+struct CpuBackendOptions {
+  int threads = 0;               // 0 = hardware concurrency
+  size_t memory_budget_bytes = 0;  // 0 = unbounded
+};
+std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const Model> model,
+                                        const CpuBackendOptions& opts = {});
+
+struct CudaBackendOptions {
+  int device = 0;
+  bool bf16 = false;            // weights in bf16 instead of fp16
+  double gpu_memory_fraction = 0.9;
+};
+// Returns Unavailable (with the reason) when no usable GPU or the build has no CUDA.
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(std::shared_ptr<const Model> model,
+                                                         const CudaBackendOptions& opts);
+// "" when a GPU is usable, else why not (no driver, no device, built without CUDA).
+std::string CudaUnavailableReason();
+
+}  // namespace rwkvx

@@ -1,0 +1,56 @@
+// Token sampling with the official package's semantics (rwkv_x/utils.py PIPELINE):
+// penalties on logits (presence + count * frequency, counts decaying each step), then
+// softmax, top-p cutoff, top-k, probs ** (1 / temperature), renormalise, draw.
+// Plus: seed (same seed => same tokens), greedy at temperature 0, log-probabilities.
+// A Sampler is per request and used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace rwkvx {
+
+class Tokenizer;
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 = greedy
+  float top_p = 1.0f;        // 1 = off
+  int top_k = 0;             // 0 = off
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float penalty_decay = 0.996f;  // per generated token, as the package's alpha_decay
+  std::vector<int32_t> banned_tokens;
+  uint64_t seed = 0;
+  int top_logprobs = 0;  // how many alternatives to report (0..20)
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;  // log softmax of the penalised logits (before top-p/k/temperature)
+};
+
+struct SampleResult {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;  // top_logprobs entries, most likely first
+};
+
+class Sampler {
+ public:
+  Sampler(const SamplingParams& p, const Tokenizer* tok);
+  // Applies bans and penalties to `logits` (V floats, modified in place), then samples.
+  SampleResult Sample(float* logits, int vocab);
+  // Records a generated token for the penalties (the package's occurrence update: tokens
+  // whose text is a substring of " \t0123456789" add 0, others 1; all counts decay first).
+  void Accept(int32_t token);
+
+ private:
+  SamplingParams p_;
+  const Tokenizer* tok_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<int32_t, float>> occurrence_;
+};
+
+}  // namespace rwkvx
