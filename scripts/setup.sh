@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks, creates the test venv, configures and
+# builds. Idempotent: a second run only rebuilds what changed.
+#   scripts/setup.sh            # deps + venv + build (build/)
+#   SKIP_VENV=1 scripts/setup.sh   # deps + build only (enough to serve)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+APT_PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  prometheus-cpp-dev nlohmann-json3-dev libboost-dev libboost-system-dev libopenblas-dev
+  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
+  clang libclang-rt-14-dev prometheus python3-venv)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${SKIP_VENV:-0}" != 1 ]; then
+  PY=${PYTHON:-python3}
+  if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    "$PY" -m venv .venv
+  fi
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r scripts/requirements-test.txt
+  # The official package, both generations, each in its own folder (see docs/MODEL.md).
+  for spec in "0.1=rwkv-x==0.1.3" "0.2=rwkv-x==0.2.4"; do
+    gen=${spec%%=*}; req=${spec#*=}
+    if [ ! -f ".venv/oracle/$gen/rwkv_x/model.py" ]; then
+      .venv/bin/pip install -q --no-deps --target ".venv/oracle/$gen" "$req"
+    fi
+  done
+fi
+
+BUILD=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} ${CMAKE_ARGS:-}
+cmake --build "$BUILD" -j "$(nproc)"
