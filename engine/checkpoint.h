@@ -22,4 +22,7 @@ absl::StatusOr<TensorMap> ReadCheckpointFile(const std::string& path);
 // Writes a safetensors file (used by tests and tools).
 absl::Status WriteSafetensorsFile(const std::string& path, const TensorMap& tensors);
 
+// The bytes WriteSafetensorsFile writes (keys sorted, header padded to 8 bytes).
+absl::StatusOr<std::string> SerializeSafetensors(const TensorMap& tensors);
+
 }  // namespace rwkvx
