@@ -1,0 +1,160 @@
+// CpuBackend: the exact float32 reference engine behind engine::Backend.
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/backend.h"
+#include "engine/cpu/forward.h"
+#include "engine/cpu/ops.h"
+
+namespace rwkvx {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(std::shared_ptr<const Model> model, const CpuBackendOptions& opts)
+      : model_(std::move(model)), opts_(opts) {
+    if (opts.threads > 0) cpu::SetNumThreads(opts.threads);
+  }
+
+  std::string Name() const override { return "cpu"; }
+  const Model& model() const override { return *model_; }
+
+  absl::StatusOr<SessionId> CreateSession() override {
+    SessionState st = SessionState::Zero(model_->shape);
+    if (opts_.memory_budget_bytes && used_ + st.Bytes() > opts_.memory_budget_bytes)
+      return absl::ResourceExhaustedError("CPU backend memory budget exhausted");
+    const SessionId id = next_id_++;
+    used_ += st.Bytes();
+    sessions_.emplace(id, std::move(st));
+    return id;
+  }
+
+  absl::Status FreeSession(SessionId id) override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+    used_ -= it->second.Bytes();
+    sessions_.erase(it);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<SessionState> ExportSession(SessionId id) const override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+    return it->second;
+  }
+
+  absl::StatusOr<SessionId> ImportSession(const SessionState& state) override {
+    if (auto st = CheckShape(state); !st.ok()) return st;
+    const SessionId id = next_id_++;
+    used_ += state.Bytes();
+    sessions_.emplace(id, state);
+    return id;
+  }
+
+  absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override {
+    const Model& m = *model_;
+    const int64_t C = m.shape.n_embd, V = m.shape.vocab;
+    std::vector<cpu::SeqSlice> seqs;
+    int64_t ntot = 0;
+    for (const auto& it : items) {
+      auto s = sessions_.find(it.session);
+      if (s == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", it.session));
+      if (it.tokens.empty()) return absl::InvalidArgumentError("step item with no tokens");
+      for (int32_t t : it.tokens)
+        if (t < 0 || t >= V)
+          return absl::InvalidArgumentError(absl::StrCat("token id ", t, " outside [0, ", V, ")"));
+      for (const auto& q : seqs)
+        if (q.state == &s->second) return absl::InvalidArgumentError("session appears twice in a step");
+      seqs.push_back({&s->second, ntot, static_cast<int64_t>(it.tokens.size())});
+      ntot += it.tokens.size();
+    }
+    for (const auto& q : seqs) used_ -= q.state->Bytes();
+    std::vector<float> X(ntot * C), v_first(ntot * C);
+    for (size_t i = 0; i < items.size(); ++i)
+      for (size_t t = 0; t < items[i].tokens.size(); ++t)
+        std::memcpy(&X[(seqs[i].row0 + t) * C], &m.emb[items[i].tokens[t] * C], C * sizeof(float));
+    for (int b : m.order) {
+      if (b >= 0)
+        cpu::RwkvBlockForward(m, b, seqs, X.data(), v_first.data(), ntot);
+      else
+        cpu::AttnBlockForward(m, -b - 1, seqs, X.data(), ntot);
+    }
+    // Head: only for the last row of items that want logits.
+    std::vector<float> rows;
+    for (size_t i = 0; i < items.size(); ++i) {
+      seqs[i].state->tokens_seen += items[i].tokens.size();
+      used_ += seqs[i].state->Bytes();
+      if (!items[i].want_logits) continue;
+      const float* x = &X[(seqs[i].row0 + seqs[i].T - 1) * C];
+      rows.resize(rows.size() + C);
+      cpu::LayerNorm(x, m.ln_out_w.data(), m.ln_out_b.data(), rows.data() + rows.size() - C, C);
+    }
+    const int64_t nout = rows.size() / C;
+    logits->assign(nout * V, 0.0f);
+    if (nout > 0) cpu::Linear(rows.data(), m.head.data(), logits->data(), nout, V, C);
+    return absl::OkStatus();
+  }
+
+  size_t SessionBytes(SessionId id) const override {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? 0 : it->second.Bytes();
+  }
+  size_t SessionKvTokens(SessionId id) const override {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? 0 : it->second.KvTokens();
+  }
+  MemoryInfo Memory() const override {
+    MemoryInfo mi;
+    mi.used_bytes = used_;
+    mi.capacity_bytes = opts_.memory_budget_bytes;
+    const auto& m = *model_;
+    size_t w = m.emb.size() + m.head.size();
+    for (const auto& b : m.rwkv)
+      w += b.Wr.size() * 4 + b.ffn_key.size() + b.ffn_value.size() + b.w1.size() * 2 + b.a1.size() * 2 +
+           b.v1.size() * 2 + b.g1.size() * 2;
+    for (const auto& b : m.attn_blocks) w += b.Wq.size() * 4 + b.ffn_key.size() + b.ffn_value.size();
+    mi.weights_bytes = w * sizeof(float);
+    return mi;
+  }
+  size_t MaxSessionBytes() const override {
+    const auto& s = model_->shape;
+    const auto& a = model_->attn;
+    SessionState z = SessionState::Zero(s);
+    // Compression bounds each sparse block's cache to max_kv_cache_size + one prefill chunk;
+    // without compression there is no bound, so report the fixed part only.
+    size_t kv_rows = a.max_kv_cache_size > 0 ? a.max_kv_cache_size + a.Threshold() : 0;
+    return z.Bytes() + s.n_attn_layer * kv_rows * 2 * s.n_embd * sizeof(float);
+  }
+
+ private:
+  absl::Status CheckShape(const SessionState& st) const {
+    const auto& s = model_->shape;
+    const size_t C = s.n_embd;
+    if ((int)st.rwkv.size() != s.n_rwkv_layer || (int)st.attn.size() != s.n_attn_layer)
+      return absl::InvalidArgumentError("session state does not match the model's block counts");
+    for (const auto& l : st.rwkv)
+      if (l.att_prev.size() != C || l.ffn_prev.size() != C ||
+          l.wkv.size() != (size_t)s.n_head * s.head_size * s.head_size)
+        return absl::InvalidArgumentError("session state RWKV layer has the wrong size");
+    for (const auto& a : st.attn)
+      if (a.ffn_prev.size() != C || a.ct < 0 || a.k.size() != a.ct * C || a.v.size() != a.ct * C)
+        return absl::InvalidArgumentError("session state attention layer has the wrong size");
+    return absl::OkStatus();
+  }
+
+  std::shared_ptr<const Model> model_;
+  CpuBackendOptions opts_;
+  std::map<SessionId, SessionState> sessions_;
+  SessionId next_id_ = 1;
+  size_t used_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const Model> model, const CpuBackendOptions& opts) {
+  return std::make_unique<CpuBackend>(std::move(model), opts);
+}
+
+}  // namespace rwkvx

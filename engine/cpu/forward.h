@@ -1,0 +1,39 @@
+// The CPU reference forward pass, split by block kind. A step's tokens from all sessions
+// are stacked into one row-major activation matrix X [Ntot, C]; each session owns a
+// contiguous range of rows (a SeqSlice). Linear layers run over all rows at once; the
+// recurrences and attention run per session. Called by CpuBackend on its one caller
+// thread; uses ParallelFor internally.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/model.h"
+#include "engine/session_state.h"
+
+namespace rwkvx::cpu {
+
+struct SeqSlice {
+  SessionState* state;
+  int64_t row0;  // first row in X
+  int64_t T;     // tokens (T == 1: decode path; T > 1: prefill path)
+};
+
+// x <- x + RWKV-7 block `layer`. v_first [Ntot, C] is written by layer 0 and read after.
+void RwkvBlockForward(const Model& m, int layer, const std::vector<SeqSlice>& seqs, float* X,
+                      float* v_first, int64_t ntot);
+
+// x <- x + sparse-attention block `j` (attention paths, KV append, compression).
+void AttnBlockForward(const Model& m, int j, const std::vector<SeqSlice>& seqs, float* X, int64_t ntot);
+
+// x <- x + channel mix (ln2, token shift with ffn_prev, relu^2 MLP). `prev[s]` is session s's
+// ffn_prev [C], updated in place.
+void ChannelMixForward(const float* ln_w, const float* ln_b, const float* x_k, const float* key,
+                       const float* value, int64_t C, int64_t F, const std::vector<SeqSlice>& seqs,
+                       const std::vector<float*>& prev, float* X, int64_t ntot);
+
+// Token shift: out[r] = u[r] + (prev_r - u[r]) * mix, where prev_r is the previous row of
+// the same session, or `*prev` for its first row; then *prev <- last row of u.
+void TokenShiftMix(const float* u, const float* prev, const float* mix, float* out, int64_t T, int64_t C);
+
+}  // namespace rwkvx::cpu

@@ -1,0 +1,29 @@
+// Float32 building blocks of the CPU reference engine: norms, linear layers (OpenBLAS),
+// elementwise helpers and a small parallel-for. Stateless; every function is safe to
+// call from any thread (ParallelFor uses a process-wide pool and must not be nested).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+
+namespace rwkvx::cpu {
+
+// out[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i]; `out` may alias `x`.
+void LayerNorm(const float* x, const float* w, const float* b, float* out, int64_t n, float eps = 1e-5f);
+
+// Y[M, N] = X[M, K] @ W[N, K]^T  (a torch Linear with weight W, no bias). Y overwritten,
+// or accumulated into when `accumulate` is true.
+void Linear(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate = false);
+// Y[M, N] = X[M, K] @ W[K, N]  (the LoRA layout, `x @ w1`).
+void MatMul(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K);
+
+inline float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// Runs fn(i) for i in [0, n) on the engine's threads; returns when all are done.
+void ParallelFor(int64_t n, const std::function<void(int64_t)>& fn);
+// Number of worker threads (set once, before first use; 0 = hardware concurrency).
+void SetNumThreads(int n);
+int NumThreads();
+
+}  // namespace rwkvx::cpu

@@ -1,0 +1,139 @@
+// Sparse-attention block on the CPU, float32, following the official package's
+// CausalSparseAttention (forward_one / forward_seq / update_kv_cache); docs/MODEL.md.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "engine/cpu/attention.h"
+#include "engine/cpu/forward.h"
+#include "engine/cpu/ops.h"
+
+namespace rwkvx::cpu {
+namespace {
+
+// KV-cache compression: keeps the last `window` rows and, per head, the `keep` older rows
+// with the largest vote (descending vote order), voting with the nq query rows Q.
+void CompressCache(AttnLayerState& st, const float* Q, int64_t nq, const SparseAttnConfig& cfg,
+                   int64_t C, int64_t H, int64_t N) {
+  const int64_t KT = st.ct;
+  if (cfg.min_kv_cache_size >= KT) return;
+  const int64_t past = KT - cfg.kv_cache_window_size;
+  if (past <= 0) return;
+  const int64_t keep = std::min<int64_t>(cfg.min_kv_cache_size - cfg.kv_cache_window_size, past);
+  std::vector<float> vote(H * past);
+  CompressionVotes(Q, nq, st.k.data(), past, vote.data(), C, H, N);
+  const int64_t new_ct = keep + (KT - past);
+  std::vector<float> nk(new_ct * C), nv(new_ct * C);
+  std::vector<int64_t> idx(past);
+  for (int64_t h = 0; h < H; ++h) {
+    const float* vh = vote.data() + h * past;
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&](int64_t a, int64_t b) {
+      return vh[a] > vh[b] || (vh[a] == vh[b] && a < b);
+    });
+    for (int64_t r = 0; r < keep; ++r) {
+      std::memcpy(&nk[r * C + h * N], &st.k[idx[r] * C + h * N], N * sizeof(float));
+      std::memcpy(&nv[r * C + h * N], &st.v[idx[r] * C + h * N], N * sizeof(float));
+    }
+  }
+  std::memcpy(&nk[keep * C], &st.k[past * C], (KT - past) * C * sizeof(float));
+  std::memcpy(&nv[keep * C], &st.v[past * C], (KT - past) * C * sizeof(float));
+  st.k = std::move(nk);
+  st.v = std::move(nv);
+  st.ct = static_cast<int>(new_ct);
+}
+
+void Append(AttnLayerState& st, const float* k, const float* v, int64_t T, int64_t C) {
+  st.k.insert(st.k.end(), k, k + T * C);
+  st.v.insert(st.v.end(), v, v + T * C);
+  st.ct += static_cast<int>(T);
+}
+
+bool ShouldCompress(const SparseAttnConfig& cfg, int64_t ct) {
+  return cfg.max_kv_cache_size > 0 && ct > cfg.max_kv_cache_size;
+}
+
+// One decode token: q, k, v [C]; y [C] receives the attention output (before Wo).
+void DecodeOne(AttnLayerState& st, const float* q, const float* k, const float* v, float* y,
+               const SparseAttnConfig& cfg, int64_t C, int64_t H, int64_t N) {
+  if (ShouldCompress(cfg, st.ct)) CompressCache(st, q, 1, cfg, C, H, N);
+  const int64_t CT = st.ct, B = cfg.chunk_size;
+  std::vector<std::pair<int64_t, int64_t>> segs;
+  if (CT <= cfg.Threshold() || cfg.decode_mode == AttnDecodeMode::kFull) {
+    if (CT > 0) segs.push_back({0, CT});
+  } else {
+    const int64_t rem = CT % B, nchunks = CT / B;
+    std::vector<double> score(nchunks);
+    std::vector<double> mean(C);
+    for (int64_t c = 0; c < nchunks; ++c) {
+      std::fill(mean.begin(), mean.end(), 0.0);
+      for (int64_t r = c * B; r < (c + 1) * B; ++r) {
+        const float* kr = &st.k[r * C];
+        for (int64_t i = 0; i < C; ++i) mean[i] += kr[i];
+      }
+      double s = 0;
+      for (int64_t i = 0; i < C; ++i) s += q[i] * static_cast<float>(mean[i] / B);
+      score[c] = s;
+    }
+    const int64_t kk = std::min<int64_t>(cfg.topk, nchunks);
+    std::vector<int64_t> idx(nchunks);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int64_t a, int64_t b) {
+      return score[a] > score[b] || (score[a] == score[b] && a < b);
+    });
+    for (int64_t i = 0; i < kk; ++i) segs.push_back({idx[i] * B, (idx[i] + 1) * B});
+    if (rem > 0) segs.push_back({CT - rem, CT});
+  }
+  DecodeAttend(q, st.k.data(), st.v.data(), segs, k, v, y, C, H, N);
+  Append(st, k, v, 1, C);
+}
+
+// T > 1 prefill tokens: u (ln1 output), q, k, v [T, C]; y [T, C] receives the output.
+void Prefill(AttnLayerState& st, const float* u, const float* q, const float* k, const float* v,
+             float* y, int64_t T, const SparseAttnConfig& cfg, int64_t C, int64_t H, int64_t N) {
+  if (ShouldCompress(cfg, st.ct)) CompressCache(st, u, T, cfg, C, H, N);  // votes with u (reference quirk)
+  const int64_t CT = st.ct;
+  Append(st, k, v, T, C);
+  const float* K = st.k.data();
+  const float* V = st.v.data();
+  if (T + CT <= cfg.Threshold() || cfg.prefill_mode == AttnPrefillMode::kFull) {
+    // Every new token sees the whole cache and, causally, the new tokens.
+    AttendCausal(q, T, K, V, CT + T, CT, y, C, H, N);
+  } else {
+    // Chunk-local: pieces of B from the first new token, causal within each piece.
+    for (int64_t p = 0; p < T; p += cfg.chunk_size) {
+      const int64_t len = std::min<int64_t>(cfg.chunk_size, T - p);
+      AttendCausal(q + p * C, len, K + (CT + p) * C, V + (CT + p) * C, len, 0, y + p * C, C, H, N);
+    }
+  }
+}
+
+}  // namespace
+
+void AttnBlockForward(const Model& m, int j, const std::vector<SeqSlice>& seqs, float* X, int64_t ntot) {
+  const AttnBlockWeights& w = m.attn_blocks[j];
+  const int64_t C = m.shape.n_embd, H = m.shape.n_head, N = m.shape.head_size;
+  const size_t NC = ntot * C;
+  std::vector<float> u(NC), q(NC), k(NC), v(NC), y(NC);
+  for (int64_t r = 0; r < ntot; ++r) LayerNorm(X + r * C, w.ln1_w.data(), w.ln1_b.data(), u.data() + r * C, C);
+  Linear(u.data(), w.Wq.data(), q.data(), ntot, C, C);
+  Linear(u.data(), w.Wk.data(), k.data(), ntot, C, C);
+  Linear(u.data(), w.Wv.data(), v.data(), ntot, C, C);
+  for (const auto& s : seqs) {
+    AttnLayerState& st = s.state->attn[j];
+    const size_t o = s.row0 * C;
+    if (s.T == 1)
+      DecodeOne(st, &q[o], &k[o], &v[o], &y[o], m.attn, C, H, N);
+    else
+      Prefill(st, &u[o], &q[o], &k[o], &v[o], &y[o], s.T, m.attn, C, H, N);
+  }
+  Linear(y.data(), w.Wo.data(), X, ntot, C, C, /*accumulate=*/true);
+
+  std::vector<float*> prev;
+  for (const auto& s : seqs) prev.push_back(s.state->attn[j].ffn_prev.data());
+  ChannelMixForward(w.ln2_w.data(), w.ln2_b.data(), w.ffn_x_k.data(), w.ffn_key.data(),
+                    w.ffn_value.data(), C, m.shape.ffn_dim, seqs, prev, X, ntot);
+}
+
+}  // namespace rwkvx::cpu
