@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: set up (deps, venv, build), then unit tests (ctest), parity with
+# the official package, tokenizer parity, end-to-end server tests, and a bounded fuzz run.
+# Usage: scripts/test.sh            (FUZZ_SECONDS=N to change the per-target fuzz time)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+scripts/setup.sh
+
+export RWKVX_BIN=$ROOT/build/rwkvx
+export RWKVX_VOCAB=${RWKVX_VOCAB:-$ROOT/../shared/data/rwkv_vocab_v20230424.txt}
+export RWKVX_DEMO_CHAT=${RWKVX_DEMO_CHAT:-$ROOT/../shared/data/demo-chat.jsonl}
+export RWKVX_ORACLE_01=$ROOT/.venv/oracle/0.1
+export RWKVX_ORACLE_02=$ROOT/.venv/oracle/0.2
+export PYTHONUNBUFFERED=1
+
+echo "== unit tests (ctest)"
+ctest --test-dir build --output-on-failure -j "$(nproc)"
+
+echo "== python tests (parity, tokenizer, e2e)"
+dirs=()
+for d in tests/parity tests/e2e; do
+  ls $d/test_*.py >/dev/null 2>&1 && dirs+=("$d")
+done
+.venv/bin/python -m pytest -q -p no:cacheprovider "${dirs[@]}"
+
+if [ -x tests/fuzz/run_fuzz.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz (bounded)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} tests/fuzz/run_fuzz.sh
+fi
+echo "== all tests passed"
