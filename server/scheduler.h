@@ -1,0 +1,141 @@
+// The scheduler: the only owner of backend sessions. One loop thread admits waiting
+// requests within the session and memory budgets, builds each step (decoding sessions
+// feed one token, prefilling sessions a chunk of their prompt, within the step's token
+// budget), runs it on the Backend, samples, and pushes events to each RequestStream.
+// Continuous batching: requests join and leave between steps. Cancellation, deadlines,
+// drain and stop conditions are checked every step.
+//
+// Threads: the constructor, Start() and Stop() are called by the owner (ServeMain or a
+// test) on one thread. Submit(), BeginDrain(), counters and the stored-session calls may
+// be called from any thread. The Backend and the Tokenizer's StreamDecoders are touched
+// only by the loop thread. Stored-session callbacks run on the loop thread: they must not
+// block (post to the caller's executor or complete a gRPC reactor).
+//
+// Prefill chunking depends only on the request (chunks of prefill_chunk tokens from the
+// start), never on what else is in the batch, so a request's tokens do not depend on load.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/backend.h"
+#include "engine/tokenizer.h"
+#include "server/metrics.h"
+#include "server/request.h"
+
+namespace rwkvx {
+
+struct SchedulerOptions {
+  int max_running = 64;        // sessions generating at once
+  int max_queued = 256;        // waiting requests; past this Submit refuses at once
+  int max_batch_tokens = 512;  // tokens per step (decode + prefill)
+  int prefill_chunk = 128;     // prompt tokens per session per step
+  // Stored (named) sessions.
+  int max_stored_sessions = 256;
+  size_t stored_session_budget_bytes = size_t{1} << 30;
+  absl::Duration stored_session_idle_timeout = absl::Minutes(10);
+};
+
+struct StoredSessionInfo {
+  std::string name;
+  size_t state_bytes = 0;
+  size_t kv_tokens = 0;
+  long long tokens_seen = 0;  // tokens fed to the session so far
+  absl::Time created;
+  absl::Time last_used;
+  absl::Time expires;
+  bool busy = false;  // a Generate is using it now
+};
+
+class Scheduler {
+ public:
+  // `tokenizer` and `metrics` must outlive the scheduler.
+  Scheduler(std::unique_ptr<Backend> backend, const Tokenizer* tokenizer, SchedulerOptions opts,
+            ServerMetrics* metrics);
+  ~Scheduler();  // Stop()
+
+  void Start();
+  // Ends every request (finish reason shutdown), frees all sessions, joins the loop.
+  void Stop();
+
+  // Queues a request. ResourceExhausted when the wait queue is full, Unavailable while
+  // draining or stopped. On OK the stream will receive exactly one final event.
+  absl::Status Submit(std::shared_ptr<RequestStream> stream);
+
+  // Stops admitting new requests; running and queued ones may finish within `grace`,
+  // after which they end with finish reason shutdown.
+  void BeginDrain(absl::Duration grace);
+  bool draining() const { return draining_.load(); }
+  // Blocks until no request is running or waiting, or `timeout` passes. True if idle.
+  bool WaitIdle(absl::Duration timeout);
+
+  int running() const { return running_count_.load(); }
+  int waiting() const { return waiting_count_.load(); }
+  const SchedulerOptions& options() const { return opts_; }
+
+  // Stored sessions (named state kept between Generate calls).
+  using InfoCallback = std::function<void(absl::StatusOr<StoredSessionInfo>)>;
+  void CreateSession(std::string name, InfoCallback done);
+  void GetSession(std::string name, InfoCallback done);
+  void DeleteSession(std::string name, std::function<void(absl::Status)> done);
+
+ private:
+  struct Active;
+  struct Stored {
+    SessionId sid = 0;
+    std::vector<int32_t> pending;  // generated/prompt tokens not yet fed to the state
+    absl::Time created, last_used;
+    bool busy = false;
+  };
+
+  void Loop();
+  void RunCommands(std::deque<std::function<void()>>* cmds);
+  void Admit(absl::Time now);
+  bool StartActive(std::shared_ptr<RequestStream> s, absl::Time now);
+  void CheckEndings(absl::Time now);
+  bool RunStep();
+  void HandleToken(Active& a, float* logits, absl::Time now);
+  void Finish(Active& a, FinishReason reason, absl::Status status, GenerateEvent ev);
+  void FinishWaiting(const std::shared_ptr<RequestStream>& s, FinishReason reason,
+                     absl::Status status);
+  void ExpireStored(absl::Time now);
+  void UpdateGauges();
+  StoredSessionInfo InfoOf(const std::string& name, const Stored& st) const;
+  bool Post(std::function<void()> cmd);  // false once stopped
+
+  std::unique_ptr<Backend> backend_;
+  const Tokenizer* tokenizer_;
+  const SchedulerOptions opts_;
+  ServerMetrics* metrics_;
+
+  // Shared with other threads, under mu_.
+  std::mutex mu_;
+  std::condition_variable cv_;       // wakes the loop
+  std::condition_variable idle_cv_;  // wakes WaitIdle
+  std::deque<std::shared_ptr<RequestStream>> waiting_;
+  std::deque<std::function<void()>> commands_;
+  bool stop_ = false;
+  absl::Time drain_deadline_ = absl::InfiniteFuture();
+
+  std::atomic<bool> draining_{false};
+  std::atomic<int> running_count_{0};
+  std::atomic<int> waiting_count_{0};
+  std::thread thread_;
+
+  // Loop thread only.
+  std::vector<std::unique_ptr<Active>> active_;
+  std::map<std::string, Stored> stored_;
+  absl::Time last_expiry_check_;
+};
+
+}  // namespace rwkvx

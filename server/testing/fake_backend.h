@@ -1,0 +1,109 @@
+// A deterministic fake engine::Backend for scheduler and frontend tests: the logits of a
+// session depend only on the tokens it has consumed (a running hash), never on the batch.
+// The greedy token after a history is 1 + hash % (vocab - 1): never end of text (id 0).
+// Threading: like every Backend, one caller thread; the counters are atomics so that a test
+// thread may read them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "engine/backend.h"
+
+namespace rwkvx::testing {
+
+class FakeBackend : public Backend {
+ public:
+  explicit FakeBackend(int vocab = 257) {
+    auto m = std::make_shared<Model>();
+    m->name = "fake";
+    m->shape.vocab = vocab;
+    model_ = m;
+  }
+  std::string Name() const override { return "fake"; }
+  const Model& model() const override { return *model_; }
+
+  absl::StatusOr<SessionId> CreateSession() override {
+    if (max_sessions > 0 && static_cast<int>(sessions_.size()) >= max_sessions) {
+      return absl::ResourceExhaustedError("fake: no room");
+    }
+    SessionId id = next_++;
+    sessions_[id] = S{};
+    live.store(static_cast<int>(sessions_.size()));
+    return id;
+  }
+  absl::Status FreeSession(SessionId id) override {
+    if (!sessions_.erase(id)) return absl::NotFoundError("fake: no session");
+    live.store(static_cast<int>(sessions_.size()));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<SessionState> ExportSession(SessionId id) const override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return absl::NotFoundError("fake: no session");
+    SessionState st;
+    st.tokens_seen = it->second.seen;
+    return st;
+  }
+  absl::StatusOr<SessionId> ImportSession(const SessionState&) override {
+    return absl::UnimplementedError("fake");
+  }
+  absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override {
+    if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
+    steps.fetch_add(1);
+    if (fail_steps.load()) return absl::InternalError("fake: step failed at /secret/path");
+    const int V = model_->shape.vocab;
+    logits->clear();
+    int batch = 0;
+    for (const auto& in : items) {
+      auto it = sessions_.find(in.session);
+      if (it == sessions_.end()) return absl::NotFoundError("fake: no session");
+      for (int32_t t : in.tokens) {
+        it->second.h = (it->second.h ^ static_cast<uint64_t>(t + 1)) * 0x100000001b3ULL;
+        ++it->second.seen;
+      }
+      ++batch;
+      if (!in.want_logits) continue;
+      uint64_t h = it->second.h;
+      int best = 1 + static_cast<int>(h % static_cast<uint64_t>(V - 1));
+      for (int v = 0; v < V; ++v) {
+        uint64_t x = (h + static_cast<uint64_t>(v) * 0x9E3779B97F4A7C15ULL) >> 40;
+        logits->push_back(static_cast<float>(x % 1000) / 1000.0f + (v == best ? 5.0f : 0.0f));
+      }
+    }
+    max_batch.store(std::max(max_batch.load(), batch));
+    return absl::OkStatus();
+  }
+  size_t SessionBytes(SessionId id) const override { return sessions_.count(id) ? 1000 : 0; }
+  size_t SessionKvTokens(SessionId id) const override {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? 0 : static_cast<size_t>(it->second.seen);
+  }
+  MemoryInfo Memory() const override {
+    MemoryInfo m;
+    m.used_bytes = sessions_.size() * 1000;
+    return m;
+  }
+  size_t MaxSessionBytes() const override { return 1000; }
+
+  // Knobs and observations (set before Start, read any time).
+  int step_delay_ms = 0;
+  int max_sessions = 0;
+  std::atomic<bool> fail_steps{false};
+  std::atomic<int> live{0};
+  std::atomic<int> steps{0};
+  std::atomic<int> max_batch{0};
+
+ private:
+  struct S {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    long long seen = 0;
+  };
+  std::shared_ptr<Model> model_;
+  std::map<SessionId, S> sessions_;
+  SessionId next_ = 1;
+};
+
+}  // namespace rwkvx::testing

@@ -1,0 +1,249 @@
+// Scheduler tests against the deterministic FakeBackend (server/testing/fake_backend.h).
+#include <memory>
+#include <future>
+#include <thread>
+
+#include "engine/tokenizer.h"
+#include "gtest/gtest.h"
+#include "server/metrics.h"
+#include "server/scheduler.h"
+#include "server/testing/fake_backend.h"
+#include "server/testing/stream_collector.h"
+
+namespace rwkvx {
+namespace {
+
+using testing::FakeBackend;
+using testing::StreamCollector;
+
+struct Fixture {
+  explicit Fixture(SchedulerOptions opts = {}, int delay_ms = 0) {
+    auto b = std::make_unique<FakeBackend>();
+    b->step_delay_ms = delay_ms;
+    fake = b.get();
+    sched = std::make_unique<Scheduler>(std::move(b), tok.get(), opts, &metrics);
+    sched->Start();
+  }
+  std::shared_ptr<RequestStream> Req(std::vector<int32_t> prompt, int max_tokens,
+                                     float temperature = 0, uint64_t seed = 0) {
+    GenerateRequest r;
+    r.prompt = std::move(prompt);
+    r.max_tokens = max_tokens;
+    r.sampling.temperature = temperature;
+    r.sampling.seed = seed;
+    return std::make_shared<RequestStream>(std::move(r), 1 << 20);
+  }
+  std::unique_ptr<Tokenizer> tok = MakeByteTokenizer();
+  ServerMetrics metrics;
+  FakeBackend* fake = nullptr;
+  std::unique_ptr<Scheduler> sched;
+};
+
+std::vector<int32_t> Prompt(int n, int salt) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back(1 + (i * 7 + salt) % 200);
+  return p;
+}
+
+TEST(SchedulerTest, GreedyRunsToLengthAndFreesSession) {
+  Fixture f;
+  auto s = f.Req(Prompt(10, 1), 8);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  auto& out = c.WaitFinal();
+  ASSERT_TRUE(out.finished);
+  EXPECT_EQ(out.final_event.finish, FinishReason::kLength);
+  EXPECT_EQ(out.tokens.size(), 8u);
+  EXPECT_EQ(out.final_event.completion_tokens, 8);
+  EXPECT_EQ(out.final_event.prompt_tokens, 10);
+  ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(f.fake->live.load(), 0);
+}
+
+TEST(SchedulerTest, LongPromptIsChunked) {
+  SchedulerOptions o;
+  o.prefill_chunk = 16;
+  Fixture f(o);
+  auto s = f.Req(Prompt(100, 2), 2);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  EXPECT_TRUE(c.WaitFinal().finished);
+  // 100 tokens in chunks of 16: 7 prefill steps (the last one of 4), then 1 decode step.
+  EXPECT_GE(f.fake->steps.load(), 8);
+}
+
+TEST(SchedulerTest, BatchInvariance) {
+  std::vector<std::vector<int32_t>> alone;
+  {
+    Fixture f;
+    for (int i = 0; i < 16; ++i) {
+      auto s = f.Req(Prompt(5 + i * 13, i), 12);
+      StreamCollector c(s);
+      ASSERT_TRUE(f.sched->Submit(s).ok());
+      alone.push_back(c.WaitFinal().tokens);
+    }
+  }
+  SchedulerOptions o;
+  o.prefill_chunk = 32;
+  Fixture f(o);
+  std::vector<std::shared_ptr<RequestStream>> ss;
+  std::vector<std::unique_ptr<StreamCollector>> cs;
+  for (int i = 0; i < 16; ++i) {
+    ss.push_back(f.Req(Prompt(5 + i * 13, i), 12));
+    cs.push_back(std::make_unique<StreamCollector>(ss.back()));
+  }
+  for (auto& s : ss) ASSERT_TRUE(f.sched->Submit(s).ok());
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(cs[i]->WaitFinal().tokens, alone[i]) << i;
+  EXPECT_GT(f.fake->max_batch.load(), 1);
+}
+
+TEST(SchedulerTest, SeededSamplingIsReproducible) {
+  Fixture f;
+  std::vector<int32_t> first;
+  for (int rep = 0; rep < 2; ++rep) {
+    auto s = f.Req(Prompt(7, 3), 10, 1.0f, 1234);
+    StreamCollector c(s);
+    ASSERT_TRUE(f.sched->Submit(s).ok());
+    auto t = c.WaitFinal().tokens;
+    if (rep == 0) first = t;
+    else EXPECT_EQ(t, first);
+  }
+}
+
+TEST(SchedulerTest, QueueFullIsResourceExhausted) {
+  SchedulerOptions o;
+  o.max_running = 1;
+  o.max_queued = 1;
+  Fixture f(o, /*delay_ms=*/2);
+  auto a = f.Req(Prompt(3, 1), 100000);
+  StreamCollector ca(a);
+  ASSERT_TRUE(f.sched->Submit(a).ok());
+  ca.WaitTokens(1);
+  auto b = f.Req(Prompt(3, 2), 4);
+  ASSERT_TRUE(f.sched->Submit(b).ok());
+  auto c = f.Req(Prompt(3, 3), 4);
+  EXPECT_EQ(f.sched->Submit(c).code(), absl::StatusCode::kResourceExhausted);
+  a->Cancel();
+  EXPECT_EQ(ca.WaitFinal().final_event.finish, FinishReason::kCancelled);
+  StreamCollector cb(b);
+  EXPECT_EQ(cb.WaitFinal().final_event.finish, FinishReason::kLength);
+}
+
+TEST(SchedulerTest, CancelFreesSessionWithinAStep) {
+  Fixture f({}, /*delay_ms=*/1);
+  auto s = f.Req(Prompt(3, 1), 1000000);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  c.WaitTokens(3);
+  s->Cancel();
+  auto& out = c.WaitFinal();
+  EXPECT_EQ(out.final_event.finish, FinishReason::kCancelled);
+  ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(f.fake->live.load(), 0);
+}
+
+TEST(SchedulerTest, DeadlineEndsRequest) {
+  Fixture f({}, 1);
+  auto s = f.Req(Prompt(3, 1), 1000000);
+  s->mutable_request().deadline = absl::Now() + absl::Milliseconds(20);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  EXPECT_EQ(c.WaitFinal().final_event.finish, FinishReason::kTimeout);
+}
+
+TEST(SchedulerTest, StopStringEndsAndIsWithheld) {
+  Fixture f;
+  // Find the greedy text, then stop at a piece of it.
+  auto s = f.Req(Prompt(4, 9), 20);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  auto full = c.WaitFinal().text;
+  ASSERT_GE(full.size(), 6u);
+  auto s2 = f.Req(Prompt(4, 9), 20);
+  s2->mutable_request().stop_strings = {full.substr(3, 2)};
+  StreamCollector c2(s2);
+  ASSERT_TRUE(f.sched->Submit(s2).ok());
+  auto& out = c2.WaitFinal();
+  EXPECT_EQ(out.final_event.finish, FinishReason::kStop);
+  EXPECT_EQ(out.text, full.substr(0, full.find(full.substr(3, 2))));
+}
+
+TEST(SchedulerTest, StopTokenEnds) {
+  Fixture f;
+  auto s = f.Req(Prompt(4, 5), 20);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  auto toks = c.WaitFinal().tokens;
+  auto s2 = f.Req(Prompt(4, 5), 20);
+  s2->mutable_request().stop_tokens = {toks[2]};
+  StreamCollector c2(s2);
+  ASSERT_TRUE(f.sched->Submit(s2).ok());
+  auto& out = c2.WaitFinal();
+  EXPECT_EQ(out.final_event.finish, FinishReason::kStop);
+  EXPECT_EQ(out.tokens, std::vector<int32_t>(toks.begin(), toks.begin() + 2));
+}
+
+TEST(SchedulerTest, DrainRefusesNewAndShutsDownAfterGrace) {
+  Fixture f({}, 1);
+  auto s = f.Req(Prompt(3, 1), 1000000);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  c.WaitTokens(1);
+  f.sched->BeginDrain(absl::Milliseconds(30));
+  EXPECT_EQ(f.sched->Submit(f.Req(Prompt(3, 1), 2)).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(c.WaitFinal().final_event.finish, FinishReason::kShutdown);
+  EXPECT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(f.fake->live.load(), 0);
+}
+
+TEST(SchedulerTest, BackendErrorEndsRequestsAndFreesSessions) {
+  Fixture f;
+  f.fake->fail_steps = true;
+  auto s = f.Req(Prompt(3, 1), 5);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  auto& out = c.WaitFinal();
+  EXPECT_EQ(out.final_event.finish, FinishReason::kError);
+  EXPECT_EQ(out.final_event.status.code(), absl::StatusCode::kInternal);
+  ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+  EXPECT_EQ(f.fake->live.load(), 0);
+}
+
+TEST(SchedulerTest, StoredSessionContinues) {
+  Fixture f;
+  std::promise<absl::StatusOr<StoredSessionInfo>> p;
+  f.sched->CreateSession("conv", [&](absl::StatusOr<StoredSessionInfo> r) { p.set_value(r); });
+  ASSERT_TRUE(p.get_future().get().ok());
+  // Two turns in the session == one request with the concatenated history.
+  auto a = f.Req(Prompt(5, 1), 4);
+  a->mutable_request().session_name = "conv";
+  StreamCollector ca(a);
+  ASSERT_TRUE(f.sched->Submit(a).ok());
+  auto ta = ca.WaitFinal().tokens;
+  auto b = f.Req(Prompt(3, 2), 4);
+  b->mutable_request().session_name = "conv";
+  StreamCollector cb(b);
+  ASSERT_TRUE(f.sched->Submit(b).ok());
+  auto tb = cb.WaitFinal().tokens;
+
+  auto all = Prompt(5, 1);
+  all.insert(all.end(), ta.begin(), ta.end());
+  auto p2 = Prompt(3, 2);
+  all.insert(all.end(), p2.begin(), p2.end());
+  auto c = f.Req(all, 4);
+  StreamCollector cc(c);
+  ASSERT_TRUE(f.sched->Submit(c).ok());
+  EXPECT_EQ(cc.WaitFinal().tokens, tb);
+
+  std::promise<absl::Status> d;
+  f.sched->DeleteSession("conv", [&](absl::Status st) { d.set_value(st); });
+  EXPECT_TRUE(d.get_future().get().ok());
+  ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+  std::promise<absl::StatusOr<StoredSessionInfo>> g;
+  f.sched->GetSession("conv", [&](absl::StatusOr<StoredSessionInfo> r) { g.set_value(r); });
+  EXPECT_EQ(g.get_future().get().status().code(), absl::StatusCode::kNotFound);
+}
+
+
+}  // namespace
+}  // namespace rwkvx
