@@ -1,0 +1,36 @@
+#include <algorithm>
+
+#include "kernels/activation.cuh"
+#include "kernels/kernel_util.cuh"
+
+namespace rwkvx::kernels {
+namespace {
+template <Act A>
+__global__ void ActivationKernel(ActivationParams p) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < p.n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    float x = p.in[i];
+    if constexpr (A == Act::kTanh) x = tanhf(x);
+    if constexpr (A == Act::kSigmoid) x = Sigmoidf(x);
+    if constexpr (A == Act::kReluSq) {
+      x = x > 0.f ? x : 0.f;
+      x = x * x;
+    }
+    StoreHalf(p.out, i, x, p.bf16);
+  }
+}
+}  // namespace
+
+cudaError_t LaunchActivation(const ActivationParams& p, cudaStream_t s) {
+  if (p.n == 0) return cudaSuccess;
+  const unsigned blocks = static_cast<unsigned>(std::min<size_t>((p.n + 255) / 256, 65536));
+  switch (p.act) {
+    case Act::kNone: ActivationKernel<Act::kNone><<<blocks, 256, 0, s>>>(p); break;
+    case Act::kTanh: ActivationKernel<Act::kTanh><<<blocks, 256, 0, s>>>(p); break;
+    case Act::kSigmoid: ActivationKernel<Act::kSigmoid><<<blocks, 256, 0, s>>>(p); break;
+    case Act::kReluSq: ActivationKernel<Act::kReluSq><<<blocks, 256, 0, s>>>(p); break;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace rwkvx::kernels

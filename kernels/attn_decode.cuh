@@ -1,0 +1,31 @@
+// Decode attention (one query per item), split across the key length so that one session
+// still fills the GPU (flash-decoding): each block takes one head of one item and a slice
+// of the item's key rows, keeps an online softmax, and writes a partial (max, sum, acc);
+// a second kernel merges the slices. Key rows of an item (the new row already appended):
+//   full:   [0, ct + 1)
+//   sparse: the selected chunks' rows (B each), then the tail [(ct div B) * B, ct + 1).
+// Scale 1/sqrt(64), no mask, no positions. Items with len != 1 are skipped.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "kernels/attn_item.cuh"
+
+namespace rwkvx::kernels {
+
+struct AttnDecodeParams {
+  const AttnItem* items = nullptr;  // [n_items]
+  const float* q = nullptr;         // [rows, C] float32
+  const int* selected = nullptr;    // [n_items, topk] from chunk_select (sparse items)
+  void* out = nullptr;              // [rows, C] fp16/bf16 (the Wo GEMM input)
+  bool bf16 = false;
+  float* part = nullptr;            // scratch: n_items * H * splits * 66 floats
+  int n_items = 0, C = 0, H = 0, chunk = 2048, topk = 3;
+  int splits = 1;                   // key slices per (item, head)
+};
+// Scratch floats that `part` must hold.
+inline size_t AttnDecodeScratchFloats(int n_items, int H, int splits) {
+  return static_cast<size_t>(n_items) * H * splits * 66;
+}
+cudaError_t LaunchAttnDecode(const AttnDecodeParams& p, cudaStream_t s);
+
+}  // namespace rwkvx::kernels

@@ -1,0 +1,25 @@
+// Prefill attention for items with len > 1 (the new rows already appended to the cache).
+// Query i of an item (cache row ct + i) attends causally to cache rows [lo_i, ct + i]:
+//   full-prefix path (prefix = 1): lo_i = 0 (the whole cache, then the new rows up to i)
+//   chunk-local path (prefix = 0): lo_i = ct + (i div B) * B (pieces of B from the first
+//                                  new token; the cache is ignored)
+// Tiled on CUDA cores: a block holds 16 queries of one head and walks 64-row key tiles
+// through shared memory with an online softmax. Scale 1/sqrt(64).
+#pragma once
+#include <cuda_runtime.h>
+
+#include "kernels/attn_item.cuh"
+
+namespace rwkvx::kernels {
+
+struct AttnPrefillParams {
+  const AttnItem* items = nullptr;  // [n_items]
+  const float* q = nullptr;         // [rows, C] float32
+  void* out = nullptr;              // [rows, C] fp16/bf16
+  bool bf16 = false;
+  int n_items = 0, C = 0, H = 0, chunk = 2048;
+  int max_len = 0;                  // max item len (grid size)
+};
+cudaError_t LaunchAttnPrefill(const AttnPrefillParams& p, cudaStream_t s);
+
+}  // namespace rwkvx::kernels

@@ -1,0 +1,20 @@
+#include "kernels/embed.cuh"
+#include "kernels/kernel_util.cuh"
+
+namespace rwkvx::kernels {
+namespace {
+__global__ void EmbedKernel(EmbedParams p) {
+  const int r = blockIdx.x;
+  const float* src = p.emb + static_cast<size_t>(p.tokens[r]) * p.C;
+  float* dst = p.x + static_cast<size_t>(r) * p.C;
+  for (int c = threadIdx.x; c < p.C; c += blockDim.x) dst[c] = src[c];
+}
+}  // namespace
+
+cudaError_t LaunchEmbed(const EmbedParams& p, cudaStream_t s) {
+  if (p.rows == 0) return cudaSuccess;
+  EmbedKernel<<<p.rows, 256, 0, s>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace rwkvx::kernels

@@ -1,0 +1,55 @@
+#include "kernels/kernel_util.cuh"
+#include "kernels/kv_append.cuh"
+
+namespace rwkvx::kernels {
+namespace {
+__global__ void KvAppendKernel(KvAppendParams p) {
+  const int r = blockIdx.x;
+  const AttnItem& it = p.items[p.row_item[r]];
+  const size_t dst = static_cast<size_t>(it.ct + (r - it.row0)) * p.C;
+  const size_t src = static_cast<size_t>(r) * p.C;
+  for (int c = threadIdx.x; c < p.C; c += blockDim.x) {
+    it.k[dst + c] = __float2half_rn(p.k[src + c]);
+    it.v[dst + c] = __float2half_rn(p.v[src + c]);
+  }
+}
+
+// grid (items, max_chunks_touched, ceil(C/128)).
+__global__ void ChunkSumUpdateKernel(KvAppendParams p) {
+  const AttnItem& it = p.items[blockIdx.x];
+  const int col = blockIdx.z * blockDim.x + threadIdx.x;
+  if (col >= p.C || it.len == 0) return;
+  const int B = p.chunk;
+  const int c = it.ct / B + blockIdx.y;
+  const int begin = max(it.ct, c * B), end = min(it.ct + it.len, (c + 1) * B);
+  if (begin >= end) return;
+  float s = c * B < it.ct ? it.sums[static_cast<size_t>(c) * p.C + col] : 0.f;
+  for (int row = begin; row < end; ++row) s += p.k[static_cast<size_t>(it.row0 + row - it.ct) * p.C + col];
+  it.sums[static_cast<size_t>(c) * p.C + col] = s;
+}
+
+__global__ void ChunkSumsKernel(ChunkSumsParams p) {
+  const int c = blockIdx.x;
+  const int col = blockIdx.y * blockDim.x + threadIdx.x;
+  if (col >= p.C) return;
+  const int end = min(p.ct, (c + 1) * p.chunk);
+  float s = 0.f;
+  for (int row = c * p.chunk; row < end; ++row) s += __half2float(p.k[static_cast<size_t>(row) * p.C + col]);
+  p.sums[static_cast<size_t>(c) * p.C + col] = s;
+}
+}  // namespace
+
+cudaError_t LaunchKvAppend(const KvAppendParams& p, cudaStream_t s) {
+  if (p.rows == 0 || p.n_items == 0) return cudaSuccess;
+  KvAppendKernel<<<p.rows, 256, 0, s>>>(p);
+  ChunkSumUpdateKernel<<<dim3(p.n_items, p.max_chunks_touched, CeilDiv(p.C, 128)), 128, 0, s>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchChunkSums(const ChunkSumsParams& p, cudaStream_t s) {
+  if (p.ct == 0) return cudaSuccess;
+  ChunkSumsKernel<<<dim3(CeilDiv(p.ct, p.chunk), CeilDiv(p.C, 128)), 128, 0, s>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace rwkvx::kernels

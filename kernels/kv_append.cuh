@@ -1,0 +1,30 @@
+// Appends a step's keys and values to each item's cache (fp16) at rows [ct, ct+len), and
+// folds the float32 keys into the running per-chunk key sums (deterministic: one writer per
+// chunk and column, rows summed in order).
+#pragma once
+#include <cuda_runtime.h>
+
+#include "kernels/attn_item.cuh"
+
+namespace rwkvx::kernels {
+
+struct KvAppendParams {
+  const AttnItem* items = nullptr;  // [n_items] (device)
+  const int* row_item = nullptr;    // [rows]
+  const float* k = nullptr;         // [rows, C] float32
+  const float* v = nullptr;         // [rows, C]
+  int rows = 0, n_items = 0, C = 0;
+  int chunk = 2048;                 // B
+  int max_chunks_touched = 1;       // max over items of chunks that the new rows touch
+};
+cudaError_t LaunchKvAppend(const KvAppendParams& p, cudaStream_t s);
+
+// Recomputes the chunk sums of rows [0, ct) from the fp16 cache (after compaction).
+struct ChunkSumsParams {
+  const __half* k = nullptr;  // [ct, C]
+  float* sums = nullptr;      // [ceil(ct / chunk), C]
+  int ct = 0, C = 0, chunk = 2048;
+};
+cudaError_t LaunchChunkSums(const ChunkSumsParams& p, cudaStream_t s);
+
+}  // namespace rwkvx::kernels

@@ -1,0 +1,25 @@
+// KV-cache compression of one session-layer (the reference's update_kv_cache):
+// the older rows [0, npast) are voted on by nq query rows Q (per head: the softmax weight,
+// scale 1/sqrt(64), softmax over the older rows only, summed over the queries); per head
+// the `keep` rows with the largest vote are kept in descending vote order (ties: lower row
+// first), followed by the window rows [npast, ct). The result is gathered into `new_k/v`
+// (rows [0, keep + ct - npast)); each head may keep different rows.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace rwkvx::kernels {
+
+struct KvCompressParams {
+  const __half* k = nullptr;  // [ct, C] old cache
+  const __half* v = nullptr;
+  __half* new_k = nullptr;    // [keep + ct - npast, C]
+  __half* new_v = nullptr;
+  const float* q = nullptr;   // [nq, C] float32 voting rows
+  int nq = 0, ct = 0, npast = 0, keep = 0, C = 0, H = 0;
+  float* votes = nullptr;     // optional out [H, npast] (tests); else scratch is used
+};
+// Allocates its scratch stream-ordered (cudaMallocAsync) and frees it before returning.
+cudaError_t LaunchKvCompress(const KvCompressParams& p, cudaStream_t s);
+
+}  // namespace rwkvx::kernels

@@ -1,0 +1,23 @@
+// The RWKV-7 state recurrence for a batch of items (sessions), token by token, exactly the
+// sequential form (float32 state, float32 arithmetic). Per item and head, with S [64, 64]
+// (row i = value index, column j = key index):
+//   sa_i = sum_j S_ij * (-kk_j);  S_ij <- S_ij*w_j + sa_i*kk_j*a_j + v_i*k_j;  y_i = sum_j S_ij*r_j
+// The state lives in each item's state block, TRANSPOSED on the GPU: element (i, j) of head
+// h is at state[h*4096 + j*64 + i], so thread i reads column-contiguous, coalesced.
+#pragma once
+#include <cuda_runtime.h>
+
+namespace rwkvx::kernels {
+
+struct Wkv7Params {
+  const float *r = nullptr, *w = nullptr, *k = nullptr, *v = nullptr, *kk = nullptr, *a = nullptr;  // [rows, C]
+  float* y = nullptr;                  // [rows, C] out
+  const int* item_row0 = nullptr;      // [items]
+  const int* item_len = nullptr;       // [items]
+  float* const* item_state = nullptr;  // [items] state block base
+  size_t state_off = 0;                // floats from the base to this layer's [H, 64, 64]
+  int items = 0, C = 0, H = 0;
+};
+cudaError_t LaunchWkv7(const Wkv7Params& p, cudaStream_t s);
+
+}  // namespace rwkvx::kernels
