@@ -1,0 +1,306 @@
+// CudaBackend: construction, sessions, snapshots and memory accounting. The step itself
+// is in cuda_step.cc.
+#include "engine/cuda/cuda_backend.h"
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/cuda/cuda_check.h"
+#include "kernels/kv_append.cuh"
+
+namespace rwkvx {
+
+std::string CudaUnavailableReason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error where it is one
+    return absl::StrCat("no usable CUDA GPU: cudaGetDeviceCount failed (", cudaGetErrorName(e), ": ",
+                        cudaGetErrorString(e), "); is an NVIDIA driver installed?");
+  }
+  if (n == 0) return "no CUDA device is visible (cudaGetDeviceCount returned 0)";
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(std::shared_ptr<const Model> model,
+                                                         const CudaBackendOptions& opts) {
+  if (const std::string why = CudaUnavailableReason(); !why.empty()) return absl::UnavailableError(why);
+  return cuda::CudaBackend::Create(std::move(model), opts);
+}
+
+namespace cuda {
+
+size_t KvCache::Bytes(int C, int chunk) const {
+  if (cap == 0) return 0;
+  return static_cast<size_t>(cap) * C * 2 * sizeof(__half) +
+         static_cast<size_t>(cap / chunk + 2) * C * sizeof(float);
+}
+
+CudaBackend::CudaBackend(std::shared_ptr<const Model> model, const CudaBackendOptions& opts)
+    : model_(std::move(model)), opts_(opts) {
+  const ModelShape& s = model_->shape;
+  C_ = s.n_embd;
+  H_ = s.n_head;
+  R_ = s.n_rwkv_layer;
+  M_ = s.n_attn_layer;
+  F_ = s.ffn_dim;
+  V_ = s.vocab;
+  maxrank_ = std::max({s.rank_w, s.rank_a, s.rank_v, s.rank_g, 1});
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(std::shared_ptr<const Model> model,
+                                                             const CudaBackendOptions& opts) {
+  const ModelShape& s = model->shape;
+  if (s.head_size != 64 || s.n_embd != s.n_head * 64)
+    return absl::InvalidArgumentError("the CUDA backend needs head size 64 (C = 64 * H)");
+  if (model->attn.topk < 1 || model->attn.topk > 16)
+    return absl::InvalidArgumentError("the CUDA backend supports top-k 1..16");
+  if (model->attn.chunk_size < 1) return absl::InvalidArgumentError("chunk size must be >= 1");
+  if (opts.gpu_memory_fraction <= 0 || opts.gpu_memory_fraction > 1)
+    return absl::InvalidArgumentError("gpu_memory_fraction must be in (0, 1]");
+  std::unique_ptr<CudaBackend> b(new CudaBackend(std::move(model), opts));
+  if (auto st = b->Init(); !st.ok()) return st;
+  return std::unique_ptr<Backend>(std::move(b));
+}
+
+absl::Status CudaBackend::Init() {
+  RWKVX_CUDA_RETURN(cudaSetDevice(opts_.device));
+  RWKVX_CUDA_RETURN(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  RWKVX_CUBLAS_RETURN(cublasCreate(&cublas_));
+  RWKVX_CUBLAS_RETURN(cublasSetStream(cublas_, stream_));
+  // Keep freed stream-ordered memory in the pool (KV buffers come and go every step).
+  cudaMemPool_t pool;
+  RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
+  uint64_t threshold = UINT64_MAX;
+  RWKVX_CUDA_RETURN(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  auto dm = DeviceModel::Upload(*model_, opts_.bf16, stream_);
+  if (!dm.ok()) return dm.status();
+  dev_ = std::move(*dm);
+  size_t free_b = 0, total_b = 0;
+  RWKVX_CUDA_RETURN(cudaMemGetInfo(&free_b, &total_b));
+  // Budget for sessions: the fraction of the card, less what is already taken (weights,
+  // context) and a reserve for step workspaces.
+  const double budget = opts_.gpu_memory_fraction * static_cast<double>(total_b) -
+                        static_cast<double>(total_b - free_b);
+  const double reserve = std::min(4.0 * (1ull << 30), 0.1 * static_cast<double>(total_b));
+  capacity_bytes_ = budget > reserve ? static_cast<size_t>(budget - reserve) : 0;
+  return absl::OkStatus();
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (auto& [id, s] : sessions_) {
+    for (auto& kv : s.kv) FreeKv(&kv);
+    cudaFree(s.state);
+  }
+  for (void* p : ws_.allocs) cudaFree(p);
+  if (meta_dev_) cudaFree(meta_dev_);
+  if (meta_host_) cudaFreeHost(meta_host_);
+  if (stream_) cudaStreamSynchronize(stream_);
+  dev_.reset();
+  if (cublas_) cublasDestroy(cublas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+size_t CudaBackend::StateFloats() const {
+  return static_cast<size_t>(R_) * (H_ * 4096 + 2 * C_) + static_cast<size_t>(M_) * C_;
+}
+
+size_t CudaBackend::SessionBytesOf(const CudaSession& s) const {
+  size_t n = StateFloats() * sizeof(float);
+  for (const auto& kv : s.kv) n += kv.Bytes(C_, model_->attn.chunk_size);
+  return n;
+}
+
+int CudaBackend::RoundCap(int rows) const { return (std::max(rows, 1) + 255) / 256 * 256; }
+
+absl::Status CudaBackend::AllocKv(KvCache* kv, int cap) {
+  const int B = model_->attn.chunk_size;
+  const size_t kvb = static_cast<size_t>(cap) * C_ * sizeof(__half);
+  const size_t sb = static_cast<size_t>(cap / B + 2) * C_ * sizeof(float);
+  RWKVX_CUDA_RETURN(cudaMallocAsync(reinterpret_cast<void**>(&kv->k), kvb, stream_));
+  RWKVX_CUDA_RETURN(cudaMallocAsync(reinterpret_cast<void**>(&kv->v), kvb, stream_));
+  RWKVX_CUDA_RETURN(cudaMallocAsync(reinterpret_cast<void**>(&kv->sums), sb, stream_));
+  kv->cap = cap;
+  return absl::OkStatus();
+}
+
+void CudaBackend::FreeKv(KvCache* kv) {
+  if (kv->k) cudaFreeAsync(kv->k, stream_);
+  if (kv->v) cudaFreeAsync(kv->v, stream_);
+  if (kv->sums) cudaFreeAsync(kv->sums, stream_);
+  kv->k = kv->v = nullptr;
+  kv->sums = nullptr;
+  kv->cap = kv->ct = 0;
+}
+
+absl::StatusOr<SessionId> CudaBackend::CreateSession() {
+  const size_t bytes = StateFloats() * sizeof(float);
+  if (used_bytes_ + bytes > capacity_bytes_)
+    return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
+  CudaSession s;
+  RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&s.state), bytes));
+  RWKVX_CUDA_RETURN(cudaMemsetAsync(s.state, 0, bytes, stream_));
+  s.kv.resize(M_);
+  used_bytes_ += bytes;
+  const SessionId id = next_id_++;
+  sessions_.emplace(id, std::move(s));
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  return id;
+}
+
+absl::Status CudaBackend::FreeSession(SessionId id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+  used_bytes_ -= SessionBytesOf(it->second);
+  for (auto& kv : it->second.kv) FreeKv(&kv);
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  RWKVX_CUDA_RETURN(cudaFree(it->second.state));
+  sessions_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SessionState> CudaBackend::ExportSession(SessionId id) const {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+  const CudaSession& s = it->second;
+  std::vector<float> blk(StateFloats());
+  RWKVX_CUDA_RETURN(cudaMemcpyAsync(blk.data(), s.state, blk.size() * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  SessionState out;
+  out.tokens_seen = s.tokens_seen;
+  out.rwkv.resize(R_);
+  out.attn.resize(M_);
+  std::vector<std::vector<__half>> hk(M_), hv(M_);
+  for (int j = 0; j < M_; ++j) {
+    const KvCache& kv = s.kv[j];
+    hk[j].resize(static_cast<size_t>(kv.ct) * C_);
+    hv[j].resize(static_cast<size_t>(kv.ct) * C_);
+    if (kv.ct > 0) {
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(hk[j].data(), kv.k, hk[j].size() * 2, cudaMemcpyDeviceToHost, stream_));
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(hv[j].data(), kv.v, hv[j].size() * 2, cudaMemcpyDeviceToHost, stream_));
+    }
+  }
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  for (int i = 0; i < R_; ++i) {
+    RwkvLayerState& l = out.rwkv[i];
+    l.att_prev.assign(blk.begin() + AttPrevOff(i), blk.begin() + AttPrevOff(i) + C_);
+    l.ffn_prev.assign(blk.begin() + FfnPrevOff(i), blk.begin() + FfnPrevOff(i) + C_);
+    l.wkv.resize(static_cast<size_t>(H_) * 4096);
+    const float* w = blk.data() + WkvOff(i);
+    for (int h = 0; h < H_; ++h)
+      for (int a = 0; a < 64; ++a)
+        for (int b = 0; b < 64; ++b) l.wkv[h * 4096 + a * 64 + b] = w[h * 4096 + b * 64 + a];
+  }
+  for (int j = 0; j < M_; ++j) {
+    AttnLayerState& a = out.attn[j];
+    a.ct = s.kv[j].ct;
+    a.ffn_prev.assign(blk.begin() + AttnFfnPrevOff(j), blk.begin() + AttnFfnPrevOff(j) + C_);
+    a.k.resize(hk[j].size());
+    a.v.resize(hv[j].size());
+    for (size_t e = 0; e < hk[j].size(); ++e) {
+      a.k[e] = __half2float(hk[j][e]);
+      a.v[e] = __half2float(hv[j][e]);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
+  if (static_cast<int>(st.rwkv.size()) != R_ || static_cast<int>(st.attn.size()) != M_)
+    return absl::InvalidArgumentError("session state does not match the model's layer counts");
+  for (const auto& l : st.rwkv)
+    if (l.att_prev.size() != static_cast<size_t>(C_) || l.ffn_prev.size() != static_cast<size_t>(C_) ||
+        l.wkv.size() != static_cast<size_t>(H_) * 4096)
+      return absl::InvalidArgumentError("session state: RWKV layer of the wrong size");
+  size_t extra = 0;
+  for (const auto& a : st.attn) {
+    if (a.ffn_prev.size() != static_cast<size_t>(C_) || a.ct < 0 ||
+        a.k.size() != static_cast<size_t>(a.ct) * C_ || a.v.size() != a.k.size())
+      return absl::InvalidArgumentError("session state: attention layer of the wrong size");
+    KvCache probe;
+    probe.cap = a.ct > 0 ? RoundCap(a.ct) : 0;
+    extra += probe.Bytes(C_, model_->attn.chunk_size);
+  }
+  if (used_bytes_ + StateFloats() * sizeof(float) + extra > capacity_bytes_)
+    return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
+  auto id = CreateSession();
+  if (!id.ok()) return id.status();
+  CudaSession& s = sessions_[*id];
+  s.tokens_seen = st.tokens_seen;
+  std::vector<float> blk(StateFloats());
+  for (int i = 0; i < R_; ++i) {
+    const RwkvLayerState& l = st.rwkv[i];
+    std::copy(l.att_prev.begin(), l.att_prev.end(), blk.begin() + AttPrevOff(i));
+    std::copy(l.ffn_prev.begin(), l.ffn_prev.end(), blk.begin() + FfnPrevOff(i));
+    float* w = blk.data() + WkvOff(i);
+    for (int h = 0; h < H_; ++h)
+      for (int a = 0; a < 64; ++a)
+        for (int b = 0; b < 64; ++b) w[h * 4096 + b * 64 + a] = l.wkv[h * 4096 + a * 64 + b];
+  }
+  for (int j = 0; j < M_; ++j) {
+    const AttnLayerState& a = st.attn[j];
+    std::copy(a.ffn_prev.begin(), a.ffn_prev.end(), blk.begin() + AttnFfnPrevOff(j));
+  }
+  RWKVX_CUDA_RETURN(cudaMemcpyAsync(s.state, blk.data(), blk.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
+  for (int j = 0; j < M_; ++j) {
+    const AttnLayerState& a = st.attn[j];
+    if (a.ct == 0) continue;
+    KvCache& kv = s.kv[j];
+    RWKVX_RETURN_IF_ERROR(AllocKv(&kv, RoundCap(a.ct)));
+    std::vector<__half> hk(a.k.size()), hv(a.v.size());
+    for (size_t e = 0; e < hk.size(); ++e) {
+      hk[e] = __float2half_rn(a.k[e]);
+      hv[e] = __float2half_rn(a.v[e]);
+    }
+    RWKVX_CUDA_RETURN(cudaMemcpyAsync(kv.k, hk.data(), hk.size() * 2, cudaMemcpyHostToDevice, stream_));
+    RWKVX_CUDA_RETURN(cudaMemcpyAsync(kv.v, hv.data(), hv.size() * 2, cudaMemcpyHostToDevice, stream_));
+    kv.ct = a.ct;
+    kernels::ChunkSumsParams cs;
+    cs.k = kv.k;
+    cs.sums = kv.sums;
+    cs.ct = kv.ct;
+    cs.C = C_;
+    cs.chunk = model_->attn.chunk_size;
+    RWKVX_CUDA_RETURN(kernels::LaunchChunkSums(cs, stream_));
+    RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));  // host vectors die at scope end
+    used_bytes_ += kv.Bytes(C_, model_->attn.chunk_size);
+  }
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  return *id;
+}
+
+size_t CudaBackend::SessionBytes(SessionId id) const {
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? 0 : SessionBytesOf(it->second);
+}
+
+size_t CudaBackend::SessionKvTokens(SessionId id) const {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return 0;
+  size_t n = 0;
+  for (const auto& kv : it->second.kv) n += kv.ct;
+  return n;
+}
+
+MemoryInfo CudaBackend::Memory() const {
+  MemoryInfo m;
+  m.used_bytes = used_bytes_;
+  m.capacity_bytes = capacity_bytes_;
+  m.weights_bytes = dev_ ? dev_->bytes : 0;
+  return m;
+}
+
+size_t CudaBackend::MaxSessionBytes() const {
+  const SparseAttnConfig& a = model_->attn;
+  // With compression the cache stays under max + one prefill chunk; without it, unbounded:
+  // report the full-attention threshold plus a chunk as the planning figure.
+  const int rows = a.max_kv_cache_size > 0 ? a.max_kv_cache_size + 2 * a.chunk_size : a.Threshold() + a.chunk_size;
+  KvCache probe;
+  probe.cap = RoundCap(rows);
+  return StateFloats() * sizeof(float) + static_cast<size_t>(M_) * probe.Bytes(C_, a.chunk_size);
+}
+
+}  // namespace cuda
+}  // namespace rwkvx

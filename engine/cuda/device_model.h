@@ -1,0 +1,52 @@
+// The model's weights on the GPU: matrices in fp16 (or bf16), vectors in float32.
+// LoRA matrices are stored in torch Linear layout [out, in] (transposed at upload) so that
+// every projection is the same GEMM. Owned by the CUDA backend; immutable after Upload.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model.h"
+
+namespace rwkvx::cuda {
+
+struct DevRwkvBlock {
+  const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+  const float* mix6;  // [6, C]: x_r x_w x_k x_v x_a x_g
+  const float *w0, *a0, *v0, *k_k, *k_a, *r_k, *ln_x_w, *ln_x_b, *ffn_x_k;
+  const void *Wr, *Wk, *Wv, *Wo;                // [C, C]
+  const void *w1, *w2, *a1, *a2, *v1, *v2, *g1, *g2;  // [rank, C] / [C, rank]
+  const void *ffn_key, *ffn_value;              // [F, C] / [C, F]
+};
+
+struct DevAttnBlock {
+  const float *ln1_w, *ln1_b, *ln2_w, *ln2_b, *ffn_x_k;
+  const void *Wq, *Wk, *Wv, *Wo, *ffn_key, *ffn_value;
+};
+
+class DeviceModel {
+ public:
+  ~DeviceModel();
+  static absl::StatusOr<std::unique_ptr<DeviceModel>> Upload(const Model& m, bool bf16, cudaStream_t s);
+
+  bool bf16 = false;
+  const float* emb = nullptr;  // [V, C] float32
+  const float *ln_out_w = nullptr, *ln_out_b = nullptr;
+  const void* head = nullptr;  // [V, C]
+  std::vector<DevRwkvBlock> rwkv;
+  std::vector<DevAttnBlock> attn;
+  size_t bytes = 0;
+
+ private:
+  absl::StatusOr<const float*> F32(const std::vector<float>& v, cudaStream_t s);
+  // Half copy of a matrix; `transpose_rows` > 0: the input is [transpose_rows, n/rows] and is
+  // stored transposed.
+  absl::StatusOr<const void*> Half(const std::vector<float>& v, cudaStream_t s, size_t transpose_rows = 0);
+  std::vector<void*> allocs_;
+  float* staging_ = nullptr;  // device staging for fp32 -> half conversion
+  size_t staging_floats_ = 0;
+};
+
+}  // namespace rwkvx::cuda

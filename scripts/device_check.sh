@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine (the `device` tool), from the repository root. Stages:
+#   build     configure + build cuda_tests and bench_engine there (needs the -dev packages)
+#   tests     cuda_tests (every CUDA test; parity vs the CPU reference, batch invariance...)
+#   sanitize  compute-sanitizer memcheck + racecheck on the small kernel-heavy tests
+#   bench     bench/engine on the 0.2B shape, then the 3.6B shape (BENCH_SHAPES to change)
+# Binaries come from $BIN (default .devbin: built here by scripts/device_prepare.sh with
+# the libraries they need) or from build-device after `build`. Logs go to $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/rwkvx-out}
+mkdir -p "$OUT"
+BIN=${BIN:-.devbin}
+export LD_LIBRARY_PATH="$PWD/$BIN/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+stages=${*:-tests sanitize bench}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+if [ -x "$BIN/cuda_tests" ]; then ldd "$BIN/cuda_tests" | grep -i "not found" && echo "missing libraries"; fi
+
+for stage in $stages; do
+  case $stage in
+    build)
+      cmake -S . -B build-device -G Ninja -DRWKVX_SERVER=OFF -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CUDA_ARCHITECTURES=90a-real > "$OUT/build.log" 2>&1 &&
+        cmake --build build-device -j16 --target cuda_tests bench_engine >> "$OUT/build.log" 2>&1 ||
+        { tail -40 "$OUT/build.log"; exit 1; }
+      BIN=build-device; mkdir -p build-device/lib
+      cp build-device/tests/cuda_tests build-device/bench/engine/bench_engine build-device/ 2>/dev/null
+      ;;
+    tests)
+      timeout 300 "$BIN/cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "^\[(parity|greedy|batch)|OK \]|FAILED|PASSED|SKIPPED|Failure|error" ;;
+    sanitize)
+      F='CudaBackend.FullAttentionParity:CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaBackend.SnapshotRoundTrip:CudaKernels.*'
+      timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F" \
+        > "$OUT/memcheck.log" 2>&1; echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log"
+      F2='CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaKernels.*'
+      timeout 240 compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F2" \
+        > "$OUT/racecheck.log" 2>&1; echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" ;;
+    bench)
+      for shape in ${BENCH_SHAPES:-0.2b 3.6b}; do
+        extra=""
+        [ "$shape" = "0.2b" ] && extra="--decode-ctx ${DECODE_CTX_02:-1K,8K,32K,64K,128K,1M}"
+        [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
+        timeout ${BENCH_TIMEOUT:-280} "$BIN/bench_engine" --shape "$shape" $extra --json "$OUT/bench_$shape.json" 2>&1 | tee "$OUT/bench_$shape.txt"
+      done ;;
+  esac
+done
