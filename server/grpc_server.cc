@@ -1,0 +1,371 @@
+#include "server/grpc_server.h"
+
+#include <deque>
+#include <mutex>
+#include <random>
+
+#include "absl/strings/str_format.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "rwkvx/v1/inference.grpc.pb.h"
+#include "server/errors.h"
+#include "server/http_server.h"
+#include "server/log.h"
+
+namespace rwkvx {
+namespace {
+
+namespace pb = ::rwkvx::v1;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(MapStatusCode(s.code()).grpc_code),
+                      ClientMessage(s));
+}
+
+int64_t UnixMs(absl::Time t) { return absl::ToUnixMillis(t); }
+
+void FillSession(const StoredSessionInfo& i, pb::Session* out) {
+  out->set_session_id(i.name);
+  out->set_state_bytes(i.state_bytes);
+  out->set_kv_tokens(i.kv_tokens);
+  out->set_tokens_seen(i.tokens_seen);
+  out->set_created_unix_ms(UnixMs(i.created));
+  out->set_last_used_unix_ms(UnixMs(i.last_used));
+  out->set_expires_unix_ms(UnixMs(i.expires));
+  out->set_busy(i.busy);
+}
+
+GenerateParams ToParams(const pb::GenerateRequest& r, const grpc::CallbackServerContext* ctx) {
+  GenerateParams p;
+  p.model = r.model();
+  if (r.has_text()) p.prompt_text = r.text();
+  if (r.has_token_ids()) p.prompt_ids = std::vector<int64_t>(r.token_ids().ids().begin(), r.token_ids().ids().end());
+  if (r.max_tokens() != 0) p.max_tokens = r.max_tokens();
+  const auto& s = r.sampling();
+  if (s.has_temperature()) p.temperature = s.temperature();
+  if (s.has_top_p()) p.top_p = s.top_p();
+  if (s.has_top_k()) p.top_k = s.top_k();
+  if (s.has_presence_penalty()) p.presence_penalty = s.presence_penalty();
+  if (s.has_frequency_penalty()) p.frequency_penalty = s.frequency_penalty();
+  if (s.has_seed()) p.seed = s.seed();
+  p.stop.assign(r.stop().begin(), r.stop().end());
+  p.stop_token_ids.assign(r.stop_token_ids().begin(), r.stop_token_ids().end());
+  p.logprobs = r.logprobs() || r.top_logprobs() > 0;
+  p.top_logprobs = r.top_logprobs();
+  p.session_id = r.session_id();
+  p.ignore_eos = r.ignore_eos();
+  auto deadline = ctx->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    p.timeout = absl::FromChrono(deadline) - absl::Now();
+    if (*p.timeout <= absl::ZeroDuration()) p.timeout = absl::Milliseconds(1);
+  }
+  return p;
+}
+
+// Streams one request's events. Lives until OnDone; the scheduler's notify reaches it
+// through `link`, which OnDone clears under the same lock.
+class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
+ public:
+  struct Link {
+    std::mutex mu;
+    GenerateReactor* r = nullptr;
+  };
+  GenerateReactor(std::shared_ptr<RequestStream> s, const Tokenizer* tok, ServerMetrics* m)
+      : stream_(std::move(s)), tok_(tok), metrics_(m), link_(std::make_shared<Link>()) {
+    link_->r = this;
+    std::shared_ptr<Link> link = link_;
+    stream_->SetNotify([link] {
+      std::lock_guard<std::mutex> l(link->mu);
+      if (link->r) link->r->PumpLocked();
+    });
+  }
+  void Begin() {
+    std::lock_guard<std::mutex> l(link_->mu);
+    PumpLocked();
+  }
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> l(link_->mu);
+    writing_ = false;
+    if (!ok) stream_->Cancel();
+    PumpLocked();
+  }
+  void OnCancel() override { stream_->Cancel(); }
+  void OnDone() override {
+    stream_->SetNotify(nullptr);
+    {
+      std::lock_guard<std::mutex> l(link_->mu);
+      link_->r = nullptr;
+    }
+    delete this;
+  }
+
+  void PumpLocked() {
+    if (writing_ || finished_) return;
+    std::vector<GenerateEvent> evs;
+    stream_->PopAll(&evs);
+    for (auto& e : evs) pending_.push_back(std::move(e));
+    if (pending_.empty()) return;
+    resp_.Clear();
+    bool final = false;
+    GenerateEvent last;
+    while (!pending_.empty()) {
+      GenerateEvent& e = pending_.front();
+      for (const auto& t : e.tokens) {
+        pb::TokenInfo* ti = resp_.add_tokens();
+        ti->set_token_id(t.token);
+        ti->set_logprob(t.logprob);
+        ti->set_token_bytes(std::string(tok_->TokenBytes(t.token)));
+        for (const auto& a : t.top) {
+          pb::TopLogprob* tl = ti->add_top_logprobs();
+          tl->set_token_id(a.token);
+          tl->set_logprob(a.logprob);
+          tl->set_token_bytes(std::string(tok_->TokenBytes(a.token)));
+        }
+      }
+      resp_.mutable_text()->append(e.text);
+      if (e.final) {
+        final = true;
+        last = std::move(e);
+      }
+      pending_.pop_front();
+      if (final) break;
+    }
+    if (!final) {
+      writing_ = true;
+      StartWrite(&resp_);
+      return;
+    }
+    finished_ = true;
+    if (last.finish == FinishReason::kError || last.finish == FinishReason::kCancelled) {
+      absl::Status st = last.status.ok() ? absl::InternalError("failed") : last.status;
+      grpc::Status gs = ToGrpc(st);
+      Count(gs.error_code());
+      Finish(gs);
+      return;
+    }
+    resp_.set_finish_reason(FinishReasonName(last.finish));
+    resp_.mutable_usage()->set_prompt_tokens(last.prompt_tokens);
+    resp_.mutable_usage()->set_completion_tokens(last.completion_tokens);
+    resp_.mutable_usage()->set_total_tokens(last.prompt_tokens + last.completion_tokens);
+    Count(grpc::StatusCode::OK);
+    StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+
+ private:
+  void Count(grpc::StatusCode c) {
+    metrics_->grpc_requests->Add({{"method", "Generate"}, {"code", std::to_string(static_cast<int>(c))}})
+        .Increment();
+  }
+  std::shared_ptr<RequestStream> stream_;
+  const Tokenizer* tok_;
+  ServerMetrics* metrics_;
+  std::shared_ptr<Link> link_;
+  std::deque<GenerateEvent> pending_;
+  pb::GenerateResponse resp_;
+  bool writing_ = false;
+  bool finished_ = false;
+};
+
+class ErrorWriter : public grpc::ServerWriteReactor<pb::GenerateResponse> {
+ public:
+  explicit ErrorWriter(grpc::Status s) { Finish(s); }
+  void OnDone() override { delete this; }
+};
+
+class InferenceImpl final : public pb::Inference::CallbackService {
+ public:
+  InferenceImpl(::rwkvx::Service* s, ServerMetrics* m, std::vector<std::string> keys)
+      : svc_(s), metrics_(m), keys_(std::move(keys)) {}
+
+  grpc::ServerWriteReactor<pb::GenerateResponse>* Generate(grpc::CallbackServerContext* ctx,
+                                                           const pb::GenerateRequest* req) override {
+    absl::Status auth = Auth(ctx);
+    if (!auth.ok()) return Error("Generate", auth);
+    auto streams = svc_->Generate(ToParams(*req, ctx));
+    if (!streams.ok()) return Error("Generate", streams.status());
+    auto* r = new GenerateReactor(std::move(streams->front()), &svc_->tokenizer(), metrics_);
+    r->Begin();
+    return r;
+  }
+
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx, const pb::TokenizeRequest* req,
+                                     pb::TokenizeResponse* resp) override {
+    absl::Status st = Auth(ctx);
+    if (st.ok()) {
+      auto ids = svc_->Tokenize(req->model(), req->text());
+      if (ids.ok()) resp->mutable_token_ids()->Add(ids->begin(), ids->end());
+      st = ids.status();
+    }
+    return Done(ctx, "Tokenize", st);
+  }
+
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* ctx,
+                                       const pb::DetokenizeRequest* req,
+                                       pb::DetokenizeResponse* resp) override {
+    absl::Status st = Auth(ctx);
+    if (st.ok()) {
+      auto bytes = svc_->Detokenize(req->model(), std::vector<int64_t>(req->token_ids().begin(), req->token_ids().end()));
+      if (bytes.ok()) {
+        resp->set_raw(*bytes);
+        StreamDecoder d(&svc_->tokenizer());
+        std::string text;
+        for (int32_t id : req->token_ids()) text += d.Push(id);
+        text += d.Flush();
+        resp->set_text(text);
+      }
+      st = bytes.status();
+    }
+    return Done(ctx, "Detokenize", st);
+  }
+
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* ctx, const pb::ListModelsRequest*,
+                                       pb::ListModelsResponse* resp) override {
+    absl::Status st = Auth(ctx);
+    if (st.ok()) {
+      const ModelDescription& m = svc_->model();
+      pb::ModelInfo* mi = resp->add_models();
+      mi->set_id(m.id);
+      mi->set_description(m.description);
+      mi->set_tokenizer(m.tokenizer);
+      mi->set_vocab_size(m.vocab);
+      mi->set_backend(m.backend);
+      mi->set_random_weights(m.random_weights);
+    }
+    return Done(ctx, "ListModels", st);
+  }
+
+  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx,
+                                          const pb::CreateSessionRequest* req,
+                                          pb::Session* resp) override {
+    absl::Status st = Auth(ctx);
+    std::string name = req->session_id();
+    if (st.ok() && name.size() > 128) st = absl::InvalidArgumentError("session_id is longer than 128 bytes");
+    if (!st.ok()) return Done(ctx, "CreateSession", st);
+    if (name.empty()) {
+      static thread_local std::mt19937_64 rng{std::random_device{}()};
+      name = absl::StrFormat("sess-%016x", rng());
+    }
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().CreateSession(name, [this, reactor, resp](absl::StatusOr<StoredSessionInfo> r) {
+      if (r.ok()) FillSession(*r, resp);
+      Finish(reactor, "CreateSession", r.status());
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* ctx, const pb::GetSessionRequest* req,
+                                       pb::Session* resp) override {
+    absl::Status st = Auth(ctx);
+    if (!st.ok()) return Done(ctx, "GetSession", st);
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().GetSession(req->session_id(), [this, reactor, resp](absl::StatusOr<StoredSessionInfo> r) {
+      if (r.ok()) FillSession(*r, resp);
+      Finish(reactor, "GetSession", r.status());
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* DeleteSession(grpc::CallbackServerContext* ctx,
+                                          const pb::DeleteSessionRequest* req,
+                                          pb::DeleteSessionResponse*) override {
+    absl::Status st = Auth(ctx);
+    if (!st.ok()) return Done(ctx, "DeleteSession", st);
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().DeleteSession(req->session_id(), [this, reactor](absl::Status s) {
+      Finish(reactor, "DeleteSession", s);
+    });
+    return reactor;
+  }
+
+ private:
+  absl::Status Auth(grpc::CallbackServerContext* ctx) const {
+    if (keys_.empty()) return absl::OkStatus();
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    std::string v = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+    if (CheckBearer(v, keys_)) return absl::OkStatus();
+    return absl::UnauthenticatedError("a valid API key is required (metadata authorization: Bearer <key>)");
+  }
+
+  void Count(const char* method, grpc::StatusCode c) {
+    metrics_->grpc_requests->Add({{"method", method}, {"code", std::to_string(static_cast<int>(c))}})
+        .Increment();
+  }
+
+  grpc::ServerWriteReactor<pb::GenerateResponse>* Error(const char* method, const absl::Status& s) {
+    grpc::Status gs = ToGrpc(s);
+    Count(method, gs.error_code());
+    return new ErrorWriter(gs);
+  }
+
+  void Finish(grpc::ServerUnaryReactor* r, const char* method, const absl::Status& s) {
+    grpc::Status gs = ToGrpc(s);
+    Count(method, gs.error_code());
+    r->Finish(gs);
+  }
+
+  grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const char* method,
+                                 const absl::Status& s) {
+    auto* r = ctx->DefaultReactor();
+    Finish(r, method, s);
+    return r;
+  }
+
+  ::rwkvx::Service* svc_;
+  ServerMetrics* metrics_;
+  std::vector<std::string> keys_;
+};
+
+}  // namespace
+
+struct GrpcServer::Impl {
+  std::unique_ptr<InferenceImpl> service;
+  std::unique_ptr<grpc::Server> server;
+};
+
+GrpcServer::GrpcServer(Service* service, ServerMetrics* metrics, std::vector<std::string> api_keys)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->service = std::make_unique<InferenceImpl>(service, metrics, std::move(api_keys));
+}
+
+GrpcServer::~GrpcServer() { Stop(); }
+
+absl::StatusOr<int> GrpcServer::Start(const std::string& host, int port) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder b;
+  int selected = 0;
+  std::string addr = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                     std::to_string(port);
+  b.AddListeningPort(addr, grpc::InsecureServerCredentials(), &selected);
+  b.RegisterService(impl_->service.get());
+  impl_->server = b.BuildAndStart();
+  if (!impl_->server || selected == 0) {
+    impl_->server.reset();
+    return absl::UnavailableError("gRPC: cannot listen on " + addr);
+  }
+  if (auto* h = impl_->server->GetHealthCheckService()) {
+    h->SetServingStatus(true);
+    h->SetServingStatus("rwkvx.v1.Inference", true);
+  }
+  return selected;
+}
+
+void GrpcServer::SetNotServing() {
+  if (!impl_->server) return;
+  if (auto* h = impl_->server->GetHealthCheckService()) {
+    h->SetServingStatus(false);
+    h->SetServingStatus("rwkvx.v1.Inference", false);
+  }
+}
+
+void GrpcServer::Stop() {
+  if (!impl_->server) return;
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  impl_->server->Wait();
+  impl_->server.reset();
+}
+
+}  // namespace rwkvx

@@ -1,0 +1,191 @@
+// HttpConnection: reading requests, routing, plain responses. Generation lives in
+// http_generate.cc.
+#include "server/http_connection.h"
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/errors.h"
+#include "server/log.h"
+
+namespace rwkvx {
+
+HttpConnection::HttpConnection(net::ip::tcp::socket socket, const HttpShared* shared)
+    : stream_(std::move(socket)), shared_(shared) {}
+
+void HttpConnection::Start() {
+  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+}
+
+void HttpConnection::Close() {
+  net::post(stream_.get_executor(), [self = shared_from_this()] {
+    self->CancelStreams();
+    self->DoClose();
+  });
+}
+
+void HttpConnection::DoClose() {
+  if (closed_) return;
+  closed_ = true;
+  beast::error_code ec;
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ec);
+  stream_.close();
+}
+
+void HttpConnection::DoRead() {
+  if (closed_) return;
+  parser_.emplace();
+  parser_->body_limit(shared_->opts.max_body_bytes);
+  parser_->header_limit(static_cast<uint32_t>(shared_->opts.max_header_bytes));
+  // The first bytes may wait for the keep-alive idle time; then the whole request must
+  // arrive within read_timeout (a slow sender cannot hold a connection forever).
+  stream_.expires_after(absl::ToChronoNanoseconds(
+      buffer_.size() > 0 ? shared_->opts.read_timeout : shared_->opts.idle_timeout));
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+}
+
+void HttpConnection::OnRead(beast::error_code ec) {
+  if (closed_) return;
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+      ec == net::error::operation_aborted || ec == net::error::eof ||
+      ec == net::error::connection_reset) {
+    DoClose();
+    return;
+  }
+  keep_alive_ = false;
+  route_ = "other";
+  if (ec == http::error::body_limit) {
+    Send(413, "application/json",
+         OpenAiErrorJsonRaw(absl::StrCat("the request body is larger than ",
+                                         shared_->opts.max_body_bytes, " bytes"),
+                            "invalid_request_error", "request_too_large"));
+    return;
+  }
+  if (ec == http::error::header_limit) {
+    Send(431, "application/json",
+         OpenAiErrorJsonRaw("the request headers are too large", "invalid_request_error",
+                            "headers_too_large"));
+    return;
+  }
+  if (ec) {
+    Send(400, "application/json",
+         OpenAiErrorJsonRaw("malformed HTTP request", "invalid_request_error", "bad_request"));
+    return;
+  }
+  keep_alive_ = parser_->get().keep_alive();
+  Handle(parser_->release());
+}
+
+void HttpConnection::Count(int status) {
+  shared_->metrics->http_requests->Add({{"path", route_}, {"code", std::to_string(status)}})
+      .Increment();
+}
+
+void HttpConnection::Send(int status, std::string content_type, std::string body,
+                          std::vector<std::pair<std::string, std::string>> extra) {
+  Count(status);
+  auto res = std::make_shared<http::response<http::string_body>>(
+      static_cast<http::status>(status), 11);
+  res->set(http::field::server, "rwkvx-serve");
+  res->set(http::field::content_type, content_type);
+  for (auto& [k, v] : extra) res->set(k, v);
+  res->keep_alive(keep_alive_);
+  res->body() = std::move(body);
+  res->prepare_payload();
+  stream_.expires_after(absl::ToChronoNanoseconds(shared_->opts.read_timeout));
+  bool close = !keep_alive_;
+  http::async_write(stream_, *res,
+                    [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
+                      self->OnWritten(ec, close);
+                    });
+}
+
+void HttpConnection::SendError(const absl::Status& s) {
+  const ErrorMapping& m = MapStatusCode(s.code());
+  std::vector<std::pair<std::string, std::string>> extra;
+  if (m.http_status == 429 || m.http_status == 503) extra.emplace_back("Retry-After", "1");
+  if (m.http_status == 401) extra.emplace_back("WWW-Authenticate", "Bearer");
+  Send(m.http_status, "application/json", OpenAiErrorJson(s), std::move(extra));
+}
+
+void HttpConnection::OnWritten(beast::error_code ec, bool close) {
+  if (ec || close || closed_) {
+    DoClose();
+    return;
+  }
+  if (watching_) {
+    read_after_watch_ = true;  // OnWatch resumes reading once the watch read ends
+    return;
+  }
+  DoRead();
+}
+
+void HttpConnection::Handle(Request req) {
+  req_ = std::move(req);
+  std::string target(req_.target());
+  if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
+  const auto method = req_.method();
+  const Service& svc = *shared_->service;
+
+  if (target == "/health" || target == "/healthz" || target == "/livez") {
+    route_ = "/health";
+    Send(200, "application/json", R"({"status":"ok"})");
+    return;
+  }
+  if (target == "/ready" || target == "/readyz") {
+    route_ = "/ready";
+    if (svc.Ready()) Send(200, "application/json", R"({"status":"ready"})");
+    else Send(503, "application/json", R"({"status":"draining"})");
+    return;
+  }
+  if (target == "/metrics") {
+    route_ = "/metrics";
+    Send(200, "text/plain; version=0.0.4; charset=utf-8", shared_->metrics->Serialize());
+    return;
+  }
+  if (target.rfind("/v1/", 0) == 0) {
+    route_ = target == "/v1/completions" || target == "/v1/chat/completions" ? target
+             : target.rfind("/v1/models", 0) == 0                            ? "/v1/models"
+                                                                             : "other";
+    if (!shared_->opts.api_keys.empty() &&
+        !CheckBearer(std::string(req_[http::field::authorization]), shared_->opts.api_keys)) {
+      SendError(absl::UnauthenticatedError("a valid API key is required (Authorization: Bearer <key>)"));
+      return;
+    }
+    if (target == "/v1/completions" || target == "/v1/chat/completions") {
+      if (method != http::verb::post) {
+        Send(405, "application/json",
+             OpenAiErrorJsonRaw("use POST", "invalid_request_error", "method_not_allowed"),
+             {{"Allow", "POST"}});
+        return;
+      }
+      StartGenerate(target == "/v1/completions" ? ApiKind::kCompletion : ApiKind::kChat);
+      return;
+    }
+    if (target == "/v1/models" || target.rfind("/v1/models/", 0) == 0) {
+      const ModelDescription& m = svc.model();
+      nlohmann::json model = {{"id", m.id},
+                              {"object", "model"},
+                              {"created", m.created_unix},
+                              {"owned_by", "rwkvx"},
+                              {"description", m.description},
+                              {"random_weights", m.random_weights},
+                              {"tokenizer", m.tokenizer},
+                              {"backend", m.backend}};
+      if (target == "/v1/models") {
+        nlohmann::json list = {{"object", "list"}, {"data", nlohmann::json::array({model})}};
+        Send(200, "application/json", list.dump());
+      } else if (target.substr(strlen("/v1/models/")) == m.id) {
+        Send(200, "application/json", model.dump());
+      } else {
+        SendError(svc.CheckModel(target.substr(strlen("/v1/models/"))));
+      }
+      return;
+    }
+  }
+  route_ = "other";
+  Send(404, "application/json",
+       OpenAiErrorJsonRaw("no such endpoint", "invalid_request_error", "not_found"));
+}
+
+}  // namespace rwkvx

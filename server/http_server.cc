@@ -1,0 +1,126 @@
+#include "server/http_server.h"
+
+#include <mutex>
+
+#include "absl/time/clock.h"
+
+#include "server/http_connection.h"
+#include "server/log.h"
+
+namespace rwkvx {
+
+bool CheckBearer(const std::string& header_value, const std::vector<std::string>& keys) {
+  static const std::string kPrefix = "Bearer ";
+  if (header_value.size() < kPrefix.size() ||
+      header_value.compare(0, kPrefix.size(), kPrefix) != 0) {
+    return false;
+  }
+  std::string_view given = std::string_view(header_value).substr(kPrefix.size());
+  bool ok = false;
+  for (const auto& key : keys) {
+    // Constant time in the key's content: always walk max(len) bytes.
+    size_t n = std::max(given.size(), key.size());
+    volatile unsigned char diff = given.size() == key.size() ? 0 : 1;
+    for (size_t i = 0; i < n; ++i) {
+      unsigned char a = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+      unsigned char b = i < key.size() ? static_cast<unsigned char>(key[i]) : 0;
+      diff = diff | (a ^ b);
+    }
+    ok = ok | (diff == 0);
+  }
+  return ok;
+}
+
+struct HttpServer::Impl {
+  HttpShared shared;
+  net::io_context ioc;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  net::ip::tcp::acceptor acceptor{ioc};
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<std::weak_ptr<HttpConnection>> conns;
+
+  void Accept() {
+    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec,
+                                                        net::ip::tcp::socket sock) {
+      if (ec) {
+        if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+        SLOG(WARNING) << "http accept: " << ec.message();
+      } else {
+        auto c = std::make_shared<HttpConnection>(std::move(sock), &shared);
+        {
+          std::lock_guard<std::mutex> l(mu);
+          conns.erase(std::remove_if(conns.begin(), conns.end(),
+                                     [](auto& w) { return w.expired(); }),
+                      conns.end());
+          conns.push_back(c);
+        }
+        c->Start();
+      }
+      Accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(Service* service, ServerMetrics* metrics, HttpOptions opts)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->shared.service = service;
+  impl_->shared.metrics = metrics;
+  impl_->shared.opts = std::move(opts);
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::Status HttpServer::Start() {
+  Impl& im = *impl_;
+  const HttpOptions& o = im.shared.opts;
+  beast::error_code ec;
+  auto addr = net::ip::make_address(o.host, ec);
+  if (ec) return absl::InvalidArgumentError("--host: not an IP address: " + o.host);
+  net::ip::tcp::endpoint ep(addr, static_cast<unsigned short>(o.port));
+  im.acceptor.open(ep.protocol(), ec);
+  if (!ec) im.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) im.acceptor.bind(ep, ec);
+  if (!ec) im.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError("HTTP: cannot listen on " + o.host + ":" +
+                                  std::to_string(o.port) + ": " + ec.message());
+  }
+  port_ = im.acceptor.local_endpoint().port();
+  im.work.emplace(im.ioc.get_executor());
+  im.Accept();
+  for (int i = 0; i < std::max(1, o.threads); ++i) {
+    im.threads.emplace_back([&im] { im.ioc.run(); });
+  }
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  Impl& im = *impl_;
+  if (im.threads.empty()) return;
+  net::post(im.ioc, [&im] {
+    beast::error_code ec;
+    im.acceptor.close(ec);
+  });
+  // Let responses in flight (e.g. the final events of a drain) reach their clients.
+  absl::Time until = absl::Now() + absl::Seconds(3);
+  while (im.shared.active_generations.load() > 0 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  std::vector<std::shared_ptr<HttpConnection>> live;
+  {
+    std::lock_guard<std::mutex> l(im.mu);
+    for (auto& w : im.conns) {
+      if (auto c = w.lock()) live.push_back(std::move(c));
+    }
+    im.conns.clear();
+  }
+  for (auto& c : live) c->Close();
+  live.clear();
+  im.work.reset();
+  im.ioc.stop();
+  for (auto& t : im.threads) t.join();
+  im.threads.clear();
+}
+
+}  // namespace rwkvx

@@ -1,0 +1,133 @@
+#include "server/serve_flags.h"
+
+#include <functional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace rwkvx {
+namespace {
+
+struct FlagDef {
+  const char* name;
+  const char* arg;  // "" for booleans
+  const char* help;
+  std::function<bool(ServeFlags*, const std::string&)> set;
+  std::function<std::string(const ServeFlags&)> get;
+};
+
+template <typename T>
+bool ParseNum(const std::string& s, T* out) {
+  if constexpr (std::is_same_v<T, double>) return absl::SimpleAtod(s, out);
+  else return absl::SimpleAtoi(s, out);
+}
+
+#define STR(field, name, help) \
+  FlagDef{name, "STR", help, [](ServeFlags* f, const std::string& v) { f->field = v; return true; }, \
+          [](const ServeFlags& f) { return f.field; }}
+#define NUM(field, name, arg, help)                                                   \
+  FlagDef{name, arg, help,                                                            \
+          [](ServeFlags* f, const std::string& v) { return ParseNum(v, &f->field); }, \
+          [](const ServeFlags& f) { return absl::StrCat(f.field); }}
+
+const std::vector<FlagDef>& Defs() {
+  static const std::vector<FlagDef> defs = {
+      STR(model, "model", "checkpoint (.pth or .safetensors); empty = the embedded random-weight model"),
+      STR(vocab, "vocab", "RWKV world vocabulary file (rwkv_vocab_v20230424.txt); implies --tokenizer world"),
+      STR(tokenizer, "tokenizer", "auto | world | bytes (auto: world with --vocab, else bytes)"),
+      STR(model_name, "model-name", "name served in /v1/models and expected in 'model' (default: derived)"),
+      STR(backend, "backend", "auto | cpu | cuda (auto: CUDA when a GPU is usable, else CPU; logged)"),
+      NUM(threads, "threads", "N", "CPU backend threads (0 = all cores)"),
+      NUM(cuda_device, "cuda-device", "N", "GPU index for the CUDA backend"),
+      NUM(embedded_seed, "embedded-seed", "N", "seed of the embedded random-weight model"),
+      STR(host, "host", "address to listen on (HTTP and gRPC)"),
+      NUM(http_port, "http-port", "PORT", "HTTP port (0 = pick a free port and log it)"),
+      NUM(grpc_port, "grpc-port", "PORT", "gRPC port (0 = pick a free port, -1 = no gRPC)"),
+      STR(port_file, "port-file", "write {\"http_port\":..,\"grpc_port\":..} here once listening"),
+      FlagDef{"api-key", "KEY", "API key for Bearer auth on /v1/* and gRPC (repeatable; none = no auth)",
+              [](ServeFlags* f, const std::string& v) { f->api_keys.push_back(v); return true; },
+              [](const ServeFlags& f) { return std::string(f.api_keys.empty() ? "" : "(set)"); }},
+      STR(api_key_file, "api-key-file", "file with one API key per line"),
+      NUM(http_threads, "http-threads", "N", "HTTP I/O threads"),
+      NUM(max_sessions, "max-sessions", "N", "max concurrent generating sessions"),
+      NUM(max_queue, "max-queue", "N", "max waiting requests; more get 429 / RESOURCE_EXHAUSTED"),
+      NUM(max_prompt_tokens, "max-prompt-tokens", "N", "max prompt tokens per request"),
+      NUM(max_tokens, "max-tokens", "N", "max generated tokens per request (upper bound of max_tokens)"),
+      NUM(default_max_tokens, "default-max-tokens", "N", "max_tokens when the request gives none"),
+      NUM(max_batch_tokens, "max-batch-tokens", "N", "tokens per backend step (decode + prefill chunks)"),
+      NUM(prefill_chunk, "prefill-chunk", "N", "prompt tokens per session per step (chunked prefill)"),
+      NUM(request_timeout_s, "request-timeout", "SECONDS", "deadline of one request, queue time included"),
+      NUM(max_body_bytes, "max-body-bytes", "N", "max HTTP request body (413 past it)"),
+      NUM(max_header_bytes, "max-header-bytes", "N", "max HTTP request headers (431 past it)"),
+      NUM(max_json_depth, "max-json-depth", "N", "max nesting of a JSON body"),
+      NUM(stream_buffer_bytes, "stream-buffer-bytes", "N", "per-request buffer of unread events; a client slower than this is dropped"),
+      NUM(max_n, "max-n", "N", "max choices (n) per request"),
+      NUM(memory_budget_bytes, "memory-budget-bytes", "N", "backend session memory budget (0 = unbounded)"),
+      NUM(max_stored_sessions, "max-stored-sessions", "N", "max named sessions (gRPC CreateSession)"),
+      NUM(session_memory_bytes, "session-memory-bytes", "N", "memory budget of named sessions"),
+      NUM(session_idle_timeout_s, "session-idle-timeout", "SECONDS", "named sessions idle this long are deleted"),
+      NUM(drain_grace_s, "drain-grace", "SECONDS", "on SIGTERM: time running requests get to finish"),
+      NUM(attn_chunk_size, "attn-chunk-size", "N", "sparse attention chunk size B (-1 = model's)"),
+      NUM(attn_topk, "attn-topk", "N", "sparse attention top-k chunks (-1 = model's)"),
+      NUM(attn_full_threshold, "attn-full-threshold", "N", "full-attention threshold (-1 = chunk*topk, -2 = model's)"),
+      STR(attn_decode_mode, "attn-decode-mode", "sparse | full (empty = model's)"),
+      STR(attn_prefill_mode, "attn-prefill-mode", "chunk | full (empty = model's)"),
+      NUM(kv_max, "kv-max", "N", "KV cache size that triggers compression (0 = never; -1 = model's)"),
+      NUM(kv_window, "kv-window", "N", "KV rows always kept after compression (-1 = model's)"),
+      NUM(kv_min, "kv-min", "N", "KV rows kept by compression (-1 = model's)"),
+      STR(attn_reference, "attn-reference", "0.1 | 0.2: which official package generation's rules (empty = model's)"),
+  };
+  return defs;
+}
+
+}  // namespace
+
+std::string ServeHelp() {
+  std::string out =
+      "usage: rwkvx serve [flags]\n\n"
+      "Serves an RWKV-X model over gRPC (rwkvx.v1) and an OpenAI-compatible HTTP API.\n"
+      "With no --model it serves a small embedded model with random weights.\n\n";
+  ServeFlags defaults;
+  for (const auto& d : Defs()) {
+    std::string left = absl::StrCat("  --", d.name, *d.arg ? absl::StrCat(" ", d.arg) : "");
+    if (left.size() < 32) left.resize(32, ' ');
+    else left += "\n" + std::string(32, ' ');
+    std::string def = d.get(defaults);
+    absl::StrAppend(&out, left, d.help, def.empty() ? "" : absl::StrCat(" [", def, "]"), "\n");
+  }
+  out += "  --help                        this text\n";
+  return out;
+}
+
+absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      f->help = true;
+      continue;
+    }
+    if (a.rfind("--", 0) != 0) return absl::InvalidArgumentError("unexpected argument: " + a);
+    std::string name = a.substr(2), value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+      has_value = true;
+    }
+    const FlagDef* def = nullptr;
+    for (const auto& d : Defs()) {
+      if (name == d.name) def = &d;
+    }
+    if (!def) return absl::InvalidArgumentError("unknown flag --" + name + " (see --help)");
+    if (!has_value) {
+      if (i + 1 >= argc) return absl::InvalidArgumentError("--" + name + " needs a value");
+      value = argv[++i];
+    }
+    if (!def->set(f, value)) {
+      return absl::InvalidArgumentError("--" + name + ": bad value '" + value + "'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rwkvx

@@ -1,0 +1,67 @@
+// Flags of `rwkvx serve` (parsed by hand: one table, --help generated from it).
+// Plain values, parsed once on the main thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace rwkvx {
+
+struct ServeFlags {
+  // Model and engine.
+  std::string model;               // checkpoint path; "" = the embedded random model
+  std::string vocab;               // world vocabulary file (rwkv_vocab_v20230424.txt)
+  std::string tokenizer = "auto";  // auto | world | bytes
+  std::string model_name;          // served name; "" = derived
+  std::string backend = "auto";    // auto | cpu | cuda
+  int threads = 0;                 // CPU backend threads (0 = all cores)
+  int cuda_device = 0;
+  long long embedded_seed = 20250430;
+  // Network.
+  std::string host = "127.0.0.1";
+  int http_port = 8080;
+  int grpc_port = 50051;  // -1 = no gRPC
+  std::string port_file;
+  std::vector<std::string> api_keys;
+  std::string api_key_file;
+  int http_threads = 2;
+  // Limits.
+  int max_sessions = 64;
+  int max_queue = 256;
+  int max_prompt_tokens = 8192;
+  int max_tokens = 4096;
+  int default_max_tokens = 256;
+  int max_batch_tokens = 512;
+  int prefill_chunk = 128;
+  double request_timeout_s = 600;
+  long long max_body_bytes = 1 << 20;
+  long long max_header_bytes = 16 << 10;
+  int max_json_depth = 64;
+  long long stream_buffer_bytes = 1 << 20;
+  int max_n = 8;
+  long long memory_budget_bytes = 0;  // backend session memory (0 = unbounded)
+  // Stored sessions (gRPC).
+  int max_stored_sessions = 256;
+  long long session_memory_bytes = 1LL << 30;
+  double session_idle_timeout_s = 600;
+  // Shutdown.
+  double drain_grace_s = 30;
+  // Sparse attention (-1 / "" = the model's value).
+  int attn_chunk_size = -1;
+  int attn_topk = -1;
+  int attn_full_threshold = -2;  // -2 = keep; -1 = chunk*topk
+  std::string attn_decode_mode;   // sparse | full
+  std::string attn_prefill_mode;  // chunk | full
+  int kv_max = -1, kv_window = -1, kv_min = -1;
+  std::string attn_reference;     // 0.1 | 0.2
+
+  bool help = false;
+};
+
+// Parses argv (after the subcommand name). InvalidArgument names the bad flag.
+absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f);
+std::string ServeHelp();
+
+}  // namespace rwkvx

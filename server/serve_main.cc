@@ -1,0 +1,269 @@
+// rwkvx::ServeMain: `rwkvx serve`. Loads the model, picks the backend, starts the
+// scheduler, the HTTP and gRPC frontends, and waits for SIGTERM/SIGINT to drain.
+// Runs on the main thread; owns every server object, destroyed in reverse order.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "engine/backend.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "server/grpc_server.h"
+#include "server/http_server.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/scheduler.h"
+#include "server/serve_flags.h"
+#include "server/service.h"
+#include "tools/subcommands.h"
+
+namespace rwkvx {
+namespace {
+
+constexpr const char* kEmbeddedName = "rwkvx-embedded-random-bytes";
+
+ModelShape EmbeddedShape() {
+  ModelShape s;
+  s.vocab = 257;
+  s.n_embd = 256;
+  s.head_size = 64;
+  s.n_head = 4;
+  s.n_rwkv_layer = 4;
+  s.n_attn_layer = 2;
+  s.ffn_dim = 1024;
+  s.rank_w = 32;
+  s.rank_a = 32;
+  s.rank_v = 16;
+  s.rank_g = 64;
+  return s;
+}
+
+absl::Status ApplyAttnFlags(const ServeFlags& f, SparseAttnConfig* c) {
+  if (f.attn_chunk_size >= 0) c->chunk_size = f.attn_chunk_size;
+  if (f.attn_topk >= 0) c->topk = f.attn_topk;
+  if (f.attn_full_threshold >= -1) c->full_attn_threshold = f.attn_full_threshold;
+  if (f.attn_decode_mode == "sparse") c->decode_mode = AttnDecodeMode::kSparse;
+  else if (f.attn_decode_mode == "full") c->decode_mode = AttnDecodeMode::kFull;
+  else if (!f.attn_decode_mode.empty()) return absl::InvalidArgumentError("--attn-decode-mode: sparse or full");
+  if (f.attn_prefill_mode == "chunk") c->prefill_mode = AttnPrefillMode::kChunk;
+  else if (f.attn_prefill_mode == "full") c->prefill_mode = AttnPrefillMode::kFull;
+  else if (!f.attn_prefill_mode.empty()) return absl::InvalidArgumentError("--attn-prefill-mode: chunk or full");
+  if (f.kv_max >= 0) c->max_kv_cache_size = f.kv_max;
+  if (f.kv_window >= 0) c->kv_cache_window_size = f.kv_window;
+  if (f.kv_min >= 0) c->min_kv_cache_size = f.kv_min;
+  if (f.attn_reference == "0.1") c->rules = ReferenceRules::k01;
+  else if (f.attn_reference == "0.2") c->rules = ReferenceRules::k02;
+  else if (!f.attn_reference.empty()) return absl::InvalidArgumentError("--attn-reference: 0.1 or 0.2");
+  return c->Validate();
+}
+
+absl::Status CheckLimits(const ServeFlags& f) {
+  auto bad = [](const char* m) { return absl::InvalidArgumentError(m); };
+  if (f.max_sessions < 1) return bad("--max-sessions must be >= 1");
+  if (f.max_queue < 0) return bad("--max-queue must be >= 0");
+  if (f.max_batch_tokens < 1 || f.prefill_chunk < 1) return bad("--max-batch-tokens and --prefill-chunk must be >= 1");
+  if (f.max_tokens < 1 || f.default_max_tokens < 1 || f.default_max_tokens > f.max_tokens)
+    return bad("need 1 <= --default-max-tokens <= --max-tokens");
+  if (f.max_prompt_tokens < 1) return bad("--max-prompt-tokens must be >= 1");
+  if (f.request_timeout_s <= 0 || f.drain_grace_s < 0) return bad("timeouts must be positive");
+  if (f.max_body_bytes < 1024 || f.max_header_bytes < 1024) return bad("--max-body-bytes and --max-header-bytes must be >= 1024");
+  if (f.max_json_depth < 2) return bad("--max-json-depth must be >= 2");
+  if (f.tokenizer != "auto" && f.tokenizer != "world" && f.tokenizer != "bytes")
+    return bad("--tokenizer: auto, world or bytes");
+  if (f.backend != "auto" && f.backend != "cpu" && f.backend != "cuda")
+    return bad("--backend: auto, cpu or cuda");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
+                                                     std::shared_ptr<const Model> model) {
+  CpuBackendOptions cpu;
+  cpu.threads = f.threads;
+  cpu.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
+  if (f.backend == "cpu") {
+    SLOG(INFO) << "backend: cpu (--backend cpu)";
+    return MakeCpuBackend(model, cpu);
+  }
+  std::string why = CudaUnavailableReason();
+  if (f.backend == "cuda" && !why.empty()) {
+    return absl::FailedPreconditionError("--backend cuda: CUDA is not usable: " + why);
+  }
+  if (why.empty()) {
+    CudaBackendOptions c;
+    c.device = f.cuda_device;
+    auto b = MakeCudaBackend(model, c);
+    if (b.ok()) {
+      SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found)";
+      return b;
+    }
+    if (f.backend == "cuda") return b.status();
+    why = std::string(b.status().message());
+  }
+  SLOG(INFO) << "backend: cpu (--backend auto: CUDA unavailable: " << why << ")";
+  return MakeCpuBackend(model, cpu);
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "rwkvx serve: %s\n", std::string(s.message()).c_str());
+  return 2;
+}
+
+}  // namespace
+
+int ServeMain(int argc, char** argv) {
+  ServeFlags f;
+  if (auto s = ParseServeFlags(argc, argv, &f); !s.ok()) return Fail(s);
+  if (f.help) {
+    std::fputs(ServeHelp().c_str(), stdout);
+    return 0;
+  }
+  if (auto s = CheckLimits(f); !s.ok()) return Fail(s);
+  if (!f.api_key_file.empty()) {
+    std::ifstream in(f.api_key_file);
+    if (!in) return Fail(absl::NotFoundError("--api-key-file: cannot read " + f.api_key_file));
+    for (std::string line; std::getline(in, line);) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      if (!line.empty()) f.api_keys.push_back(line);
+    }
+  }
+  // Block the shutdown signals in every thread; the main thread waits for them below.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  // Model.
+  std::shared_ptr<Model> model;
+  bool random_weights = false;
+  if (f.model.empty()) {
+    model = MakeRandomModel(EmbeddedShape(), static_cast<uint64_t>(f.embedded_seed), kEmbeddedName);
+    random_weights = true;
+    SLOG(WARNING) << "model: no --model given; serving the embedded model '" << kEmbeddedName
+                  << "' with RANDOM weights (seed " << f.embedded_seed
+                  << "): its output is meaningless text";
+  } else {
+    auto m = LoadModelFile(f.model);
+    if (!m.ok()) return Fail(m.status());
+    model = *m;
+    SLOG(INFO) << "model: loaded " << f.model;
+  }
+  for (const auto& w : model->warnings) SLOG(WARNING) << "model: " << w;
+  if (auto s = ApplyAttnFlags(f, &model->attn); !s.ok()) return Fail(s);
+  std::string name = f.model_name;
+  if (name.empty()) {
+    if (random_weights) name = kEmbeddedName;
+    else if (!model->name.empty()) name = model->name;
+    else name = f.model.substr(f.model.find_last_of('/') + 1);
+  }
+
+  // Tokenizer.
+  std::unique_ptr<Tokenizer> tok;
+  std::string tk = f.tokenizer == "auto" ? (f.vocab.empty() ? "bytes" : "world") : f.tokenizer;
+  if (tk == "world") {
+    if (f.vocab.empty()) return Fail(absl::InvalidArgumentError("--tokenizer world needs --vocab PATH"));
+    auto t = LoadWorldTokenizer(f.vocab);
+    if (!t.ok()) return Fail(t.status());
+    tok = std::move(*t);
+  } else {
+    tok = MakeByteTokenizer();
+  }
+  if (tok->VocabSize() > model->shape.vocab) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "the tokenizer has ", tok->VocabSize(), " ids but the model only ", model->shape.vocab)));
+  }
+  SLOG(INFO) << "tokenizer: " << tok->Name() << " (" << tok->VocabSize() << " ids)";
+
+  auto backend = PickBackend(f, model);
+  if (!backend.ok()) return Fail(backend.status());
+  std::string backend_name = (*backend)->Name();
+
+  ServerMetrics metrics;
+  SchedulerOptions so;
+  so.max_running = f.max_sessions;
+  so.max_queued = f.max_queue;
+  so.max_batch_tokens = f.max_batch_tokens;
+  so.prefill_chunk = f.prefill_chunk;
+  so.max_stored_sessions = f.max_stored_sessions;
+  so.stored_session_budget_bytes = static_cast<size_t>(f.session_memory_bytes);
+  so.stored_session_idle_timeout = absl::Seconds(f.session_idle_timeout_s);
+  Scheduler scheduler(std::move(*backend), tok.get(), so, &metrics);
+
+  ModelDescription desc;
+  desc.id = name;
+  desc.random_weights = random_weights;
+  desc.description = random_weights
+                         ? "embedded RWKV-X with random weights (no trained model loaded)"
+                         : "RWKV-X loaded from " + f.model.substr(f.model.find_last_of('/') + 1);
+  desc.tokenizer = tok->Name();
+  desc.backend = backend_name;
+  desc.vocab = model->shape.vocab;
+  desc.created_unix = absl::ToUnixSeconds(absl::Now());
+  ServiceLimits lim;
+  lim.max_prompt_tokens = f.max_prompt_tokens;
+  lim.max_tokens = f.max_tokens;
+  lim.default_max_tokens = f.default_max_tokens;
+  lim.max_n = f.max_n;
+  lim.request_timeout = absl::Seconds(f.request_timeout_s);
+  lim.stream_buffer_bytes = static_cast<size_t>(f.stream_buffer_bytes);
+  Service service(&scheduler, tok.get(), desc, lim);
+  scheduler.Start();
+
+  HttpOptions ho;
+  ho.host = f.host;
+  ho.port = f.http_port;
+  ho.threads = f.http_threads;
+  ho.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
+  ho.max_header_bytes = static_cast<size_t>(f.max_header_bytes);
+  ho.max_json_depth = f.max_json_depth;
+  ho.api_keys = f.api_keys;
+  HttpServer http(&service, &metrics, ho);
+  if (auto s = http.Start(); !s.ok()) return Fail(s);
+  SLOG(INFO) << "HTTP listening on " << f.host << ":" << http.port();
+
+  GrpcServer grpc(&service, &metrics, f.api_keys);
+  int grpc_port = -1;
+  if (f.grpc_port >= 0) {
+    auto p = grpc.Start(f.host, f.grpc_port);
+    if (!p.ok()) return Fail(p.status());
+    grpc_port = *p;
+    SLOG(INFO) << "gRPC listening on " << f.host << ":" << grpc_port;
+  }
+  if (!f.port_file.empty()) {
+    std::string tmp = f.port_file + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << "{\"http_port\": " << http.port() << ", \"grpc_port\": " << grpc_port << "}\n";
+    }
+    std::rename(tmp.c_str(), f.port_file.c_str());
+  }
+  metrics.ready->Set(1);
+  SLOG(INFO) << "ready: serving '" << name << "' on " << backend_name;
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  SLOG(INFO) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining (grace "
+             << f.drain_grace_s << "s); readiness is now false";
+  scheduler.BeginDrain(absl::Seconds(f.drain_grace_s));
+  grpc.SetNotServing();
+  absl::Time until = absl::Now() + absl::Seconds(f.drain_grace_s) + absl::Seconds(5);
+  while (!scheduler.WaitIdle(absl::Milliseconds(100)) && absl::Now() < until) {
+    struct timespec zero = {0, 0};
+    if (sigtimedwait(&sigs, nullptr, &zero) > 0) {
+      SLOG(WARNING) << "second signal: ending running requests now";
+      scheduler.BeginDrain(absl::ZeroDuration());
+    }
+  }
+  SLOG(INFO) << "drained; stopping";
+  scheduler.Stop();
+  http.Stop();
+  grpc.Stop();
+  SLOG(INFO) << "stopped";
+  return 0;
+}
+
+}  // namespace rwkvx

@@ -1,0 +1,188 @@
+#include "server/service.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+
+namespace rwkvx {
+namespace {
+
+absl::Status Bad(std::string msg) { return absl::InvalidArgumentError(std::move(msg)); }
+
+absl::Status CheckRange(const char* name, const std::optional<double>& v, double lo, double hi) {
+  if (!v) return absl::OkStatus();
+  if (!std::isfinite(*v) || *v < lo || *v > hi) {
+    return Bad(absl::StrCat("'", name, "' must be between ", lo, " and ", hi));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t RandomSeed() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+}  // namespace
+
+Service::Service(Scheduler* scheduler, const Tokenizer* tokenizer, ModelDescription model,
+                 ServiceLimits limits)
+    : scheduler_(scheduler), tokenizer_(tokenizer), model_(std::move(model)), limits_(limits) {}
+
+absl::Status Service::CheckModel(const std::string& model) const {
+  if (model.empty() || model == model_.id) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("The model '", model.substr(0, 200),
+                                          "' does not exist; this server serves '", model_.id,
+                                          "'"));
+}
+
+absl::StatusOr<std::vector<int32_t>> Service::Tokenize(const std::string& model,
+                                                       const std::string& text) const {
+  if (auto s = CheckModel(model); !s.ok()) return s;
+  if (!IsValidUtf8(text)) return Bad("the text is not valid UTF-8");
+  return tokenizer_->Encode(text);
+}
+
+absl::StatusOr<std::string> Service::Detokenize(const std::string& model,
+                                                const std::vector<int64_t>& ids) const {
+  if (auto s = CheckModel(model); !s.ok()) return s;
+  std::vector<int32_t> v;
+  v.reserve(ids.size());
+  for (int64_t id : ids) {
+    if (id < 0 || id >= tokenizer_->VocabSize()) {
+      return Bad(absl::StrCat("token id ", id, " is outside the vocabulary [0, ",
+                              tokenizer_->VocabSize(), ")"));
+    }
+    v.push_back(static_cast<int32_t>(id));
+  }
+  return tokenizer_->DecodeBytes(v);
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> Service::Generate(
+    const GenerateParams& p) {
+  if (auto s = CheckModel(p.model); !s.ok()) return s;
+  GenerateRequest req;
+  req.id = p.request_id;
+  // Prompt.
+  if (p.prompt_text && p.prompt_ids) return Bad("give the prompt as text or as token ids, not both");
+  if (p.prompt_text) {
+    if (p.prompt_text->empty()) return Bad("the prompt must not be empty");
+    if (!IsValidUtf8(*p.prompt_text)) return Bad("the prompt is not valid UTF-8");
+    req.prompt = tokenizer_->Encode(*p.prompt_text);
+  } else if (p.prompt_ids) {
+    if (p.prompt_ids->empty()) return Bad("the prompt must not be empty");
+    for (int64_t id : *p.prompt_ids) {
+      if (id < 0 || id >= model_.vocab) {
+        return Bad(absl::StrCat("prompt token id ", id, " is outside the vocabulary [0, ",
+                                model_.vocab, ")"));
+      }
+      req.prompt.push_back(static_cast<int32_t>(id));
+    }
+  } else {
+    return Bad("the prompt is missing");
+  }
+  if (req.prompt.empty()) return Bad("the prompt must not be empty");
+  if (static_cast<int64_t>(req.prompt.size()) > limits_.max_prompt_tokens) {
+    return Bad(absl::StrCat("the prompt has ", req.prompt.size(),
+                            " tokens; this server accepts at most ", limits_.max_prompt_tokens));
+  }
+  // Lengths and counts.
+  int64_t max_tokens = p.max_tokens.value_or(limits_.default_max_tokens);
+  if (max_tokens < 1 || max_tokens > limits_.max_tokens) {
+    return Bad(absl::StrCat("'max_tokens' must be between 1 and ", limits_.max_tokens));
+  }
+  req.max_tokens = static_cast<int>(max_tokens);
+  if (p.n < 1 || p.n > limits_.max_n) {
+    return Bad(absl::StrCat("'n' must be between 1 and ", limits_.max_n));
+  }
+  // Sampling.
+  if (auto s = CheckRange("temperature", p.temperature, 0.0, 5.0); !s.ok()) return s;
+  if (auto s = CheckRange("top_p", p.top_p, 0.0, 1.0); !s.ok()) return s;
+  if (auto s = CheckRange("presence_penalty", p.presence_penalty, -2.0, 2.0); !s.ok()) return s;
+  if (auto s = CheckRange("frequency_penalty", p.frequency_penalty, -2.0, 2.0); !s.ok()) return s;
+  if (p.top_k && (*p.top_k < 0 || *p.top_k > model_.vocab)) {
+    return Bad(absl::StrCat("'top_k' must be between 0 and ", model_.vocab));
+  }
+  if (p.top_logprobs < 0 || p.top_logprobs > 20) return Bad("'top_logprobs' must be between 0 and 20");
+  req.sampling.temperature = static_cast<float>(p.temperature.value_or(1.0));
+  req.sampling.top_p = static_cast<float>(p.top_p.value_or(1.0));
+  req.sampling.top_k = static_cast<int>(p.top_k.value_or(0));
+  req.sampling.presence_penalty = static_cast<float>(p.presence_penalty.value_or(0.0));
+  req.sampling.frequency_penalty = static_cast<float>(p.frequency_penalty.value_or(0.0));
+  req.logprobs = p.logprobs || p.top_logprobs > 0;
+  req.sampling.top_logprobs = static_cast<int>(p.top_logprobs);
+  // Stops.
+  if (static_cast<int>(p.stop.size()) > limits_.max_stop_strings) {
+    return Bad(absl::StrCat("at most ", limits_.max_stop_strings, " stop strings are allowed"));
+  }
+  for (const auto& s : p.stop) {
+    if (s.empty()) return Bad("stop strings must not be empty");
+    if (static_cast<int>(s.size()) > limits_.max_stop_bytes) {
+      return Bad(absl::StrCat("stop strings must be at most ", limits_.max_stop_bytes, " bytes"));
+    }
+    if (!IsValidUtf8(s)) return Bad("a stop string is not valid UTF-8");
+  }
+  req.stop_strings = p.stop;
+  for (int64_t id : p.stop_token_ids) {
+    if (id < 0 || id >= model_.vocab) return Bad(absl::StrCat("stop token id ", id, " is out of range"));
+    req.stop_tokens.push_back(static_cast<int32_t>(id));
+  }
+  req.stop_at_end_of_text = !p.ignore_eos;
+  req.session_name = p.session_id;
+  if (!p.session_id.empty() && p.n != 1) return Bad("'n' must be 1 when continuing a session");
+  // Deadline.
+  absl::Duration timeout = limits_.request_timeout;
+  if (p.timeout && *p.timeout > absl::ZeroDuration() && *p.timeout < timeout) timeout = *p.timeout;
+  req.arrival = absl::Now();
+  req.deadline = req.arrival + timeout;
+
+  uint64_t seed = p.seed ? *p.seed : RandomSeed();
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int64_t i = 0; i < p.n; ++i) {
+    GenerateRequest r = req;
+    r.sampling.seed = seed + static_cast<uint64_t>(i);
+    if (p.n > 1) r.id = absl::StrCat(req.id, "/", i);
+    streams.push_back(std::make_shared<RequestStream>(std::move(r), limits_.stream_buffer_bytes));
+  }
+  for (size_t i = 0; i < streams.size(); ++i) {
+    absl::Status s = scheduler_->Submit(streams[i]);
+    if (!s.ok()) {
+      for (size_t j = 0; j < i; ++j) streams[j]->Cancel();
+      return s;
+    }
+  }
+  return streams;
+}
+
+absl::StatusOr<std::string> BuildChatPrompt(const std::vector<ChatMessage>& messages) {
+  if (messages.empty()) return Bad("'messages' must not be empty");
+  std::string out;
+  for (const auto& m : messages) {
+    const char* label = nullptr;
+    if (m.role == "system" || m.role == "developer") label = "System";
+    else if (m.role == "user") label = "User";
+    else if (m.role == "assistant") label = "Assistant";
+    else return Bad(absl::StrCat("unsupported message role '", m.role.substr(0, 50), "'"));
+    if (!IsValidUtf8(m.content)) return Bad("a message is not valid UTF-8");
+    // Normalise: CRLF -> LF, runs of blank lines -> one newline, trim.
+    std::string c;
+    for (size_t i = 0; i < m.content.size(); ++i) {
+      char ch = m.content[i];
+      if (ch == '\r') continue;
+      if (ch == '\n' && !c.empty() && c.back() == '\n') continue;
+      c.push_back(ch);
+    }
+    size_t b = c.find_first_not_of(" \t\n");
+    size_t e = c.find_last_not_of(" \t\n");
+    c = b == std::string::npos ? "" : c.substr(b, e - b + 1);
+    if (!out.empty()) out += "\n\n";
+    out += label;
+    out += ": ";
+    out += c;
+  }
+  if (messages.back().role == "assistant") return out;  // continue the assistant's turn
+  out += "\n\nAssistant:";
+  return out;
+}
+
+}  // namespace rwkvx
