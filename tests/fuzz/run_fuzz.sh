@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the checkpoint-reader libFuzzer targets in build-fuzz/ (clang, ASan + UBSan) and
+# runs each for a bounded time on a scratch copy of its committed seed corpus.
+#   tests/fuzz/run_fuzz.sh                 # 60 s per target
+#   FUZZ_SECONDS=300 tests/fuzz/run_fuzz.sh
+#   FUZZ_TARGETS=fuzz_pth tests/fuzz/run_fuzz.sh
+# Exit status: non-zero when a build fails or a target finds a crash, leak, timeout or
+# out-of-memory input (the reproducer is saved under build-fuzz/fuzz-artifacts/).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
+SECONDS_EACH="${FUZZ_SECONDS:-60}"
+TARGETS="${FUZZ_TARGETS:-fuzz_pth fuzz_safetensors}"
+JOBS="${FUZZ_JOBS:-1}"
+
+CC_BIN="${CC_FUZZ:-$(command -v clang || command -v clang-14)}"
+CXX_BIN="${CXX_FUZZ:-$(command -v clang++ || command -v clang++-14)}"
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+
+mkdir -p "$BUILD"
+cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" \
+  -DCMAKE_C_COMPILER="$CC_BIN" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
+  -DRWKVX_FUZZ=ON -DRWKVX_TESTS=ON -DRWKVX_SERVER=OFF -DRWKVX_CUDA=OFF >"$BUILD/configure.log" 2>&1 ||
+  { cat "$BUILD/configure.log"; exit 1; }
+# shellcheck disable=SC2086
+cmake --build "$BUILD" --target $TARGETS
+
+mkdir -p "$BUILD/fuzz-artifacts"
+status=0
+for t in $TARGETS; do
+  work="$(mktemp -d)"
+  cp "$ROOT/tests/fuzz/corpus/$t/"* "$work/"
+  dict=()
+  case "$t" in
+    fuzz_pth) dict=(-dict="$ROOT/tests/fuzz/pth.dict") ;;
+    fuzz_safetensors) dict=(-dict="$ROOT/tests/fuzz/safetensors.dict") ;;
+  esac
+  par=()
+  [ "$JOBS" -gt 1 ] && par=(-fork="$JOBS")
+  echo "== $t: ${SECONDS_EACH}s, seeds $(ls "$work" | wc -l)"
+  set +e
+  "$BUILD/tests/fuzz/$t" "$work" "${dict[@]}" \
+    -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+    -max_len=65536 "${par[@]}" -print_final_stats=1 \
+    -artifact_prefix="$BUILD/fuzz-artifacts/$t-" 2>&1 | tee "$BUILD/$t.log" |
+    grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" || true
+  rc=${PIPESTATUS[0]}
+  set -e
+  echo "== $t: exit $rc, corpus now $(ls "$work" | wc -l) inputs"
+  [ "$rc" -eq 0 ] || status=1
+  rm -rf "$work"
+done
+exit $status
