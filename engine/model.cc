@@ -104,6 +104,9 @@ absl::StatusOr<std::shared_ptr<Model>> BuildModel(const TensorMap& tensors, std:
   if (s.n_head * s.head_size != s.n_embd)
     return absl::InvalidArgumentError(absl::StrCat("r_k shape [", s.n_head, ",", s.head_size,
                                                    "] does not match n_embd ", s.n_embd));
+  if (s.head_size != 64)
+    return absl::InvalidArgumentError(absl::StrCat("head size ", s.head_size,
+                                                   " is not supported (RWKV-7 x070 uses 64)"));
   auto R = CountIndexed(tensors, rp + "blocks."); if (!R.ok()) return R.status();
   s.n_rwkv_layer = *R;
   if (s.n_rwkv_layer < 1) return absl::InvalidArgumentError("checkpoint has no RWKV blocks");

@@ -60,6 +60,11 @@ absl::StatusOr<std::shared_ptr<Model>> BuildModel(const TensorMap& tensors, std:
 // (`<path>.json`, or `config.json` beside it) into model->attn.
 absl::StatusOr<std::shared_ptr<Model>> LoadModelFile(const std::string& path);
 
+// The model as an official-layout state dict (float32, `rwkv.` + `moba.{j}.` keys). The
+// embedding is already normalised, so blocks.0.ln0 is written as the identity (a reload
+// re-normalises it: equal up to LayerNorm's eps, not bit-exact).
+TensorMap ModelToTensors(const Model& model);
+
 // A deterministic random-weight RWKV-X of the given shape (the embedded default model
 // and benchmarks). Same seed => same weights on every machine.
 std::shared_ptr<Model> MakeRandomModel(const ModelShape& shape, uint64_t seed, std::string name);
