@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace rwkvx {
@@ -46,11 +48,24 @@ class Sampler {
   // whose text is a substring of " \t0123456789" add 0, others 1; all counts decay first).
   void Accept(int32_t token);
 
+  // The penalty state: (token, decayed count) in first-seen order. A token is penalised
+  // (presence + count * frequency) as soon as it is here, even with count 0.
+  const std::vector<std::pair<int32_t, double>>& occurrence() const { return occurrence_; }
+
  private:
+  int32_t Draw(const float* logits, int vocab, float max_logit, double sum_exp);
+  void TopLogprobs(const float* logits, int vocab, float log_z, SampleResult* r);
+
   SamplingParams p_;
-  const Tokenizer* tok_;
+  const Tokenizer* tok_;  // not owned; may be null (then every token counts 1 in Accept)
   std::mt19937_64 rng_;
-  std::vector<std::pair<int32_t, float>> occurrence_;
+  std::vector<std::pair<int32_t, double>> occurrence_;
+  std::unordered_map<int32_t, size_t> occurrence_index_;  // token -> index in occurrence_
+  // Scratch reused across steps (no allocation per token after the first).
+  std::vector<float> exp_;      // [vocab] exp(logit - max)
+  std::vector<int32_t> order_;  // [vocab] token ids, partially sorted (top-k)
+  std::vector<float> vals_;     // [vocab] scratch for the top-p selection
+  std::vector<int32_t> kept_;   // candidates after top-p / top-k, in id order
 };
 
 }  // namespace rwkvx
