@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "engine/cpu/blas_setup.h"
 #include "tools/subcommands.h"
 
 namespace {
@@ -30,6 +31,7 @@ void Usage(FILE* f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  rwkvx::cpu::MaybeReexecWithFasterBlas(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     Usage(argc < 2 ? stderr : stdout);
