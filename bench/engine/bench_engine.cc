@@ -1,0 +1,302 @@
+// bench_engine: measures the CUDA backend on random-weight RWKV-X models of the released
+// shapes. Usage:
+//   bench_engine --shape 0.2b|3.6b|tiny [--decode-ctx 1024,8192,...] [--prefill 1024,...]
+//                [--batch 1,16,...] [--batch-ctx 1024,8192] [--steps 32] [--json out.json]
+// Never asserts on timings. Each Step returns after its logits are on the host, so a wall
+// clock around Step is the end-to-end step latency.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+
+namespace rwkvx {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+
+std::vector<int> Ints(const char* s) {
+  std::vector<int> v;
+  std::stringstream ss(s);
+  std::string t;
+  while (std::getline(ss, t, ',')) {
+    if (t.empty()) continue;
+    double x = std::atof(t.c_str());
+    if (t.back() == 'K' || t.back() == 'k') x *= 1024;
+    if (t.back() == 'M' || t.back() == 'm') x *= 1024 * 1024;
+    v.push_back(static_cast<int>(x));
+  }
+  return v;
+}
+
+std::vector<int32_t> Tokens(int n, int V, uint32_t seed) {
+  std::vector<int32_t> t(n);
+  for (int i = 0; i < n; ++i) {
+    seed = seed * 1664525u + 1013904223u;
+    t[i] = static_cast<int32_t>((seed >> 8) % V);
+  }
+  return t;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Prefills `n` tokens into session s in chunks (no logits).
+bool Fill(Backend& b, SessionId s, int n, int chunk, int V, uint32_t seed) {
+  std::vector<float> l;
+  for (int done = 0; done < n;) {
+    const int t = std::min(chunk, n - done);
+    auto st = b.Step({{s, Tokens(t, V, seed + done), false}}, &l);
+    if (!st.ok()) {
+      std::fprintf(stderr, "fill failed: %s\n", std::string(st.message()).c_str());
+      return false;
+    }
+    done += t;
+  }
+  return true;
+}
+
+struct Args {
+  std::string shape = "0.2b";
+  std::vector<int> decode_ctx = Ints("1K,8K,32K,64K,128K");
+  std::vector<int> prefill = Ints("1K,4K,16K,64K");
+  std::vector<int> batch = Ints("1,16,64,256,1024");
+  std::vector<int> batch_ctx = Ints("1K,8K");
+  std::vector<int> mem_ctx = Ints("8K,20000,128K");
+  int steps = 32;
+  int fill_chunk = 16384;
+  std::string json;
+};
+
+}  // namespace
+}  // namespace rwkvx
+
+int main(int argc, char** argv) {
+  using namespace rwkvx;
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const char* v = argv[i + 1];
+    if (k == "--shape") a.shape = v;
+    else if (k == "--decode-ctx") a.decode_ctx = Ints(v);
+    else if (k == "--prefill") a.prefill = Ints(v);
+    else if (k == "--batch") a.batch = Ints(v);
+    else if (k == "--batch-ctx") a.batch_ctx = Ints(v);
+    else if (k == "--mem-ctx") a.mem_ctx = Ints(v);
+    else if (k == "--steps") a.steps = std::atoi(v);
+    else if (k == "--fill-chunk") a.fill_chunk = std::atoi(v);
+    else if (k == "--json") a.json = v;
+    else { std::fprintf(stderr, "unknown flag %s\n", k.c_str()); return 2; }
+  }
+  if (const std::string why = CudaUnavailableReason(); !why.empty()) {
+    std::printf("bench_engine: no GPU: %s\n", why.c_str());
+    return 0;
+  }
+  ModelShape s;
+  s.vocab = 65536;
+  s.head_size = 64;
+  if (a.shape == "3.6b") {
+    s.n_embd = 2560; s.n_rwkv_layer = 32; s.n_attn_layer = 8;
+    s.rank_w = 96; s.rank_a = 96; s.rank_v = 64; s.rank_g = 320;
+  } else if (a.shape == "tiny") {
+    s.n_embd = 256; s.n_rwkv_layer = 4; s.n_attn_layer = 2; s.vocab = 4096;
+    s.rank_w = 64; s.rank_a = 64; s.rank_v = 32; s.rank_g = 128;
+  } else {
+    s.n_embd = 768; s.n_rwkv_layer = 12; s.n_attn_layer = 4;
+    s.rank_w = 64; s.rank_a = 64; s.rank_v = 32; s.rank_g = 128;
+  }
+  s.n_head = s.n_embd / 64;
+  s.ffn_dim = 4 * s.n_embd;
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("card: %s (%d SMs, %.1f GiB)\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+  auto t0 = Clock::now();
+  auto model = MakeRandomModel(s, 1234, a.shape);
+  auto t1 = Clock::now();
+  CudaBackendOptions o;
+  o.gpu_memory_fraction = 0.92;
+  auto be = MakeCudaBackend(model, o);
+  if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }
+  Backend& b = **be;
+  std::printf("model %s: C=%d R=%d M=%d V=%d, weights %.2f GiB on GPU (fp16); random init %.1f s, upload %.1f s\n",
+              a.shape.c_str(), s.n_embd, s.n_rwkv_layer, s.n_attn_layer, s.vocab, b.Memory().weights_bytes / 1073741824.0,
+              Ms(t0, t1) / 1000, Ms(t1, Clock::now()) / 1000);
+  std::printf("attention: chunk %d, top-k %d, threshold %d, max_kv %d (window %d, min %d)\n", model->attn.chunk_size,
+              model->attn.topk, model->attn.Threshold(), model->attn.max_kv_cache_size, model->attn.kv_cache_window_size,
+              model->attn.min_kv_cache_size);
+  std::ostringstream js;
+  js << "{\"card\":\"" << prop.name << "\",\"shape\":\"" << a.shape << "\",\"weights_bytes\":" << b.Memory().weights_bytes;
+  const int V = s.vocab;
+  std::vector<float> l;
+
+  // Warm-up (cuBLAS heuristics, pools).
+  {
+    auto w = *b.CreateSession();
+    Fill(b, w, 2048, 2048, V, 1);
+    for (int i = 0; i < 4; ++i) b.Step({{w, {1}, true}}, &l);
+    b.FreeSession(w);
+  }
+
+  // 1. Single-session decode latency by context.
+  std::printf("\n%-28s %12s %12s %14s %10s\n", "decode, 1 session", "ms/token", "p90 ms", "session MiB", "kv rows");
+  js << ",\"decode\":[";
+  bool first = true;
+  for (int ctx : a.decode_ctx) {
+    auto id = b.CreateSession();
+    if (!id.ok()) break;
+    auto tf = Clock::now();
+    if (!Fill(b, *id, ctx, a.fill_chunk, V, 7)) { b.FreeSession(*id); continue; }
+    const double fill_s = Ms(tf, Clock::now()) / 1000;
+    std::vector<double> t;
+    int32_t tok = 1;
+    for (int i = 0; i < a.steps + 3; ++i) {
+      auto c0 = Clock::now();
+      auto st = b.Step({{*id, {tok}, true}}, &l);
+      auto c1 = Clock::now();
+      if (!st.ok()) { std::printf("decode failed: %s\n", std::string(st.message()).c_str()); break; }
+      tok = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+      if (i >= 3) t.push_back(Ms(c0, c1));
+    }
+    std::sort(t.begin(), t.end());
+    const double med = Median(t), p90 = t.empty() ? 0 : t[t.size() * 9 / 10];
+    const double mib = b.SessionBytes(*id) / 1048576.0;
+    char label[64];
+    std::snprintf(label, sizeof label, "ctx %d (fill %.1fs)", ctx, fill_s);
+    std::printf("%-28s %12.3f %12.3f %14.1f %10zu\n", label, med, p90, mib, b.SessionKvTokens(*id));
+    js << (first ? "" : ",") << "{\"ctx\":" << ctx << ",\"ms_per_token\":" << med << ",\"p90_ms\":" << p90
+       << ",\"session_bytes\":" << b.SessionBytes(*id) << ",\"kv_rows\":" << b.SessionKvTokens(*id)
+       << ",\"fill_seconds\":" << fill_s << "}";
+    first = false;
+    std::fflush(stdout);
+    b.FreeSession(*id);
+  }
+  js << "]";
+
+  // 2. Prefill throughput (one session, one step of T tokens, logits of the last row).
+  std::printf("\n%-28s %12s %12s\n", "prefill, 1 session", "ms", "tokens/s");
+  js << ",\"prefill\":[";
+  first = true;
+  for (int T : a.prefill) {
+    std::vector<double> t;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto id = b.CreateSession();
+      if (!id.ok()) break;
+      auto toks = Tokens(T, V, 100 + rep);
+      auto c0 = Clock::now();
+      auto st = b.Step({{*id, toks, true}}, &l);
+      auto c1 = Clock::now();
+      b.FreeSession(*id);
+      if (!st.ok()) { std::printf("prefill %d failed: %s\n", T, std::string(st.message()).c_str()); break; }
+      t.push_back(Ms(c0, c1));
+    }
+    if (t.empty()) continue;
+    const double med = Median(t);
+    char label[64];
+    std::snprintf(label, sizeof label, "T %d", T);
+    std::printf("%-28s %12.2f %12.0f\n", label, med, T / (med / 1000));
+    js << (first ? "" : ",") << "{\"tokens\":" << T << ",\"ms\":" << med << ",\"tokens_per_s\":" << T / (med / 1000) << "}";
+    first = false;
+    std::fflush(stdout);
+  }
+  js << "]";
+
+  // 3. Batched decode throughput.
+  std::printf("\n%-28s %10s %12s %12s %12s %12s\n", "batched decode", "ms/step", "tokens/s", "no-logits", "tok/s (nl)",
+              "GB/step");
+  js << ",\"batch\":[";
+  first = true;
+  const double state_bytes = static_cast<double>(s.n_rwkv_layer) * s.n_head * 4096 * 4 * 2;  // read + write
+  for (int ctx : a.batch_ctx) {
+    for (int B : a.batch) {
+      std::vector<SessionId> ids;
+      bool ok = true;
+      for (int i = 0; i < B && ok; ++i) {
+        auto id = b.CreateSession();
+        if (!id.ok()) { ok = false; break; }
+        ids.push_back(*id);
+      }
+      // Fill all sessions with ctx tokens, several sessions per step (<= 64K rows a step).
+      const int per = std::max(1, 65536 / ctx);
+      for (size_t i = 0; ok && i < ids.size(); i += per) {
+        std::vector<StepInput> in;
+        for (size_t k = i; k < std::min(ids.size(), i + per); ++k) in.push_back({ids[k], Tokens(ctx, V, k), false});
+        auto st = b.Step(in, &l);
+        if (!st.ok()) { ok = false; std::printf("B=%d ctx=%d: %s\n", B, ctx, std::string(st.message()).c_str()); }
+      }
+      double ms = 0, ms_nl = 0;
+      if (ok) {
+        for (int pass = 0; pass < 2 && ok; ++pass) {
+          std::vector<double> t;
+          for (int i = 0; i < std::max(8, a.steps / 2) + 2; ++i) {
+            std::vector<StepInput> in;
+            for (size_t k = 0; k < ids.size(); ++k) in.push_back({ids[k], {static_cast<int32_t>((k * 7 + i) % V)}, pass == 0});
+            auto c0 = Clock::now();
+            auto st = b.Step(in, &l);
+            auto c1 = Clock::now();
+            if (!st.ok()) { ok = false; std::printf("B=%d: %s\n", B, std::string(st.message()).c_str()); break; }
+            if (i >= 2) t.push_back(Ms(c0, c1));
+          }
+          (pass == 0 ? ms : ms_nl) = Median(t);
+        }
+      }
+      // Floor bytes per step: weights once + each session's RWKV state read and written +
+      // its attended KV rows (min(ctx, threshold-ish) rows x C x k,v x fp16 x sparse layers).
+      const double kv_rows = std::min<double>(ctx + 1, model->attn.Threshold() + model->attn.chunk_size);
+      const double bytes = b.Memory().weights_bytes + B * (state_bytes + kv_rows * s.n_embd * 2 * 2 * s.n_attn_layer);
+      char label[64];
+      std::snprintf(label, sizeof label, "B %d, ctx %d", B, ctx);
+      if (ok) {
+        std::printf("%-28s %10.3f %12.0f %12.3f %12.0f %12.3f  (HBM floor %.3f ms at 3.35 TB/s = %.0f%%)\n", label, ms,
+                    B / (ms / 1000), ms_nl, B / (ms_nl / 1000), bytes / 1e9, bytes / 3.35e12 * 1000,
+                    100.0 * (bytes / 3.35e12 * 1000) / ms_nl);
+        js << (first ? "" : ",") << "{\"B\":" << B << ",\"ctx\":" << ctx << ",\"ms_per_step\":" << ms
+           << ",\"tokens_per_s\":" << B / (ms / 1000) << ",\"ms_per_step_no_logits\":" << ms_nl
+           << ",\"tokens_per_s_no_logits\":" << B / (ms_nl / 1000) << ",\"floor_bytes\":" << bytes << "}";
+        first = false;
+      } else {
+        std::printf("%-28s %10s (did not fit: memory)\n", label, "n/a");
+      }
+      std::fflush(stdout);
+      for (auto id : ids) b.FreeSession(id);
+    }
+  }
+  js << "]";
+
+  // 4. Memory per session by context (compression on: flat past max_kv).
+  std::printf("\n%-28s %14s %10s\n", "memory per session", "MiB", "kv rows");
+  js << ",\"memory\":[";
+  first = true;
+  for (int ctx : a.mem_ctx) {
+    auto id = b.CreateSession();
+    if (!id.ok()) break;
+    if (Fill(b, *id, ctx, a.fill_chunk, V, 9)) {
+      b.Step({{*id, {1}, true}}, &l);
+      char label[64];
+      std::snprintf(label, sizeof label, "ctx %d (+1 decode)", ctx);
+      std::printf("%-28s %14.1f %10zu\n", label, b.SessionBytes(*id) / 1048576.0, b.SessionKvTokens(*id));
+      js << (first ? "" : ",") << "{\"ctx\":" << ctx << ",\"session_bytes\":" << b.SessionBytes(*id)
+         << ",\"kv_rows\":" << b.SessionKvTokens(*id) << "}";
+      first = false;
+    }
+    b.FreeSession(*id);
+  }
+  js << "]}";
+  if (!a.json.empty()) {
+    std::ofstream(a.json) << js.str() << "\n";
+    std::printf("\nwrote %s\n", a.json.c_str());
+  }
+  return 0;
+}
