@@ -27,13 +27,13 @@ for stage in $stages; do
       cp build-device/tests/cuda_tests build-device/bench/engine/bench_engine build-device/ 2>/dev/null
       ;;
     tests)
-      timeout 300 "$BIN/cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "^\[(parity|greedy|batch)|OK \]|FAILED|PASSED|SKIPPED|Failure|error" ;;
+      timeout ${TESTS_TIMEOUT:-300} "$BIN/cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "^\[(parity|greedy|batch)|OK \]|FAILED|PASSED|SKIPPED|Failure|error" ;;
     sanitize)
       F='CudaBackend.FullAttentionParity:CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaBackend.SnapshotRoundTrip:CudaKernels.*'
-      timeout 240 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F" \
+      timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F" \
         > "$OUT/memcheck.log" 2>&1; echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log"
       F2='CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaKernels.*'
-      timeout 240 compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F2" \
+      timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F2" \
         > "$OUT/racecheck.log" 2>&1; echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" ;;
     bench)
       for shape in ${BENCH_SHAPES:-0.2b 3.6b}; do
