@@ -113,7 +113,7 @@ std::string OpenAiResponder::StreamStart() {
 std::string OpenAiResponder::StreamEvent(int index, const GenerateEvent& ev) {
   AddUsage(ev, index);
   std::string out;
-  if (!ev.text.empty() || !ev.tokens.empty()) {
+  if (!ev.text.empty() || (logprobs_ && !ev.tokens.empty())) {
     out += Chunk(index, ev.text, ev.tokens, FinishReason::kNone, false);
   }
   if (ev.final) out += Chunk(index, "", {}, ev.finish, false);
