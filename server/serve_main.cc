@@ -1,8 +1,12 @@
 // rwkvx::ServeMain: `rwkvx serve`. Loads the model, picks the backend, starts the
 // scheduler, the HTTP and gRPC frontends, and waits for SIGTERM/SIGINT to drain.
 // Runs on the main thread; owns every server object, destroyed in reverse order.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -107,6 +111,40 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
   return MakeCpuBackend(model, cpu);
 }
 
+// Shutdown signals reach the main thread through a self-pipe: a process-wide handler
+// (whatever thread the kernel picks, e.g. one of OpenBLAS's) writes the signal number.
+int g_signal_pipe[2] = {-1, -1};
+
+void OnSignal(int sig) {
+  unsigned char b = static_cast<unsigned char>(sig);
+  ssize_t ignored = write(g_signal_pipe[1], &b, 1);
+  (void)ignored;
+}
+
+void InstallSignalHandlers() {
+  if (pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return;
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+// Waits up to `timeout_ms` (-1 = forever) for a signal; returns it, or 0.
+int WaitSignal(int timeout_ms) {
+  struct pollfd p = {g_signal_pipe[0], POLLIN, 0};
+  for (;;) {
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    unsigned char b = 0;
+    if (read(g_signal_pipe[0], &b, 1) == 1) return b;
+    return 0;
+  }
+}
+
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "rwkvx serve: %s\n", std::string(s.message()).c_str());
   return 2;
@@ -130,12 +168,7 @@ int ServeMain(int argc, char** argv) {
       if (!line.empty()) f.api_keys.push_back(line);
     }
   }
-  // Block the shutdown signals in every thread; the main thread waits for them below.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  InstallSignalHandlers();
 
   // Model.
   std::shared_ptr<Model> model;
@@ -244,16 +277,14 @@ int ServeMain(int argc, char** argv) {
   metrics.ready->Set(1);
   SLOG(INFO) << "ready: serving '" << name << "' on " << backend_name;
 
-  int sig = 0;
-  sigwait(&sigs, &sig);
+  int sig = WaitSignal(-1);
   SLOG(INFO) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining (grace "
              << f.drain_grace_s << "s); readiness is now false";
   scheduler.BeginDrain(absl::Seconds(f.drain_grace_s));
   grpc.SetNotServing();
   absl::Time until = absl::Now() + absl::Seconds(f.drain_grace_s) + absl::Seconds(5);
   while (!scheduler.WaitIdle(absl::Milliseconds(100)) && absl::Now() < until) {
-    struct timespec zero = {0, 0};
-    if (sigtimedwait(&sigs, nullptr, &zero) > 0) {
+    if (WaitSignal(0) != 0) {
       SLOG(WARNING) << "second signal: ending running requests now";
       scheduler.BeginDrain(absl::ZeroDuration());
     }
