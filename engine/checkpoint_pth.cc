@@ -5,6 +5,7 @@
 // zip entry <archive>/data/<key>; tensors come from torch._utils._rebuild_tensor_v2 and
 // are materialised into dense row-major RawTensors (views with offsets and arbitrary
 // non-negative strides are supported). Stateless; thread-safe.
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -92,6 +93,56 @@ class PthLoader {
 
 bool IsOpaque(const PickleValue& v, const char* tag) {
   return v.kind == PickleValue::kOpaque && v.s == tag;
+}
+
+// dst[i, j] = src[i*s0 + j*s1] for a [n0, n1] block (strides in elements), in 32x32
+// tiles so that transposed sources stay cache-friendly.
+template <typename T>
+void Copy2D(uint8_t* dst, const char* src, uint64_t n0, uint64_t n1, uint64_t s0, uint64_t s1) {
+  constexpr uint64_t kTile = 32;
+  if (s1 == 1) {
+    for (uint64_t i = 0; i < n0; ++i) std::memcpy(dst + i * n1 * sizeof(T), src + i * s0 * sizeof(T), n1 * sizeof(T));
+    return;
+  }
+  for (uint64_t i0 = 0; i0 < n0; i0 += kTile) {
+    const uint64_t ie = std::min(n0, i0 + kTile);
+    for (uint64_t j0 = 0; j0 < n1; j0 += kTile) {
+      const uint64_t je = std::min(n1, j0 + kTile);
+      for (uint64_t i = i0; i < ie; ++i) {
+        uint8_t* d = dst + i * n1 * sizeof(T);
+        const char* s = src + i * s0 * sizeof(T);
+        for (uint64_t j = j0; j < je; ++j) std::memcpy(d + j * sizeof(T), s + j * s1 * sizeof(T), sizeof(T));
+      }
+    }
+  }
+}
+
+// Dense row-major copy of a strided view (all sizes > 1; bounds already checked).
+template <typename T>
+void GatherStrided(uint8_t* dst, const char* base, const std::vector<uint64_t>& size,
+                   const std::vector<uint64_t>& stride) {
+  const size_t nd = size.size();
+  if (nd == 0) {
+    std::memcpy(dst, base, sizeof(T));
+    return;
+  }
+  const uint64_t n1 = size[nd - 1], s1 = stride[nd - 1];
+  const uint64_t n0 = nd >= 2 ? size[nd - 2] : 1, s0 = nd >= 2 ? stride[nd - 2] : 0;
+  const size_t outer = nd >= 2 ? nd - 2 : 0;  // odometer over dims [0, outer)
+  std::vector<uint64_t> idx(outer, 0);
+  uint64_t off = 0;  // source offset in elements
+  for (;;) {
+    Copy2D<T>(dst, base + off * sizeof(T), n0, n1, s0, s1);
+    dst += n0 * n1 * sizeof(T);
+    size_t d = outer;
+    for (; d-- > 0;) {
+      off += stride[d];
+      if (++idx[d] < size[d]) break;
+      off -= stride[d] * size[d];
+      idx[d] = 0;
+    }
+    if (d == static_cast<size_t>(-1)) return;  // every outer index visited
+  }
 }
 
 absl::Status PthLoader::FindClass(const std::string& module, const std::string& name) {
@@ -265,37 +316,21 @@ absl::StatusOr<RawTensor> PthLoader::Materialize(const std::string& key, const T
   out.bytes.resize(out_bytes);
   if (numel == 0) return out;
   const char* base = data->data() + t.offset * es;
-  // Row-major contiguous? (dims of size 1 may have any stride)
+  // Dims of size 1 never move the source pointer: drop them.
+  std::vector<uint64_t> size, stride;
+  for (size_t d = 0; d < t.size.size(); ++d) {
+    if (t.size[d] != 1) {
+      size.push_back(static_cast<uint64_t>(t.size[d]));
+      stride.push_back(static_cast<uint64_t>(t.stride[d]));
+    }
+  }
   bool contiguous = true;
-  uint64_t expect = 1;
-  for (size_t d = t.size.size(); d-- > 0;) {
-    if (t.size[d] != 1 && static_cast<uint64_t>(t.stride[d]) != expect) contiguous = false;
-    expect *= static_cast<uint64_t>(t.size[d]);
+  for (size_t d = size.size(), expect = 1; d-- > 0; expect *= size[d]) {
+    if (stride[d] != expect) contiguous = false;
   }
-  if (contiguous) {
-    std::memcpy(out.bytes.data(), base, out_bytes);
-    return out;
-  }
-  // General strided gather: innermost dimension in a loop, odometer over the rest.
-  const size_t nd = t.size.size();
-  const uint64_t inner_n = static_cast<uint64_t>(t.size[nd - 1]);
-  const uint64_t inner_stride = static_cast<uint64_t>(t.stride[nd - 1]) * es;
-  std::vector<int64_t> idx(nd, 0);
-  uint8_t* dst = out.bytes.data();
-  uint64_t src_off = 0;  // in elements, relative to base
-  for (uint64_t done = 0; done < numel; done += inner_n) {
-    const char* src = base + src_off * es;
-    for (uint64_t k = 0; k < inner_n; ++k) {
-      std::memcpy(dst, src + k * inner_stride, es);
-      dst += es;
-    }
-    for (size_t d = nd - 1; d-- > 0;) {  // advance the odometer over dims [0, nd-1)
-      src_off += static_cast<uint64_t>(t.stride[d]);
-      if (++idx[d] < t.size[d]) break;
-      src_off -= static_cast<uint64_t>(t.stride[d]) * static_cast<uint64_t>(t.size[d]);
-      idx[d] = 0;
-    }
-  }
+  if (contiguous) std::memcpy(out.bytes.data(), base, out_bytes);
+  else if (es == 2) GatherStrided<uint16_t>(out.bytes.data(), base, size, stride);
+  else GatherStrided<uint32_t>(out.bytes.data(), base, size, stride);
   return out;
 }
 

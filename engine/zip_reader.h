@@ -28,6 +28,9 @@ struct ZipEntry {
   uint64_t local_header_offset = 0;
 };
 
+// zlib CRC-32 of `data`; large inputs are split across threads and combined.
+uint32_t Crc32(std::string_view data);
+
 class ZipArchive {
  public:
   // Parses the end-of-central-directory record(s) and the central directory. Every size
@@ -40,7 +43,8 @@ class ZipArchive {
   const ZipEntry* Find(std::string_view name) const;
 
   // The stored bytes of an entry (method 0 only). Checks the local header, bounds, and,
-  // when verify_crc, the CRC-32 against the central directory.
+  // when verify_crc, the CRC-32 against the central directory (a stored CRC of 0 means
+  // "not computed", as torch.save writes with compute_crc32=False, and is not checked).
   absl::StatusOr<std::string_view> Read(const ZipEntry& e, bool verify_crc) const;
 
  private:

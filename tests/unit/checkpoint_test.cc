@@ -229,6 +229,31 @@ TEST(CheckpointPthTest, CrcMismatchIsDataLoss) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss) << got.status();
 }
 
+TEST(CheckpointPthTest, ZeroCrcMeansNotComputed) {
+  // torch.save with torch.utils.serialization.config.save.compute_crc32 = False stores 0.
+  auto files = Unzip(ReadAll(DataPath("ckpt_mixed.pth")), "a");
+  std::string z = BuildZip(files, false, false);
+  size_t p = 0;  // zero the CRC field of every central directory record
+  while ((p = z.find("PK\x01\x02", p)) != std::string::npos) {
+    std::memset(&z[p + 16], 0, 4);
+    p += 4;
+  }
+  auto got = ReadPthBytes(z, "nocrc.pth");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), 15u);
+}
+
+TEST(CheckpointPthTest, ParallelCrcMatchesZlib) {
+  std::string big(40 << 20, '\0');
+  std::mt19937 rng(9);
+  for (auto& c : big) c = char(rng());
+  const uint32_t want = crc32(0, reinterpret_cast<const Bytef*>(big.data()), big.size());
+  EXPECT_EQ(Crc32(big), want);
+  EXPECT_EQ(Crc32(std::string_view(big).substr(3, (17 << 20) + 5)),
+            crc32(0, reinterpret_cast<const Bytef*>(big.data() + 3), (17 << 20) + 5));
+  EXPECT_EQ(Crc32(""), 0u);
+}
+
 TEST(CheckpointPthTest, HandWrittenPickleViews) {
   // [3,4] transposed view of a 12-float storage, offset 0: element (i, j) = storage[j*3 + i].
   auto got = ReadPthBytes(MakePth(OneTensorPkl(12, 0, {4, 3}, {1, 4})), "t.pth");
@@ -358,7 +383,9 @@ TEST(CheckpointSafetensorsTest, EveryTruncationFailsAndFlipsNeverCrash) {
     std::string b = *bytes;
     for (int k = 0; k < 1 + int(rng() % 3); ++k) b[rng() % b.size()] ^= char(1 + rng() % 255);
     auto got = ReadSafetensorsBytes(b, "f.safetensors");
-    if (!got.ok()) ASSERT_EQ(got.status().message().rfind("f.safetensors: ", 0), 0u) << got.status();
+    if (!got.ok()) {
+      ASSERT_EQ(got.status().message().rfind("f.safetensors: ", 0), 0u) << got.status();
+    }
   }
 }
 
