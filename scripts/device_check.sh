@@ -32,7 +32,7 @@ for stage in $stages; do
       F='CudaBackend.FullAttentionParity:CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaBackend.SnapshotRoundTrip:CudaKernels.*'
       timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F" \
         > "$OUT/memcheck.log" 2>&1; echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log"
-      F2='CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaKernels.*'
+      F2='CudaKernels.*:CudaBackend.RejectsBadSteps'
       timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F2" \
         > "$OUT/racecheck.log" 2>&1; echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" ;;
     bench)

@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/cuda/cuda_check.h"
@@ -70,6 +71,11 @@ absl::Status CudaBackend::Init() {
   RWKVX_CUDA_RETURN(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   RWKVX_CUBLAS_RETURN(cublasCreate(&cublas_));
   RWKVX_CUBLAS_RETURN(cublasSetStream(cublas_, stream_));
+  // An explicit cuBLAS workspace: GEMMs captured into CUDA graphs must not allocate.
+  const size_t ws_bytes = size_t{64} << 20;
+  RWKVX_CUDA_RETURN(cudaMalloc(&cublas_ws_, ws_bytes));
+  RWKVX_CUBLAS_RETURN(cublasSetWorkspace(cublas_, cublas_ws_, ws_bytes));
+  if (const char* g = std::getenv("RWKVX_CUDA_GRAPHS"); g && std::string(g) == "0") use_graphs_ = false;
   // Keep freed stream-ordered memory in the pool (KV buffers come and go every step).
   cudaMemPool_t pool;
   RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
@@ -95,7 +101,9 @@ CudaBackend::~CudaBackend() {
     for (auto& kv : s.kv) FreeKv(&kv);
     cudaFree(s.state);
   }
+  DropGraphs();
   for (void* p : ws_.allocs) cudaFree(p);
+  if (cublas_ws_) cudaFree(cublas_ws_);
   if (meta_dev_) cudaFree(meta_dev_);
   if (meta_host_) cudaFreeHost(meta_host_);
   if (stream_) cudaStreamSynchronize(stream_);

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <map>
+#include <tuple>
 #include <memory>
 #include <vector>
 
@@ -77,6 +78,10 @@ class CudaBackend final : public Backend {
   absl::Status Gemm(float* y, const void* x, const void* w, int rows, int out, int in, bool accumulate);
   absl::Status RwkvBlock(int i, int rows, int items);
   absl::Status AttnBlock(int j, int rows, int items);
+  // Embedding, blocks in model order and the head, for the planned step (no host copies):
+  // the part that a decode step replays from a CUDA graph.
+  absl::Status Forward(int rows, int items, int logit_rows);
+  void DropGraphs();
   absl::Status ChannelMix(const float* ln_w, const float* ln_b, const float* x_k, const void* key,
                           const void* value, size_t prev_off, int rows, int items);
 
@@ -115,6 +120,21 @@ class CudaBackend final : public Backend {
   float** d_item_state_ = nullptr;
   int* d_logit_rows_ = nullptr;
   kernels::AttnItem* d_attn_items_ = nullptr;  // [M][items]
+
+  // CUDA graphs of pure decode steps, by (items, logit rows, splits, chunk cap, sparse).
+  struct GraphKey {
+    int items, logit_rows, splits, chunk_cap, sparse;
+    bool operator<(const GraphKey& o) const {
+      return std::tie(items, logit_rows, splits, chunk_cap, sparse) <
+             std::tie(o.items, o.logit_rows, o.splits, o.chunk_cap, o.sparse);
+    }
+  };
+  std::map<GraphKey, cudaGraphExec_t> graphs_;
+  bool use_graphs_ = true;
+  bool graph_mode_ = false;   // set while capturing: chunk selection uses the fixed cap
+  int graph_chunk_cap_ = 0;
+  bool graph_sparse_ = false;
+  void* cublas_ws_ = nullptr;
 
   // Workspace (grown on demand).
   struct Ws {

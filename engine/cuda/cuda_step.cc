@@ -46,6 +46,7 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
   if (rows <= ws_.rows && items <= ws_.items && logit_rows <= ws_.logit_rows && part_floats <= ws_.part_floats)
     return absl::OkStatus();
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  DropGraphs();  // they hold workspace pointers
   for (void* p : ws_.allocs) RWKVX_CUDA_RETURN(cudaFree(p));
   ws_.allocs.clear();
   ws_.rows = std::max({rows, ws_.rows, 16});
@@ -269,6 +270,10 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
       max_chunks = std::max(max_chunks, it.ct / cfg.chunk_size);
     }
   }
+  if (graph_mode_) {  // a replayed graph must fit every later step with the same key
+    sparse = graph_sparse_;
+    max_chunks = graph_chunk_cap_;
+  }
   const kernels::AttnItem* d_items = d_attn_items_ + static_cast<size_t>(j) * items;
   kernels::KvAppendParams ap;
   ap.items = d_items;
@@ -324,6 +329,41 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   }
   RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
   return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, AttnFfnPrevOff(j), rows, items);
+}
+
+void CudaBackend::DropGraphs() {
+  for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g);
+  graphs_.clear();
+}
+
+absl::Status CudaBackend::Forward(int rows, int nitems, int nl) {
+  kernels::EmbedParams ep;
+  ep.emb = dev_->emb;
+  ep.tokens = d_tokens_;
+  ep.x = ws_.x;
+  ep.rows = rows;
+  ep.C = C_;
+  RWKVX_CUDA_RETURN(kernels::LaunchEmbed(ep, stream_));
+  for (int blk : model_->order) {
+    if (blk >= 0)
+      RWKVX_RETURN_IF_ERROR(RwkvBlock(blk, rows, nitems));
+    else
+      RWKVX_RETURN_IF_ERROR(AttnBlock(-blk - 1, rows, nitems));
+  }
+  if (nl > 0) {
+    kernels::LayerNormParams ln;
+    ln.x = ws_.x;
+    ln.row_index = d_logit_rows_;
+    ln.w = dev_->ln_out_w;
+    ln.b = dev_->ln_out_b;
+    ln.out_half = ws_.headh;
+    ln.bf16 = dev_->bf16;
+    ln.rows = nl;
+    ln.C = C_;
+    RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+    RWKVX_RETURN_IF_ERROR(Gemm(ws_.logits, ws_.headh, dev_->head, nl, V_, C_, false));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<float>* logits) {
@@ -457,6 +497,7 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
   const size_t total = Align(o_attn + static_cast<size_t>(M_) * nitems * sizeof(kernels::AttnItem));
   if (total > meta_cap_) {
     RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+    DropGraphs();  // they hold metadata pointers
     if (meta_dev_) RWKVX_CUDA_RETURN(cudaFree(meta_dev_));
     if (meta_host_) RWKVX_CUDA_RETURN(cudaFreeHost(meta_host_));
     meta_cap_ = std::max(total, meta_cap_ * 2);
@@ -489,33 +530,49 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
   d_item_state_ = reinterpret_cast<float**>(meta_dev_ + o_state);
   d_attn_items_ = reinterpret_cast<kernels::AttnItem*>(meta_dev_ + o_attn);
 
-  // --- Forward.
-  kernels::EmbedParams ep;
-  ep.emb = dev_->emb;
-  ep.tokens = d_tokens_;
-  ep.x = ws_.x;
-  ep.rows = rows;
-  ep.C = C_;
-  RWKVX_CUDA_RETURN(kernels::LaunchEmbed(ep, stream_));
-  for (int blk : model_->order) {
-    if (blk >= 0)
-      RWKVX_RETURN_IF_ERROR(RwkvBlock(blk, rows, nitems));
-    else
-      RWKVX_RETURN_IF_ERROR(AttnBlock(-blk - 1, rows, nitems));
-  }
+  // --- Forward: eager, or a CUDA graph for pure decode steps.
   const int nl = static_cast<int>(logit_rows.size());
+  bool any_compress = false;
+  int max_chunks = 0;
+  bool any_sparse = false;
+  for (int j = 0; j < M_; ++j)
+    for (int b = 0; b < nitems; ++b) {
+      any_compress |= plan_[j][b].compress;
+      if (attn_items_[j][b].sparse) {
+        any_sparse = true;
+        max_chunks = std::max(max_chunks, attn_items_[j][b].ct / Bc);
+      }
+    }
+  if (use_graphs_ && !any_prefill_ && !any_compress) {
+    int cap = 16;
+    while (cap < max_chunks) cap *= 2;
+    const GraphKey key{nitems, nl, decode_splits_, any_sparse ? cap : 0, any_sparse ? 1 : 0};
+    auto g = graphs_.find(key);
+    if (g == graphs_.end()) {
+      graph_mode_ = true;
+      graph_sparse_ = any_sparse;
+      graph_chunk_cap_ = any_sparse ? cap : 0;
+      RWKVX_CUDA_RETURN(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      absl::Status fs = Forward(rows, nitems, nl);
+      cudaGraph_t graph = nullptr;
+      const cudaError_t ce = cudaStreamEndCapture(stream_, &graph);
+      graph_mode_ = false;
+      if (!fs.ok()) {
+        if (graph) cudaGraphDestroy(graph);
+        return fs;
+      }
+      RWKVX_CUDA_RETURN(ce);
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t ie = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      RWKVX_CUDA_RETURN(ie);
+      g = graphs_.emplace(key, exec).first;
+    }
+    RWKVX_CUDA_RETURN(cudaGraphLaunch(g->second, stream_));
+  } else {
+    RWKVX_RETURN_IF_ERROR(Forward(rows, nitems, nl));
+  }
   if (nl > 0) {
-    kernels::LayerNormParams ln;
-    ln.x = ws_.x;
-    ln.row_index = d_logit_rows_;
-    ln.w = dev_->ln_out_w;
-    ln.b = dev_->ln_out_b;
-    ln.out_half = ws_.headh;
-    ln.bf16 = dev_->bf16;
-    ln.rows = nl;
-    ln.C = C_;
-    RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
-    RWKVX_RETURN_IF_ERROR(Gemm(ws_.logits, ws_.headh, dev_->head, nl, V_, C_, false));
     logits->resize(static_cast<size_t>(nl) * V_);
     RWKVX_CUDA_RETURN(cudaMemcpyAsync(logits->data(), ws_.logits, logits->size() * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream_));

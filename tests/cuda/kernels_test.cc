@@ -2,7 +2,9 @@
 // inputs, outputs poisoned before each launch. Built only with CUDA; skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "kernels/attn_decode.cuh"
 #include "kernels/attn_prefill.cuh"
 #include "kernels/kv_append.cuh"
+#include "kernels/kv_compress.cuh"
 #include "kernels/wkv7.cuh"
 
 namespace rwkvx {
@@ -203,6 +206,67 @@ TEST(CudaKernels, DecodeAndPrefillAttentionMatchNaive) {
     }
   }
   EXPECT_LT(worst, 2e-3);  // fp16 output rounding (values in [-1, 1])
+}
+
+
+TEST(CudaKernels, KvCompressMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(3);
+  const int C = 128, H = 2, ct = 300, window = 40, npast = ct - window, keep = 100;
+  for (int nq : {1, 13}) {
+    auto kf = Rand(ct * C, g, -2, 2), vf = Rand(ct * C, g, -2, 2);
+    std::vector<__half> kh(ct * C), vh(ct * C);
+    for (int e = 0; e < ct * C; ++e) { kh[e] = __float2half(kf[e]); vh[e] = __float2half(vf[e]); }
+    auto q = Rand(nq * C, g, -3, 3);
+    const int new_ct = keep + window;
+    kernels::KvCompressParams p;
+    p.k = Dev(kh); p.v = Dev(vh);
+    p.new_k = Dev(std::vector<__half>(new_ct * C)); p.new_v = Dev(std::vector<__half>(new_ct * C));
+    p.q = Dev(q);
+    p.nq = nq; p.ct = ct; p.npast = npast; p.keep = keep; p.C = C; p.H = H;
+    p.votes = Dev(std::vector<float>(H * npast, NAN));
+    CK(kernels::LaunchKvCompress(p, 0));
+    CK(cudaDeviceSynchronize());
+    auto votes = Host(p.votes, H * npast);
+    auto nk = Host(p.new_k, new_ct * C);
+    auto nv = Host(p.new_v, new_ct * C);
+    for (int h = 0; h < H; ++h) {
+      std::vector<double> ref(npast, 0.0);
+      for (int i = 0; i < nq; ++i) {
+        std::vector<double> sc(npast);
+        double m = -1e300, l = 0;
+        for (int t = 0; t < npast; ++t) {
+          double d = 0;
+          for (int j = 0; j < 64; ++j) d += q[i * C + h * 64 + j] * __half2float(kh[t * C + h * 64 + j]);
+          sc[t] = d / 8;
+          m = std::max(m, sc[t]);
+        }
+        for (auto& x : sc) { x = std::exp(x - m); l += x; }
+        for (int t = 0; t < npast; ++t) ref[t] += sc[t] / l;
+      }
+      double vmax = 0;
+      for (int t = 0; t < npast; ++t) {
+        EXPECT_NEAR(votes[h * npast + t], ref[t], 1e-5 + 1e-4 * ref[t]) << "h " << h << " t " << t;
+        vmax = std::max(vmax, ref[t]);
+      }
+      std::vector<int> order(npast);
+      for (int t = 0; t < npast; ++t) order[t] = t;
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return ref[a] > ref[b]; });
+      for (int n = 0; n < new_ct; ++n) {
+        // Which old row did the GPU put here (key slices are unique random vectors)?
+        int src = -1;
+        for (int t = 0; t < ct && src < 0; ++t)
+          if (std::memcmp(&nk[n * C + h * 64], &kh[t * C + h * 64], 128) == 0) src = t;
+        ASSERT_GE(src, 0);
+        EXPECT_EQ(std::memcmp(&nv[n * C + h * 64], &vh[src * C + h * 64], 128), 0);
+        const int want = n < keep ? order[n] : npast + (n - keep);
+        if (src != want) {  // only a near-tie may reorder
+          ASSERT_LT(n, keep);
+          EXPECT_NEAR(ref[src], ref[want], 1e-6 * vmax) << "h " << h << " n " << n;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
