@@ -16,6 +16,7 @@ class CpuBackend final : public Backend {
   CpuBackend(std::shared_ptr<const Model> model, const CpuBackendOptions& opts)
       : model_(std::move(model)), opts_(opts) {
     if (opts.threads > 0) cpu::SetNumThreads(opts.threads);
+    for (const auto& b : model_->rwkv) lora_.push_back(cpu::TransposeLora(b, model_->shape));
   }
 
   std::string Name() const override { return "cpu"; }
@@ -77,7 +78,7 @@ class CpuBackend final : public Backend {
         std::memcpy(&X[(seqs[i].row0 + t) * C], &m.emb[items[i].tokens[t] * C], C * sizeof(float));
     for (int b : m.order) {
       if (b >= 0)
-        cpu::RwkvBlockForward(m, b, seqs, X.data(), v_first.data(), ntot);
+        cpu::RwkvBlockForward(m, lora_[b], b, seqs, X.data(), v_first.data(), ntot);
       else
         cpu::AttnBlockForward(m, -b - 1, seqs, X.data(), ntot);
     }
@@ -145,6 +146,7 @@ class CpuBackend final : public Backend {
   }
 
   std::shared_ptr<const Model> model_;
+  std::vector<cpu::RwkvLoraT> lora_;
   CpuBackendOptions opts_;
   std::map<SessionId, SessionState> sessions_;
   SessionId next_id_ = 1;

@@ -19,9 +19,16 @@ struct SeqSlice {
   int64_t T;     // tokens (T == 1: decode path; T > 1: prefill path)
 };
 
+// The LoRA factors of one RWKV block transposed to the Linear layout [out, in], built once
+// per model by the backend (the checkpoint stores them as [in, out]).
+struct RwkvLoraT {
+  std::vector<float> w1, w2, a1, a2, v1, v2, g1, g2;
+};
+RwkvLoraT TransposeLora(const RwkvBlockWeights& w, const ModelShape& s);
+
 // x <- x + RWKV-7 block `layer`. v_first [Ntot, C] is written by layer 0 and read after.
-void RwkvBlockForward(const Model& m, int layer, const std::vector<SeqSlice>& seqs, float* X,
-                      float* v_first, int64_t ntot);
+void RwkvBlockForward(const Model& m, const RwkvLoraT& lora, int layer, const std::vector<SeqSlice>& seqs,
+                      float* X, float* v_first, int64_t ntot);
 
 // x <- x + sparse-attention block `j` (attention paths, KV append, compression).
 void AttnBlockForward(const Model& m, int j, const std::vector<SeqSlice>& seqs, float* X, int64_t ntot);

@@ -26,79 +26,13 @@ void LayerNorm(const float* x, const float* w, const float* b, float* out, int64
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] - m) * inv * w[i] + b[i];
 }
 
-namespace {
-
-// Y[m, n] (+)= dot(X[m], W[n]) for rows n in [n0, n1): each weight row is read once for
-// all m < M (M small), so decode steps stream the weights at memory bandwidth.
-template <int M>
-__attribute__((target("avx2,fma"))) void SmallLinearRowsAvx2(const float* X, const float* W, float* Y,
-                                                              int64_t n0, int64_t n1, int64_t N, int64_t K,
-                                                              bool acc) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const float* w = W + n * K;
-    float s[M][16] = {};
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16)
-      for (int m = 0; m < M; ++m)
-        for (int j = 0; j < 16; ++j) s[m][j] += X[m * K + k + j] * w[k + j];
-    for (int m = 0; m < M; ++m) {
-      float t = 0;
-      for (int j = 0; j < 16; ++j) t += s[m][j];
-      for (int64_t kk = k; kk < K; ++kk) t += X[m * K + kk] * w[kk];
-      Y[m * N + n] = acc ? Y[m * N + n] + t : t;
-    }
-  }
-}
-
-template <int M>
-void SmallLinearRows(const float* X, const float* W, float* Y, int64_t n0, int64_t n1, int64_t N, int64_t K,
-                     bool acc) {
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    SmallLinearRowsAvx2<M>(X, W, Y, n0, n1, N, K, acc);
-    return;
-  }
-  for (int64_t n = n0; n < n1; ++n)
-    for (int m = 0; m < M; ++m) {
-      float t = 0;
-      for (int64_t k = 0; k < K; ++k) t += X[m * K + k] * W[n * K + k];
-      Y[m * N + n] = acc ? Y[m * N + n] + t : t;
-    }
-}
-
-template <int M>
-void SmallLinear(const float* X, const float* W, float* Y, int64_t N, int64_t K, bool acc) {
-  constexpr int64_t kRowsPerJob = 64;
-  const int64_t jobs = (N + kRowsPerJob - 1) / kRowsPerJob;
-  ParallelFor(jobs, [&](int64_t j) {
-    SmallLinearRows<M>(X, W, Y, j * kRowsPerJob, std::min(N, (j + 1) * kRowsPerJob), N, K, acc);
-  });
-}
-
-}  // namespace
-
-void Linear(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate) {
-  const float beta = accumulate ? 1.0f : 0.0f;
-  // Few rows (decode steps): a bandwidth-bound kernel of ours; else OpenBLAS sgemm.
-  switch (M) {
-    case 1: return SmallLinear<1>(X, W, Y, N, K, accumulate);
-    case 2: return SmallLinear<2>(X, W, Y, N, K, accumulate);
-    case 3: return SmallLinear<3>(X, W, Y, N, K, accumulate);
-    case 4: return SmallLinear<4>(X, W, Y, N, K, accumulate);
-    case 5: return SmallLinear<5>(X, W, Y, N, K, accumulate);
-    case 6: return SmallLinear<6>(X, W, Y, N, K, accumulate);
-    case 7: return SmallLinear<7>(X, W, Y, N, K, accumulate);
-    case 8: return SmallLinear<8>(X, W, Y, N, K, accumulate);
-    default: break;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, beta, Y, N);
-}
-
 void MatMul(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K) {
-  if (M == 1) {
-    cblas_sgemv(CblasRowMajor, CblasTrans, K, N, 1.0f, W, N, X, 1, 0.0f, Y, 1);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, X, K, W, N, 0.0f, Y, N);
+  // W [K, N] is small (a LoRA factor): transpose it and reuse the batch-invariant Linear.
+  thread_local std::vector<float> wt;
+  wt.resize(N * K);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) wt[n * K + k] = W[k * N + n];
+  Linear(X, wt.data(), Y, M, N, K);
 }
 
 namespace {

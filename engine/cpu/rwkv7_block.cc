@@ -37,8 +37,27 @@ void ChannelMixForward(const float* ln_w, const float* ln_b, const float* x_k, c
   Linear(h.data(), value, X, ntot, C, F, /*accumulate=*/true);
 }
 
-void RwkvBlockForward(const Model& m, int layer, const std::vector<SeqSlice>& seqs, float* X,
-                      float* v_first, int64_t ntot) {
+namespace {
+std::vector<float> Transposed(const std::vector<float>& w, int64_t rows, int64_t cols) {
+  std::vector<float> t(w.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[c * rows + r] = w[r * cols + c];
+  return t;
+}
+}  // namespace
+
+RwkvLoraT TransposeLora(const RwkvBlockWeights& w, const ModelShape& s) {
+  const int64_t C = s.n_embd;
+  RwkvLoraT t;
+  t.w1 = Transposed(w.w1, C, s.rank_w); t.w2 = Transposed(w.w2, s.rank_w, C);
+  t.a1 = Transposed(w.a1, C, s.rank_a); t.a2 = Transposed(w.a2, s.rank_a, C);
+  if (!w.v1.empty()) { t.v1 = Transposed(w.v1, C, s.rank_v); t.v2 = Transposed(w.v2, s.rank_v, C); }
+  t.g1 = Transposed(w.g1, C, s.rank_g); t.g2 = Transposed(w.g2, s.rank_g, C);
+  return t;
+}
+
+void RwkvBlockForward(const Model& m, const RwkvLoraT& lt, int layer, const std::vector<SeqSlice>& seqs,
+                      float* X, float* v_first, int64_t ntot) {
   const RwkvBlockWeights& w = m.rwkv[layer];
   const int64_t C = m.shape.n_embd, H = m.shape.n_head, N = m.shape.head_size;
   const size_t NC = ntot * C;
@@ -68,28 +87,28 @@ void RwkvBlockForward(const Model& m, int layer, const std::vector<SeqSlice>& se
   const int64_t Dw = m.shape.rank_w, Da = m.shape.rank_a, Dv = m.shape.rank_v, Dg = m.shape.rank_g;
   {
     std::vector<float> t(ntot * Dw);
-    MatMul(xw.data(), w.w1.data(), t.data(), ntot, Dw, C);
+    Linear(xw.data(), lt.w1.data(), t.data(), ntot, Dw, C);
     for (auto& x : t) x = std::tanh(x);
-    MatMul(t.data(), w.w2.data(), dw.data(), ntot, C, Dw);
+    Linear(t.data(), lt.w2.data(), dw.data(), ntot, C, Dw);
   }
   {
     std::vector<float> t(ntot * Da);
-    MatMul(xa.data(), w.a1.data(), t.data(), ntot, Da, C);
-    MatMul(t.data(), w.a2.data(), a.data(), ntot, C, Da);
+    Linear(xa.data(), lt.a1.data(), t.data(), ntot, Da, C);
+    Linear(t.data(), lt.a2.data(), a.data(), ntot, C, Da);
     for (int64_t i = 0; i < (int64_t)NC; ++i) a[i] = Sigmoid(w.a0[i % C] + a[i]);
   }
   {
     std::vector<float> t(ntot * Dg);
-    MatMul(xg.data(), w.g1.data(), t.data(), ntot, Dg, C);
+    Linear(xg.data(), lt.g1.data(), t.data(), ntot, Dg, C);
     for (auto& x : t) x = Sigmoid(x);
-    MatMul(t.data(), w.g2.data(), g.data(), ntot, C, Dg);
+    Linear(t.data(), lt.g2.data(), g.data(), ntot, C, Dg);
   }
   if (layer == 0) {
     std::memcpy(v_first, v.data(), NC * sizeof(float));
   } else {
     std::vector<float> t(ntot * Dv), vv(NC);
-    MatMul(xv.data(), w.v1.data(), t.data(), ntot, Dv, C);
-    MatMul(t.data(), w.v2.data(), vv.data(), ntot, C, Dv);
+    Linear(xv.data(), lt.v1.data(), t.data(), ntot, Dv, C);
+    Linear(t.data(), lt.v2.data(), vv.data(), ntot, C, Dv);
     for (size_t i = 0; i < NC; ++i) v[i] = v[i] + (v_first[i] - v[i]) * Sigmoid(w.v0[i % C] + vv[i]);
   }
 

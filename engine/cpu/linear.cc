@@ -1,0 +1,110 @@
+// Linear layers for the CPU engine: Y[M, N] (+)= X[M, K] @ W[N, K]^T.
+//
+// Batch invariance by construction: every output element is the same sequence of float
+// operations whatever M is and wherever its row sits in the batch (16 partial sums over k
+// in steps of 16, the k tail, then a fixed reduction), so a session gives bit-identical
+// logits alone or inside any batch. Blocking: threads take blocks of 64 weight rows (kept
+// in L2) and sweep all input rows over them in groups of up to 4, so a decode step reads
+// the weights once at memory bandwidth and a prefill reuses each block from cache.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "engine/cpu/ops.h"
+
+namespace rwkvx::cpu {
+namespace {
+
+constexpr int64_t kRowBlock = 64;
+
+template <int R>
+inline void DotRows(const float* X, const float* w, float* out, int64_t K) {
+  float s[R][16] = {};
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < 16; ++j) s[r][j] += X[r * K + k + j] * w[k + j];
+  for (int r = 0; r < R; ++r) {
+    float t = 0;
+    for (int j = 0; j < 16; ++j) t += s[r][j];
+    for (int64_t kk = k; kk < K; ++kk) t += X[r * K + kk] * w[kk];
+    out[r] = t;
+  }
+}
+
+template <bool kAvx2>
+struct Kernel;
+
+template <>
+struct Kernel<true> {
+  // Same per-row operation sequence for every R: lanes 0-7 and 8-15 of a 16-wide stride.
+  template <int R>
+  __attribute__((target("avx2,fma"))) static void Run(const float* X, const float* w, float* out, int64_t K) {
+    __m256 a0[R], a1[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+      for (int r = 0; r < R; ++r) {
+        a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * K + k), w0, a0[r]);
+        a1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * K + k + 8), w1, a1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256 s = _mm256_add_ps(a0[r], a1[r]);
+      __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_add_ss(h, _mm_movehdup_ps(h));
+      float t = _mm_cvtss_f32(h);
+      for (int64_t kk = k; kk < K; ++kk) t += X[r * K + kk] * w[kk];
+      out[r] = t;
+    }
+  }
+};
+template <>
+struct Kernel<false> {
+  template <int R>
+  static void Run(const float* X, const float* w, float* out, int64_t K) {
+    DotRows<R>(X, w, out, K);
+  }
+};
+
+template <bool kAvx2>
+void Block(const float* X, const float* W, float* Y, int64_t M, int64_t n0, int64_t n1, int64_t N,
+           int64_t K, bool acc) {
+  float out[4];
+  for (int64_t m0 = 0; m0 < M; m0 += 4) {
+    const int rows = static_cast<int>(std::min<int64_t>(4, M - m0));
+    const float* x = X + m0 * K;
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* w = W + n * K;
+      switch (rows) {
+        case 4: Kernel<kAvx2>::template Run<4>(x, w, out, K); break;
+        case 3: Kernel<kAvx2>::template Run<3>(x, w, out, K); break;
+        case 2: Kernel<kAvx2>::template Run<2>(x, w, out, K); break;
+        default: Kernel<kAvx2>::template Run<1>(x, w, out, K); break;
+      }
+      for (int r = 0; r < rows; ++r) {
+        float& y = Y[(m0 + r) * N + n];
+        y = acc ? y + out[r] : out[r];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void Linear(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const int64_t jobs = (N + kRowBlock - 1) / kRowBlock;
+  ParallelFor(jobs, [&](int64_t j) {
+    const int64_t n0 = j * kRowBlock, n1 = std::min(N, n0 + kRowBlock);
+    if (avx2)
+      Block<true>(X, W, Y, M, n0, n1, N, K, accumulate);
+    else
+      Block<false>(X, W, Y, M, n0, n1, N, K, accumulate);
+  });
+}
+
+}  // namespace rwkvx::cpu
