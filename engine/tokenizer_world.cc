@@ -2,11 +2,10 @@
 // Immutable after LoadWorldTokenizer returns; all methods are const and thread-safe.
 //
 // Trie layout (built once, then only read): nodes are numbered in BFS order; node n has
-// token_[n] (-1 if no vocabulary entry ends there) and its children in the edge arrays
-// [first_[n], first_[n] + count_[n]) sorted by label. The root's children are also in a
-// dense 256-entry table, and so are the children of every node with many children
-// (dense_[n] >= 0 indexes a 256-entry block of dense_child_), so the hot first bytes cost
-// one load each.
+// a token (-1 if no vocabulary entry ends there) and its children in the edge arrays
+// [first, first + count) sorted by label. The root's children are also in a dense
+// 256-entry table, and so are the children of every node with many children (dense >= 0
+// indexes a 256-entry block of dense_child_), so the hot first bytes cost one load each.
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -45,9 +44,9 @@ class WorldTokenizer final : public Tokenizer {
 
  private:
   int32_t Child(int32_t node, unsigned char c) const {
-    const int32_t d = dense_[node];
-    if (d >= 0) return dense_child_[static_cast<size_t>(d) * 256 + c];
-    const uint32_t b = first_[node], e = b + count_[node];
+    const Node& n = nodes_[node];
+    if (n.dense >= 0) return dense_child_[static_cast<size_t>(n.dense) * 256 + c];
+    const uint32_t b = n.first, e = b + n.count;
     for (uint32_t i = b; i < e; ++i) {  // few children: a short scan beats a search
       const unsigned char l = label_[i];
       if (l == c) return child_[i];
@@ -59,12 +58,15 @@ class WorldTokenizer final : public Tokenizer {
   int vocab_size_ = 0;
   std::string bytes_;             // all token bytes, concatenated in id order
   std::vector<uint32_t> offset_;  // [vocab_size_ + 1]; token id spans [offset_[id], offset_[id+1])
-  // Trie, indexed by node:
-  std::vector<int32_t> token_;
-  std::vector<uint32_t> first_;
-  std::vector<uint16_t> count_;
-  std::vector<int32_t> dense_;
-  // Edges, indexed by first_[n] + k:
+  // Trie, indexed by node (one 16-byte record: one cache line holds four nodes).
+  struct Node {
+    int32_t token = -1;  // vocabulary entry ending here, -1 if none
+    uint32_t first = 0;  // first edge
+    int32_t dense = -1;  // block of dense_child_, -1 if none
+    uint32_t count = 0;  // number of edges
+  };
+  std::vector<Node> nodes_;
+  // Edges, indexed by Node::first + k:
   std::vector<unsigned char> label_;
   std::vector<int32_t> child_;
   std::vector<int32_t> dense_child_;  // [num_dense * 256], -1 = no child
@@ -127,25 +129,23 @@ absl::Status WorldTokenizer::Build(std::vector<VocabEntry> entries) {
       order.push_back(kv.second);
     }
   }
-  token_.resize(num);
-  first_.resize(num);
-  count_.resize(num);
-  dense_.assign(num, -1);
+  nodes_.resize(num);
   label_.reserve(num);
   child_.reserve(num);
   for (size_t i = 0; i < num; ++i) {
     const TmpNode& t = tmp[order[i]];
-    token_[i] = t.token;
-    first_[i] = static_cast<uint32_t>(label_.size());
-    count_[i] = static_cast<uint16_t>(t.kids.size());
+    Node& node = nodes_[i];
+    node.token = t.token;
+    node.first = static_cast<uint32_t>(label_.size());
+    node.count = static_cast<uint32_t>(t.kids.size());
     for (const auto& kv : t.kids) {
       label_.push_back(kv.first);
       child_.push_back(new_index[kv.second]);
     }
     if (i == 0 || static_cast<int>(t.kids.size()) >= kDenseThreshold) {
-      dense_[i] = static_cast<int32_t>(dense_child_.size() / 256);
+      node.dense = static_cast<int32_t>(dense_child_.size() / 256);
       dense_child_.resize(dense_child_.size() + 256, -1);
-      int32_t* table = &dense_child_[static_cast<size_t>(dense_[i]) * 256];
+      int32_t* table = &dense_child_[static_cast<size_t>(node.dense) * 256];
       for (const auto& kv : t.kids) table[kv.first] = new_index[kv.second];
     }
   }
@@ -164,8 +164,8 @@ std::vector<int32_t> WorldTokenizer::Encode(std::string_view bytes) const {
     for (size_t i = pos; i < n; ++i) {
       node = Child(node, s[i]);
       if (node < 0) break;
-      if (token_[node] >= 0) {
-        best_tok = token_[node];
+      if (nodes_[node].token >= 0) {
+        best_tok = nodes_[node].token;
         best_end = i + 1;
       }
     }
