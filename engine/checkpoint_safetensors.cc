@@ -178,7 +178,10 @@ absl::StatusOr<TensorMap> ReadSafetensorsBytes(std::string_view bytes, std::stri
   return out;
 }
 
-absl::StatusOr<std::string> SerializeSafetensors(const TensorMap& tensors) {
+namespace {
+
+// The 8-byte length prefix plus the JSON header, padded so the data buffer is 8-byte aligned.
+absl::StatusOr<std::string> SafetensorsPrefix(const TensorMap& tensors, uint64_t* data_bytes) {
   nlohmann::json h = nlohmann::json::object();
   uint64_t offset = 0;
   for (const auto& [key, t] : tensors) {
@@ -201,24 +204,37 @@ absl::StatusOr<std::string> SerializeSafetensors(const TensorMap& tensors) {
   } catch (const std::exception& ex) {
     return absl::InternalError(absl::StrCat("cannot serialise safetensors header: ", ex.what()));
   }
-  while (header.size() % 8) header.push_back(' ');  // keep the buffer 8-byte aligned
+  while ((8 + header.size()) % 8) header.push_back(' ');
   std::string out;
-  out.reserve(8 + header.size() + offset);
   const uint64_t n = header.size();
   for (int k = 0; k < 8; ++k) out.push_back(static_cast<char>((n >> (8 * k)) & 0xff));
-  out += header;
-  for (const auto& [key, t] : tensors) out.append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+  *data_bytes = offset;
+  return out + header;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SerializeSafetensors(const TensorMap& tensors) {
+  uint64_t data_bytes = 0;
+  auto out = SafetensorsPrefix(tensors, &data_bytes);
+  if (!out.ok()) return out.status();
+  out->reserve(out->size() + data_bytes);
+  for (const auto& [key, t] : tensors) out->append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
   return out;
 }
 
 absl::Status WriteSafetensorsFile(const std::string& path, const TensorMap& tensors) {
-  auto data = SerializeSafetensors(tensors);
-  if (!data.ok()) return absl::Status(data.status().code(), absl::StrCat(path, ": ", data.status().message()));
+  uint64_t data_bytes = 0;
+  auto prefix = SafetensorsPrefix(tensors, &data_bytes);
+  if (!prefix.ok()) return absl::Status(prefix.status().code(), absl::StrCat(path, ": ", prefix.status().message()));
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
   if (!f) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot open for writing: ", std::strerror(errno)));
-  if (std::fwrite(data->data(), 1, data->size(), f.get()) != data->size()) {
-    return absl::DataLossError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
+  bool ok = std::fwrite(prefix->data(), 1, prefix->size(), f.get()) == prefix->size();
+  for (auto it = tensors.begin(); ok && it != tensors.end(); ++it) {
+    const auto& b = it->second.bytes;
+    ok = std::fwrite(b.data(), 1, b.size(), f.get()) == b.size();
   }
+  if (!ok) return absl::DataLossError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
   if (std::fclose(f.release()) != 0) return absl::DataLossError(absl::StrCat(path, ": close failed"));
   return absl::OkStatus();
 }
