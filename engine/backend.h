@@ -60,6 +60,9 @@ class Backend {
 
 struct CpuBackendOptions {
   int threads = 0;               // 0 = hardware concurrency
+  // Keep the large matrices (projections, channel mix, head) as IEEE fp16 and widen them
+  // on the fly: half the bytes per decode token; activations and accumulation stay fp32.
+  bool half_weights = false;
   size_t memory_budget_bytes = 0;  // 0 = unbounded
 };
 std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const Model> model,

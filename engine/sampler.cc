@@ -76,18 +76,36 @@ double ExpShifted(const float* __restrict in, int n, float shift, float mul,
 // Maximum of l[0..n) and whether any element is NaN, by integer operations on the bit
 // patterns (float max with compares does not vectorise without -ffast-math). The key
 // bits ^ ((bits >> 31) & 0x7FFFFFFF), as a signed int, orders floats like their values.
-float MaxAndNan(const float* l, int n, bool* any_nan) {
+float MaxAndNan(const float* __restrict l, int n, bool* any_nan) {
   int32_t max_key = std::numeric_limits<int32_t>::min();
   uint32_t nan = 0;
-  const int n16 = n & ~15;
-  auto step = [&](int i) {
+  // 8 independent lanes so the loop body vectorises (SLP) even where the reduction does not.
+  constexpr int kLanes = 8;
+  int32_t lane_max[kLanes];
+  uint32_t lane_nan[kLanes];
+  for (int j = 0; j < kLanes; ++j) {
+    lane_max[j] = max_key;
+    lane_nan[j] = 0;
+  }
+  const int n8 = n & ~(kLanes - 1);
+  for (int i = 0; i < n8; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const uint32_t b = std::bit_cast<uint32_t>(l[i + j]);
+      lane_nan[j] |= static_cast<uint32_t>((b & 0x7FFFFFFFu) > 0x7F800000u);
+      const int32_t key = static_cast<int32_t>(b ^ ((0u - (b >> 31)) & 0x7FFFFFFFu));
+      lane_max[j] = key > lane_max[j] ? key : lane_max[j];
+    }
+  }
+  for (int j = 0; j < kLanes; ++j) {
+    nan |= lane_nan[j];
+    max_key = std::max(max_key, lane_max[j]);
+  }
+  for (int i = n8; i < n; ++i) {
     const uint32_t b = std::bit_cast<uint32_t>(l[i]);
     nan |= static_cast<uint32_t>((b & 0x7FFFFFFFu) > 0x7F800000u);
     const int32_t key = static_cast<int32_t>(b ^ ((0u - (b >> 31)) & 0x7FFFFFFFu));
-    max_key = key > max_key ? key : max_key;
-  };
-  for (int i = 0; i < n16; ++i) step(i);
-  for (int i = n16; i < n; ++i) step(i);
+    max_key = std::max(max_key, key);
+  }
   *any_nan = nan != 0;
   const uint32_t kb = static_cast<uint32_t>(max_key);
   return std::bit_cast<float>(kb ^ ((0u - (kb >> 31)) & 0x7FFFFFFFu));

@@ -104,6 +104,18 @@ int main(int argc, char** argv) {
     (void)be->Step(items, &logits);
   }
   const double decb = Seconds(t0, Clock::now()) / steps;
+  // One-session decode with fp16 weights (half the bytes).
+  double dec1h = 0;
+  {
+    rwkvx::CpuBackendOptions ho = opts;
+    ho.half_weights = true;
+    auto hb = rwkvx::MakeCpuBackend(*model, ho);
+    auto hs = *hb->CreateSession();
+    (void)hb->Step({{hs, {1, 2, 3}, true}}, &logits);
+    auto h0 = Clock::now();
+    for (int i = 0; i < steps; ++i) (void)hb->Step({{hs, {(i * 31 + 7) % V}, true}}, &logits);
+    dec1h = Seconds(h0, Clock::now()) / steps;
+  }
   const double bytes = DecodeWeightBytes(**model);
   const double achieved = bytes / dec1 / 1e9;
 
@@ -113,11 +125,13 @@ int main(int argc, char** argv) {
   std::printf("| decode, 1 session | %.2f ms/token (%.1f tok/s) |\n", dec1 * 1e3, 1 / dec1);
   std::printf("| weight bytes read per decode token | %.1f MB |\n", bytes / 1e6);
   std::printf("| achieved weight-read bandwidth | %.1f GB/s (%.0f%% of copy) |\n", achieved, 100 * achieved / bw);
+  std::printf("| decode, 1 session, fp16 weights | %.2f ms/token (%.1f tok/s; %.1f GB/s) |\n", dec1h * 1e3,
+              1 / dec1h, bytes / 2 / dec1h / 1e9);
   std::printf("| decode, %d sessions | %.2f ms/step (%.1f tok/s) |\n", batch, decb * 1e3, batch / decb);
   std::printf("| prefill %d tokens | %.1f tok/s |\n", prefill, prefill_tps);
   if (args->Has("json")) {
     nlohmann::json j = {{"copy_bandwidth_gbs", bw}, {"decode1_ms", dec1 * 1e3}, {"decode1_tps", 1 / dec1},
-                        {"decode_batch", batch}, {"decodeB_tps", batch / decb}, {"prefill_tokens", prefill},
+                        {"decode_batch", batch}, {"decode1_fp16w_ms", dec1h * 1e3}, {"decode1_fp16w_gbs", bytes / 2 / dec1h / 1e9}, {"decodeB_tps", batch / decb}, {"prefill_tokens", prefill},
                         {"prefill_tps", prefill_tps}, {"weight_bytes_per_token", bytes},
                         {"achieved_gbs", achieved}, {"threads", rwkvx::cpu::NumThreads()}, {"blas_core", rwkvx::cpu::BlasCoreName()}};
     std::ofstream(args->Get("json")) << j.dump(2) << "\n";

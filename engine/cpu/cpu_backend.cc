@@ -17,6 +17,13 @@ class CpuBackend final : public Backend {
       : model_(std::move(model)), opts_(opts) {
     if (opts.threads > 0) cpu::SetNumThreads(opts.threads);
     for (const auto& b : model_->rwkv) lora_.push_back(cpu::TransposeLora(b, model_->shape));
+    rwkv_half_.resize(model_->rwkv.size());
+    attn_half_.resize(model_->attn_blocks.size());
+    if (opts.half_weights) {
+      for (size_t i = 0; i < model_->rwkv.size(); ++i) rwkv_half_[i] = cpu::ToHalf(model_->rwkv[i]);
+      for (size_t j = 0; j < model_->attn_blocks.size(); ++j) attn_half_[j] = cpu::ToHalf(model_->attn_blocks[j]);
+      head_half_ = cpu::ToHalf(model_->head);
+    }
   }
 
   std::string Name() const override { return "cpu"; }
@@ -78,9 +85,9 @@ class CpuBackend final : public Backend {
         std::memcpy(&X[(seqs[i].row0 + t) * C], &m.emb[items[i].tokens[t] * C], C * sizeof(float));
     for (int b : m.order) {
       if (b >= 0)
-        cpu::RwkvBlockForward(m, lora_[b], b, seqs, X.data(), v_first.data(), ntot);
+        cpu::RwkvBlockForward(m, lora_[b], rwkv_half_[b], b, seqs, X.data(), v_first.data(), ntot);
       else
-        cpu::AttnBlockForward(m, -b - 1, seqs, X.data(), ntot);
+        cpu::AttnBlockForward(m, attn_half_[-b - 1], -b - 1, seqs, X.data(), ntot);
     }
     // Head: only for the last row of items that want logits.
     std::vector<float> rows;
@@ -94,7 +101,7 @@ class CpuBackend final : public Backend {
     }
     const int64_t nout = rows.size() / C;
     logits->assign(nout * V, 0.0f);
-    if (nout > 0) cpu::Linear(rows.data(), m.head.data(), logits->data(), nout, V, C);
+    if (nout > 0) cpu::Linear(rows.data(), cpu::Pick(head_half_, m.head), logits->data(), nout, V, C);
     return absl::OkStatus();
   }
 
@@ -147,6 +154,8 @@ class CpuBackend final : public Backend {
 
   std::shared_ptr<const Model> model_;
   std::vector<cpu::RwkvLoraT> lora_;
+  std::vector<cpu::HalfMats> rwkv_half_, attn_half_;  // empty unless half_weights
+  std::vector<uint16_t> head_half_;
   CpuBackendOptions opts_;
   std::map<SessionId, SessionState> sessions_;
   SessionId next_id_ = 1;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/cpu/ops.h"
 #include "engine/session_state.h"
 
 namespace rwkvx::cpu {
@@ -26,17 +27,30 @@ struct RwkvLoraT {
 };
 RwkvLoraT TransposeLora(const RwkvBlockWeights& w, const ModelShape& s);
 
+// fp16 copies of a block's large matrices (Wr/Wq, Wk, Wv, Wo, ffn key, ffn value) for the
+// half-precision weight option; all empty when the backend keeps float32 weights.
+struct HalfMats {
+  std::vector<uint16_t> r, k, v, o, key, value;
+};
+HalfMats ToHalf(const RwkvBlockWeights& w);
+HalfMats ToHalf(const AttnBlockWeights& w);
+std::vector<uint16_t> ToHalf(const std::vector<float>& v);
+inline WeightRef Pick(const std::vector<uint16_t>& h, const std::vector<float>& f) {
+  return h.empty() ? WeightRef(f.data()) : WeightRef(h.data());
+}
+
 // x <- x + RWKV-7 block `layer`. v_first [Ntot, C] is written by layer 0 and read after.
-void RwkvBlockForward(const Model& m, const RwkvLoraT& lora, int layer, const std::vector<SeqSlice>& seqs,
-                      float* X, float* v_first, int64_t ntot);
+void RwkvBlockForward(const Model& m, const RwkvLoraT& lora, const HalfMats& half, int layer,
+                      const std::vector<SeqSlice>& seqs, float* X, float* v_first, int64_t ntot);
 
 // x <- x + sparse-attention block `j` (attention paths, KV append, compression).
-void AttnBlockForward(const Model& m, int j, const std::vector<SeqSlice>& seqs, float* X, int64_t ntot);
+void AttnBlockForward(const Model& m, const HalfMats& half, int j, const std::vector<SeqSlice>& seqs, float* X,
+                      int64_t ntot);
 
 // x <- x + channel mix (ln2, token shift with ffn_prev, relu^2 MLP). `prev[s]` is session s's
 // ffn_prev [C], updated in place.
-void ChannelMixForward(const float* ln_w, const float* ln_b, const float* x_k, const float* key,
-                       const float* value, int64_t C, int64_t F, const std::vector<SeqSlice>& seqs,
+void ChannelMixForward(const float* ln_w, const float* ln_b, const float* x_k, WeightRef key,
+                       WeightRef value, int64_t C, int64_t F, const std::vector<SeqSlice>& seqs,
                        const std::vector<float*>& prev, float* X, int64_t ntot);
 
 // Token shift: out[r] = u[r] + (prev_r - u[r]) * mix, where prev_r is the previous row of

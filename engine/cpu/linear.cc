@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "engine/cpu/ops.h"
+#include "engine/tensor.h"
 
 namespace rwkvx::cpu {
 namespace {
@@ -36,16 +37,25 @@ inline void DotRows(const float* X, const float* w, float* out, int64_t K) {
 template <bool kAvx2>
 struct Kernel;
 
+inline float HalfBitsToFloat(uint16_t h);
+
 template <>
 struct Kernel<true> {
   // Same per-row operation sequence for every R: lanes 0-7 and 8-15 of a 16-wide stride.
-  template <int R>
-  __attribute__((target("avx2,fma"))) static void Run(const float* X, const float* w, float* out, int64_t K) {
+  __attribute__((target("avx2,fma,f16c"))) static __m256 Load8(const float* w) { return _mm256_loadu_ps(w); }
+  __attribute__((target("avx2,fma,f16c"))) static __m256 Load8(const uint16_t* w) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+  }
+  static float One(const float* w) { return *w; }
+  static float One(const uint16_t* w) { return HalfBitsToFloat(*w); }
+
+  template <int R, typename WT>
+  __attribute__((target("avx2,fma,f16c"))) static void Run(const float* X, const WT* w, float* out, int64_t K) {
     __m256 a0[R], a1[R];
     for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
-      const __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+      const __m256 w0 = Load8(w + k), w1 = Load8(w + k + 8);
       for (int r = 0; r < R; ++r) {
         a0[r] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * K + k), w0, a0[r]);
         a1[r] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * K + k + 8), w1, a1[r]);
@@ -57,7 +67,7 @@ struct Kernel<true> {
       h = _mm_add_ps(h, _mm_movehl_ps(h, h));
       h = _mm_add_ss(h, _mm_movehdup_ps(h));
       float t = _mm_cvtss_f32(h);
-      for (int64_t kk = k; kk < K; ++kk) t += X[r * K + kk] * w[kk];
+      for (int64_t kk = k; kk < K; ++kk) t += X[r * K + kk] * One(w + kk);
       out[r] = t;
     }
   }
@@ -68,17 +78,31 @@ struct Kernel<false> {
   static void Run(const float* X, const float* w, float* out, int64_t K) {
     DotRows<R>(X, w, out, K);
   }
+  template <int R>
+  static void Run(const float* X, const uint16_t* w, float* out, int64_t K) {
+    float row[16];
+    float s[R] = {};
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+      const int64_t n = std::min<int64_t>(16, K - k0);
+      for (int64_t j = 0; j < n; ++j) row[j] = HalfBitsToFloat(w[k0 + j]);
+      for (int r = 0; r < R; ++r)
+        for (int64_t j = 0; j < n; ++j) s[r] += X[r * K + k0 + j] * row[j];
+    }
+    for (int r = 0; r < R; ++r) out[r] = s[r];
+  }
 };
 
-template <bool kAvx2>
-void Block(const float* X, const float* W, float* Y, int64_t M, int64_t n0, int64_t n1, int64_t N,
+inline float HalfBitsToFloat(uint16_t h) { return HalfToFloat(h); }
+
+template <bool kAvx2, typename WT>
+void Block(const float* X, const WT* W, float* Y, int64_t M, int64_t n0, int64_t n1, int64_t N,
            int64_t K, bool acc) {
   float out[4];
   for (int64_t m0 = 0; m0 < M; m0 += 4) {
     const int rows = static_cast<int>(std::min<int64_t>(4, M - m0));
     const float* x = X + m0 * K;
     for (int64_t n = n0; n < n1; ++n) {
-      const float* w = W + n * K;
+      const WT* w = W + n * K;
       switch (rows) {
         case 4: Kernel<kAvx2>::template Run<4>(x, w, out, K); break;
         case 3: Kernel<kAvx2>::template Run<3>(x, w, out, K); break;
@@ -93,10 +117,10 @@ void Block(const float* X, const float* W, float* Y, int64_t M, int64_t n0, int6
   }
 }
 
-}  // namespace
-
-void Linear(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+template <typename WT>
+void LinearT(const float* X, const WT* W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                           __builtin_cpu_supports("f16c");
   const int64_t jobs = (N + kRowBlock - 1) / kRowBlock;
   ParallelFor(jobs, [&](int64_t j) {
     const int64_t n0 = j * kRowBlock, n1 = std::min(N, n0 + kRowBlock);
@@ -105,6 +129,15 @@ void Linear(const float* X, const float* W, float* Y, int64_t M, int64_t N, int6
     else
       Block<false>(X, W, Y, M, n0, n1, N, K, accumulate);
   });
+}
+
+}  // namespace
+
+void Linear(const float* X, WeightRef W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate) {
+  if (W.f16)
+    LinearT(X, W.f16, Y, M, N, K, accumulate);
+  else
+    LinearT(X, W.f32, Y, M, N, K, accumulate);
 }
 
 }  // namespace rwkvx::cpu

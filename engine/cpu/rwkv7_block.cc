@@ -7,6 +7,7 @@
 
 #include "engine/cpu/forward.h"
 #include "engine/cpu/ops.h"
+#include "engine/tensor.h"
 
 namespace rwkvx::cpu {
 
@@ -19,8 +20,8 @@ void TokenShiftMix(const float* u, const float* prev, const float* mix, float* o
   }
 }
 
-void ChannelMixForward(const float* ln_w, const float* ln_b, const float* x_k, const float* key,
-                       const float* value, int64_t C, int64_t F, const std::vector<SeqSlice>& seqs,
+void ChannelMixForward(const float* ln_w, const float* ln_b, const float* x_k, WeightRef key,
+                       WeightRef value, int64_t C, int64_t F, const std::vector<SeqSlice>& seqs,
                        const std::vector<float*>& prev, float* X, int64_t ntot) {
   std::vector<float> u(ntot * C), xk(ntot * C), h(ntot * F);
   for (int64_t r = 0; r < ntot; ++r) LayerNorm(X + r * C, ln_w, ln_b, u.data() + r * C, C);
@@ -56,8 +57,20 @@ RwkvLoraT TransposeLora(const RwkvBlockWeights& w, const ModelShape& s) {
   return t;
 }
 
-void RwkvBlockForward(const Model& m, const RwkvLoraT& lt, int layer, const std::vector<SeqSlice>& seqs,
-                      float* X, float* v_first, int64_t ntot) {
+std::vector<uint16_t> ToHalf(const std::vector<float>& v) {
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = FloatToHalf(v[i]);
+  return h;
+}
+HalfMats ToHalf(const RwkvBlockWeights& w) {
+  return {ToHalf(w.Wr), ToHalf(w.Wk), ToHalf(w.Wv), ToHalf(w.Wo), ToHalf(w.ffn_key), ToHalf(w.ffn_value)};
+}
+HalfMats ToHalf(const AttnBlockWeights& w) {
+  return {ToHalf(w.Wq), ToHalf(w.Wk), ToHalf(w.Wv), ToHalf(w.Wo), ToHalf(w.ffn_key), ToHalf(w.ffn_value)};
+}
+
+void RwkvBlockForward(const Model& m, const RwkvLoraT& lt, const HalfMats& hm, int layer,
+                      const std::vector<SeqSlice>& seqs, float* X, float* v_first, int64_t ntot) {
   const RwkvBlockWeights& w = m.rwkv[layer];
   const int64_t C = m.shape.n_embd, H = m.shape.n_head, N = m.shape.head_size;
   const size_t NC = ntot * C;
@@ -81,9 +94,9 @@ void RwkvBlockForward(const Model& m, const RwkvLoraT& lt, int layer, const std:
 
   // Projections over all rows of the step.
   std::vector<float> r(NC), k(NC), v(NC), dw(NC), a(NC), g(NC);
-  Linear(xr.data(), w.Wr.data(), r.data(), ntot, C, C);
-  Linear(xk.data(), w.Wk.data(), k.data(), ntot, C, C);
-  Linear(xv.data(), w.Wv.data(), v.data(), ntot, C, C);
+  Linear(xr.data(), Pick(hm.r, w.Wr), r.data(), ntot, C, C);
+  Linear(xk.data(), Pick(hm.k, w.Wk), k.data(), ntot, C, C);
+  Linear(xv.data(), Pick(hm.v, w.Wv), v.data(), ntot, C, C);
   const int64_t Dw = m.shape.rank_w, Da = m.shape.rank_a, Dv = m.shape.rank_v, Dg = m.shape.rank_g;
   {
     std::vector<float> t(ntot * Dw);
@@ -179,12 +192,12 @@ void RwkvBlockForward(const Model& m, const RwkvLoraT& lt, int layer, const std:
       }
     }
   }
-  Linear(y.data(), w.Wo.data(), X, ntot, C, C, /*accumulate=*/true);
+  Linear(y.data(), Pick(hm.o, w.Wo), X, ntot, C, C, /*accumulate=*/true);
 
   std::vector<float*> prev;
   for (const auto& q : seqs) prev.push_back(q.state->rwkv[layer].ffn_prev.data());
-  ChannelMixForward(w.ln2_w.data(), w.ln2_b.data(), w.ffn_x_k.data(), w.ffn_key.data(),
-                    w.ffn_value.data(), C, m.shape.ffn_dim, seqs, prev, X, ntot);
+  ChannelMixForward(w.ln2_w.data(), w.ln2_b.data(), w.ffn_x_k.data(), Pick(hm.key, w.ffn_key),
+                    Pick(hm.value, w.ffn_value), C, m.shape.ffn_dim, seqs, prev, X, ntot);
 }
 
 }  // namespace rwkvx::cpu

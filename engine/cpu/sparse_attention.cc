@@ -111,15 +111,16 @@ void Prefill(AttnLayerState& st, const float* u, const float* q, const float* k,
 
 }  // namespace
 
-void AttnBlockForward(const Model& m, int j, const std::vector<SeqSlice>& seqs, float* X, int64_t ntot) {
+void AttnBlockForward(const Model& m, const HalfMats& hm, int j, const std::vector<SeqSlice>& seqs, float* X,
+                      int64_t ntot) {
   const AttnBlockWeights& w = m.attn_blocks[j];
   const int64_t C = m.shape.n_embd, H = m.shape.n_head, N = m.shape.head_size;
   const size_t NC = ntot * C;
   std::vector<float> u(NC), q(NC), k(NC), v(NC), y(NC);
   for (int64_t r = 0; r < ntot; ++r) LayerNorm(X + r * C, w.ln1_w.data(), w.ln1_b.data(), u.data() + r * C, C);
-  Linear(u.data(), w.Wq.data(), q.data(), ntot, C, C);
-  Linear(u.data(), w.Wk.data(), k.data(), ntot, C, C);
-  Linear(u.data(), w.Wv.data(), v.data(), ntot, C, C);
+  Linear(u.data(), Pick(hm.r, w.Wq), q.data(), ntot, C, C);
+  Linear(u.data(), Pick(hm.k, w.Wk), k.data(), ntot, C, C);
+  Linear(u.data(), Pick(hm.v, w.Wv), v.data(), ntot, C, C);
   for (const auto& s : seqs) {
     AttnLayerState& st = s.state->attn[j];
     const size_t o = s.row0 * C;
@@ -128,12 +129,12 @@ void AttnBlockForward(const Model& m, int j, const std::vector<SeqSlice>& seqs, 
     else
       Prefill(st, &u[o], &q[o], &k[o], &v[o], &y[o], s.T, m.attn, C, H, N);
   }
-  Linear(y.data(), w.Wo.data(), X, ntot, C, C, /*accumulate=*/true);
+  Linear(y.data(), Pick(hm.o, w.Wo), X, ntot, C, C, /*accumulate=*/true);
 
   std::vector<float*> prev;
   for (const auto& s : seqs) prev.push_back(s.state->attn[j].ffn_prev.data());
-  ChannelMixForward(w.ln2_w.data(), w.ln2_b.data(), w.ffn_x_k.data(), w.ffn_key.data(),
-                    w.ffn_value.data(), C, m.shape.ffn_dim, seqs, prev, X, ntot);
+  ChannelMixForward(w.ln2_w.data(), w.ln2_b.data(), w.ffn_x_k.data(), Pick(hm.key, w.ffn_key),
+                    Pick(hm.value, w.ffn_value), C, m.shape.ffn_dim, seqs, prev, X, ntot);
 }
 
 }  // namespace rwkvx::cpu

@@ -132,6 +132,27 @@ TEST(CpuBackend, WantLogitsFalseSkipsTheHead) {
   EXPECT_EQ(l.size(), (size_t)model->shape.vocab);
 }
 
+TEST(CpuBackend, HalfWeightsStayCloseAndBatchInvariant) {
+  auto model = SmallModel(4, 2, 0);
+  auto f32 = MakeCpuBackend(model);
+  CpuBackendOptions ho;
+  ho.half_weights = true;
+  auto f16 = MakeCpuBackend(model, ho);
+  auto a = *f32->CreateSession();
+  auto b = *f16->CreateSession(), c = *f16->CreateSession();
+  std::vector<float> la, lb, lc;
+  ASSERT_TRUE(f32->Step({{a, Tokens(12, 2), true}}, &la).ok());
+  ASSERT_TRUE(f16->Step({{b, Tokens(12, 2), true}, {c, Tokens(7, 3), true}}, &lb).ok());
+  const int V = model->shape.vocab;
+  // fp16 weights carry ~2^-11 relative rounding per weight; logits stay within 1%.
+  const double d = MaxRelDiff(la.data(), lb.data(), V);
+  EXPECT_GT(d, 0.0);
+  EXPECT_LT(d, 1e-2);
+  auto alone = *f16->CreateSession();
+  ASSERT_TRUE(f16->Step({{alone, Tokens(12, 2), true}}, &lc).ok());
+  EXPECT_EQ(MaxRelDiff(lc.data(), lb.data(), V), 0.0);
+}
+
 TEST(Model, RandomModelIsDeterministic) {
   auto a = MakeRandomModel(SmallShape(), 42, "a");
   auto b = MakeRandomModel(SmallShape(), 42, "b");
