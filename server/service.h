@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/tokenizer.h"
+#include "server/chat_format.h"
 #include "server/request.h"
 #include "server/scheduler.h"
 
@@ -61,11 +62,6 @@ struct GenerateParams {
   std::optional<absl::Duration> timeout;
 };
 
-struct ChatMessage {
-  std::string role;     // system | user | assistant
-  std::string content;
-};
-
 class Service {
  public:
   Service(Scheduler* scheduler, const Tokenizer* tokenizer, ModelDescription model,
@@ -95,13 +91,5 @@ class Service {
   ModelDescription model_;
   ServiceLimits limits_;
 };
-
-// The RWKV world chat format: each message as "System: ...", "User: ..." or
-// "Assistant: ..." separated by blank lines, ending with "Assistant:". Blank lines inside
-// a message are collapsed to one newline (a blank line ends a turn). A last message from
-// the assistant is continued (no new "Assistant:" turn). Errors: no messages, unknown role.
-absl::StatusOr<std::string> BuildChatPrompt(const std::vector<ChatMessage>& messages);
-// The stop string of the chat format.
-inline constexpr const char* kChatStop = "\n\nUser:";
 
 }  // namespace rwkvx
