@@ -4,6 +4,7 @@
 #   tests     cuda_tests (every CUDA test; parity vs the CPU reference, batch invariance...)
 #   sanitize  compute-sanitizer memcheck + racecheck on the small kernel-heavy tests
 #   bench     bench/engine on the 0.2B shape, then the 3.6B shape (BENCH_SHAPES to change)
+#   package   the official rwkv-x package on the same shapes (bench/engine/package_bench.py)
 # Binaries come from $BIN (default .devbin: built here by scripts/device_prepare.sh with
 # the libraries they need) or from build-device after `build`. Logs go to $OUT.
 set -uo pipefail
@@ -41,6 +42,15 @@ for stage in $stages; do
         [ "$shape" = "0.2b" ] && extra="--decode-ctx ${DECODE_CTX_02:-1K,8K,32K,64K,128K,1M}"
         [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
         timeout ${BENCH_TIMEOUT:-280} "$BIN/bench_engine" --shape "$shape" $extra --json "$OUT/bench_$shape.json" 2>&1 | tee "$OUT/bench_$shape.txt"
+      done ;;
+    package)
+      # The official package (rwkv-x 0.1.x, cuda fp16, RWKV_CUDA_ON=1) on the same shapes;
+      # its folder is carried from .venv/oracle/0.1 (scripts/setup.sh installs it there).
+      for shape in ${PKG_SHAPES:-0.2b}; do
+        PYTHONUNBUFFERED=1 timeout ${PKG_TIMEOUT:-200} python3 bench/engine/package_bench.py --shape "$shape" \
+          --decode-ctx "${PKG_DECODE_CTX:-1K,8K,32K}" --prefill "${PKG_PREFILL:-1K,4K,16K}" \
+          --json "$OUT/package_$shape.json" > "$OUT/package_$shape.txt" 2>&1
+        echo "package $shape exit $?"; grep -vE "^\s*$|ptxas|nvcc|ninja|\[[0-9]+/[0-9]+\]|Emitting|Building|Loading|Using|Detected|Allowing|No modifications|Compiling|c\+\+|g\+\+" "$OUT/package_$shape.txt" | tail -20
       done ;;
   esac
 done
