@@ -43,6 +43,32 @@ for stage in $stages; do
         [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
         timeout ${BENCH_TIMEOUT:-280} "$BIN/bench_engine" --shape "$shape" $extra --json "$OUT/bench_$shape.json" 2>&1 | tee "$OUT/bench_$shape.txt"
       done ;;
+    profile)
+      # Per-kernel times of one prefill step (0.2B shape, PROFILE_T tokens) under Nsight Compute.
+      RWKVX_PROFILE_PREFILL=${PROFILE_T:-4096} timeout ${PROFILE_TIMEOUT:-200} ncu --profile-from-start off \
+        --print-summary per-kernel --metrics gpu__time_duration.sum "$BIN/bench_engine" --shape 0.2b \
+        > "$OUT/profile.txt" 2>&1
+      echo "profile exit $?"
+      python3 - "$OUT/profile.txt" <<'PY' | tee "$OUT/profile_summary.txt"
+import re, sys
+txt = open(sys.argv[1]).read()
+rows = []
+for blk in re.split(r"\n(?=  \S.*\(\d+, \d+, \d+\)x\(\d+, \d+, \d+\))", txt):
+    m = re.match(r"\s*(\S.*?)\s*\(\d+, \d+, \d+\)x", blk)
+    inv = re.search(r"Invocations\s*:?\s*(\d+)", blk)
+    t = re.search(r"gpu__time_duration.sum\s+(\S+)\s+[\d.,]+\s+[\d.,]+\s+([\d.,]+)", blk)
+    if m and t:
+        unit, avg = t.group(1), float(t.group(2).replace(",", ""))
+        scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "ns": 1e-3, "us": 1.0, "ms": 1e3}.get(unit, 1.0)
+        n = int(inv.group(1)) if inv else 1
+        rows.append((avg * scale * n, n, m.group(1)[:90]))
+rows.sort(reverse=True)
+tot = sum(r[0] for r in rows)
+print(f"total {tot/1000:.2f} ms over {sum(r[1] for r in rows)} launches")
+for us, n, name in rows[:25]:
+    print(f"{us/1000:9.3f} ms {100*us/max(tot,1e-9):5.1f}% {n:5d}x  {name}")
+PY
+      ;;
     package)
       # The official package (rwkv-x 0.1.x, cuda fp16, RWKV_CUDA_ON=1) on the same shapes;
       # its folder is carried from .venv/oracle/0.1 (scripts/setup.sh installs it there).

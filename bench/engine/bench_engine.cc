@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include "engine/backend.h"
@@ -148,6 +149,19 @@ int main(int argc, char** argv) {
     Fill(b, w, 2048, 2048, V, 1);
     for (int i = 0; i < 4; ++i) b.Step({{w, {1}, true}}, &l);
     b.FreeSession(w);
+  }
+
+  // Profiling hook: one prefill step of T tokens between cudaProfilerStart/Stop (for
+  // `ncu --profile-from-start off`), then exit.
+  if (const char* pt = std::getenv("RWKVX_PROFILE_PREFILL")) {
+    auto id = *b.CreateSession();
+    auto toks = Tokens(std::atoi(pt), V, 3);
+    b.Step({{id, toks, true}}, &l);  // same shapes once, unprofiled
+    auto id2 = *b.CreateSession();
+    cudaProfilerStart();
+    b.Step({{id2, toks, true}}, &l);
+    cudaProfilerStop();
+    return 0;
   }
 
   // 1. Single-session decode latency by context.

@@ -88,10 +88,11 @@ absl::Status CudaBackend::Init() {
   RWKVX_CUDA_RETURN(cudaMemGetInfo(&free_b, &total_b));
   // Budget for sessions: the fraction of the card, less what is already taken (weights,
   // context) and a reserve for step workspaces.
+  // Budget for sessions and step workspaces: the fraction of the card, less what is
+  // already taken (weights, CUDA context, cuBLAS) and 512 MiB for the memory pool's slack.
   const double budget = opts_.gpu_memory_fraction * static_cast<double>(total_b) -
-                        static_cast<double>(total_b - free_b);
-  const double reserve = std::min(4.0 * (1ull << 30), 0.1 * static_cast<double>(total_b));
-  capacity_bytes_ = budget > reserve ? static_cast<size_t>(budget - reserve) : 0;
+                        static_cast<double>(total_b - free_b) - 512.0 * (1 << 20);
+  budget_bytes_ = budget > 0 ? static_cast<size_t>(budget) : 0;
   return absl::OkStatus();
 }
 
@@ -128,11 +129,44 @@ absl::Status CudaBackend::AllocKv(KvCache* kv, int cap) {
   const int B = model_->attn.chunk_size;
   const size_t kvb = static_cast<size_t>(cap) * C_ * sizeof(__half);
   const size_t sb = static_cast<size_t>(cap / B + 2) * C_ * sizeof(float);
-  RWKVX_CUDA_RETURN(cudaMallocAsync(reinterpret_cast<void**>(&kv->k), kvb, stream_));
-  RWKVX_CUDA_RETURN(cudaMallocAsync(reinterpret_cast<void**>(&kv->v), kvb, stream_));
-  RWKVX_CUDA_RETURN(cudaMallocAsync(reinterpret_cast<void**>(&kv->sums), sb, stream_));
-  kv->cap = cap;
-  return absl::OkStatus();
+  void* p[3] = {nullptr, nullptr, nullptr};
+  const size_t sizes[3] = {kvb, kvb, sb};
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    cudaError_t e = cudaSuccess;
+    for (int i = 0; i < 3 && e == cudaSuccess; ++i) e = cudaMallocAsync(&p[i], sizes[i], stream_);
+    if (e == cudaSuccess) {
+      kv->k = static_cast<__half*>(p[0]);
+      kv->v = static_cast<__half*>(p[1]);
+      kv->sums = static_cast<float*>(p[2]);
+      kv->cap = cap;
+      return absl::OkStatus();
+    }
+    if (e != cudaErrorMemoryAllocation) RWKVX_CUDA_RETURN(e);
+    cudaGetLastError();  // not sticky: clear it
+    for (void*& q : p)
+      if (q) cudaFreeAsync(q, stream_), q = nullptr;
+    // Give the pool's cached blocks back to the driver and try once more.
+    RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+    cudaMemPool_t pool;
+    RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
+    RWKVX_CUDA_RETURN(cudaMemPoolTrimTo(pool, 0));
+  }
+  return absl::ResourceExhaustedError("GPU memory exhausted while allocating a KV cache");
+}
+
+size_t CudaBackend::UsedBytes() const {
+  size_t n = 0;
+  for (const auto& [id, s] : sessions_) n += SessionBytesOf(s);
+  return n;
+}
+
+size_t CudaBackend::WsBytes(int rows, int items, int logit_rows, size_t part_floats) const {
+  rows = std::max(rows, 16);
+  items = std::max(items, 16);
+  logit_rows = std::max(logit_rows, 1);
+  const size_t RC = static_cast<size_t>(rows) * C_;
+  return 12 * RC * 4 + static_cast<size_t>(rows) * maxrank_ * 6 + static_cast<size_t>(rows) * F_ * 6 + 6 * RC * 2 +
+         RC * 2 + static_cast<size_t>(logit_rows) * (V_ * 4 + C_ * 2) + part_floats * 4 + items * 16 * 4;
 }
 
 void CudaBackend::FreeKv(KvCache* kv) {
@@ -146,13 +180,12 @@ void CudaBackend::FreeKv(KvCache* kv) {
 
 absl::StatusOr<SessionId> CudaBackend::CreateSession() {
   const size_t bytes = StateFloats() * sizeof(float);
-  if (used_bytes_ + bytes > capacity_bytes_)
+  if (UsedBytes() + WsBytesNow() + bytes > budget_bytes_)
     return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
   CudaSession s;
   RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&s.state), bytes));
   RWKVX_CUDA_RETURN(cudaMemsetAsync(s.state, 0, bytes, stream_));
   s.kv.resize(M_);
-  used_bytes_ += bytes;
   const SessionId id = next_id_++;
   sessions_.emplace(id, std::move(s));
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
@@ -162,7 +195,6 @@ absl::StatusOr<SessionId> CudaBackend::CreateSession() {
 absl::Status CudaBackend::FreeSession(SessionId id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
-  used_bytes_ -= SessionBytesOf(it->second);
   for (auto& kv : it->second.kv) FreeKv(&kv);
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   RWKVX_CUDA_RETURN(cudaFree(it->second.state));
@@ -231,7 +263,7 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
     probe.cap = a.ct > 0 ? RoundCap(a.ct) : 0;
     extra += probe.Bytes(C_, model_->attn.chunk_size);
   }
-  if (used_bytes_ + StateFloats() * sizeof(float) + extra > capacity_bytes_)
+  if (UsedBytes() + WsBytesNow() + StateFloats() * sizeof(float) + extra > budget_bytes_)
     return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
   auto id = CreateSession();
   if (!id.ok()) return id.status();
@@ -273,7 +305,6 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
     cs.chunk = model_->attn.chunk_size;
     RWKVX_CUDA_RETURN(kernels::LaunchChunkSums(cs, stream_));
     RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));  // host vectors die at scope end
-    used_bytes_ += kv.Bytes(C_, model_->attn.chunk_size);
   }
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   return *id;
@@ -294,8 +325,9 @@ size_t CudaBackend::SessionKvTokens(SessionId id) const {
 
 MemoryInfo CudaBackend::Memory() const {
   MemoryInfo m;
-  m.used_bytes = used_bytes_;
-  m.capacity_bytes = capacity_bytes_;
+  m.used_bytes = UsedBytes();
+  const size_t ws = WsBytesNow();
+  m.capacity_bytes = budget_bytes_ > ws ? budget_bytes_ - ws : 0;
   m.weights_bytes = dev_ ? dev_->bytes : 0;
   return m;
 }

@@ -91,7 +91,12 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   int C_ = 0, H_ = 0, R_ = 0, M_ = 0, F_ = 0, V_ = 0, maxrank_ = 0;
-  size_t capacity_bytes_ = 0, used_bytes_ = 0;
+  // Session memory is admitted against budget_bytes_ (the card's fraction less what weights
+  // and the CUDA context took at start), together with the step workspace it needs.
+  size_t budget_bytes_ = 0;
+  size_t UsedBytes() const;  // all sessions (state + KV)
+  size_t WsBytes(int rows, int items, int logit_rows, size_t part_floats) const;
+  size_t WsBytesNow() const { return ws_.allocs.empty() ? 0 : WsBytes(ws_.rows, ws_.items, ws_.logit_rows, ws_.part_floats); }
 
   std::map<SessionId, CudaSession> sessions_;
   SessionId next_id_ = 1;

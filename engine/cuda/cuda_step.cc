@@ -54,25 +54,34 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
   ws_.logit_rows = std::max({logit_rows, ws_.logit_rows, 1});
   ws_.part_floats = std::max(part_floats, ws_.part_floats);
   const size_t RC = static_cast<size_t>(ws_.rows) * C_;
-  auto alloc = [&](size_t bytes, auto** out) -> absl::Status {
+  bool failed = false;
+  auto alloc = [&](size_t bytes, auto** out) {
     void* p = nullptr;
-    RWKVX_CUDA_RETURN(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
+    if (failed || cudaMalloc(&p, std::max<size_t>(bytes, 16)) != cudaSuccess) {
+      failed = true;
+      cudaGetLastError();
+      return;
+    }
     ws_.allocs.push_back(p);
     *out = static_cast<std::remove_pointer_t<decltype(out)>>(p);
-    return absl::OkStatus();
   };
   for (float** f : {&ws_.x, &ws_.u, &ws_.r, &ws_.k, &ws_.v, &ws_.w, &ws_.a, &ws_.kk, &ws_.y, &ws_.g, &ws_.vfirst, &ws_.vg})
-    RWKVX_RETURN_IF_ERROR(alloc(RC * sizeof(float), f));
-  RWKVX_RETURN_IF_ERROR(alloc(static_cast<size_t>(ws_.rows) * maxrank_ * sizeof(float), &ws_.lora));
-  RWKVX_RETURN_IF_ERROR(alloc(static_cast<size_t>(ws_.rows) * maxrank_ * 2, &ws_.lorah));
-  RWKVX_RETURN_IF_ERROR(alloc(static_cast<size_t>(ws_.rows) * F_ * sizeof(float), &ws_.ffn));
-  RWKVX_RETURN_IF_ERROR(alloc(static_cast<size_t>(ws_.rows) * F_ * 2, &ws_.ffnh));
-  RWKVX_RETURN_IF_ERROR(alloc(6 * RC * 2, &ws_.mixh));
-  RWKVX_RETURN_IF_ERROR(alloc(RC * 2, &ws_.yh));
-  RWKVX_RETURN_IF_ERROR(alloc(static_cast<size_t>(ws_.logit_rows) * V_ * sizeof(float), &ws_.logits));
-  RWKVX_RETURN_IF_ERROR(alloc(static_cast<size_t>(ws_.logit_rows) * C_ * 2, &ws_.headh));
-  RWKVX_RETURN_IF_ERROR(alloc(ws_.part_floats * sizeof(float), &ws_.part));
-  RWKVX_RETURN_IF_ERROR(alloc(static_cast<size_t>(ws_.items) * 16 * sizeof(int), &ws_.selected));
+    alloc(RC * sizeof(float), f);
+  alloc(static_cast<size_t>(ws_.rows) * maxrank_ * sizeof(float), &ws_.lora);
+  alloc(static_cast<size_t>(ws_.rows) * maxrank_ * 2, &ws_.lorah);
+  alloc(static_cast<size_t>(ws_.rows) * F_ * sizeof(float), &ws_.ffn);
+  alloc(static_cast<size_t>(ws_.rows) * F_ * 2, &ws_.ffnh);
+  alloc(6 * RC * 2, &ws_.mixh);
+  alloc(RC * 2, &ws_.yh);
+  alloc(static_cast<size_t>(ws_.logit_rows) * V_ * sizeof(float), &ws_.logits);
+  alloc(static_cast<size_t>(ws_.logit_rows) * C_ * 2, &ws_.headh);
+  alloc(ws_.part_floats * sizeof(float), &ws_.part);
+  alloc(static_cast<size_t>(ws_.items) * 16 * sizeof(int), &ws_.selected);
+  if (failed) {
+    for (void* p : ws_.allocs) cudaFree(p);
+    ws_ = Ws{};
+    return absl::ResourceExhaustedError("GPU memory exhausted while allocating the step workspace");
+  }
   return absl::OkStatus();
 }
 
@@ -444,11 +453,23 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
       }
     }
   }
-  if (used_bytes_ + extra > capacity_bytes_)
-    return absl::ResourceExhaustedError(absl::StrCat("GPU memory budget exhausted: the step needs ", extra,
-                                                     " more bytes of KV cache"));
-  std::vector<size_t> bytes_before(nitems);
-  for (int b = 0; b < nitems; ++b) bytes_before[b] = SessionBytesOf(*item_sess_[b]);
+  {
+    const size_t ws = WsBytes(std::max(rows, ws_.rows), std::max(nitems, ws_.items),
+                              std::max<int>({1, static_cast<int>(logit_rows.size()), ws_.logit_rows}),
+                              std::max(ws_.part_floats, kernels::AttnDecodeScratchFloats(nitems, H_, 64)));
+    if (UsedBytes() + extra + ws > budget_bytes_)
+      return absl::ResourceExhaustedError(absl::StrCat("GPU memory budget exhausted: the step needs ", extra,
+                                                       " more bytes of KV cache and ", ws, " of workspace"));
+  }
+  // On an allocation failure below, give back the compaction targets taken so far.
+  auto drop_fresh = [&] {
+    for (auto& layer : plan_)
+      for (AttnPlan& p : layer) {
+        if (p.fresh.k) FreeKv(&p.fresh);
+        p.fresh = KvCache{};
+        p.compress = false;
+      }
+  };
 
   // --- Grow caches (copy rows and sums) and allocate compaction targets.
   for (auto& [kv, cap] : grows) {
@@ -471,7 +492,11 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
       kernels::AttnItem& a = attn_items_[j][b];
       if (p.compress) {
         const int cap = p.fresh.cap;
-        RWKVX_RETURN_IF_ERROR(AllocKv(&p.fresh, cap));
+        p.fresh.cap = 0;
+        if (absl::Status st = AllocKv(&p.fresh, cap); !st.ok()) {
+          drop_fresh();
+          return st;
+        }
       }
       const KvCache& src = p.compress ? p.fresh : item_sess_[b]->kv[j];
       a.k = src.k;
@@ -484,7 +509,10 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
     decode_splits_ = std::clamp(std::min(want, maxL / 256), 1, 64);
   }
   const size_t part_floats = any_decode_ ? kernels::AttnDecodeScratchFloats(nitems, H_, decode_splits_) : 0;
-  RWKVX_RETURN_IF_ERROR(EnsureWorkspace(rows, nitems, std::max<int>(1, logit_rows.size()), part_floats));
+  if (absl::Status st = EnsureWorkspace(rows, nitems, std::max<int>(1, logit_rows.size()), part_floats); !st.ok()) {
+    drop_fresh();
+    return st;
+  }
 
   // --- Metadata: one pinned block, one upload.
   const size_t o_tokens = 0;
@@ -592,10 +620,7 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
     }
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   RWKVX_CUDA_RETURN(cudaGetLastError());
-  for (int b = 0; b < nitems; ++b) {
-    item_sess_[b]->tokens_seen += item_len_[b];
-    used_bytes_ += SessionBytesOf(*item_sess_[b]) - bytes_before[b];
-  }
+  for (int b = 0; b < nitems; ++b) item_sess_[b]->tokens_seen += item_len_[b];
   return absl::OkStatus();
 }
 
