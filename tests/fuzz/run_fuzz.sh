@@ -3,7 +3,7 @@
 # runs each for a bounded time on a scratch copy of its committed seed corpus.
 #   tests/fuzz/run_fuzz.sh                 # 60 s per target
 #   FUZZ_SECONDS=300 tests/fuzz/run_fuzz.sh
-#   FUZZ_TARGETS=fuzz_pth tests/fuzz/run_fuzz.sh
+#   FUZZ_TARGETS=fuzz_pth tests/fuzz/run_fuzz.sh   # default: every target tests/fuzz builds
 # Exit status: non-zero when a build fails or a target finds a crash, leak, timeout or
 # out-of-memory input (the reproducer is saved under build-fuzz/fuzz-artifacts/).
 set -euo pipefail
@@ -11,7 +11,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 SECONDS_EACH="${FUZZ_SECONDS:-60}"
-TARGETS="${FUZZ_TARGETS:-fuzz_pth fuzz_safetensors}"
 JOBS="${FUZZ_JOBS:-1}"
 
 CC_BIN="${CC_FUZZ:-$(command -v clang || command -v clang-14)}"
@@ -24,14 +23,16 @@ cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" \
   -DCMAKE_C_COMPILER="$CC_BIN" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
   -DRWKVX_FUZZ=ON -DRWKVX_TESTS=ON -DRWKVX_SERVER=OFF -DRWKVX_CUDA=OFF >"$BUILD/configure.log" 2>&1 ||
   { cat "$BUILD/configure.log"; exit 1; }
+TARGETS="${FUZZ_TARGETS:-$(cat "$BUILD/fuzz_targets.txt")}"
 # shellcheck disable=SC2086
 cmake --build "$BUILD" --target $TARGETS
+cd "$ROOT"  # some targets look for data relative to the working directory
 
 mkdir -p "$BUILD/fuzz-artifacts"
 status=0
 for t in $TARGETS; do
   work="$(mktemp -d)"
-  cp "$ROOT/tests/fuzz/corpus/$t/"* "$work/"
+  if [ -d "$ROOT/tests/fuzz/corpus/$t" ]; then cp "$ROOT/tests/fuzz/corpus/$t/"* "$work/"; fi
   dict=()
   case "$t" in
     fuzz_pth) dict=(-dict="$ROOT/tests/fuzz/pth.dict") ;;
