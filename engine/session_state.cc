@@ -22,7 +22,8 @@ SessionState SessionState::Zero(const ModelShape& s) {
 size_t SessionState::Bytes() const {
   size_t n = 0;
   for (const auto& l : rwkv) n += (l.att_prev.size() + l.wkv.size() + l.ffn_prev.size()) * sizeof(float);
-  for (const auto& a : attn) n += (a.k.capacity() + a.v.capacity() + a.ffn_prev.size()) * sizeof(float);
+  for (const auto& a : attn)
+    n += (a.k.capacity() + a.v.capacity() + a.ffn_prev.size()) * sizeof(float) + a.chunk_sum.capacity() * sizeof(double);
   return n;
 }
 

@@ -22,6 +22,10 @@ struct AttnLayerState {
   std::vector<float> k, v;
   int ct = 0;
   std::vector<float> ffn_prev;  // [C]
+  // CPU-engine cache (may be empty; never required): float64 sums of the keys of each
+  // complete chunk of `chunk_sum_size` rows, [chunks, C]. Cleared when rows are rewritten.
+  std::vector<double> chunk_sum;
+  int chunk_sum_size = 0;
 };
 
 struct SessionState {

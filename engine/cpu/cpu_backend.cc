@@ -56,8 +56,10 @@ class CpuBackend final : public Backend {
   absl::StatusOr<SessionId> ImportSession(const SessionState& state) override {
     if (auto st = CheckShape(state); !st.ok()) return st;
     const SessionId id = next_id_++;
-    used_ += state.Bytes();
-    sessions_.emplace(id, state);
+    SessionState copy = state;
+    for (auto& a : copy.attn) a.chunk_sum.clear();  // our cache; never trust a foreign one
+    used_ += copy.Bytes();
+    sessions_.emplace(id, std::move(copy));
     return id;
   }
 

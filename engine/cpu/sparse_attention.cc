@@ -42,6 +42,25 @@ void CompressCache(AttnLayerState& st, const float* Q, int64_t nq, const SparseA
   st.k = std::move(nk);
   st.v = std::move(nv);
   st.ct = static_cast<int>(new_ct);
+  st.chunk_sum.clear();  // rows were rewritten
+}
+
+// Brings the running per-chunk key sums up to date with the complete chunks of the cache
+// (O(new rows * C) per call instead of a full pass over the cache every decode step).
+void UpdateChunkSums(AttnLayerState& st, int64_t B, int64_t C) {
+  if (st.chunk_sum_size != B) {
+    st.chunk_sum.clear();
+    st.chunk_sum_size = static_cast<int>(B);
+  }
+  const int64_t have = st.chunk_sum.size() / C, complete = st.ct / B;
+  for (int64_t c = have; c < complete; ++c) {
+    st.chunk_sum.resize((c + 1) * C, 0.0);
+    double* sum = &st.chunk_sum[c * C];
+    for (int64_t r = c * B; r < (c + 1) * B; ++r) {
+      const float* kr = &st.k[r * C];
+      for (int64_t i = 0; i < C; ++i) sum[i] += kr[i];
+    }
+  }
 }
 
 void Append(AttnLayerState& st, const float* k, const float* v, int64_t T, int64_t C) {
@@ -64,16 +83,12 @@ void DecodeOne(AttnLayerState& st, const float* q, const float* k, const float* 
     if (CT > 0) segs.push_back({0, CT});
   } else {
     const int64_t rem = CT % B, nchunks = CT / B;
+    UpdateChunkSums(st, B, C);
     std::vector<double> score(nchunks);
-    std::vector<double> mean(C);
     for (int64_t c = 0; c < nchunks; ++c) {
-      std::fill(mean.begin(), mean.end(), 0.0);
-      for (int64_t r = c * B; r < (c + 1) * B; ++r) {
-        const float* kr = &st.k[r * C];
-        for (int64_t i = 0; i < C; ++i) mean[i] += kr[i];
-      }
+      const double* sum = &st.chunk_sum[c * C];
       double s = 0;
-      for (int64_t i = 0; i < C; ++i) s += q[i] * static_cast<float>(mean[i] / B);
+      for (int64_t i = 0; i < C; ++i) s += q[i] * static_cast<float>(sum[i] / B);  // q . mean
       score[c] = s;
     }
     const int64_t kk = std::min<int64_t>(cfg.topk, nchunks);
