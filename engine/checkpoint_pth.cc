@@ -29,6 +29,7 @@ constexpr bool kVerifyCrc = true;
 #endif
 
 constexpr int kMaxDims = 64;
+constexpr uint64_t kMaxPickleBytes = 64ull << 20;  // a 10k-tensor state dict pickles to ~2 MB
 constexpr const char* kStorageTag = "storage";
 constexpr const char* kTensorTag = "tensor";
 
@@ -409,6 +410,10 @@ absl::StatusOr<TensorMap> ReadPthBytes(std::string_view bytes, std::string_view 
   }
   auto program = zip->Read(*pkl, kVerifyCrc);
   if (!program.ok()) return WithName(name, program.status());
+  if (program->size() > kMaxPickleBytes) {
+    return WithName(name, absl::InvalidArgumentError(absl::StrFormat(
+                              "data.pkl is %d bytes; more than %d is not a state dict", program->size(), kMaxPickleBytes)));
+  }
   PthLoader loader(bytes, *zip, prefix);
   auto tensors = loader.Load(*program);
   if (!tensors.ok()) return WithName(name, tensors.status());

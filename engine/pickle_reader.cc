@@ -14,6 +14,9 @@ namespace {
 
 constexpr PickleId kNoMemo = std::numeric_limits<PickleId>::max();
 constexpr size_t kMaxGlobalLine = 256;
+// Far more than a state dict needs (~30 objects per tensor), small enough that a hostile
+// pickle cannot make the arena absurdly large.
+constexpr size_t kMaxObjects = size_t{1} << 22;
 
 absl::Status Malformed(std::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
 
@@ -72,11 +75,14 @@ absl::StatusOr<PickleId> PickleMachine::Run(std::string_view program) {
   marks_.clear();
   memo_.clear();
   // Every object needs at least one opcode byte: reserving keeps indices cheap.
-  values_.reserve(std::min<size_t>(program.size(), 1 << 16));
+  values_.reserve(std::min<size_t>(program.size() / 8 + 16, 4096));
   while (!stopped_) {
     if (pos_ >= prog_.size()) return Malformed("pickle ended without STOP (truncated?)");
     const size_t op_pos = pos_;
     const uint8_t op = static_cast<uint8_t>(prog_[pos_++]);
+    if (values_.size() > kMaxObjects) {
+      return Malformed(absl::StrCat("pickle creates more than ", kMaxObjects, " objects"));
+    }
     if (absl::Status s = Step(op); !s.ok()) {
       return absl::Status(s.code(), absl::StrFormat("pickle offset %d (opcode 0x%02x): %s", op_pos,
                                                     op, s.message()));

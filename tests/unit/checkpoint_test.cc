@@ -307,6 +307,7 @@ TEST(CheckpointPthTest, MalformedInputsAreErrors) {
       {"deep marks", MakePth("\x80\x02" + std::string(200000, '(') + "."), "empty stack"},
       {"deep tuples", MakePth("\x80\x02)" + std::string(100000, '\x85') + "."), "tuple"},
       {"protocol", MakePth("\x80\x09}."), "protocol"},
+      {"objects", MakePth("\x80\x02" + std::string(5 << 20, ']') + "."), "objects"},
       {"no pkl", BuildZip({{"a/other", "x"}}, false, false), "data.pkl"},
       {"big endian", BuildZip({{"a/data.pkl", "\x80\x02}."}, {"a/byteorder", "big"}}, false, false), "byteorder"},
       {"not a zip", "PK\x03\x04 this is not a zip archive at all", "end-of-central-directory"},
