@@ -140,3 +140,36 @@ def test_health_and_reflection(server):
     assert "rwkvx.v1.Inference" in names
     assert "grpc.health.v1.Health" in names
     ch.close()
+
+
+def test_cancelled_call_frees_session(server, stub, grpc_stubs):
+    pb, _ = grpc_stubs
+    key = 'rwkvx_requests_finished_total{finish_reason="cancelled"}'
+    before = server.metric(key)
+    call = stub.Generate(pb.GenerateRequest(text="go on", max_tokens=4000, ignore_eos=True),
+                         timeout=120)
+    it = iter(call)
+    for _ in range(3):
+        next(it)
+    call.cancel()
+    from conftest import wait_for
+    wait_for(lambda: server.metric(key) == before + 1, "the gRPC request to be cancelled")
+    wait_for(lambda: server.metric("rwkvx_sessions_active") == 0, "the session to be freed")
+
+
+def test_api_key_over_grpc(make_server, grpc_stubs):
+    pb, pbg = grpc_stubs
+    srv = make_server("--api-key", "k1")
+    ch = grpc.insecure_channel(srv.grpc_target)
+    st = pbg.InferenceStub(ch)
+    with pytest.raises(grpc.RpcError) as e:
+        st.ListModels(pb.ListModelsRequest(), timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as e:
+        list(st.Generate(pb.GenerateRequest(text="x", max_tokens=2), timeout=10,
+                         metadata=[("authorization", "Bearer nope")]))
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    ok = st.ListModels(pb.ListModelsRequest(), timeout=10,
+                       metadata=[("authorization", "Bearer k1")])
+    assert ok.models[0].id
+    ch.close()

@@ -196,6 +196,26 @@ TEST(SchedulerTest, DrainRefusesNewAndShutsDownAfterGrace) {
   EXPECT_EQ(f.fake->live.load(), 0);
 }
 
+TEST(SchedulerTest, SlowReaderIsDroppedNotWaitedFor) {
+  Fixture f;
+  GenerateRequest r;
+  r.prompt = Prompt(3, 1);
+  r.max_tokens = 1000000;
+  auto slow = std::make_shared<RequestStream>(std::move(r), /*max_buffered_bytes=*/512);
+  ASSERT_TRUE(f.sched->Submit(slow).ok());  // nobody reads it
+  auto fast = f.Req(Prompt(4, 2), 8);
+  StreamCollector cf(fast);
+  ASSERT_TRUE(f.sched->Submit(fast).ok());
+  EXPECT_EQ(cf.WaitFinal().final_event.finish, FinishReason::kLength);
+  ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(30)));
+  std::vector<GenerateEvent> evs;
+  slow->PopAll(&evs);
+  ASSERT_FALSE(evs.empty());
+  EXPECT_TRUE(evs.back().final);
+  EXPECT_EQ(evs.back().finish, FinishReason::kSlowClient);
+  EXPECT_EQ(f.fake->live.load(), 0);
+}
+
 TEST(SchedulerTest, BackendErrorEndsRequestsAndFreesSessions) {
   Fixture f;
   f.fake->fail_steps = true;
