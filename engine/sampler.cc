@@ -143,7 +143,7 @@ bool TopPCutoff(float* v, size_t n, double target, float* cutoff) {
     float* eq_end = std::partition(gt_end, hi, [pivot](float x) { return x == pivot; });
     double sum_gt = 0.0;
     for (float* p = lo; p < gt_end; ++p) sum_gt += *p;
-    if (sum_gt >= target) {
+    if (gt_end > lo && sum_gt >= target) {
       hi = gt_end;  // the cutoff is one of the larger values
       continue;
     }

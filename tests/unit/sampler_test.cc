@@ -170,6 +170,16 @@ TEST(Sampler, TopPKeepsTiesAtTheCutoff) {
   p.top_p = 0.3f;  // reached by the first token alone
   counts = Draw(p, logits, 3000);
   EXPECT_EQ(counts[0], 3000);
+  // top_p 0: the cutoff is the largest probability; tokens tied with it stay.
+  const std::vector<float> tied = {0.5f, 2.0f, 1.0f, 2.0f};
+  for (int k : {0, 3}) {
+    p.top_p = 0.0f;
+    p.top_k = k;
+    counts = Draw(p, tied, 2000);
+    EXPECT_EQ(counts[1] + counts[3], 2000) << k;
+    EXPECT_GT(counts[1], 0);
+    EXPECT_GT(counts[3], 0);
+  }
 }
 
 TEST(Sampler, TopKTiesPreferLowerIds) {
