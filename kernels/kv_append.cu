@@ -23,9 +23,20 @@ __global__ void ChunkSumUpdateKernel(KvAppendParams p) {
   const int c = it.ct / B + blockIdx.y;
   const int begin = max(it.ct, c * B), end = min(it.ct + it.len, (c + 1) * B);
   if (begin >= end) return;
-  float s = c * B < it.ct ? it.sums[static_cast<size_t>(c) * p.C + col] : 0.f;
-  for (int row = begin; row < end; ++row) s += p.k[static_cast<size_t>(it.row0 + row - it.ct) * p.C + col];
-  it.sums[static_cast<size_t>(c) * p.C + col] = s;
+  // Four independent partial sums keep several loads in flight (fixed order: deterministic).
+  const float* k = p.k + static_cast<size_t>(it.row0 + (begin - it.ct)) * p.C + col;  // step row of `begin`
+  const int n = end - begin;
+  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+  int r = 0;
+  for (; r + 3 < n; r += 4) {
+    s0 += k[static_cast<size_t>(r) * p.C];
+    s1 += k[static_cast<size_t>(r + 1) * p.C];
+    s2 += k[static_cast<size_t>(r + 2) * p.C];
+    s3 += k[static_cast<size_t>(r + 3) * p.C];
+  }
+  for (; r < n; ++r) s0 += k[static_cast<size_t>(r) * p.C];
+  const float base = c * B < it.ct ? it.sums[static_cast<size_t>(c) * p.C + col] : 0.f;
+  it.sums[static_cast<size_t>(c) * p.C + col] = base + ((s0 + s1) + (s2 + s3));
 }
 
 __global__ void ChunkSumsKernel(ChunkSumsParams p) {
