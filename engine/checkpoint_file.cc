@@ -101,6 +101,10 @@ absl::StatusOr<TensorMap> ReadCheckpointFile(const std::string& path) {
   // safetensors: u64 header length, then a JSON object.
   if (bytes.size() >= 9 && bytes[8] == '{') return ReadSafetensorsBytes(bytes, path);
   if (bytes.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": file is empty"));
+  if (static_cast<unsigned char>(bytes[0]) == 0x80) {  // a bare pickle: torch < 1.6 legacy format
+    return absl::UnimplementedError(absl::StrCat(
+        path, ": legacy (non-zip) torch.save format is not supported; re-save it with torch >= 1.6"));
+  }
   return absl::InvalidArgumentError(
       absl::StrCat(path, ": not a PyTorch .pth or .safetensors file (unrecognised leading bytes)"));
 }

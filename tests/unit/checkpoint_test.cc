@@ -440,6 +440,10 @@ TEST(CheckpointFileTest, ErrorsNameThePath) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(got.status().message().find("not a PyTorch .pth or .safetensors file"), std::string::npos);
   EXPECT_NE(got.status().message().find(junk), std::string::npos);
+  { std::ofstream(junk, std::ios::trunc) << "\x80\x02\x8a\x0a legacy pickle"; }
+  got = ReadCheckpointFile(junk);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnimplemented) << got.status();
+  EXPECT_NE(got.status().message().find("legacy"), std::string::npos) << got.status();
   { std::ofstream(junk, std::ios::trunc); }
   got = ReadCheckpointFile(junk);
   EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << got.status();
