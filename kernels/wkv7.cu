@@ -46,26 +46,29 @@ __global__ void __launch_bounds__(N * P) Wkv7Kernel(Wkv7Params p) {
       }
     }
     __syncthreads();
+    // Unrolled so that one token's output reduction overlaps the next token's update.
+#pragma unroll 2
     for (int tok = 0; tok < n; ++tok) {
       const float4* r4 = reinterpret_cast<const float4*>(sh[tok][0][part]);
       const float4* w4 = reinterpret_cast<const float4*>(sh[tok][1][part]);
       const float4* k4 = reinterpret_cast<const float4*>(sh[tok][2][part]);
       const float4* n4 = reinterpret_cast<const float4*>(sh[tok][3][part]);
       const float4* b4 = reinterpret_cast<const float4*>(sh[tok][4][part]);
-      float sa0 = 0.f, sa1 = 0.f;
+      // Four accumulators: the sum is on the token-to-token critical path.
+      float sa0 = 0.f, sa1 = 0.f, sa2 = 0.f, sa3 = 0.f;
 #pragma unroll
       for (int q = 0; q < J / 4; ++q) {
         const float4 nk = n4[q];
         sa0 += s[4 * q] * nk.x;
         sa1 += s[4 * q + 1] * nk.y;
-        sa0 += s[4 * q + 2] * nk.z;
-        sa1 += s[4 * q + 3] * nk.w;
+        sa2 += s[4 * q + 2] * nk.z;
+        sa3 += s[4 * q + 3] * nk.w;
       }
-      float sa = sa0 + sa1;
+      float sa = (sa0 + sa1) + (sa2 + sa3);
       sa += __shfl_xor_sync(0xffffffffu, sa, 1);
       sa += __shfl_xor_sync(0xffffffffu, sa, 2);
       const float vi = sv[tok][i];
-      float y0 = 0.f, y1 = 0.f;
+      float y0 = 0.f, y1 = 0.f, y2 = 0.f, y3 = 0.f;
 #pragma unroll
       for (int q = 0; q < J / 4; ++q) {
         const float4 w = w4[q], b = b4[q], k = k4[q], r = r4[q];
@@ -75,10 +78,10 @@ __global__ void __launch_bounds__(N * P) Wkv7Kernel(Wkv7Params p) {
         s[4 * q + 3] = s[4 * q + 3] * w.w + sa * b.w + vi * k.w;
         y0 += s[4 * q] * r.x;
         y1 += s[4 * q + 1] * r.y;
-        y0 += s[4 * q + 2] * r.z;
-        y1 += s[4 * q + 3] * r.w;
+        y2 += s[4 * q + 2] * r.z;
+        y3 += s[4 * q + 3] * r.w;
       }
-      float y = y0 + y1;
+      float y = (y0 + y1) + (y2 + y3);
       y += __shfl_xor_sync(0xffffffffu, y, 1);
       y += __shfl_xor_sync(0xffffffffu, y, 2);
       if (part == 0) p.y[static_cast<size_t>(row0 + c0 + tok) * p.C + h * N + i] = y;
