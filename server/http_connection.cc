@@ -40,6 +40,31 @@ void HttpConnection::DoRead() {
   // arrive within read_timeout (a slow sender cannot hold a connection forever).
   stream_.expires_after(absl::ToChronoNanoseconds(
       buffer_.size() > 0 ? shared_->opts.read_timeout : shared_->opts.idle_timeout));
+  http::async_read_header(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                            self->OnHeader(ec);
+                          });
+}
+
+void HttpConnection::OnHeader(beast::error_code ec) {
+  if (ec || parser_->is_done()) {
+    OnRead(ec);
+    return;
+  }
+  // Clients such as curl send large bodies only after "100 Continue".
+  if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+    static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    net::async_write(stream_, net::buffer(kContinue),
+                     [self = shared_from_this()](beast::error_code wec, size_t) {
+                       if (wec) self->DoClose();
+                       else self->ReadBody();
+                     });
+    return;
+  }
+  ReadBody();
+}
+
+void HttpConnection::ReadBody() {
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
 }

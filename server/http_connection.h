@@ -40,6 +40,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   using Request = http::request<http::string_body>;
 
   void DoRead();
+  void OnHeader(beast::error_code ec);
+  void ReadBody();
   void OnRead(beast::error_code ec);
   void Handle(Request req);
   void Send(int status, std::string content_type, std::string body,
