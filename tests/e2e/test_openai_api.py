@@ -108,3 +108,13 @@ def test_stop_string(client):
     r = client.completions.create(stop=[stop], **args)
     assert r.choices[0].finish_reason == "stop"
     assert r.choices[0].text == full[: full.find(stop)]
+
+
+def test_n_choices_streaming(client):
+    chunks = list(client.chat.completions.create(
+        model=model_id(client), messages=[{"role": "user", "content": "two answers"}],
+        max_tokens=5, n=2, temperature=1.0, seed=3, stream=True,
+        stream_options={"include_usage": True}, extra_body={"ignore_eos": True}))
+    finished = {c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason}
+    assert finished == {0, 1}
+    assert chunks[-1].usage.completion_tokens == 10
