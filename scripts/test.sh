@@ -13,6 +13,7 @@ export RWKVX_DEMO_CHAT=${RWKVX_DEMO_CHAT:-$ROOT/../shared/data/demo-chat.jsonl}
 export RWKVX_ORACLE_01=$ROOT/.venv/oracle/0.1
 export RWKVX_ORACLE_02=$ROOT/.venv/oracle/0.2
 export PYTHONUNBUFFERED=1
+scripts/check_deploy.sh  # Dockerfile, deploy/ manifests, Envoy configs (docs/DEPLOY.md)
 
 echo "== unit tests (ctest)"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
