@@ -2,7 +2,7 @@
 import socket
 import subprocess
 
-from conftest import binary
+from e2e_util import binary
 
 
 def run(*args):

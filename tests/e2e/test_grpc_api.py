@@ -152,7 +152,7 @@ def test_cancelled_call_frees_session(server, stub, grpc_stubs):
     for _ in range(3):
         next(it)
     call.cancel()
-    from conftest import wait_for
+    from e2e_util import wait_for
     wait_for(lambda: server.metric(key) == before + 1, "the gRPC request to be cancelled")
     wait_for(lambda: server.metric("rwkvx_sessions_active") == 0, "the session to be freed")
 

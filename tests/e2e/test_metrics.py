@@ -8,7 +8,7 @@ import tempfile
 import pytest
 import requests
 
-from conftest import wait_for
+from e2e_util import wait_for
 
 EXPECTED = [
     "rwkvx_time_to_first_token_seconds", "rwkvx_inter_token_latency_seconds",

@@ -6,7 +6,7 @@ import json
 import grpc
 import requests
 
-from conftest import wait_for
+from e2e_util import wait_for
 
 RUNNING = "rwkvx_requests_running"
 WAITING = "rwkvx_requests_waiting"
