@@ -1,0 +1,39 @@
+// Session snapshots: a SessionState as bytes, bound to the model and sparse parameters
+// that produced it. Pure functions; safe from any thread. Parsing never trusts the input:
+// every size is checked against the buffer before use (fuzzed: tests/fuzz/fuzz_snapshot.cc).
+//
+// Byte layout (all integers little-endian; docs/SNAPSHOT.md):
+//   0   8  magic "RWKVXSS\0"
+//   8   4  format version (1)
+//   12  4  header length H
+//   16  H  header JSON: {"model": {"name", "fingerprint", "vocab", "n_embd", "head_size",
+//          "n_rwkv_layer", "n_attn_layer"}, "sparse": {...}, "tokens_seen": N,
+//          "kv_rows": [ct per sparse block]}
+//   ..     payload float32: per RWKV block att_prev[C], wkv[H*N*N], ffn_prev[C];
+//          per sparse block k[ct*C], v[ct*C], ffn_prev[C]
+//   end-4  CRC-32 (zlib) of every byte before it
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "engine/model.h"
+#include "engine/session_state.h"
+
+namespace rwkvx {
+
+inline constexpr uint32_t kSnapshotVersion = 1;
+
+// A 64-bit identity of a model: its shape and a strided sample of every weight tensor.
+// Stable across processes and machines for the same weights.
+uint64_t ModelFingerprint(const Model& m);
+
+std::string SerializeSnapshot(const Model& m, const SessionState& st);
+
+// Refuses (InvalidArgument / FailedPrecondition, with the reason) a damaged snapshot, one
+// from another model or format version, or one made with other sparse parameters.
+absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view bytes);
+
+}  // namespace rwkvx
