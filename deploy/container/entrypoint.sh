@@ -22,5 +22,12 @@ while IFS= read -r -d '' kv; do
   esac
 done < <(env -0 | sort -z)
 
+# Refuse the placeholder key of deploy/base/secret.yaml: a known key is no auth at all.
+keys=${RWKVX_FLAG_API_KEY_FILE:-}
+if [ -n "$keys" ] && grep -qx 'replace-me-before-deploying' "$keys" 2>/dev/null; then
+  echo "entrypoint: $keys holds the placeholder key of deploy/base/secret.yaml; put real keys in the Secret" >&2
+  exit 64
+fi
+
 echo "entrypoint: rwkvx serve ${args[*]} $*" >&2
 exec /opt/rwkvx/bin/rwkvx serve "${args[@]}" "$@"
