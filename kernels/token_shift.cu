@@ -8,12 +8,14 @@ __global__ void TokenShiftMixKernel(TokenShiftParams p) {
   const int it = p.row_item[r];
   const bool first = r == p.item_row0[it];
   const float* u = p.u + static_cast<size_t>(r) * p.C;
-  const float* prev = first ? p.item_state[it] + p.state_off : u - p.C;
+  float* st = p.item_state[it] + p.state_off;
+  const float* prev = first ? st : u - p.C;
   const size_t plane = static_cast<size_t>(p.rows) * p.C;
   for (int c = threadIdx.x; c < p.C; c += blockDim.x) {
     const float x = u[c], d = prev[c] - x;
     for (int m = 0; m < p.n_mix; ++m)
       StoreHalf(p.out, m * plane + static_cast<size_t>(r) * p.C + c, x + d * p.mix[m * p.C + c], p.bf16);
+    if (p.one_row_items) st[c] = x;
   }
 }
 // Separate launch: the first row of an item reads the state that the last row replaces.
@@ -29,7 +31,7 @@ __global__ void TokenShiftSaveKernel(TokenShiftParams p) {
 cudaError_t LaunchTokenShift(const TokenShiftParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
   TokenShiftMixKernel<<<p.rows, 256, 0, s>>>(p);
-  TokenShiftSaveKernel<<<p.items, 256, 0, s>>>(p);
+  if (!p.one_row_items) TokenShiftSaveKernel<<<p.items, 256, 0, s>>>(p);
   return cudaGetLastError();
 }
 

@@ -163,6 +163,17 @@ int main(int argc, char** argv) {
     cudaProfilerStop();
     return 0;
   }
+  // Same for one decode step (one session at the given context); run it with
+  // RWKVX_CUDA_GRAPHS=0 to see each kernel.
+  if (const char* pc = std::getenv("RWKVX_PROFILE_DECODE")) {
+    auto id = *b.CreateSession();
+    Fill(b, id, std::atoi(pc), a.fill_chunk, V, 3);
+    for (int i = 0; i < 3; ++i) b.Step({{id, {1}, true}}, &l);
+    cudaProfilerStart();
+    b.Step({{id, {2}, true}}, &l);
+    cudaProfilerStop();
+    return 0;
+  }
 
   // 1. Single-session decode latency by context.
   std::printf("\n%-28s %12s %12s %14s %10s\n", "decode, 1 session", "ms/token", "p90 ms", "session MiB", "kv rows");

@@ -76,6 +76,8 @@ class CudaBackend final : public Backend {
   // Forward pieces (cuda_step.cc).
   absl::Status EnsureWorkspace(int rows, int items, int logit_rows, size_t decode_part_floats);
   absl::Status Gemm(float* y, const void* x, const void* w, int rows, int out, int in, bool accumulate);
+  // Same product, output rounded to the weights' half type (fp32 accumulation).
+  absl::Status GemmHalfOut(void* y, const void* x, const void* w, int rows, int out, int in);
   absl::Status RwkvBlock(int i, int rows, int items);
   absl::Status AttnBlock(int j, int rows, int items);
   // Embedding, blocks in model order and the head, for the planned step (no host copies):

@@ -42,6 +42,14 @@ absl::Status CudaBackend::Gemm(float* y, const void* x, const void* w, int rows,
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::GemmHalfOut(void* y, const void* x, const void* w, int rows, int out, int in) {
+  const float alpha = 1.f, beta = 0.f;
+  const cudaDataType_t t = dev_->bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  RWKVX_CUBLAS_RETURN(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, t, in, x, t, in,
+                                   &beta, y, t, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, size_t part_floats) {
   if (rows <= ws_.rows && items <= ws_.items && logit_rows <= ws_.logit_rows && part_floats <= ws_.part_floats)
     return absl::OkStatus();
@@ -110,6 +118,7 @@ absl::Status CudaBackend::ChannelMix(const float* ln_w, const float* ln_b, const
   ts.rows = rows;
   ts.items = items;
   ts.C = C_;
+  ts.one_row_items = max_len_ == 1;
   RWKVX_CUDA_RETURN(kernels::LaunchTokenShift(ts, stream_));
   RWKVX_RETURN_IF_ERROR(Gemm(ws_.ffn, ws_.mixh, key, rows, F_, C_, false));
   kernels::ActivationParams act;
@@ -151,12 +160,17 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   ts.rows = rows;
   ts.items = items;
   ts.C = C_;
+  ts.one_row_items = max_len_ == 1;
   RWKVX_CUDA_RETURN(kernels::LaunchTokenShift(ts, stream_));
   // mixes: 0 r, 1 w, 2 k, 3 v, 4 a, 5 g
   RWKVX_RETURN_IF_ERROR(Gemm(ws_.r, mix(0), w.Wr, rows, C_, C_, false));
   RWKVX_RETURN_IF_ERROR(Gemm(ws_.k, mix(2), w.Wk, rows, C_, C_, false));
   RWKVX_RETURN_IF_ERROR(Gemm(ws_.v, mix(3), w.Wv, rows, C_, C_, false));
   auto lora = [&](float* out, const void* in, const void* w1, const void* w2, int rank, kernels::Act act) -> absl::Status {
+    if (act == kernels::Act::kNone) {  // no activation: the GEMM writes the half input directly
+      RWKVX_RETURN_IF_ERROR(GemmHalfOut(ws_.lorah, in, w1, rows, rank, C_));
+      return Gemm(out, ws_.lorah, w2, rows, C_, rank, false);
+    }
     RWKVX_RETURN_IF_ERROR(Gemm(ws_.lora, in, w1, rows, rank, C_, false));
     kernels::ActivationParams a;
     a.in = ws_.lora;
