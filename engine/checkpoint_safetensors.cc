@@ -219,7 +219,9 @@ absl::StatusOr<std::string> SerializeSafetensors(const TensorMap& tensors) {
   auto out = SafetensorsPrefix(tensors, &data_bytes);
   if (!out.ok()) return out.status();
   out->reserve(out->size() + data_bytes);
-  for (const auto& [key, t] : tensors) out->append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+  for (const auto& [key, t] : tensors) {
+    if (!t.bytes.empty()) out->append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+  }
   return out;
 }
 
@@ -232,7 +234,7 @@ absl::Status WriteSafetensorsFile(const std::string& path, const TensorMap& tens
   bool ok = std::fwrite(prefix->data(), 1, prefix->size(), f.get()) == prefix->size();
   for (auto it = tensors.begin(); ok && it != tensors.end(); ++it) {
     const auto& b = it->second.bytes;
-    ok = std::fwrite(b.data(), 1, b.size(), f.get()) == b.size();
+    ok = b.empty() || std::fwrite(b.data(), 1, b.size(), f.get()) == b.size();
   }
   if (!ok) return absl::DataLossError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
   if (std::fclose(f.release()) != 0) return absl::DataLossError(absl::StrCat(path, ": close failed"));
