@@ -14,6 +14,7 @@
 #include "kernels/attn_prefill.cuh"
 #include "kernels/chunk_select.cuh"
 #include "kernels/embed.cuh"
+#include "kernels/gemv.cuh"
 #include "kernels/kv_append.cuh"
 #include "kernels/kv_compress.cuh"
 #include "kernels/layernorm.cuh"
@@ -35,6 +36,19 @@ size_t Align(size_t n) { return (n + 15) / 16 * 16; }
 }  // namespace
 
 absl::Status CudaBackend::Gemm(float* y, const void* x, const void* w, int rows, int out, int in, bool accumulate) {
+  if (rows <= kernels::kGemvMaxRows && in % 8 == 0) {  // decode of a few sessions: weight-bound GEMV
+    kernels::GemvParams g;
+    g.x = x;
+    g.w = w;
+    g.y = y;
+    g.accumulate = accumulate;
+    g.bf16 = dev_->bf16;
+    g.rows = rows;
+    g.out = out;
+    g.in = in;
+    RWKVX_CUDA_RETURN(kernels::LaunchGemv(g, stream_));
+    return absl::OkStatus();
+  }
   const float alpha = 1.f, beta = accumulate ? 1.f : 0.f;
   const cudaDataType_t t = dev_->bf16 ? CUDA_R_16BF : CUDA_R_16F;
   RWKVX_CUBLAS_RETURN(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, t, in, x, t, in,
@@ -43,6 +57,18 @@ absl::Status CudaBackend::Gemm(float* y, const void* x, const void* w, int rows,
 }
 
 absl::Status CudaBackend::GemmHalfOut(void* y, const void* x, const void* w, int rows, int out, int in) {
+  if (rows <= kernels::kGemvMaxRows && in % 8 == 0) {
+    kernels::GemvParams g;
+    g.x = x;
+    g.w = w;
+    g.y_half = y;
+    g.bf16 = dev_->bf16;
+    g.rows = rows;
+    g.out = out;
+    g.in = in;
+    RWKVX_CUDA_RETURN(kernels::LaunchGemv(g, stream_));
+    return absl::OkStatus();
+  }
   const float alpha = 1.f, beta = 0.f;
   const cudaDataType_t t = dev_->bf16 ? CUDA_R_16BF : CUDA_R_16F;
   RWKVX_CUBLAS_RETURN(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w, t, in, x, t, in,

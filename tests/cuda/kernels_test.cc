@@ -16,6 +16,7 @@
 
 #include "kernels/attn_decode.cuh"
 #include "kernels/attn_prefill.cuh"
+#include "kernels/gemv.cuh"
 #include "kernels/kv_append.cuh"
 #include "kernels/kv_compress.cuh"
 #include "kernels/wkv7.cuh"
@@ -266,6 +267,39 @@ TEST(CudaKernels, KvCompressMatchesReference) {
         }
       }
     }
+  }
+}
+
+TEST(CudaKernels, GemvMatchesReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(4);
+  const int out = 37, in = 136;
+  for (int rows = 1; rows <= kernels::kGemvMaxRows; ++rows) {
+    auto xf = Rand(rows * in, g, -1, 1), wf = Rand(out * in, g, -1, 1), y0 = Rand(rows * out, g, -1, 1);
+    std::vector<__half> xh(xf.size()), wh(wf.size());
+    for (size_t e = 0; e < xf.size(); ++e) xh[e] = __float2half(xf[e]);
+    for (size_t e = 0; e < wf.size(); ++e) wh[e] = __float2half(wf[e]);
+    kernels::GemvParams p;
+    p.x = Dev(xh);
+    p.w = Dev(wh);
+    p.y = Dev(y0);
+    p.accumulate = true;
+    p.rows = rows; p.out = out; p.in = in;
+    CK(kernels::LaunchGemv(p, 0));
+    kernels::GemvParams ph = p;
+    ph.y = nullptr;
+    ph.y_half = Dev(std::vector<__half>(rows * out));
+    CK(kernels::LaunchGemv(ph, 0));
+    CK(cudaDeviceSynchronize());
+    auto y = Host(p.y, rows * out);
+    auto yh = Host(static_cast<__half*>(ph.y_half), rows * out);
+    for (int r = 0; r < rows; ++r)
+      for (int o = 0; o < out; ++o) {
+        double ref = 0;
+        for (int i = 0; i < in; ++i) ref += double(__half2float(xh[r * in + i])) * __half2float(wh[o * in + i]);
+        EXPECT_NEAR(y[r * out + o], y0[r * out + o] + ref, 1e-4) << r << "," << o;
+        EXPECT_NEAR(__half2float(yh[r * out + o]), ref, 1e-2 + 1e-3 * std::abs(ref)) << r << "," << o;
+      }
   }
 }
 

@@ -1,0 +1,76 @@
+#include <cstdint>
+
+#include "kernels/gemv.cuh"
+#include "kernels/kernel_util.cuh"
+
+namespace rwkvx::kernels {
+namespace {
+
+__device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    if (bf16) {
+      const __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&w[k]);
+      const float2 v = __bfloat1622float2(h);
+      f[2 * k] = v.x;
+      f[2 * k + 1] = v.y;
+    } else {
+      const __half2 h = *reinterpret_cast<const __half2*>(&w[k]);
+      const float2 v = __half22float2(h);
+      f[2 * k] = v.x;
+      f[2 * k + 1] = v.y;
+    }
+  }
+}
+
+// 256 threads = 8 warps, one output row each.
+template <int ROWS>
+__global__ void __launch_bounds__(256) GemvKernel(GemvParams p) {
+  const int lane = threadIdx.x & 31;
+  const int o = blockIdx.x * 8 + (threadIdx.x >> 5);
+  if (o >= p.out) return;
+  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
+  const int n8 = p.in / 8;
+  float acc[ROWS];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
+  for (int i = lane; i < n8; i += 32) {
+    float wf[8];
+    Unpack8(w[i], p.bf16, wf);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      const uint4 xv = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2)[i];
+      float xf[8];
+      Unpack8(xv, p.bf16, xf);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[r] += wf[k] * xf[k];
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    const float v = WarpSum(acc[r]);
+    if (lane == 0) {
+      const size_t idx = static_cast<size_t>(r) * p.out + o;
+      if (p.y)
+        p.y[idx] = p.accumulate ? p.y[idx] + v : v;
+      else
+        StoreHalf(p.y_half, idx, v, p.bf16);
+    }
+  }
+}
+}  // namespace
+
+cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s) {
+  if (p.rows < 1 || p.rows > kGemvMaxRows || p.in % 8 != 0) return cudaErrorInvalidValue;
+  const unsigned blocks = CeilDiv(p.out, 8);
+  switch (p.rows) {
+    case 1: GemvKernel<1><<<blocks, 256, 0, s>>>(p); break;
+    case 2: GemvKernel<2><<<blocks, 256, 0, s>>>(p); break;
+    case 3: GemvKernel<3><<<blocks, 256, 0, s>>>(p); break;
+    default: GemvKernel<4><<<blocks, 256, 0, s>>>(p); break;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace rwkvx::kernels
