@@ -46,7 +46,7 @@ void PutU32(std::string& s, uint32_t v) {
   s.append(b, 4);
 }
 void PutFloats(std::string& s, const std::vector<float>& v) {
-  s.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  if (!v.empty()) s.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
 uint32_t GetU32(std::string_view b, size_t off) {
   uint32_t v;
@@ -150,7 +150,7 @@ absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view b) {
   size_t off = 16 + hlen;
   auto take = [&](size_t n) {
     std::vector<float> v(n);
-    std::memcpy(v.data(), b.data() + off, n * sizeof(float));
+    if (n > 0) std::memcpy(v.data(), b.data() + off, n * sizeof(float));
     off += n * sizeof(float);
     return v;
   };

@@ -6,6 +6,7 @@
 // logits alone or inside any batch. Blocking: threads take blocks of 64 weight rows (kept
 // in L2) and sweep all input rows over them in groups of up to 4, so a decode step reads
 // the weights once at memory bandwidth and a prefill reuses each block from cache.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -117,10 +118,16 @@ void Block(const float* X, const WT* W, float* Y, int64_t M, int64_t n0, int64_t
   }
 }
 
+bool HasAvx2FmaF16c() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool f16c = c & (1u << 29);  // (clang 14 has no __builtin_cpu_supports("f16c"))
+  return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 template <typename WT>
 void LinearT(const float* X, const WT* W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
+  static const bool avx2 = HasAvx2FmaF16c();
   const int64_t jobs = (N + kRowBlock - 1) / kRowBlock;
   ParallelFor(jobs, [&](int64_t j) {
     const int64_t n0 = j * kRowBlock, n1 = std::min(N, n0 + kRowBlock);

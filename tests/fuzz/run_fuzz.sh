@@ -46,7 +46,8 @@ for t in $TARGETS; do
     -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -max_len=65536 "${par[@]}" -print_final_stats=1 \
     -artifact_prefix="$BUILD/fuzz-artifacts/$t-" 2>&1 | tee "$BUILD/$t.log" |
-    grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)" || true
+    grep -E "^(#[0-9]+[[:space:]]+(INITED|DONE)|Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)"
+  # (no "|| true" here: with pipefail it would run and reset PIPESTATUS to the true's 0)
   rc=${PIPESTATUS[0]}
   set -e
   echo "== $t: exit $rc, corpus now $(ls "$work" | wc -l) inputs"
