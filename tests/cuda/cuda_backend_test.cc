@@ -213,6 +213,10 @@ TEST(CudaBackend, Bf16WeightsParity) {
 
 // A step that mixes decode items and prefill items (what the scheduler sends) gives the
 // same logits as the same items in separate steps, and matches the CPU on the mixed step.
+// "Same": a decode alone has 1 row and takes the GEMV path, inside the mixed step cuBLAS;
+// the different fp32 summation order flips the last bit of some fp16-rounded
+// intermediates, observed 5-6e-4 relative on the logits (bitwise equal before the GEMV
+// path); bound 2e-3, and the CPU bound on top.
 TEST(CudaBackend, MixedDecodeAndPrefillStep) {
   SKIP_WITHOUT_GPU();
   auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 43, "t");
@@ -238,8 +242,8 @@ TEST(CudaBackend, MixedDecodeAndPrefillStep) {
     ASSERT_TRUE(cpu->Step({{bc, pre, true}, {ac, {t}, true}}, &ref).ok());
     ASSERT_EQ(mixed.size(), 2048u);
     std::vector<float> mb(mixed.begin(), mixed.begin() + 1024), ma(mixed.begin() + 1024, mixed.end());
-    EXPECT_LE(Compare(mb, sep_b).rel_l2, 1e-4) << "step " << s;
-    EXPECT_LE(Compare(ma, sep_a).rel_l2, 1e-4) << "step " << s;
+    EXPECT_LE(Compare(mb, sep_b).rel_l2, 2e-3) << "step " << s;
+    EXPECT_LE(Compare(ma, sep_a).rel_l2, 2e-3) << "step " << s;
     EXPECT_LE(Compare(mixed, ref).rel_l2, kRelL2Bound) << "step " << s;
     std::printf("[mixed step %d] prefill vs alone %.2e, decode vs alone %.2e, vs CPU %.2e\n", s,
                 Compare(mb, sep_b).rel_l2, Compare(ma, sep_a).rel_l2, Compare(mixed, ref).rel_l2);
@@ -316,7 +320,7 @@ TEST(CudaBackend, BatchInvariance) {
     }
     std::printf("[batch B=%d] same greedy tokens %d/48, worst rel-L2 alone vs batched %.3e\n", B, same, worst);
     EXPECT_EQ(same, 48);
-    EXPECT_LE(worst, 1e-3);
+    EXPECT_LE(worst, 2e-3);  // alone: GEMV path, batched: cuBLAS (see MixedDecodeAndPrefillStep)
     ASSERT_TRUE(gpu->FreeSession(alone).ok());
     for (auto id : batch) ASSERT_TRUE(gpu->FreeSession(id).ok());
   }
