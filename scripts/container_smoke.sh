@@ -2,7 +2,8 @@
 # Container smoke test (docs/DEPLOY.md): builds the image with Debian's podman on a
 # Debian 12 base made here from Debian's packages (debootstrap, then `podman import`),
 # runs it on the CPU backend the way deploy/ does (flags from RWKVX_FLAG_*, API key from
-# a mounted file, read-only root, non-root user), checks HEALTHCHECK, gets a completion
+# a mounted file, read-only root, non-root user), checks that the placeholder API key
+# is refused, checks HEALTHCHECK, gets a completion
 # with the OpenAI Python client, then SIGTERM: the drain must exit 0.
 # Needs root. Takes ~15-25 min on 2 cores (most of it compiling): not part of CI.
 #   scripts/container_smoke.sh            (BUILD_JOBS=N, SMOKE_PORT=N, SMOKE_WORK=DIR)
@@ -58,6 +59,15 @@ step "podman build (BUILD_JOBS=${BUILD_JOBS:-2})"
   --build-arg BUILD_JOBS="${BUILD_JOBS:-2}" -t "$IMAGE" .
 "${PODMAN[@]}" image inspect "$IMAGE" \
   --format 'image: {{.Size}} bytes, user {{.Config.User}}, healthcheck {{.Config.Healthcheck.Test}}'
+
+step "the placeholder API key of deploy/base/secret.yaml is refused"
+printf 'replace-me-before-deploying\n' > "$WORK/placeholder-keys"
+chmod 644 "$WORK/placeholder-keys"
+code=0
+"${PODMAN[@]}" run --rm --network host "${LIMITS[@]}" \
+  -v "$WORK/placeholder-keys:/etc/rwkvx/api-keys/keys:ro" \
+  -e RWKVX_FLAG_API_KEY_FILE=/etc/rwkvx/api-keys/keys "$IMAGE" || code=$?
+[ "$code" = 64 ] || { echo "placeholder key: exit code $code, want 64"; exit 1; }
 
 step "run on the CPU backend, port $PORT"
 printf '%s\n' "$KEY" > "$WORK/keys"
