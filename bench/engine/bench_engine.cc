@@ -147,8 +147,8 @@ int main(int argc, char** argv) {
   {
     auto w = *b.CreateSession();
     Fill(b, w, 2048, 2048, V, 1);
-    for (int i = 0; i < 4; ++i) b.Step({{w, {1}, true}}, &l);
-    b.FreeSession(w);
+    for (int i = 0; i < 4; ++i) b.Step({{w, {1}, true}}, &l).IgnoreError();
+    b.FreeSession(w).IgnoreError();
   }
 
   // Profiling hook: one prefill step of T tokens between cudaProfilerStart/Stop (for
@@ -156,10 +156,10 @@ int main(int argc, char** argv) {
   if (const char* pt = std::getenv("RWKVX_PROFILE_PREFILL")) {
     auto id = *b.CreateSession();
     auto toks = Tokens(std::atoi(pt), V, 3);
-    b.Step({{id, toks, true}}, &l);  // same shapes once, unprofiled
+    b.Step({{id, toks, true}}, &l).IgnoreError();  // same shapes once, unprofiled
     auto id2 = *b.CreateSession();
     cudaProfilerStart();
-    b.Step({{id2, toks, true}}, &l);
+    b.Step({{id2, toks, true}}, &l).IgnoreError();
     cudaProfilerStop();
     return 0;
   }
@@ -168,9 +168,9 @@ int main(int argc, char** argv) {
   if (const char* pc = std::getenv("RWKVX_PROFILE_DECODE")) {
     auto id = *b.CreateSession();
     Fill(b, id, std::atoi(pc), a.fill_chunk, V, 3);
-    for (int i = 0; i < 3; ++i) b.Step({{id, {1}, true}}, &l);
+    for (int i = 0; i < 3; ++i) b.Step({{id, {1}, true}}, &l).IgnoreError();
     cudaProfilerStart();
-    b.Step({{id, {2}, true}}, &l);
+    b.Step({{id, {2}, true}}, &l).IgnoreError();
     cudaProfilerStop();
     return 0;
   }
@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
     auto id = b.CreateSession();
     if (!id.ok()) break;
     auto tf = Clock::now();
-    if (!Fill(b, *id, ctx, a.fill_chunk, V, 7)) { b.FreeSession(*id); continue; }
+    if (!Fill(b, *id, ctx, a.fill_chunk, V, 7)) { b.FreeSession(*id).IgnoreError(); continue; }
     const double fill_s = Ms(tf, Clock::now()) / 1000;
     std::vector<double> t;
     int32_t tok = 1;
@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
        << ",\"fill_seconds\":" << fill_s << "}";
     first = false;
     std::fflush(stdout);
-    b.FreeSession(*id);
+    b.FreeSession(*id).IgnoreError();
   }
   js << "]";
 
@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
       auto c0 = Clock::now();
       auto st = b.Step({{*id, toks, true}}, &l);
       auto c1 = Clock::now();
-      b.FreeSession(*id);
+      b.FreeSession(*id).IgnoreError();
       if (!st.ok()) { std::printf("prefill %d failed: %s\n", T, std::string(st.message()).c_str()); break; }
       t.push_back(Ms(c0, c1));
     }
@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
         std::printf("%-28s %10s (did not fit: memory)\n", label, "n/a");
       }
       std::fflush(stdout);
-      for (auto id : ids) b.FreeSession(id);
+      for (auto id : ids) b.FreeSession(id).IgnoreError();
     }
   }
   js << "]";
@@ -308,7 +308,7 @@ int main(int argc, char** argv) {
     auto id = b.CreateSession();
     if (!id.ok()) break;
     if (Fill(b, *id, ctx, a.fill_chunk, V, 9)) {
-      b.Step({{*id, {1}, true}}, &l);
+      b.Step({{*id, {1}, true}}, &l).IgnoreError();
       char label[64];
       std::snprintf(label, sizeof label, "ctx %d (+1 decode)", ctx);
       std::printf("%-28s %14.1f %10zu\n", label, b.SessionBytes(*id) / 1048576.0, b.SessionKvTokens(*id));
@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
          << ",\"kv_rows\":" << b.SessionKvTokens(*id) << "}";
       first = false;
     }
-    b.FreeSession(*id);
+    b.FreeSession(*id).IgnoreError();
   }
   js << "]}";
   if (!a.json.empty()) {
