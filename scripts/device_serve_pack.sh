@@ -10,7 +10,10 @@ rm -rf .gpulibs && mkdir -p .gpulibs
 cp build-gpu/rwkvx .gpulibs/
 ldd build-gpu/rwkvx | awk '/=> \//{print $3}' | grep -v -E '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
   grep -v '^/usr/local/cuda' | while read -r lib; do cp -L "$lib" .gpulibs/; done
-strip .gpulibs/*.so* 2>/dev/null || true
+strip .gpulibs/rwkvx .gpulibs/*.so* 2>/dev/null || true
+# The device image has OpenSSL 3 (its Python links it); leaving it out keeps the carry
+# under the device tool's 64 MiB limit.
+rm -f .gpulibs/libcrypto.so.3 .gpulibs/libssl.so.3
 du -sh .gpulibs
 rm -rf .whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
