@@ -93,6 +93,11 @@ class Server:
 
     def close(self):
         self.terminate()
+        log = self.log_text()
         self.dir.cleanup()
+        # With a sanitizer build (RWKVX_BIN built with -DRWKVX_SANITIZE=...), any report fails.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer"):
+            assert marker not in log, f"sanitizer report in the server log:\n{log[-4000:]}"
 
 
