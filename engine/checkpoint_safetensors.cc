@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/checkpoint.h"
+#include "engine/json_depth.h"
 #include "nlohmann/json.hpp"
 
 namespace rwkvx {
@@ -31,28 +32,6 @@ bool ParseDType(const std::string& s, DType* d) {
   else if (s == "F16") *d = DType::kF16;
   else if (s == "BF16") *d = DType::kBF16;
   else return false;
-  return true;
-}
-
-// Rejects nesting deeper than kMaxJsonDepth before handing the text to nlohmann (whose
-// value tree must stay shallow).
-bool JsonDepthOk(std::string_view text) {
-  int depth = 0;
-  bool in_string = false, escape = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escape) escape = false;
-      else if (c == '\\') escape = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '{' || c == '[') {
-      if (++depth > kMaxJsonDepth) return false;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
   return true;
 }
 
@@ -120,7 +99,7 @@ absl::StatusOr<TensorMap> ReadSafetensorsBytes(std::string_view bytes, std::stri
     return Err(name, StatusCode::kInvalidArgument, "safetensors header does not start with '{'");
   }
   const std::string_view header = bytes.substr(8, n);
-  if (!JsonDepthOk(header)) return Err(name, StatusCode::kInvalidArgument, "safetensors header nested too deeply");
+  if (!JsonNestingWithin(header, kMaxJsonDepth)) return Err(name, StatusCode::kInvalidArgument, "safetensors header nested too deeply");
   const std::string_view buffer = bytes.substr(8 + n);
 
   std::vector<Entry> entries;
