@@ -47,6 +47,10 @@ struct HttpServer::Impl {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
         SLOG(WARNING) << "http accept: " << ec.message();
       } else {
+        if (shared.opts.socket_send_buffer_bytes > 0) {
+          beast::error_code ig;
+          sock.set_option(net::socket_base::send_buffer_size(shared.opts.socket_send_buffer_bytes), ig);
+        }
         auto c = std::make_shared<HttpConnection>(std::move(sock), &shared);
         {
           std::lock_guard<std::mutex> l(mu);

@@ -31,6 +31,7 @@ struct HttpOptions {
   size_t max_header_bytes = 16 << 10;
   int max_json_depth = 64;
   std::vector<std::string> api_keys;  // empty = no auth
+  int socket_send_buffer_bytes = 0;   // SO_SNDBUF of accepted sockets (0 = OS default)
   absl::Duration read_timeout = absl::Seconds(30);   // one request's headers + body
   absl::Duration idle_timeout = absl::Seconds(120);  // keep-alive between requests
 };

@@ -49,6 +49,7 @@ const std::vector<FlagDef>& Defs() {
               [](const ServeFlags& f) { return std::string(f.api_keys.empty() ? "" : "(set)"); }},
       STR(api_key_file, "api-key-file", "file with one API key per line"),
       NUM(http_threads, "http-threads", "N", "HTTP I/O threads"),
+      NUM(http_send_buffer_bytes, "http-send-buffer-bytes", "N", "kernel send buffer per HTTP connection (0 = OS default)"),
       NUM(max_sessions, "max-sessions", "N", "max concurrent generating sessions"),
       NUM(max_queue, "max-queue", "N", "max waiting requests; more get 429 / RESOURCE_EXHAUSTED"),
       NUM(max_prompt_tokens, "max-prompt-tokens", "N", "max prompt tokens per request"),

@@ -27,6 +27,7 @@ struct ServeFlags {
   std::vector<std::string> api_keys;
   std::string api_key_file;
   int http_threads = 2;
+  int http_send_buffer_bytes = 0;
   // Limits.
   int max_sessions = 64;
   int max_queue = 256;

@@ -254,6 +254,7 @@ int ServeMain(int argc, char** argv) {
   ho.max_header_bytes = static_cast<size_t>(f.max_header_bytes);
   ho.max_json_depth = f.max_json_depth;
   ho.api_keys = f.api_keys;
+  ho.socket_send_buffer_bytes = f.http_send_buffer_bytes;
   HttpServer http(&service, &metrics, ho);
   if (auto s = http.Start(); !s.ok()) return Fail(s);
   SLOG(INFO) << "HTTP listening on " << f.host << ":" << http.port();

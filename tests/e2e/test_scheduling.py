@@ -132,3 +132,24 @@ def test_sigterm_grace_ends_long_requests_and_refuses_new(make_server):
                 if e != "[DONE]" and e["choices"] and e["choices"][0]["finish_reason"]]
     assert finishes == ["shutdown"]
     assert srv.terminate() == 0
+
+
+def test_slow_reader_cannot_stall_the_engine(make_server):
+    import socket
+    srv = make_server("--stream-buffer-bytes", "4096", "--http-send-buffer-bytes", "4096",
+                      "--max-tokens", "1000000")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # small window, and never read
+    s.connect(("127.0.0.1", srv.http_port))
+    body = json.dumps({"prompt": "flood", "max_tokens": 1000000, "stream": True,
+                       "ignore_eos": True}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    key = 'rwkvx_requests_finished_total{finish_reason="slow_client"}'
+    # Other clients keep being served while the slow one backs up...
+    complete(srv, "meanwhile", 4)
+    # ...and the slow one is dropped once its buffer overflows, freeing its session.
+    wait_for(lambda: srv.metric(key) == 1, "the slow reader to be dropped", timeout=300)
+    wait_for(lambda: srv.metric(SESSIONS) == 0, "its session to be freed")
+    complete(srv, "after", 4)
+    s.close()
