@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "engine/json_depth.h"
 
 namespace rwkvx {
 namespace {
@@ -155,24 +156,8 @@ absl::Status ParseMessages(const json& j, GenerateParams* p) {
 }  // namespace
 
 absl::Status CheckJsonDepth(std::string_view body, int max_depth) {
-  int depth = 0;
-  bool in_string = false, escape = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escape) escape = false;
-      else if (c == '\\') escape = true;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '{' || c == '[') {
-      if (++depth > max_depth) {
-        return Bad(absl::StrCat("the JSON body is nested deeper than ", max_depth, " levels"));
-      }
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
+  if (!JsonNestingWithin(body, max_depth))
+    return Bad(absl::StrCat("the JSON body is nested deeper than ", max_depth, " levels"));
   return absl::OkStatus();
 }
 
