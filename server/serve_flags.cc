@@ -39,6 +39,11 @@ const std::vector<FlagDef>& Defs() {
       STR(backend, "backend", "auto | cpu | cuda (auto: CUDA when a GPU is usable, else CPU; logged)"),
       NUM(threads, "threads", "N", "CPU backend threads (0 = all cores)"),
       NUM(cuda_device, "cuda-device", "N", "GPU index for the CUDA backend"),
+      STR(weights, "weights",
+          "weight precision: CPU fp32 (default, exact) or fp16 (half the bytes per token); "
+          "CUDA fp16 (default) or bf16"),
+      NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
+          "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
       NUM(embedded_seed, "embedded-seed", "N", "seed of the embedded random-weight model"),
       STR(host, "host", "address to listen on (HTTP and gRPC)"),
       NUM(http_port, "http-port", "PORT", "HTTP port (0 = pick a free port and log it)"),

@@ -18,6 +18,8 @@ struct ServeFlags {
   std::string backend = "auto";    // auto | cpu | cuda
   int threads = 0;                 // CPU backend threads (0 = all cores)
   int cuda_device = 0;
+  std::string weights;             // "" | fp32 | fp16 | bf16 (see --weights)
+  double gpu_memory_fraction = 0.9;
   long long embedded_seed = 20250430;
   // Network.
   std::string host = "127.0.0.1";

@@ -80,6 +80,10 @@ absl::Status CheckLimits(const ServeFlags& f) {
     return bad("--tokenizer: auto, world or bytes");
   if (f.backend != "auto" && f.backend != "cpu" && f.backend != "cuda")
     return bad("--backend: auto, cpu or cuda");
+  if (!f.weights.empty() && f.weights != "fp32" && f.weights != "fp16" && f.weights != "bf16")
+    return bad("--weights: fp32, fp16 or bf16");
+  if (!(f.gpu_memory_fraction > 0 && f.gpu_memory_fraction <= 1))
+    return bad("--gpu-memory-fraction must be in (0, 1]");
   return absl::OkStatus();
 }
 
@@ -88,6 +92,9 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
   CpuBackendOptions cpu;
   cpu.threads = f.threads;
   cpu.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
+  cpu.half_weights = f.weights == "fp16";
+  if (f.weights == "bf16" && f.backend == "cpu")
+    return absl::InvalidArgumentError("--weights bf16 is a CUDA option; the CPU backend takes fp32 or fp16");
   if (f.backend == "cpu") {
     SLOG(INFO) << "backend: cpu (--backend cpu)";
     return MakeCpuBackend(model, cpu);
@@ -99,6 +106,8 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
   if (why.empty()) {
     CudaBackendOptions c;
     c.device = f.cuda_device;
+    c.bf16 = f.weights == "bf16";
+    c.gpu_memory_fraction = f.gpu_memory_fraction;
     auto b = MakeCudaBackend(model, c);
     if (b.ok()) {
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found)";
@@ -108,6 +117,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     why = std::string(b.status().message());
   }
   SLOG(INFO) << "backend: cpu (--backend auto: CUDA unavailable: " << why << ")";
+  if (f.weights == "bf16") cpu.half_weights = false;  // a CUDA-only choice; CPU stays exact
   return MakeCpuBackend(model, cpu);
 }
 
