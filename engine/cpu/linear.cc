@@ -73,6 +73,32 @@ struct Kernel<true> {
     }
   }
 };
+// One input row against four weight rows at once: four independent weight streams keep
+// more loads in flight (decode is bound by memory latency x parallelism). Each output is
+// the same operation sequence as Run<1>, so results do not change.
+template <typename WT>
+__attribute__((target("avx2,fma,f16c"))) void Dot1x4(const float* x, const WT* w, int64_t K, float* out) {
+  __m256 a0[4], a1[4];
+  for (int r = 0; r < 4; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+    for (int r = 0; r < 4; ++r) {
+      a0[r] = _mm256_fmadd_ps(x0, Kernel<true>::Load8(w + r * K + k), a0[r]);
+      a1[r] = _mm256_fmadd_ps(x1, Kernel<true>::Load8(w + r * K + k + 8), a1[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    const __m256 s = _mm256_add_ps(a0[r], a1[r]);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float t = _mm_cvtss_f32(h);
+    for (int64_t kk = k; kk < K; ++kk) t += x[kk] * Kernel<true>::One(w + r * K + kk);
+    out[r] = t;
+  }
+}
+
 template <>
 struct Kernel<false> {
   template <int R>
@@ -99,6 +125,20 @@ template <bool kAvx2, typename WT>
 void Block(const float* X, const WT* W, float* Y, int64_t M, int64_t n0, int64_t n1, int64_t N,
            int64_t K, bool acc) {
   float out[4];
+  if constexpr (kAvx2) {
+    if (M == 1) {  // decode: four weight rows per pass
+      int64_t n = n0;
+      for (; n + 4 <= n1; n += 4) {
+        Dot1x4(X, W + n * K, K, out);
+        for (int r = 0; r < 4; ++r) Y[n + r] = acc ? Y[n + r] + out[r] : out[r];
+      }
+      for (; n < n1; ++n) {
+        Kernel<true>::template Run<1>(X, W + n * K, out, K);
+        Y[n] = acc ? Y[n] + out[0] : out[0];
+      }
+      return;
+    }
+  }
   for (int64_t m0 = 0; m0 < M; m0 += 4) {
     const int rows = static_cast<int>(std::min<int64_t>(4, M - m0));
     const float* x = X + m0 * K;
