@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "engine/cpu/ops.h"
@@ -68,7 +69,7 @@ struct Kernel<true> {
       h = _mm_add_ps(h, _mm_movehl_ps(h, h));
       h = _mm_add_ss(h, _mm_movehdup_ps(h));
       float t = _mm_cvtss_f32(h);
-      for (int64_t kk = k; kk < K; ++kk) t += X[r * K + kk] * One(w + kk);
+      for (int64_t kk = k; kk < K; ++kk) t = std::fma(X[r * K + kk], One(w + kk), t);  // explicit: same rounding everywhere
       out[r] = t;
     }
   }
@@ -94,9 +95,46 @@ __attribute__((target("avx2,fma,f16c"))) void Dot1x4(const float* x, const WT* w
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     float t = _mm_cvtss_f32(h);
-    for (int64_t kk = k; kk < K; ++kk) t += x[kk] * Kernel<true>::One(w + r * K + kk);
+    for (int64_t kk = k; kk < K; ++kk) t = std::fma(x[kk], Kernel<true>::One(w + r * K + kk), t);
     out[r] = t;
   }
+}
+
+// Four input rows against four weight rows with AVX-512: 16 zmm accumulators, each the
+// concatenation [a0 | a1] of Run<R>'s two ymm accumulators, reduced the same way, so every
+// output is bit-identical to the AVX2 kernels (batch invariance holds across paths).
+bool HasAvx512() { return __builtin_cpu_supports("avx512f"); }
+
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 Load16(const float* w) { return _mm512_loadu_ps(w); }
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 Load16(const uint16_t* w) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+}
+
+template <typename WT>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void Dot4x4(const float* X, const WT* W, int64_t K, float out[4][4]) {
+  __m512 acc[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 w[4];
+    for (int j = 0; j < 4; ++j) w[j] = Load16(W + j * K + k);
+    for (int i = 0; i < 4; ++i) {
+      const __m512 x = _mm512_loadu_ps(X + i * K + k);
+      for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(acc[i][j]),
+                                     _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i][j]), 1)));
+      __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_add_ss(h, _mm_movehdup_ps(h));
+      float t = _mm_cvtss_f32(h);
+      for (int64_t kk = k; kk < K; ++kk) t = std::fma(X[i * K + kk], Kernel<true>::One(W + j * K + kk), t);
+      out[i][j] = t;
+    }
 }
 
 template <>
@@ -139,10 +177,25 @@ void Block(const float* X, const WT* W, float* Y, int64_t M, int64_t n0, int64_t
       return;
     }
   }
+  static const bool avx512 = HasAvx512();
   for (int64_t m0 = 0; m0 < M; m0 += 4) {
     const int rows = static_cast<int>(std::min<int64_t>(4, M - m0));
     const float* x = X + m0 * K;
-    for (int64_t n = n0; n < n1; ++n) {
+    int64_t n = n0;
+    if constexpr (kAvx2) {
+      if (avx512 && rows == 4) {  // prefill-sized steps: 4x4 register tiles
+        float o[4][4];
+        for (; n + 4 <= n1; n += 4) {
+          Dot4x4(x, W + n * K, K, o);
+          for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) {
+              float& y = Y[(m0 + i) * N + n + j];
+              y = acc ? y + o[i][j] : o[i][j];
+            }
+        }
+      }
+    }
+    for (; n < n1; ++n) {
       const WT* w = W + n * K;
       switch (rows) {
         case 4: Kernel<kAvx2>::template Run<4>(x, w, out, K); break;
