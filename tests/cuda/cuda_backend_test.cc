@@ -13,14 +13,11 @@
 #include "engine/backend.h"
 #include "engine/model.h"
 
+#include "tests/cuda/cuda_test_util.h"
+
 namespace rwkvx {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                      \
-  do {                                                                          \
-    if (const std::string why = CudaUnavailableReason(); !why.empty())          \
-      GTEST_SKIP() << "CUDA tests need a usable GPU: " << why;                  \
-  } while (0)
 
 ModelShape Shape(int C, int R, int M, int V) {
   ModelShape s;

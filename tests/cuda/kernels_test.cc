@@ -21,14 +21,11 @@
 #include "kernels/kv_compress.cuh"
 #include "kernels/wkv7.cuh"
 
+#include "tests/cuda/cuda_test_util.h"
+
 namespace rwkvx {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                             \
-  do {                                                                 \
-    if (const std::string why = CudaUnavailableReason(); !why.empty()) \
-      GTEST_SKIP() << "CUDA tests need a usable GPU: " << why;         \
-  } while (0)
 #define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
 
 template <class T>
