@@ -1,4 +1,6 @@
 // CpuBackend: the exact float32 reference engine behind engine::Backend.
+#include <cblas.h>
+
 #include <cstring>
 #include <map>
 #include <vector>
@@ -16,6 +18,9 @@ class CpuBackend final : public Backend {
   CpuBackend(std::shared_ptr<const Model> model, const CpuBackendOptions& opts)
       : model_(std::move(model)), opts_(opts) {
     if (opts.threads > 0) cpu::SetNumThreads(opts.threads);
+    // Our pool parallelises across heads and blocks and calls BLAS from inside its jobs;
+    // OpenBLAS's own threads on top would oversubscribe the cores and spin.
+    openblas_set_num_threads(1);
     for (const auto& b : model_->rwkv) lora_.push_back(cpu::TransposeLora(b, model_->shape));
     rwkv_half_.resize(model_->rwkv.size());
     attn_half_.resize(model_->attn_blocks.size());
