@@ -1,6 +1,6 @@
 // bench_cpu: CPU-engine throughput on one model: memory copy bandwidth of this machine,
 // one-session decode, batched decode (8 sessions), prefill. Prints a table and writes
-// JSON (--json). Timing only; never asserts. bench/cpu/run.py compares with the package.
+// JSON (--json). Medians of repeated steps (a shared VM is bursty). Timing only; never asserts. bench/cpu/run.py compares with the package.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +20,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// Median seconds of `n` calls of fn(i): robust to the bursts of a shared VM.
+template <typename F>
+double MedianSeconds(int n, F fn) {
+  std::vector<double> t(n);
+  for (int i = 0; i < n; ++i) {
+    auto a = Clock::now();
+    fn(i);
+    t[i] = Seconds(a, Clock::now());
+  }
+  std::nth_element(t.begin(), t.begin() + n / 2, t.end());
+  return t[n / 2];
+}
 
 // Copy bandwidth: bytes read + bytes written per second over a buffer far above cache.
 double CopyBandwidthGBs() {
@@ -79,17 +92,18 @@ int main(int argc, char** argv) {
 
   const double bw = CopyBandwidthGBs();
   // Prefill.
-  auto s0 = *be->CreateSession();
   std::vector<int32_t> toks(prefill);
   for (int i = 0; i < prefill; ++i) toks[i] = (i * 7919 + 13) % V;
-  auto t0 = Clock::now();
-  (void)be->Step({{s0, toks, true}}, &logits);
-  const double prefill_tps = prefill / Seconds(t0, Clock::now());
-  // One-session decode.
+  const double prefill_tps = prefill / MedianSeconds(3, [&](int) {
+    auto s = *be->CreateSession();
+    (void)be->Step({{s, toks, true}}, &logits);
+    (void)be->FreeSession(s);
+  });
+  auto s0 = *be->CreateSession();
+  (void)be->Step({{s0, {1, 2, 3}, true}}, &logits);
+  // One-session decode (median step).
   (void)be->Step({{s0, {1}, true}}, &logits);  // warm-up
-  t0 = Clock::now();
-  for (int i = 0; i < steps; ++i) (void)be->Step({{s0, {(i * 31 + 7) % V}, true}}, &logits);
-  const double dec1 = Seconds(t0, Clock::now()) / steps;
+  const double dec1 = MedianSeconds(steps, [&](int i) { (void)be->Step({{s0, {(i * 31 + 7) % V}, true}}, &logits); });
   // Batched decode.
   std::vector<rwkvx::StepInput> items;
   for (int b = 0; b < batch; ++b) {
@@ -98,12 +112,10 @@ int main(int argc, char** argv) {
     items.push_back({s, {b % V}, true});
   }
   (void)be->Step(items, &logits);
-  t0 = Clock::now();
-  for (int i = 0; i < steps; ++i) {
+  const double decb = MedianSeconds(steps, [&](int i) {
     for (auto& it : items) it.tokens[0] = (it.tokens[0] * 31 + i) % V;
     (void)be->Step(items, &logits);
-  }
-  const double decb = Seconds(t0, Clock::now()) / steps;
+  });
   // One-session decode with fp16 weights (half the bytes).
   double dec1h = 0;
   {
@@ -112,9 +124,7 @@ int main(int argc, char** argv) {
     auto hb = rwkvx::MakeCpuBackend(*model, ho);
     auto hs = *hb->CreateSession();
     (void)hb->Step({{hs, {1, 2, 3}, true}}, &logits);
-    auto h0 = Clock::now();
-    for (int i = 0; i < steps; ++i) (void)hb->Step({{hs, {(i * 31 + 7) % V}, true}}, &logits);
-    dec1h = Seconds(h0, Clock::now()) / steps;
+    dec1h = MedianSeconds(steps, [&](int i) { (void)hb->Step({{hs, {(i * 31 + 7) % V}, true}}, &logits); });
   }
   const double bytes = DecodeWeightBytes(**model);
   const double achieved = bytes / dec1 / 1e9;

@@ -6,12 +6,13 @@ random-weight checkpoint, same machine, same run. Prints one table, writes JSON.
 Measures: one-session decode (ms/token), 8-session decode (tokens/s; the package has no
 batching, so it runs the 8 sessions one after another), prefill tokens/s, the bytes of
 weights one decode token reads and the GB/s that achieves against this machine's copy
-bandwidth. Never asserts on time.
+bandwidth. Medians of repeated steps on both sides. Never asserts on time.
 """
 import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,24 +38,33 @@ def package_numbers(model_path, steps, prefill, batch):
     model = oracle.build_model("0.1", model_path, {"max_kv_cache_size": 0})
     V = model.rwkv.args.vocab_size
     toks = [(i * 7919 + 13) % V for i in range(prefill)]
-    t0 = time.perf_counter()
-    _, state = model.forward(toks, None)
-    prefill_tps = prefill / (time.perf_counter() - t0)
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    # Medians, as bench_cpu reports (a shared VM is bursty).
+    prefill_tps = prefill / statistics.median(timed(lambda: model.forward(toks, None)) for _ in range(3))
+    _, state = model.forward([1, 2, 3], None)
     model.forward(1, state)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        _, state = model.forward((i * 31 + 7) % V, state)
-    dec1 = (time.perf_counter() - t0) / steps
+    holder = {"s": state}
+
+    def step(i):
+        _, holder["s"] = model.forward((i * 31 + 7) % V, holder["s"])
+
+    dec1 = statistics.median(timed(lambda i=i: step(i)) for i in range(steps))
     states = []
     for b in range(batch):
-        _, s = model.forward([1, 2, 3, 4], None)
-        states.append(s)
-    bsteps = max(2, steps // 4)
-    t0 = time.perf_counter()
-    for i in range(bsteps):
+        _, st = model.forward([1, 2, 3, 4], None)
+        states.append(st)
+    bsteps = max(3, steps // 4)
+
+    def round_(i):
         for b in range(batch):
             _, states[b] = model.forward((b * 31 + i) % V, states[b])
-    decb = (time.perf_counter() - t0) / bsteps
+
+    decb = statistics.median(timed(lambda i=i: round_(i)) for i in range(bsteps))
     return dict(decode1_ms=dec1 * 1e3, decode1_tps=1 / dec1, decodeB_tps=batch / decb, prefill_tps=prefill_tps)
 
 
