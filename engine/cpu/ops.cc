@@ -1,7 +1,5 @@
 #include "engine/cpu/ops.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -24,15 +22,6 @@ void LayerNorm(const float* x, const float* w, const float* b, float* out, int64
   const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
   const float m = static_cast<float>(mean);
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] - m) * inv * w[i] + b[i];
-}
-
-void MatMul(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K) {
-  // W [K, N] is small (a LoRA factor): transpose it and reuse the batch-invariant Linear.
-  thread_local std::vector<float> wt;
-  wt.resize(N * K);
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t n = 0; n < N; ++n) wt[n * K + k] = W[k * N + n];
-  Linear(X, wt.data(), Y, M, N, K);
 }
 
 namespace {

@@ -24,8 +24,6 @@ struct WeightRef {
 // or accumulated into when `accumulate` is true. Accumulation is float32 either way; the
 // result for a row never depends on M or on the row's place in X (engine/cpu/linear.cc).
 void Linear(const float* X, WeightRef W, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate = false);
-// Y[M, N] = X[M, K] @ W[K, N]  (the LoRA layout, `x @ w1`).
-void MatMul(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K);
 
 inline float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
