@@ -44,6 +44,14 @@ class Backend {
   // Snapshot / restore through the host format.
   virtual absl::StatusOr<SessionState> ExportSession(SessionId id) const = 0;
   virtual absl::StatusOr<SessionId> ImportSession(const SessionState& state) = 0;
+  // A new session with the same state as `id` (same next-token logits). Backends may
+  // share storage copy-on-write (the CPU backend shares full KV pages); the default
+  // copies through the host format.
+  virtual absl::StatusOr<SessionId> ForkSession(SessionId id) {
+    auto st = ExportSession(id);
+    if (!st.ok()) return st.status();
+    return ImportSession(*st);
+  }
 
   // Runs every item (each session at most once per step). `logits` receives one row of V
   // floats per item with want_logits, in item order. On error no session has advanced
