@@ -23,7 +23,7 @@ size_t SessionState::Bytes() const {
   size_t n = 0;
   for (const auto& l : rwkv) n += (l.att_prev.size() + l.wkv.size() + l.ffn_prev.size()) * sizeof(float);
   for (const auto& a : attn)
-    n += (a.k.capacity() + a.v.capacity() + a.ffn_prev.size()) * sizeof(float) + a.chunk_sum.capacity() * sizeof(double);
+    n += (a.k.capacity() + a.v.capacity() + a.ffn_prev.size()) * sizeof(float);
   return n;
 }
 

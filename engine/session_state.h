@@ -1,6 +1,8 @@
 // The state of one session in host memory, in float32: what a backend keeps per session,
 // and the exchange format for snapshots, forks and CPU<->GPU moves.
-// A plain value; owned by whoever holds it (the CPU backend's session table, a snapshot).
+// A plain value; owned by whoever holds it (a snapshot, a backend's export). The CPU
+// backend keeps its sessions in its own paged form (engine/cpu/cpu_session.h) and
+// converts on export/import.
 #pragma once
 
 #include <cstddef>
@@ -22,10 +24,6 @@ struct AttnLayerState {
   std::vector<float> k, v;
   int ct = 0;
   std::vector<float> ffn_prev;  // [C]
-  // CPU-engine cache (may be empty; never required): float64 sums of the keys of each
-  // complete chunk of `chunk_sum_size` rows, [chunks, C]. Cleared when rows are rewritten.
-  std::vector<double> chunk_sum;
-  int chunk_sum_size = 0;
 };
 
 struct SessionState {

@@ -1,6 +1,6 @@
 // Multi-head softmax attention primitives over a KV cache laid out row-major [rows, C]
 // (head h = columns h*N..h*N+N-1), scale 1/sqrt(N), no positional encoding.
-// Stateless; safe from any thread (AttendCausal/DecodeAttend use ParallelFor inside).
+// Stateless; safe from any thread (Attend and CompressionVotes use ParallelFor inside).
 #pragma once
 
 #include <cstdint>
@@ -9,16 +9,22 @@
 
 namespace rwkvx::cpu {
 
-// Out[i] (nq rows, stride C) = softmax over keys j <= offset + i of (Q[i] . K[j]) V[j],
-// per head. offset < 0 means no mask (every query sees all nk keys).
-void AttendCausal(const float* Q, int64_t nq, const float* K, const float* V, int64_t nk,
-                  int64_t offset, float* Out, int64_t C, int64_t H, int64_t N);
+// A run of `rows` cache rows (row stride C) of keys and of values.
+struct KvSpan {
+  const float* k;
+  const float* v;
+  int64_t rows;
+};
 
-// One query over cache rows in `segments` ([begin, end) row ranges of K/V) plus one extra
-// key/value (the current token). Out [C].
-void DecodeAttend(const float* q, const float* K, const float* V,
-                  const std::vector<std::pair<int64_t, int64_t>>& segments, const float* k_cur,
-                  const float* v_cur, float* out, int64_t C, int64_t H, int64_t N);
+// Out[i] (nq rows, stride C) = per head, softmax over the first first_visible + i keys of the
+// concatenated spans of (Q[i] . K[j] / sqrt(N)), times V[j]. Decode is nq = 1 with every key
+// visible; causal prefill is the cache plus the new rows with first_visible = cache + 1.
+// Each output row is computed on its own, in a fixed order (per key an 8-lane dot product,
+// softmax with a float64 sum, float accumulation of p * v in key order), so a query's
+// result does not depend on nq, on its place in Q, or on how the keys are cut into spans:
+// decode, one prefill call and several give bit-identical rows (docs/ARCHITECTURE.md).
+void Attend(const float* Q, int64_t nq, const std::vector<KvSpan>& spans, int64_t first_visible,
+            float* Out, int64_t C, int64_t H, int64_t N);
 
 // Per head h, vote[h * npast + r] = sum over the nq queries of softmax_r(q . K[r]) over the
 // first npast cache rows (the KV-compression vote).

@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend.h"
+#include "engine/cpu/cpu_session.h"
 #include "engine/cpu/forward.h"
+#include "engine/cpu/kv_pages.h"
 #include "engine/cpu/ops.h"
 
 namespace rwkvx {
@@ -35,11 +37,10 @@ class CpuBackend final : public Backend {
   const Model& model() const override { return *model_; }
 
   absl::StatusOr<SessionId> CreateSession() override {
-    SessionState st = SessionState::Zero(model_->shape);
-    if (opts_.memory_budget_bytes && used_ + st.Bytes() > opts_.memory_budget_bytes)
-      return absl::ResourceExhaustedError("CPU backend memory budget exhausted");
+    cpu::CpuSession st = cpu::CpuSession::FromState(SessionState::Zero(model_->shape), model_->shape.n_embd, pages_);
+    if (auto s = CheckBudget(st.FixedBytes()); !s.ok()) return s;
     const SessionId id = next_id_++;
-    used_ += st.Bytes();
+    fixed_ += st.FixedBytes();
     sessions_.emplace(id, std::move(st));
     return id;
   }
@@ -47,25 +48,39 @@ class CpuBackend final : public Backend {
   absl::Status FreeSession(SessionId id) override {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
-    used_ -= it->second.Bytes();
-    sessions_.erase(it);
+    fixed_ -= it->second.FixedBytes();
+    sessions_.erase(it);  // pages no other session holds are freed here
     return absl::OkStatus();
   }
 
   absl::StatusOr<SessionState> ExportSession(SessionId id) const override {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
-    return it->second;
+    return it->second.ToState();
   }
 
   absl::StatusOr<SessionId> ImportSession(const SessionState& state) override {
     if (auto st = CheckShape(state); !st.ok()) return st;
+    cpu::CpuSession s = cpu::CpuSession::FromState(state, model_->shape.n_embd, pages_);
     const SessionId id = next_id_++;
-    SessionState copy = state;
-    for (auto& a : copy.attn) a.chunk_sum.clear();  // our cache; never trust a foreign one
-    used_ += copy.Bytes();
-    sessions_.emplace(id, std::move(copy));
+    fixed_ += s.FixedBytes();
+    sessions_.emplace(id, std::move(s));
     return id;
+  }
+
+  // Copies the RWKV state and shares every KV page; the first write to a shared, partly
+  // filled last page copies that page (engine/cpu/kv_pages.h). The budget must fit the
+  // copy plus one page per sparse block.
+  absl::StatusOr<SessionId> ForkSession(SessionId id) override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+    const size_t page = 2 * cpu::kKvPageRows * model_->shape.n_embd * sizeof(float);
+    if (auto s = CheckBudget(it->second.FixedBytes() + it->second.attn.size() * page); !s.ok()) return s;
+    cpu::CpuSession child = it->second.Fork();
+    const SessionId cid = next_id_++;
+    fixed_ += child.FixedBytes();
+    sessions_.emplace(cid, std::move(child));
+    return cid;
   }
 
   absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override {
@@ -85,7 +100,7 @@ class CpuBackend final : public Backend {
       seqs.push_back({&s->second, ntot, static_cast<int64_t>(it.tokens.size())});
       ntot += it.tokens.size();
     }
-    for (const auto& q : seqs) used_ -= q.state->Bytes();
+    for (const auto& q : seqs) fixed_ -= q.state->FixedBytes();
     std::vector<float> X(ntot * C), v_first(ntot * C);
     for (size_t i = 0; i < items.size(); ++i)
       for (size_t t = 0; t < items[i].tokens.size(); ++t)
@@ -100,7 +115,7 @@ class CpuBackend final : public Backend {
     std::vector<float> rows;
     for (size_t i = 0; i < items.size(); ++i) {
       seqs[i].state->tokens_seen += items[i].tokens.size();
-      used_ += seqs[i].state->Bytes();
+      fixed_ += seqs[i].state->FixedBytes();
       if (!items[i].want_logits) continue;
       const float* x = &X[(seqs[i].row0 + seqs[i].T - 1) * C];
       rows.resize(rows.size() + C);
@@ -122,7 +137,7 @@ class CpuBackend final : public Backend {
   }
   MemoryInfo Memory() const override {
     MemoryInfo mi;
-    mi.used_bytes = used_;
+    mi.used_bytes = UsedBytes();
     mi.capacity_bytes = opts_.memory_budget_bytes;
     const auto& m = *model_;
     size_t w = m.emb.size() + m.head.size();
@@ -136,14 +151,23 @@ class CpuBackend final : public Backend {
   size_t MaxSessionBytes() const override {
     const auto& s = model_->shape;
     const auto& a = model_->attn;
-    SessionState z = SessionState::Zero(s);
+    cpu::CpuSession z = cpu::CpuSession::FromState(SessionState::Zero(s), s.n_embd, nullptr);
     // Compression bounds each sparse block's cache to max_kv_cache_size + one prefill chunk;
     // without compression there is no bound, so report the fixed part only.
     size_t kv_rows = a.max_kv_cache_size > 0 ? a.max_kv_cache_size + a.Threshold() : 0;
+    kv_rows = (kv_rows + cpu::kKvPageRows - 1) / cpu::kKvPageRows * cpu::kKvPageRows;  // whole pages
     return z.Bytes() + s.n_attn_layer * kv_rows * 2 * s.n_embd * sizeof(float);
   }
 
  private:
+  // Each live KV page once (shared pages included once) plus every session's fixed part.
+  size_t UsedBytes() const { return fixed_ + static_cast<size_t>(pages_->bytes.load()); }
+  absl::Status CheckBudget(size_t extra) const {
+    if (opts_.memory_budget_bytes && UsedBytes() + extra > opts_.memory_budget_bytes)
+      return absl::ResourceExhaustedError("CPU backend memory budget exhausted");
+    return absl::OkStatus();
+  }
+
   absl::Status CheckShape(const SessionState& st) const {
     const auto& s = model_->shape;
     const size_t C = s.n_embd;
@@ -164,9 +188,11 @@ class CpuBackend final : public Backend {
   std::vector<cpu::HalfMats> rwkv_half_, attn_half_;  // empty unless half_weights
   std::vector<uint16_t> head_half_;
   CpuBackendOptions opts_;
-  std::map<SessionId, SessionState> sessions_;
+  // Declared before sessions_ so that it outlives their pages (they hold it too).
+  std::shared_ptr<cpu::KvPageAccount> pages_ = std::make_shared<cpu::KvPageAccount>();
+  std::map<SessionId, cpu::CpuSession> sessions_;
   SessionId next_id_ = 1;
-  size_t used_ = 0;
+  size_t fixed_ = 0;  // sum of the sessions' FixedBytes()
 };
 
 }  // namespace

@@ -10,12 +10,12 @@
 
 #include "engine/model.h"
 #include "engine/cpu/ops.h"
-#include "engine/session_state.h"
+#include "engine/cpu/cpu_session.h"
 
 namespace rwkvx::cpu {
 
 struct SeqSlice {
-  SessionState* state;
+  CpuSession* state;
   int64_t row0;  // first row in X
   int64_t T;     // tokens (T == 1: decode path; T > 1: prefill path)
 };

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/cpu/attention.h"
+#include "engine/cpu/cpu_session.h"
 #include "engine/cpu/forward.h"
 #include "engine/cpu/ops.h"
 
@@ -13,16 +14,21 @@ namespace rwkvx::cpu {
 namespace {
 
 // KV-cache compression: keeps the last `window` rows and, per head, the `keep` older rows
-// with the largest vote (descending vote order), voting with the nq query rows Q.
-void CompressCache(AttnLayerState& st, const float* Q, int64_t nq, const SparseAttnConfig& cfg,
+// with the largest vote (descending vote order), voting with the nq query rows Q. The kept
+// rows go to fresh pages (pages shared with a forked session stay untouched).
+void CompressCache(CpuAttnState& st, const float* Q, int64_t nq, const SparseAttnConfig& cfg,
                    int64_t C, int64_t H, int64_t N) {
-  const int64_t KT = st.ct;
+  const int64_t KT = st.kv.rows();
   if (cfg.min_kv_cache_size >= KT) return;
   const int64_t past = KT - cfg.kv_cache_window_size;
   if (past <= 0) return;
   const int64_t keep = std::min<int64_t>(cfg.min_kv_cache_size - cfg.kv_cache_window_size, past);
   std::vector<float> vote(H * past);
-  CompressionVotes(Q, nq, st.k.data(), past, vote.data(), C, H, N);
+  {
+    std::vector<float> K(past * C);
+    st.kv.Gather(0, past, K.data(), nullptr);
+    CompressionVotes(Q, nq, K.data(), past, vote.data(), C, H, N);
+  }
   const int64_t new_ct = keep + (KT - past);
   std::vector<float> nk(new_ct * C), nv(new_ct * C);
   std::vector<int64_t> idx(past);
@@ -33,40 +39,31 @@ void CompressCache(AttnLayerState& st, const float* Q, int64_t nq, const SparseA
       return vh[a] > vh[b] || (vh[a] == vh[b] && a < b);
     });
     for (int64_t r = 0; r < keep; ++r) {
-      std::memcpy(&nk[r * C + h * N], &st.k[idx[r] * C + h * N], N * sizeof(float));
-      std::memcpy(&nv[r * C + h * N], &st.v[idx[r] * C + h * N], N * sizeof(float));
+      std::memcpy(&nk[r * C + h * N], st.kv.KRow(idx[r]) + h * N, N * sizeof(float));
+      std::memcpy(&nv[r * C + h * N], st.kv.VRow(idx[r]) + h * N, N * sizeof(float));
     }
   }
-  std::memcpy(&nk[keep * C], &st.k[past * C], (KT - past) * C * sizeof(float));
-  std::memcpy(&nv[keep * C], &st.v[past * C], (KT - past) * C * sizeof(float));
-  st.k = std::move(nk);
-  st.v = std::move(nv);
-  st.ct = static_cast<int>(new_ct);
+  st.kv.Gather(past, KT, &nk[keep * C], &nv[keep * C]);
+  st.kv.Assign(nk.data(), nv.data(), new_ct);
   st.chunk_sum.clear();  // rows were rewritten
 }
 
 // Brings the running per-chunk key sums up to date with the complete chunks of the cache
 // (O(new rows * C) per call instead of a full pass over the cache every decode step).
-void UpdateChunkSums(AttnLayerState& st, int64_t B, int64_t C) {
+void UpdateChunkSums(CpuAttnState& st, int64_t B, int64_t C) {
   if (st.chunk_sum_size != B) {
     st.chunk_sum.clear();
     st.chunk_sum_size = static_cast<int>(B);
   }
-  const int64_t have = st.chunk_sum.size() / C, complete = st.ct / B;
+  const int64_t have = st.chunk_sum.size() / C, complete = st.kv.rows() / B;
   for (int64_t c = have; c < complete; ++c) {
     st.chunk_sum.resize((c + 1) * C, 0.0);
     double* sum = &st.chunk_sum[c * C];
     for (int64_t r = c * B; r < (c + 1) * B; ++r) {
-      const float* kr = &st.k[r * C];
+      const float* kr = st.kv.KRow(r);
       for (int64_t i = 0; i < C; ++i) sum[i] += kr[i];
     }
   }
-}
-
-void Append(AttnLayerState& st, const float* k, const float* v, int64_t T, int64_t C) {
-  st.k.insert(st.k.end(), k, k + T * C);
-  st.v.insert(st.v.end(), v, v + T * C);
-  st.ct += static_cast<int>(T);
 }
 
 bool ShouldCompress(const SparseAttnConfig& cfg, int64_t ct) {
@@ -74,13 +71,13 @@ bool ShouldCompress(const SparseAttnConfig& cfg, int64_t ct) {
 }
 
 // One decode token: q, k, v [C]; y [C] receives the attention output (before Wo).
-void DecodeOne(AttnLayerState& st, const float* q, const float* k, const float* v, float* y,
+void DecodeOne(CpuAttnState& st, const float* q, const float* k, const float* v, float* y,
                const SparseAttnConfig& cfg, int64_t C, int64_t H, int64_t N) {
-  if (ShouldCompress(cfg, st.ct)) CompressCache(st, q, 1, cfg, C, H, N);
-  const int64_t CT = st.ct, B = cfg.chunk_size;
-  std::vector<std::pair<int64_t, int64_t>> segs;
+  if (ShouldCompress(cfg, st.kv.rows())) CompressCache(st, q, 1, cfg, C, H, N);
+  const int64_t CT = st.kv.rows(), B = cfg.chunk_size;
+  std::vector<KvSpan> spans;
   if (CT <= cfg.Threshold() || cfg.decode_mode == AttnDecodeMode::kFull) {
-    if (CT > 0) segs.push_back({0, CT});
+    st.kv.Spans(0, CT, &spans);
   } else {
     const int64_t rem = CT % B, nchunks = CT / B;
     UpdateChunkSums(st, B, C);
@@ -97,31 +94,35 @@ void DecodeOne(AttnLayerState& st, const float* q, const float* k, const float* 
     std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int64_t a, int64_t b) {
       return score[a] > score[b] || (score[a] == score[b] && a < b);
     });
-    for (int64_t i = 0; i < kk; ++i) segs.push_back({idx[i] * B, (idx[i] + 1) * B});
-    if (rem > 0) segs.push_back({CT - rem, CT});
+    for (int64_t i = 0; i < kk; ++i) st.kv.Spans(idx[i] * B, (idx[i] + 1) * B, &spans);
+    if (rem > 0) st.kv.Spans(CT - rem, CT, &spans);
   }
-  DecodeAttend(q, st.k.data(), st.v.data(), segs, k, v, y, C, H, N);
-  Append(st, k, v, 1, C);
+  spans.push_back({k, v, 1});  // the current token
+  int64_t nk = 0;
+  for (const auto& sp : spans) nk += sp.rows;
+  Attend(q, 1, spans, nk, y, C, H, N);
+  st.kv.Append(k, v, 1);
 }
 
 // T > 1 prefill tokens: u (ln1 output), q, k, v [T, C]; y [T, C] receives the output.
-void Prefill(AttnLayerState& st, const float* u, const float* q, const float* k, const float* v,
+void Prefill(CpuAttnState& st, const float* u, const float* q, const float* k, const float* v,
              float* y, int64_t T, const SparseAttnConfig& cfg, int64_t C, int64_t H, int64_t N) {
-  if (ShouldCompress(cfg, st.ct)) CompressCache(st, u, T, cfg, C, H, N);  // votes with u (reference quirk)
-  const int64_t CT = st.ct;
-  Append(st, k, v, T, C);
-  const float* K = st.k.data();
-  const float* V = st.v.data();
+  if (ShouldCompress(cfg, st.kv.rows())) CompressCache(st, u, T, cfg, C, H, N);  // votes with u (reference quirk)
+  const int64_t CT = st.kv.rows();
   if (T + CT <= cfg.Threshold() || cfg.prefill_mode == AttnPrefillMode::kFull) {
     // Every new token sees the whole cache and, causally, the new tokens.
-    AttendCausal(q, T, K, V, CT + T, CT, y, C, H, N);
+    std::vector<KvSpan> spans;
+    st.kv.Spans(0, CT, &spans);
+    spans.push_back({k, v, T});
+    Attend(q, T, spans, CT + 1, y, C, H, N);
   } else {
     // Chunk-local: pieces of B from the first new token, causal within each piece.
     for (int64_t p = 0; p < T; p += cfg.chunk_size) {
       const int64_t len = std::min<int64_t>(cfg.chunk_size, T - p);
-      AttendCausal(q + p * C, len, K + (CT + p) * C, V + (CT + p) * C, len, 0, y + p * C, C, H, N);
+      Attend(q + p * C, len, {{k + p * C, v + p * C, len}}, 1, y + p * C, C, H, N);
     }
   }
+  st.kv.Append(k, v, T);
 }
 
 }  // namespace
@@ -137,7 +138,7 @@ void AttnBlockForward(const Model& m, const HalfMats& hm, int j, const std::vect
   Linear(u.data(), Pick(hm.k, w.Wk), k.data(), ntot, C, C);
   Linear(u.data(), Pick(hm.v, w.Wv), v.data(), ntot, C, C);
   for (const auto& s : seqs) {
-    AttnLayerState& st = s.state->attn[j];
+    CpuAttnState& st = s.state->attn[j];
     const size_t o = s.row0 * C;
     if (s.T == 1)
       DecodeOne(st, &q[o], &k[o], &v[o], &y[o], m.attn, C, H, N);
