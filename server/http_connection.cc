@@ -9,8 +9,12 @@
 
 namespace rwkvx {
 
-HttpConnection::HttpConnection(net::ip::tcp::socket socket, const HttpShared* shared)
-    : stream_(std::move(socket)), shared_(shared) {}
+HttpConnection::HttpConnection(net::ip::tcp::socket socket, HttpShared* shared)
+    : stream_(std::move(socket)), shared_(shared) {
+  shared_->open_connections.fetch_add(1);
+}
+
+HttpConnection::~HttpConnection() { shared_->open_connections.fetch_sub(1); }
 
 void HttpConnection::Start() {
   net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
@@ -33,13 +37,31 @@ void HttpConnection::DoClose() {
 
 void HttpConnection::DoRead() {
   if (closed_) return;
+  if (buffer_.size() > 0) {  // pipelined bytes: a request has begun
+    ReadHeader();
+    return;
+  }
+  // Keep-alive (or a fresh connection): wait up to idle_timeout for the first bytes.
+  stream_.expires_after(absl::ToChronoNanoseconds(shared_->opts.idle_timeout));
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](
+                                                     beast::error_code ec, size_t n) {
+    if (self->closed_) return;
+    if (ec) {
+      self->DoClose();
+      return;
+    }
+    self->buffer_.commit(n);
+    self->ReadHeader();
+  });
+}
+
+void HttpConnection::ReadHeader() {
   parser_.emplace();
   parser_->body_limit(shared_->opts.max_body_bytes);
   parser_->header_limit(static_cast<uint32_t>(shared_->opts.max_header_bytes));
-  // The first bytes may wait for the keep-alive idle time; then the whole request must
-  // arrive within read_timeout (a slow sender cannot hold a connection forever).
-  stream_.expires_after(absl::ToChronoNanoseconds(
-      buffer_.size() > 0 ? shared_->opts.read_timeout : shared_->opts.idle_timeout));
+  // From its first byte, the whole request must arrive within read_timeout: a slow
+  // sender (slowloris) cannot hold a connection forever.
+  stream_.expires_after(absl::ToChronoNanoseconds(shared_->opts.read_timeout));
   http::async_read_header(stream_, buffer_, *parser_,
                           [self = shared_from_this()](beast::error_code ec, size_t) {
                             self->OnHeader(ec);

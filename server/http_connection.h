@@ -28,18 +28,21 @@ struct HttpShared {
   ServerMetrics* metrics = nullptr;
   HttpOptions opts;
   std::atomic<int> active_generations{0};  // responses still being produced/written
+  std::atomic<int> open_connections{0};    // HttpConnection objects alive
 };
 
 class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
  public:
-  HttpConnection(net::ip::tcp::socket socket, const HttpShared* shared);
+  HttpConnection(net::ip::tcp::socket socket, HttpShared* shared);
+  ~HttpConnection();
   void Start();
   void Close();  // from any thread: posts a shutdown to the strand
 
  private:
   using Request = http::request<http::string_body>;
 
-  void DoRead();
+  void DoRead();     // waits (idle_timeout) for a request's first bytes
+  void ReadHeader();  // then the whole request within read_timeout
   void OnHeader(beast::error_code ec);
   void ReadBody();
   void OnRead(beast::error_code ec);
@@ -62,7 +65,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void CancelStreams();
 
   beast::tcp_stream stream_;
-  const HttpShared* shared_;
+  HttpShared* shared_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Request req_;

@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 #include "server/http_connection.h"
@@ -40,16 +41,45 @@ struct HttpServer::Impl {
   std::mutex mu;
   std::vector<std::weak_ptr<HttpConnection>> conns;
 
+  // Past --http-max-connections: a short 503 and close. The response is far smaller than
+  // a fresh socket's send buffer, so the non-blocking write completes at once.
+  void RefuseConnection(net::ip::tcp::socket sock) {
+    static const std::string kBody =
+        R"({"error":{"message":"too many open connections","type":"server_error",)"
+        R"("code":"too_many_connections","param":null}})";
+    static const std::string kBusy = absl::StrCat(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: rwkvx-serve\r\nConnection: close\r\n"
+        "Retry-After: 1\r\nContent-Type: application/json\r\nContent-Length: ",
+        kBody.size(), "\r\n\r\n", kBody);
+    shared.metrics->http_requests->Add({{"path", "other"}, {"code", "503"}}).Increment();
+    beast::error_code ec;
+    sock.non_blocking(true, ec);
+    if (!ec) sock.write_some(net::buffer(kBusy), ec);
+    sock.shutdown(net::ip::tcp::socket::shutdown_both, ec);
+    sock.close(ec);
+  }
+
   void Accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec,
                                                         net::ip::tcp::socket sock) {
       if (ec) {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+        // E.g. out of file descriptors: retry after a pause instead of spinning.
         SLOG(WARNING) << "http accept: " << ec.message();
+        auto t = std::make_shared<net::steady_timer>(ioc, std::chrono::milliseconds(100));
+        t->async_wait([this, t](beast::error_code) {
+          if (acceptor.is_open()) Accept();
+        });
+        return;
       } else {
         if (shared.opts.socket_send_buffer_bytes > 0) {
           beast::error_code ig;
           sock.set_option(net::socket_base::send_buffer_size(shared.opts.socket_send_buffer_bytes), ig);
+        }
+        if (shared.open_connections.load() >= shared.opts.max_connections) {
+          RefuseConnection(std::move(sock));
+          Accept();
+          return;
         }
         auto c = std::make_shared<HttpConnection>(std::move(sock), &shared);
         {

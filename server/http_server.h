@@ -32,8 +32,12 @@ struct HttpOptions {
   int max_json_depth = 64;
   std::vector<std::string> api_keys;  // empty = no auth
   int socket_send_buffer_bytes = 0;   // SO_SNDBUF of accepted sockets (0 = OS default)
-  absl::Duration read_timeout = absl::Seconds(30);   // one request's headers + body
-  absl::Duration idle_timeout = absl::Seconds(120);  // keep-alive between requests
+  // A request's headers and body must arrive within read_timeout of its first byte (a
+  // slowloris sender is dropped); a connection may wait idle_timeout for that first byte.
+  absl::Duration read_timeout = absl::Seconds(30);
+  absl::Duration idle_timeout = absl::Seconds(120);
+  // Open connections; past it a new connection gets 503 and is closed at once.
+  int max_connections = 8192;
 };
 
 // Constant-time check of an "Authorization" header value against the keys.

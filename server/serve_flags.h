@@ -30,6 +30,9 @@ struct ServeFlags {
   std::string api_key_file;
   int http_threads = 2;
   int http_send_buffer_bytes = 0;
+  double http_read_timeout_s = 30;   // a request's headers + body, from its first byte
+  double http_idle_timeout_s = 120;  // keep-alive wait for a request's first byte
+  int http_max_connections = 8192;
   // Limits.
   int max_sessions = 64;
   int max_queue = 256;

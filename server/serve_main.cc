@@ -76,6 +76,9 @@ absl::Status CheckLimits(const ServeFlags& f) {
   if (f.request_timeout_s <= 0 || f.drain_grace_s < 0) return bad("timeouts must be positive");
   if (f.max_body_bytes < 1024 || f.max_header_bytes < 1024) return bad("--max-body-bytes and --max-header-bytes must be >= 1024");
   if (f.max_json_depth < 2) return bad("--max-json-depth must be >= 2");
+  if (!(f.http_read_timeout_s > 0) || !(f.http_idle_timeout_s > 0))
+    return bad("--http-read-timeout and --http-idle-timeout must be > 0");
+  if (f.http_max_connections < 1) return bad("--http-max-connections must be >= 1");
   if (f.tokenizer != "auto" && f.tokenizer != "world" && f.tokenizer != "bytes")
     return bad("--tokenizer: auto, world or bytes");
   if (f.backend != "auto" && f.backend != "cpu" && f.backend != "cuda")
@@ -265,6 +268,9 @@ int ServeMain(int argc, char** argv) {
   ho.max_json_depth = f.max_json_depth;
   ho.api_keys = f.api_keys;
   ho.socket_send_buffer_bytes = f.http_send_buffer_bytes;
+  ho.read_timeout = absl::Seconds(f.http_read_timeout_s);
+  ho.idle_timeout = absl::Seconds(f.http_idle_timeout_s);
+  ho.max_connections = f.http_max_connections;
   HttpServer http(&service, &metrics, ho);
   if (auto s = http.Start(); !s.ok()) return Fail(s);
   SLOG(INFO) << "HTTP listening on " << f.host << ":" << http.port();

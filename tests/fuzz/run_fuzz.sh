@@ -4,8 +4,13 @@
 #   tests/fuzz/run_fuzz.sh                 # 60 s per target
 #   FUZZ_SECONDS=300 tests/fuzz/run_fuzz.sh
 #   FUZZ_TARGETS=fuzz_pth tests/fuzz/run_fuzz.sh   # default: every target tests/fuzz builds
+#   FUZZ_CORPUS_DIR=DIR tests/fuzz/run_fuzz.sh    # keep each target's corpus in DIR/<target>
+#                                                  # (default: a scratch copy, deleted)
 # Exit status: non-zero when a build fails or a target finds a crash, leak, timeout or
 # out-of-memory input (the reproducer is saved under build-fuzz/fuzz-artifacts/).
+# At the end: a table of executions and coverage per target (libFuzzer's final "cov:"
+# = covered edges, "ft:" = features), also written as JSON to $BUILD/fuzz_summary.json.
+# tests/fuzz/run_fuzz_long.sh runs the same for minutes per target.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -30,9 +35,14 @@ cd "$ROOT"  # some targets look for data relative to the working directory
 
 mkdir -p "$BUILD/fuzz-artifacts"
 status=0
+summary=()
 for t in $TARGETS; do
-  work="$(mktemp -d)"
-  if [ -d "$ROOT/tests/fuzz/corpus/$t" ]; then cp "$ROOT/tests/fuzz/corpus/$t/"* "$work/"; fi
+  if [ -n "${FUZZ_CORPUS_DIR:-}" ]; then
+    work="$FUZZ_CORPUS_DIR/$t"; mkdir -p "$work"
+  else
+    work="$(mktemp -d)"
+  fi
+  if [ -d "$ROOT/tests/fuzz/corpus/$t" ]; then cp -n "$ROOT/tests/fuzz/corpus/$t/"* "$work/"; fi
   dict=()
   case "$t" in
     fuzz_pth) dict=(-dict="$ROOT/tests/fuzz/pth.dict") ;;
@@ -52,6 +62,29 @@ for t in $TARGETS; do
   set -e
   echo "== $t: exit $rc, corpus now $(ls "$work" | wc -l) inputs"
   [ "$rc" -eq 0 ] || status=1
-  rm -rf "$work"
+  summary+=("$(python3 - "$t" "$BUILD/$t.log" "$rc" "$SECONDS_EACH" "$(ls "$work" | wc -l)" <<'PY'
+import json, re, sys
+t, log, rc, secs, corpus = sys.argv[1:]
+text = open(log, errors="replace").read()
+def last(pat):
+    m = re.findall(pat, text)
+    return int(m[-1]) if m else None
+print(json.dumps({"target": t, "seconds": int(secs), "exit": int(rc),
+                  "executions": last(r"stat::number_of_executed_units:\s+(\d+)"),
+                  "exec_per_s": last(r"stat::average_exec_per_sec:\s+(\d+)"),
+                  "cov_edges": last(r"cov: (\d+)"), "features": last(r"ft: (\d+)"),
+                  "corpus_inputs": int(corpus)}))
+PY
+)")
+  [ -n "${FUZZ_CORPUS_DIR:-}" ] || rm -rf "$work"
 done
+printf '%s\n' "${summary[@]}" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+json.dump(rows, open(sys.argv[1], "w"), indent=1)
+print("| target | seconds | executions | exec/s | cov (edges) | features | corpus | exit |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    print("| {target} | {seconds} | {executions} | {exec_per_s} | {cov_edges} | {features} | {corpus_inputs} | {exit} |".format(**r))
+' "$BUILD/fuzz_summary.json"
 exit $status
