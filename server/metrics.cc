@@ -77,6 +77,19 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
     Finished(f);
   }
   Rejected("queue_full");
+  prefix_cache_hits = Counter(r, "rwkvx_prefix_cache_hits_total",
+                              "Requests that started from a prefix-cache checkpoint.");
+  prefix_cache_misses = Counter(r, "rwkvx_prefix_cache_misses_total",
+                                "Requests that found no usable prefix-cache checkpoint.");
+  prefix_cache_saved_tokens = Counter(r, "rwkvx_prefix_cache_saved_tokens_total",
+                                      "Prompt tokens served from the prefix cache, not prefilled.");
+  prefix_cache_inserts = Counter(r, "rwkvx_prefix_cache_inserts_total",
+                                 "Checkpoints added to the prefix cache.");
+  prefix_cache_evictions = Counter(r, "rwkvx_prefix_cache_evictions_total",
+                                   "Checkpoints evicted from the prefix cache (LRU, budget).");
+  prefix_cache_bytes = Gauge(r, "rwkvx_prefix_cache_bytes",
+                             "Bytes of prefix-cache checkpoints (as charged to the budget).");
+  prefix_cache_entries = Gauge(r, "rwkvx_prefix_cache_entries", "Prefix-cache checkpoints held.");
 }
 
 std::string ServerMetrics::Serialize() const {

@@ -53,6 +53,15 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* http_requests;      // labels path, code
   prometheus::Family<prometheus::Counter>* grpc_requests;      // labels method, code
 
+  // Prefix state cache (server/prefix_cache.h, docs/PREFIX_CACHE.md).
+  prometheus::Counter* prefix_cache_hits;
+  prometheus::Counter* prefix_cache_misses;
+  prometheus::Counter* prefix_cache_saved_tokens;  // prompt tokens not prefilled thanks to hits
+  prometheus::Counter* prefix_cache_inserts;
+  prometheus::Counter* prefix_cache_evictions;
+  prometheus::Gauge* prefix_cache_bytes;           // bytes charged to --prefix-cache-bytes
+  prometheus::Gauge* prefix_cache_entries;         // checkpoints held
+
   prometheus::Counter& Finished(const std::string& reason) {
     return requests_finished->Add({{"finish_reason", reason}});
   }

@@ -23,6 +23,8 @@ struct Scheduler::Active {
   std::vector<int32_t> feed;  // tokens to feed: (pending +) prompt, then each sampled token
   size_t fed = 0;
   size_t prompt_len = 0;
+  size_t cache_start = 0;            // prompt tokens that came from the prefix cache
+  std::vector<float> cached_logits;  // the whole prompt was cached: logits after it
   int generated = 0;
   Sampler sampler;
   StreamDecoder decoder;
@@ -33,7 +35,9 @@ struct Scheduler::Active {
 
 Scheduler::Scheduler(std::unique_ptr<Backend> backend, const Tokenizer* tokenizer,
                      SchedulerOptions opts, ServerMetrics* metrics)
-    : backend_(std::move(backend)), tokenizer_(tokenizer), opts_(opts), metrics_(metrics) {}
+    : backend_(std::move(backend)), tokenizer_(tokenizer), opts_(opts), metrics_(metrics) {
+  MakePrefixCache();
+}
 
 Scheduler::~Scheduler() { Stop(); }
 
@@ -230,6 +234,7 @@ void Scheduler::Admit(absl::Time now) {
     if (!active_.empty()) {
       MemoryInfo m = backend_->Memory();
       if (m.capacity_bytes > 0 && m.used_bytes + backend_->MaxSessionBytes() > m.capacity_bytes) {
+        if (EvictPrefixCheckpoint()) continue;  // cached prefixes yield to requests
         return;
       }
     }
@@ -267,7 +272,7 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now) {
     a->feed = std::move(it->second.pending);
     it->second.pending.clear();
   } else {
-    auto sid = backend_->CreateSession();
+    auto sid = NewSession(req.prompt, &a->cache_start, &a->cached_logits);
     if (!sid.ok()) {
       SLOG(WARNING) << "request " << req.id << ": cannot create a session: " << sid.status();
       FinishWaiting(s, FinishReason::kError,
@@ -278,8 +283,10 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now) {
   }
   a->feed.insert(a->feed.end(), req.prompt.begin(), req.prompt.end());
   a->prompt_len = a->feed.size();
+  a->fed = a->cache_start;
   a->admitted = now;
   metrics_->queue_time->Observe(absl::ToDoubleSeconds(now - req.arrival));
+  if (!a->cached_logits.empty()) HandleToken(*a, a->cached_logits.data(), now);  // all cached
   active_.push_back(std::move(a));
   running_count_.store(static_cast<int>(active_.size()));
   return true;
@@ -353,9 +360,9 @@ bool Scheduler::RunStep() {
       metrics_->prompt_tokens->Increment(static_cast<double>(std::min(n, a.prompt_len - a.fed)));
     }
     a.fed += n;
-    if (!items[i].want_logits) continue;
-    float* rowp = logits.data() + row * static_cast<size_t>(vocab);
-    ++row;
+    float* rowp = items[i].want_logits ? logits.data() + row++ * static_cast<size_t>(vocab) : nullptr;
+    if (a.stored_name.empty()) CheckpointPrompt(a.req.prompt, a.cache_start, a.fed, a.sid, rowp);
+    if (!rowp) continue;
     if (!a.done) HandleToken(a, rowp, t1);
   }
   return true;
@@ -422,7 +429,7 @@ void Scheduler::Finish(Active& a, FinishReason reason, absl::Status status, Gene
       it->second.busy = false;
       it->second.last_used = now;
     }
-  } else if (a.sid != 0) {
+  } else if (a.sid != 0 && !CheckpointAtFinish(a.feed, a.fed, a.sid, reason)) {
     absl::Status fs = backend_->FreeSession(a.sid);
     if (!fs.ok()) SLOG(ERROR) << "FreeSession(" << a.sid << "): " << fs;
   }

@@ -31,6 +31,7 @@
 #include "engine/backend.h"
 #include "engine/tokenizer.h"
 #include "server/metrics.h"
+#include "server/prefix_cache.h"
 #include "server/request.h"
 
 namespace rwkvx {
@@ -44,6 +45,10 @@ struct SchedulerOptions {
   int max_stored_sessions = 256;
   size_t stored_session_budget_bytes = size_t{1} << 30;
   absl::Duration stored_session_idle_timeout = absl::Minutes(10);
+  // Prefix state cache (server/prefix_cache.h, docs/PREFIX_CACHE.md): byte budget of its
+  // checkpoints (0 = off) and the shortest prefix worth one.
+  size_t prefix_cache_bytes = 0;
+  int prefix_cache_min_tokens = 16;
 };
 
 struct StoredSessionInfo {
@@ -111,6 +116,15 @@ class Scheduler {
   void ExpireStored(absl::Time now);
   void UpdateGauges();
   StoredSessionInfo InfoOf(const std::string& name, const Stored& st) const;
+  // Prefix cache hooks (server/scheduler_prefix.cc; loop thread).
+  void MakePrefixCache();
+  absl::StatusOr<SessionId> NewSession(const std::vector<int32_t>& prompt, size_t* fed,
+                                       std::vector<float>* logits);
+  bool EvictPrefixCheckpoint();
+  void CheckpointPrompt(const std::vector<int32_t>& prompt, size_t start, size_t fed,
+                        SessionId sid, const float* logits);
+  bool CheckpointAtFinish(const std::vector<int32_t>& feed, size_t fed, SessionId sid,
+                          FinishReason reason);
   bool Post(std::function<void()> cmd);  // false once stopped
 
   std::unique_ptr<Backend> backend_;
@@ -136,6 +150,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> active_;
   std::map<std::string, Stored> stored_;
   absl::Time last_expiry_check_;
+  std::unique_ptr<PrefixCache> prefix_;  // null when off; declared after backend_
 };
 
 }  // namespace rwkvx

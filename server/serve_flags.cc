@@ -72,6 +72,10 @@ const std::vector<FlagDef>& Defs() {
       NUM(stream_buffer_bytes, "stream-buffer-bytes", "N", "per-request buffer of unread events; a client slower than this is dropped"),
       NUM(max_n, "max-n", "N", "max choices (n) per request"),
       NUM(memory_budget_bytes, "memory-budget-bytes", "N", "backend session memory budget (0 = unbounded)"),
+      NUM(prefix_cache_bytes, "prefix-cache-bytes", "N",
+          "prefix state cache: bytes of checkpointed prompt states that later requests extending the same "
+          "tokens start from (multi-turn chat prefills only the new turn; docs/PREFIX_CACHE.md); 0 = off"),
+      NUM(prefix_cache_min_tokens, "prefix-cache-min-tokens", "N", "shortest token prefix the prefix cache checkpoints"),
       NUM(max_stored_sessions, "max-stored-sessions", "N", "max named sessions (gRPC CreateSession)"),
       NUM(session_memory_bytes, "session-memory-bytes", "N", "memory budget of named sessions"),
       NUM(session_idle_timeout_s, "session-idle-timeout", "SECONDS", "named sessions idle this long are deleted"),

@@ -48,6 +48,9 @@ struct ServeFlags {
   long long stream_buffer_bytes = 1 << 20;
   int max_n = 8;
   long long memory_budget_bytes = 0;  // backend session memory (0 = unbounded)
+  // Prefix state cache (docs/PREFIX_CACHE.md).
+  long long prefix_cache_bytes = 1LL << 30;  // 0 = off
+  int prefix_cache_min_tokens = 16;
   // Stored sessions (gRPC).
   int max_stored_sessions = 256;
   long long session_memory_bytes = 1LL << 30;

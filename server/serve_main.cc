@@ -73,6 +73,8 @@ absl::Status CheckLimits(const ServeFlags& f) {
   if (f.max_tokens < 1 || f.default_max_tokens < 1 || f.default_max_tokens > f.max_tokens)
     return bad("need 1 <= --default-max-tokens <= --max-tokens");
   if (f.max_prompt_tokens < 1) return bad("--max-prompt-tokens must be >= 1");
+  if (f.prefix_cache_bytes < 0) return bad("--prefix-cache-bytes must be >= 0 (0 = off)");
+  if (f.prefix_cache_min_tokens < 1) return bad("--prefix-cache-min-tokens must be >= 1");
   if (f.request_timeout_s <= 0 || f.drain_grace_s < 0) return bad("timeouts must be positive");
   if (f.max_body_bytes < 1024 || f.max_header_bytes < 1024) return bad("--max-body-bytes and --max-header-bytes must be >= 1024");
   if (f.max_json_depth < 2) return bad("--max-json-depth must be >= 2");
@@ -234,6 +236,8 @@ int ServeMain(int argc, char** argv) {
   so.max_queued = f.max_queue;
   so.max_batch_tokens = f.max_batch_tokens;
   so.prefill_chunk = f.prefill_chunk;
+  so.prefix_cache_bytes = static_cast<size_t>(f.prefix_cache_bytes);
+  so.prefix_cache_min_tokens = f.prefix_cache_min_tokens;
   so.max_stored_sessions = f.max_stored_sessions;
   so.stored_session_budget_bytes = static_cast<size_t>(f.session_memory_bytes);
   so.stored_session_idle_timeout = absl::Seconds(f.session_idle_timeout_s);
