@@ -28,7 +28,9 @@ struct StepInput {
 };
 
 struct MemoryInfo {
-  size_t used_bytes = 0;       // all sessions' state and KV bytes
+  // All sessions' state and KV bytes as the backend holds them: storage shared between
+  // sessions (the CPU backend's copy-on-write KV pages after ForkSession) counts once.
+  size_t used_bytes = 0;
   size_t capacity_bytes = 0;   // budget (0 = unbounded)
   size_t weights_bytes = 0;
 };
@@ -45,8 +47,9 @@ class Backend {
   virtual absl::StatusOr<SessionState> ExportSession(SessionId id) const = 0;
   virtual absl::StatusOr<SessionId> ImportSession(const SessionState& state) = 0;
   // A new session with the same state as `id` (same next-token logits). Backends may
-  // share storage copy-on-write (the CPU backend shares full KV pages); the default
-  // copies through the host format.
+  // share storage copy-on-write (the CPU backend copies the RWKV state and shares its KV
+  // pages, copying a shared page only when one side writes it); the default copies
+  // through the host format. ResourceExhausted when the budget cannot hold the fork.
   virtual absl::StatusOr<SessionId> ForkSession(SessionId id) {
     auto st = ExportSession(id);
     if (!st.ok()) return st.status();
@@ -58,7 +61,9 @@ class Backend {
   // past a consistent state for the failing item; the caller should free it.
   virtual absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) = 0;
 
-  // Bytes held by one session (state + KV) and its cached KV tokens.
+  // Bytes held by one session (state + KV) and its cached KV tokens. SessionBytes is the
+  // session's own view: it includes storage shared with other sessions, so the sum over
+  // sessions can exceed Memory().used_bytes.
   virtual size_t SessionBytes(SessionId id) const = 0;
   virtual size_t SessionKvTokens(SessionId id) const = 0;
   virtual MemoryInfo Memory() const = 0;
