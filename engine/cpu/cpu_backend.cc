@@ -155,8 +155,9 @@ class CpuBackend final : public Backend {
     // Compression bounds each sparse block's cache to max_kv_cache_size + one prefill chunk;
     // without compression there is no bound, so report the fixed part only.
     size_t kv_rows = a.max_kv_cache_size > 0 ? a.max_kv_cache_size + a.Threshold() : 0;
+    const size_t sums = kv_rows / a.chunk_size * s.n_embd * sizeof(double);  // chunk key sums
     kv_rows = (kv_rows + cpu::kKvPageRows - 1) / cpu::kKvPageRows * cpu::kKvPageRows;  // whole pages
-    return z.Bytes() + s.n_attn_layer * kv_rows * 2 * s.n_embd * sizeof(float);
+    return z.Bytes() + s.n_attn_layer * (kv_rows * 2 * s.n_embd * sizeof(float) + sums);
   }
 
  private:

@@ -102,6 +102,8 @@ TEST(CpuBackend, CompressionBoundsTheCache) {
   for (int i = 0; i < 60; ++i) {
     ASSERT_TRUE(be->Step({{s, {i % 300}, true}}, &l).ok());
     max_seen = std::max(max_seen, be->SessionKvTokens(s));
+    // The admission bound holds for the paged store (whole pages).
+    ASSERT_LE(be->SessionBytes(s), be->MaxSessionBytes()) << "step " << i;
   }
   // Two sparse blocks, each at most max_kv + 1 rows.
   EXPECT_LE(max_seen, 2u * 17);
