@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: set up (deps, venv, build), then unit tests (ctest), parity with
-# the official package, tokenizer parity, end-to-end server tests, and a bounded fuzz run.
-# Usage: scripts/test.sh            (FUZZ_SECONDS=N to change the per-target fuzz time)
+# the official package, tokenizer parity, end-to-end server tests, the load test
+# (tests/load), and a bounded fuzz run.
+# Usage: scripts/test.sh            (FUZZ_SECONDS=N to change the per-target fuzz time;
+#        SKIP_LOAD=1, SKIP_FUZZ=1 skip those stages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,6 +26,11 @@ for d in tests/parity tests/e2e; do
   ls $d/test_*.py >/dev/null 2>&1 && dirs+=("$d")
 done
 .venv/bin/python -m pytest -q -p no:cacheprovider "${dirs[@]}"
+
+if [ "${SKIP_LOAD:-0}" != 1 ]; then
+  echo "== load test (tests/load: 1000 SSE + 200 gRPC streams, loopback)"
+  .venv/bin/python tests/load/load_test.py --bin "$RWKVX_BIN"
+fi
 
 if [ -x tests/fuzz/run_fuzz.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
   echo "== fuzz (bounded)"

@@ -2,6 +2,10 @@
 
 #include <mutex>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -40,6 +44,31 @@ struct HttpServer::Impl {
   std::vector<std::thread> threads;
   std::mutex mu;
   std::vector<std::weak_ptr<HttpConnection>> conns;
+  net::strand<net::io_context::executor_type> trim_strand = net::make_strand(ioc);
+  net::steady_timer trim_timer{trim_strand};  // and busy_since_trim: on trim_strand
+  bool busy_since_trim = false;
+
+  // After a burst of load, glibc keeps the freed memory of its per-thread arenas (gRPC
+  // and I/O threads); once the server is idle again, hand it back to the OS so RSS
+  // returns to its baseline (tests/load checks this). Checked every second.
+  void TrimWhenIdle() {
+    trim_timer.expires_after(std::chrono::seconds(1));
+    trim_timer.async_wait([this](beast::error_code ec) {
+      if (ec) return;
+      Scheduler& sch = shared.service->scheduler();
+      bool idle = sch.running() == 0 && sch.waiting() == 0 &&
+                  shared.active_generations.load() == 0;
+      if (!idle) {
+        busy_since_trim = true;
+      } else if (busy_since_trim) {
+        busy_since_trim = false;
+#if defined(__GLIBC__)
+        malloc_trim(0);
+#endif
+      }
+      TrimWhenIdle();
+    });
+  }
 
   // Past --http-max-connections: a short 503 and close. The response is far smaller than
   // a fresh socket's send buffer, so the non-blocking write completes at once.
@@ -123,6 +152,7 @@ absl::Status HttpServer::Start() {
   port_ = im.acceptor.local_endpoint().port();
   im.work.emplace(im.ioc.get_executor());
   im.Accept();
+  net::post(im.trim_strand, [&im] { im.TrimWhenIdle(); });
   for (int i = 0; i < std::max(1, o.threads); ++i) {
     im.threads.emplace_back([&im] { im.ioc.run(); });
   }
@@ -136,6 +166,7 @@ void HttpServer::Stop() {
     beast::error_code ec;
     im.acceptor.close(ec);
   });
+  net::post(im.trim_strand, [&im] { im.trim_timer.cancel(); });
   // Let responses in flight (e.g. the final events of a drain) reach their clients.
   absl::Time until = absl::Now() + absl::Seconds(3);
   while (im.shared.active_generations.load() > 0 && absl::Now() < until) {
