@@ -55,7 +55,8 @@ bool PrefixCache::Checkpointable(size_t n, bool aligned_prompt) const {
   return aligned_prompt && n % static_cast<size_t>(opts_.prefill_chunk) == 0;
 }
 
-std::optional<PrefixCache::Hit> PrefixCache::Lookup(const std::vector<int32_t>& prompt) {
+std::optional<PrefixCache::Hit> PrefixCache::Lookup(const std::vector<int32_t>& prompt,
+                                                    size_t* shared) {
   const size_t L = prompt.size();
   const bool any_cut = static_cast<long long>(L) <= opts_.split_invariant_tokens;
   auto usable = [&](const Node* n) {
@@ -72,13 +73,17 @@ std::optional<PrefixCache::Hit> PrefixCache::Lookup(const std::vector<int32_t>& 
     auto it = node->children.find(prompt[pos]);
     if (it == node->children.end()) break;
     Node* child = it->second.get();
-    if (child->edge.size() > L - pos ||
-        !std::equal(child->edge.begin(), child->edge.end(), prompt.begin() + pos)) {
+    const size_t m = std::min(child->edge.size(), L - pos);
+    size_t c = 0;
+    while (c < m && child->edge[c] == prompt[pos + c]) ++c;
+    if (c < child->edge.size()) {  // diverges (or ends) inside the edge
+      pos += c;
       break;
     }
-    pos += child->edge.size();
+    pos += c;
     node = child;
   }
+  if (shared) *shared = pos;
   std::optional<Hit> hit;
   if (best != nullptr) {
     auto fork = backend_->ForkSession(best->ckpt);

@@ -70,8 +70,10 @@ class PrefixCache {
     std::vector<float> logits;  // [V] after token `tokens`-1; set iff tokens == prompt size
   };
   // The deepest usable checkpoint for `prompt`, forked for the caller; nullopt on a miss
-  // (also when the fork fails). Counts a hit or a miss.
-  std::optional<Hit> Lookup(const std::vector<int32_t>& prompt);
+  // (also when the fork fails). Counts a hit or a miss. `shared` (may be null) receives
+  // the longest prefix `prompt` shares with any cached key: where it branches off, the
+  // place for a checkpoint that the next prompt with the same beginning can use.
+  std::optional<Hit> Lookup(const std::vector<int32_t>& prompt, size_t* shared = nullptr);
 
   // Whether a state of `n` tokens fed so may be checkpointed: `aligned_prompt` = the
   // tokens were fed as prompt chunks aligned to 0 (see the exactness rule above).

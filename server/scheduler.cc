@@ -24,6 +24,7 @@ struct Scheduler::Active {
   size_t fed = 0;
   size_t prompt_len = 0;
   size_t cache_start = 0;            // prompt tokens that came from the prefix cache
+  size_t cache_shared = 0;           // prompt tokens shared with a cached key
   std::vector<float> cached_logits;  // the whole prompt was cached: logits after it
   int generated = 0;
   Sampler sampler;
@@ -272,7 +273,7 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now) {
     a->feed = std::move(it->second.pending);
     it->second.pending.clear();
   } else {
-    auto sid = NewSession(req.prompt, &a->cache_start, &a->cached_logits);
+    auto sid = NewSession(req.prompt, &a->cache_start, &a->cache_shared, &a->cached_logits);
     if (!sid.ok()) {
       SLOG(WARNING) << "request " << req.id << ": cannot create a session: " << sid.status();
       FinishWaiting(s, FinishReason::kError,
@@ -361,7 +362,9 @@ bool Scheduler::RunStep() {
     }
     a.fed += n;
     float* rowp = items[i].want_logits ? logits.data() + row++ * static_cast<size_t>(vocab) : nullptr;
-    if (a.stored_name.empty()) CheckpointPrompt(a.req.prompt, a.cache_start, a.fed, a.sid, rowp);
+    if (a.stored_name.empty()) {
+      CheckpointPrompt(a.req.prompt, a.cache_start, a.cache_shared, a.fed, a.sid, rowp);
+    }
     if (!rowp) continue;
     if (!a.done) HandleToken(a, rowp, t1);
   }

@@ -119,10 +119,10 @@ class Scheduler {
   // Prefix cache hooks (server/scheduler_prefix.cc; loop thread).
   void MakePrefixCache();
   absl::StatusOr<SessionId> NewSession(const std::vector<int32_t>& prompt, size_t* fed,
-                                       std::vector<float>* logits);
+                                       size_t* shared, std::vector<float>* logits);
   bool EvictPrefixCheckpoint();
-  void CheckpointPrompt(const std::vector<int32_t>& prompt, size_t start, size_t fed,
-                        SessionId sid, const float* logits);
+  void CheckpointPrompt(const std::vector<int32_t>& prompt, size_t start, size_t shared,
+                        size_t fed, SessionId sid, const float* logits);
   bool CheckpointAtFinish(const std::vector<int32_t>& feed, size_t fed, SessionId sid,
                           FinishReason reason);
   bool Post(std::function<void()> cmd);  // false once stopped

@@ -39,10 +39,11 @@ void Scheduler::MakePrefixCache() {
 }
 
 absl::StatusOr<SessionId> Scheduler::NewSession(const std::vector<int32_t>& prompt, size_t* fed,
-                                                std::vector<float>* logits) {
+                                                size_t* shared, std::vector<float>* logits) {
   *fed = 0;
+  *shared = 0;
   if (prefix_) {
-    if (auto hit = prefix_->Lookup(prompt)) {
+    if (auto hit = prefix_->Lookup(prompt, shared)) {
       *fed = hit->tokens;
       *logits = std::move(hit->logits);
       return hit->session;
@@ -56,12 +57,19 @@ absl::StatusOr<SessionId> Scheduler::NewSession(const std::vector<int32_t>& prom
 
 bool Scheduler::EvictPrefixCheckpoint() { return prefix_ && prefix_->EvictOne(); }
 
-void Scheduler::CheckpointPrompt(const std::vector<int32_t>& prompt, size_t start, size_t fed,
-                                 SessionId sid, const float* logits) {
+void Scheduler::CheckpointPrompt(const std::vector<int32_t>& prompt, size_t start, size_t shared,
+                                 size_t fed, SessionId sid, const float* logits) {
   if (!prefix_ || fed > prompt.size() || fed <= start) return;
   const size_t chunk = static_cast<size_t>(opts_.prefill_chunk);
   // Fed from `start` in chunks: aligned to 0 iff `start` is (the cold schedule).
   const bool aligned = start % chunk == 0;
+  // Where this prompt branches off a cached one (the end of a shared system prompt, say):
+  // the last call boundary at or before it, so the next prompt sharing it starts there.
+  if (shared > start && fed < prompt.size() && fed == start + (shared - start) / chunk * chunk &&
+      prefix_->Checkpointable(fed, aligned)) {
+    prefix_->Insert(prompt.data(), fed, sid, nullptr);
+    KeepBackendRoom(*backend_, *prefix_);
+  }
   if (fed == prompt.size()) {
     if (logits && prefix_->Checkpointable(fed, aligned)) {
       prefix_->Insert(prompt.data(), fed, sid, logits);

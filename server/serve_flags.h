@@ -49,7 +49,7 @@ struct ServeFlags {
   int max_n = 8;
   long long memory_budget_bytes = 0;  // backend session memory (0 = unbounded)
   // Prefix state cache (docs/PREFIX_CACHE.md).
-  long long prefix_cache_bytes = 1LL << 30;  // 0 = off
+  long long prefix_cache_bytes = 0;  // 0 = off (docs/PREFIX_CACHE.md says why by default)
   int prefix_cache_min_tokens = 16;
   // Stored sessions (gRPC).
   int max_stored_sessions = 256;

@@ -139,6 +139,25 @@ TEST(PrefixCacheTree, DeepestPrefixCheckpointWinsAndIsForked) {
   EXPECT_EQ(be.live(), 3u);  // only the checkpoints
 }
 
+TEST(PrefixCacheTree, LookupReportsWhereThePromptBranchesOff) {
+  ListBackend be;
+  PrefixCache c(&be, Opts(1 << 20), nullptr);
+  const auto sys = Seq(12, 11);
+  Put(be, c, Cat(sys, Seq(6, 12)));
+  size_t shared = 99;
+  auto miss = c.Lookup(Cat(sys, Seq(5, 13)), &shared);  // no checkpoint at 12 yet
+  EXPECT_FALSE(miss.has_value());
+  EXPECT_EQ(shared, 12u);
+  Put(be, c, sys);
+  auto hit = c.Lookup(Cat(sys, Seq(5, 14)), &shared);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->tokens, 12u);
+  EXPECT_EQ(shared, 12u);
+  (void)be.FreeSession(hit->session);
+  EXPECT_FALSE(c.Lookup(Seq(3, 15), &shared).has_value());
+  EXPECT_EQ(shared, 0u);
+}
+
 TEST(PrefixCacheTree, WholePromptWithLogitsIsServedWithoutFeeding) {
   ListBackend be;
   PrefixCache c(&be, Opts(1 << 20), nullptr);
@@ -369,6 +388,22 @@ TEST(PrefixCacheExact, ConcurrentRequestsSharingAPrefixMatchCold) {
     ExpectSame(cold.Run(Cat(sys, Seq(5 + i, 70 + i)), 6, 0, 0.0f), Collect(ss[i]));
   }
   EXPECT_GE(warm.metrics.prefix_cache_hits->Value(), 4);
+}
+
+TEST(PrefixCacheExact, ASharedPrefixPastTheThresholdGetsABranchCheckpoint) {
+  // Threshold 32: the 60-token shared beginning is past it; chunks of 8.
+  auto m = SmallModel(16, 2, 0);
+  Server cold(m, 0), warm(m, size_t{1} << 30);
+  const auto sys = Seq(60, 80);
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(::testing::Message() << "request " << i);
+    const auto p = Cat(sys, Seq(9 + i, 90 + i));
+    ExpectSame(cold.Run(p, 5, i), warm.Run(p, 5, i));
+  }
+  // The second request branches off the first at 60: a checkpoint at 56 (a chunk
+  // boundary) serves the third and the fourth.
+  EXPECT_GE(warm.metrics.prefix_cache_hits->Value(), 2);
+  EXPECT_GE(warm.metrics.prefix_cache_saved_tokens->Value(), 2 * 56);
 }
 
 TEST(PrefixCacheExact, SplitInvariantLength) {

@@ -1,0 +1,119 @@
+"""The prefix state cache (docs/PREFIX_CACHE.md) through the openai client: a server with
+the cache gives exactly the tokens and log-probabilities of one without it (multi-turn
+chat, completions sharing a prefix, below and past the full-attention threshold), and
+/metrics shows the hits and the prompt tokens it did not prefill."""
+import subprocess
+
+import openai
+import pytest
+from e2e_util import binary
+
+HITS = "rwkvx_prefix_cache_hits_total"
+MISSES = "rwkvx_prefix_cache_misses_total"
+SAVED = "rwkvx_prefix_cache_saved_tokens_total"
+PROMPT = "rwkvx_prompt_tokens_total"
+ENTRIES = "rwkvx_prefix_cache_entries"
+BYTES = "rwkvx_prefix_cache_bytes"
+
+
+def client(srv):
+    return openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+
+
+def model_id(c):
+    return c.models.list().data[0].id
+
+
+@pytest.fixture
+def pair(make_server):
+    """(cold, warm): the same flags, the prefix cache off and on."""
+    def make(*flags):
+        cold = make_server("--prefix-cache-bytes", "0", *flags)
+        warm = make_server("--prefix-cache-bytes", str(1 << 30), "--prefix-cache-min-tokens", "4",
+                           *flags)
+        return cold, warm
+    return make
+
+
+def chat_turn(c, messages, seed):
+    r = c.chat.completions.create(model=model_id(c), messages=messages, max_tokens=24,
+                                  temperature=1.0, seed=seed, logprobs=True, top_logprobs=3)
+    ch = r.choices[0]
+    lps = [(t.token, t.logprob, [(a.token, a.logprob) for a in t.top_logprobs])
+           for t in ch.logprobs.content]
+    return ch.message.content, lps, r.usage.prompt_tokens
+
+
+def test_multi_turn_chat_matches_a_server_without_the_cache(pair):
+    cold, warm = pair()
+    cc, wc = client(cold), client(warm)
+    messages = [{"role": "system", "content": "You are a terse assistant."}]
+    prompt_lens = []
+    for turn in range(6):
+        messages.append({"role": "user", "content": f"Question number {turn}: what next?"})
+        want = chat_turn(cc, messages, seed=100 + turn)
+        got = chat_turn(wc, messages, seed=100 + turn)
+        assert got == want, f"turn {turn}"
+        prompt_lens.append(want[2])
+        messages.append({"role": "assistant", "content": want[0]})
+    assert cold.metric(HITS) == 0 and cold.metric(SAVED) == 0
+    # Turn N's prompt is a prefix of turn N+1's (chat template, byte tokenizer), so every
+    # turn after the first starts at least from the previous prompt's checkpoint.
+    assert warm.metric(HITS) >= 5
+    assert warm.metric(MISSES) >= 1  # the first turn
+    assert warm.metric(SAVED) >= sum(prompt_lens[:-1])
+    # Exactly the saved tokens were not prefilled.
+    assert warm.metric(PROMPT) + warm.metric(SAVED) == cold.metric(PROMPT)
+    assert warm.metric(ENTRIES) > 0 and warm.metric(BYTES) > 0
+
+
+def completion(c, prompt, seed, max_tokens=12):
+    r = c.completions.create(model=model_id(c), prompt=prompt, max_tokens=max_tokens,
+                             temperature=1.0, seed=seed, logprobs=3,
+                             extra_body={"ignore_eos": True})
+    ch = r.choices[0]
+    return ch.text, ch.logprobs.token_logprobs, ch.logprobs.top_logprobs
+
+
+@pytest.mark.parametrize("flags", [
+    (),  # the default sparse parameters: every prompt here is below the threshold
+    # Threshold 16 * 2 = 32 tokens, chunks of 8: past 32 only chunk-aligned checkpoints serve.
+    ("--attn-chunk-size", "16", "--attn-topk", "2", "--prefill-chunk", "8"),
+], ids=["below-threshold", "past-threshold"])
+def test_completions_sharing_a_prefix_match(pair, flags):
+    cold, warm = pair(*flags)
+    cc, wc = client(cold), client(warm)
+    system = "Context: " + "the quick brown fox jumps over the lazy dog; " * 4
+    prompts = [system + f"Q{i}: tell me about item {i}." for i in range(4)]
+    prompts.append(prompts[1])  # the same prompt again
+    prompts.append(prompts[2] + " And more.")
+    for i, p in enumerate(prompts):
+        assert completion(wc, p, seed=i) == completion(cc, p, seed=i), f"prompt {i}"
+    assert warm.metric(HITS) >= 4
+    assert warm.metric(SAVED) >= len(system)
+    assert warm.metric(PROMPT) + warm.metric(SAVED) == cold.metric(PROMPT)
+
+
+def test_whole_prompt_repeat_prefills_nothing(make_server):
+    srv = make_server("--prefix-cache-bytes", str(1 << 30), "--prefix-cache-min-tokens", "4")
+    c = client(srv)
+    prompt = "A prompt that is asked twice, word for word."
+    first = completion(c, prompt, seed=3)
+    before = srv.metric(PROMPT)
+    saved = srv.metric(SAVED)
+    assert completion(c, prompt, seed=3) == first
+    assert srv.metric(PROMPT) == before  # served from the checkpoint and its logits
+    assert srv.metric(SAVED) == saved + len(prompt)
+
+
+def test_cache_is_off_by_default_and_bad_flags(make_server):
+    srv = make_server()
+    c = client(srv)
+    completion(c, "some prompt long enough to be cached", seed=1)
+    completion(c, "some prompt long enough to be cached", seed=1)
+    assert srv.metric(HITS) == 0 and srv.metric(MISSES) == 0 and srv.metric(ENTRIES) == 0
+    for bad in (["--prefix-cache-bytes", "-1"], ["--prefix-cache-min-tokens", "0"],
+                ["--prefix-cache-bytes", "lots"]):
+        p = subprocess.run([binary(), "serve", *bad], capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0
+        assert "prefix-cache" in p.stderr, p.stderr
