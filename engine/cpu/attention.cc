@@ -195,8 +195,7 @@ void Attend(const float* Q, int64_t nq, const std::vector<KvSpan>& spans, int64_
   const auto block = HaveAvx2Fma() ? AttendBlockAvx2 : AttendBlockBase;
   ParallelFor(H * nblocks, [&](int64_t job) {
     const int64_t h = job / nblocks, b0 = (job % nblocks) * kAttendBlock;
-    block(Q, b0, std::min(nq, b0 + kAttendBlock), spans, nk,
-                                                       first_visible, Out, C, h, N);
+    block(Q, b0, std::min(nq, b0 + kAttendBlock), spans, nk, first_visible, Out, C, h, N);
   });
 }
 
