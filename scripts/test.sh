@@ -20,9 +20,9 @@ scripts/check_deploy.sh  # Dockerfile, deploy/ manifests, Envoy configs (docs/DE
 echo "== unit tests (ctest)"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 
-echo "== python tests (parity, tokenizer, e2e)"
+echo "== python tests (training maths, parity, tokenizer, e2e)"
 dirs=()
-for d in tests/parity tests/e2e; do
+for d in tests/train tests/parity tests/e2e; do
   ls $d/test_*.py >/dev/null 2>&1 && dirs+=("$d")
 done
 .venv/bin/python -m pytest -q -p no:cacheprovider "${dirs[@]}"

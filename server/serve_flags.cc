@@ -32,7 +32,7 @@ bool ParseNum(const std::string& s, T* out) {
 
 const std::vector<FlagDef>& Defs() {
   static const std::vector<FlagDef> defs = {
-      STR(model, "model", "checkpoint (.pth or .safetensors); empty = the embedded random-weight model"),
+      STR(model, "model", "checkpoint (.pth or .safetensors); empty = the embedded trained demo model"),
       STR(vocab, "vocab", "RWKV world vocabulary file (rwkv_vocab_v20230424.txt); implies --tokenizer world"),
       STR(tokenizer, "tokenizer", "auto | world | bytes (auto: world with --vocab, else bytes)"),
       STR(model_name, "model-name", "name served in /v1/models and expected in 'model' (default: derived)"),
@@ -44,7 +44,7 @@ const std::vector<FlagDef>& Defs() {
           "CUDA fp16 (default) or bf16"),
       NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
           "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
-      NUM(embedded_seed, "embedded-seed", "N", "seed of the embedded random-weight model"),
+      NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),
       STR(host, "host", "address to listen on (HTTP and gRPC)"),
       NUM(http_port, "http-port", "PORT", "HTTP port (0 = pick a free port and log it)"),
       NUM(grpc_port, "grpc-port", "PORT", "gRPC port (0 = pick a free port, -1 = no gRPC)"),
@@ -99,7 +99,7 @@ std::string ServeHelp() {
   std::string out =
       "usage: rwkvx serve [flags]\n\n"
       "Serves an RWKV-X model over gRPC (rwkvx.v1) and an OpenAI-compatible HTTP API.\n"
-      "With no --model it serves a small embedded model with random weights.\n\n";
+      "With no --model it serves a small embedded byte-level model (trained; see server/embedded/MODEL_CARD.md).\n\n";
   ServeFlags defaults;
   for (const auto& d : Defs()) {
     std::string left = absl::StrCat("  --", d.name, *d.arg ? absl::StrCat(" ", d.arg) : "");

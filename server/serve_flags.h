@@ -11,7 +11,7 @@ namespace rwkvx {
 
 struct ServeFlags {
   // Model and engine.
-  std::string model;               // checkpoint path; "" = the embedded random model
+  std::string model;               // checkpoint path; "" = the embedded demo model
   std::string vocab;               // world vocabulary file (rwkv_vocab_v20230424.txt)
   std::string tokenizer = "auto";  // auto | world | bytes
   std::string model_name;          // served name; "" = derived
@@ -20,7 +20,7 @@ struct ServeFlags {
   int cuda_device = 0;
   std::string weights;             // "" | fp32 | fp16 | bf16 (see --weights)
   double gpu_memory_fraction = 0.9;
-  long long embedded_seed = 20250430;
+  long long embedded_seed = -1;    // >= 0 (no --model): random weights with this seed
   // Network.
   std::string host = "127.0.0.1";
   int http_port = 8080;

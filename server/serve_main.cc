@@ -20,6 +20,7 @@
 #include "server/http_server.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/embedded/embedded_model.h"
 #include "server/scheduler.h"
 #include "server/serve_flags.h"
 #include "server/service.h"
@@ -28,7 +29,9 @@
 namespace rwkvx {
 namespace {
 
-constexpr const char* kEmbeddedName = "rwkvx-embedded-random-bytes";
+// The random-weight model of --embedded-seed (tests, benchmarks); the default with no
+// --model is the trained demo model (server/embedded/).
+constexpr const char* kRandomName = "rwkvx-embedded-random-bytes";
 
 ModelShape EmbeddedShape() {
   ModelShape s;
@@ -188,12 +191,20 @@ int ServeMain(int argc, char** argv) {
   // Model.
   std::shared_ptr<Model> model;
   bool random_weights = false;
-  if (f.model.empty()) {
-    model = MakeRandomModel(EmbeddedShape(), static_cast<uint64_t>(f.embedded_seed), kEmbeddedName);
+  bool embedded = false;
+  if (f.model.empty() && f.embedded_seed >= 0) {
+    model = MakeRandomModel(EmbeddedShape(), static_cast<uint64_t>(f.embedded_seed), kRandomName);
     random_weights = true;
-    SLOG(WARNING) << "model: no --model given; serving the embedded model '" << kEmbeddedName
+    SLOG(WARNING) << "model: --embedded-seed given; serving '" << kRandomName
                   << "' with RANDOM weights (seed " << f.embedded_seed
                   << "): its output is meaningless text";
+  } else if (f.model.empty()) {
+    auto m = LoadEmbeddedModel();
+    if (!m.ok()) return Fail(m.status());
+    model = *m;
+    embedded = true;
+    SLOG(INFO) << "model: no --model given; serving the embedded trained demo model '"
+               << kEmbeddedModelName << "' (byte-level, ~5M parameters)";
   } else {
     auto m = LoadModelFile(f.model);
     if (!m.ok()) return Fail(m.status());
@@ -204,7 +215,8 @@ int ServeMain(int argc, char** argv) {
   if (auto s = ApplyAttnFlags(f, &model->attn); !s.ok()) return Fail(s);
   std::string name = f.model_name;
   if (name.empty()) {
-    if (random_weights) name = kEmbeddedName;
+    if (random_weights) name = kRandomName;
+    else if (embedded) name = kEmbeddedModelName;
     else if (!model->name.empty()) name = model->name;
     else name = f.model.substr(f.model.find_last_of('/') + 1);
   }
@@ -246,9 +258,9 @@ int ServeMain(int argc, char** argv) {
   ModelDescription desc;
   desc.id = name;
   desc.random_weights = random_weights;
-  desc.description = random_weights
-                         ? "embedded RWKV-X with random weights (no trained model loaded)"
-                         : "RWKV-X loaded from " + f.model.substr(f.model.find_last_of('/') + 1);
+  desc.description = random_weights ? "embedded RWKV-X with random weights (no trained model loaded)"
+                     : embedded     ? "embedded byte-level RWKV-X demo model (~5M parameters, trained)"
+                                    : "RWKV-X loaded from " + f.model.substr(f.model.find_last_of('/') + 1);
   desc.tokenizer = tok->Name();
   desc.backend = backend_name;
   desc.vocab = model->shape.vocab;

@@ -35,7 +35,7 @@ import urllib.request
 import yaml
 
 HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-MODEL = "rwkvx-embedded-random-bytes"
+MODEL = "rwkvx-embedded-demo-bytes"  # the default with no --model (server/embedded/)
 
 
 def free_port(hosts):

@@ -29,8 +29,8 @@ def generate(stub, pb, **kw):
 def test_list_models(stub, grpc_stubs):
     pb, _ = grpc_stubs
     r = stub.ListModels(pb.ListModelsRequest(), timeout=10)
-    assert r.models[0].id == "rwkvx-embedded-random-bytes"
-    assert r.models[0].random_weights
+    assert r.models[0].id == "rwkvx-embedded-demo-bytes"  # the trained default (server/embedded/)
+    assert not r.models[0].random_weights
     assert r.models[0].tokenizer == "bytes"
 
 

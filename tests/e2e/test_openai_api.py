@@ -14,13 +14,21 @@ def model_id(client):
     return client.models.list().data[0].id
 
 
-def test_models_lists_random_embedded_model(client, server):
+def test_models_lists_embedded_demo_model(client, server):
     models = client.models.list().data
     assert len(models) == 1
-    assert models[0].id == "rwkvx-embedded-random-bytes"
+    assert models[0].id == "rwkvx-embedded-demo-bytes"  # the trained default (server/embedded/)
     raw = requests.get(server.base + "/v1/models", timeout=10).json()
-    assert raw["data"][0]["random_weights"] is True
-    assert "random" in raw["data"][0]["description"]
+    assert raw["data"][0]["random_weights"] is False
+    assert "trained" in raw["data"][0]["description"]
+
+
+def test_embedded_seed_serves_the_random_model(make_server):
+    srv = make_server("--embedded-seed", "7")
+    raw = requests.get(srv.base + "/v1/models", timeout=10).json()["data"][0]
+    assert raw["id"] == "rwkvx-embedded-random-bytes"
+    assert raw["random_weights"] is True
+    assert "random" in raw["description"]
 
 
 def test_completion_with_usage(client):
