@@ -308,12 +308,14 @@ bool Scheduler::RunStep() {
     owners.push_back(a.get());
     --budget;
   }
-  // Prefill chunks: fixed boundaries (prefill_chunk from the start), never split by load.
+  // Prefill chunks: fixed boundaries (multiples of prefill_chunk: from the start, or from a
+  // prefix-cache hit off that grid, first up to the grid), never split by load.
   bool any_prefill = false;
   for (auto& a : active_) {
     size_t left = a->feed.size() - a->fed;
     if (a->done || left <= 1) continue;
-    int n = static_cast<int>(std::min<size_t>(left, opts_.prefill_chunk));
+    const size_t chunk = static_cast<size_t>(opts_.prefill_chunk);
+    int n = static_cast<int>(std::min<size_t>(left, chunk - a->fed % chunk));
     // Over budget: wait, except the first prefill of the step, which always runs so that
     // prompts cannot starve behind many decoding sessions.
     if (n > budget && any_prefill) continue;

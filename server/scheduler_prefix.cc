@@ -60,32 +60,31 @@ bool Scheduler::EvictPrefixCheckpoint() { return prefix_ && prefix_->EvictOne();
 void Scheduler::CheckpointPrompt(const std::vector<int32_t>& prompt, size_t start, size_t shared,
                                  size_t fed, SessionId sid, const float* logits) {
   if (!prefix_ || fed > prompt.size() || fed <= start) return;
+  // RunStep cuts prompts on the grid of multiples of prefill_chunk (a hit off the grid,
+  // which is below the split-invariant length, first feeds up to it). Started on the grid
+  // = fed as the cold schedule feeds it.
   const size_t chunk = static_cast<size_t>(opts_.prefill_chunk);
-  // Fed from `start` in chunks: aligned to 0 iff `start` is (the cold schedule).
   const bool aligned = start % chunk == 0;
-  // Where this prompt branches off a cached one (the end of a shared system prompt, say):
-  // the last call boundary at or before it, so the next prompt sharing it starts there.
-  if (shared > start && fed < prompt.size() && fed == start + (shared - start) / chunk * chunk &&
-      prefix_->Checkpointable(fed, aligned)) {
-    prefix_->Insert(prompt.data(), fed, sid, nullptr);
+  auto put = [&](const float* l) {
+    if (!prefix_->Checkpointable(fed, aligned)) return;
+    prefix_->Insert(prompt.data(), fed, sid, l);
     KeepBackendRoom(*backend_, *prefix_);
-  }
+  };
   if (fed == prompt.size()) {
-    if (logits && prefix_->Checkpointable(fed, aligned)) {
-      prefix_->Insert(prompt.data(), fed, sid, logits);
-      KeepBackendRoom(*backend_, *prefix_);
-    }
+    if (logits) put(logits);  // with the logits: the same prompt again feeds nothing
     return;
   }
-  // Past the split-invariant length only aligned checkpoints serve other prompts: keep the
-  // last chunk boundary before the end of the prompt (the state any longer prompt with
-  // this prefix reaches in its cold run). Below it the end of the prompt serves better.
-  if (static_cast<long long>(prompt.size()) <= prefix_->options().split_invariant_tokens) return;
-  const size_t last_boundary = (prompt.size() - 1) / chunk * chunk;
-  if (fed == last_boundary && prefix_->Checkpointable(fed, aligned)) {
-    prefix_->Insert(prompt.data(), fed, sid, nullptr);
-    KeepBackendRoom(*backend_, *prefix_);
+  if (fed % chunk != 0) return;
+  // The last grid point before the end of the prompt: a checkpoint that serves any longer
+  // prompt with this beginning, even past the split-invariant length (a chat that grows
+  // past it keeps hitting).
+  if (fed == (prompt.size() - 1) / chunk * chunk) {
+    put(nullptr);
+    return;
   }
+  // The last grid point at or before where this prompt branches off a cached one (the end
+  // of a shared system prompt, say): the next prompt sharing that beginning starts there.
+  if (fed == shared / chunk * chunk) put(nullptr);
 }
 
 bool Scheduler::CheckpointAtFinish(const std::vector<int32_t>& feed, size_t fed, SessionId sid,

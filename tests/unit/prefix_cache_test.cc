@@ -336,7 +336,7 @@ void ExpectSame(const Out& a, const Out& b) {
 
 // A chat: each turn's prompt is the previous prompt + its generated tokens + new tokens.
 void ChatMatchesCold(std::shared_ptr<Model> m, int turns, int user_len, int max_tokens,
-                     double* saved_out) {
+                     double* saved_out, double* hits_out = nullptr) {
   Server cold(m, 0), warm(m, size_t{1} << 30);
   std::vector<int32_t> history = Seq(5, 40);
   for (int t = 0; t < turns; ++t) {
@@ -356,6 +356,7 @@ void ChatMatchesCold(std::shared_ptr<Model> m, int turns, int user_len, int max_
   EXPECT_EQ(warm.metrics.prompt_tokens->Value() + warm.metrics.prefix_cache_saved_tokens->Value(),
             cold.metrics.prompt_tokens->Value());
   *saved_out = warm.metrics.prefix_cache_saved_tokens->Value();
+  if (hits_out) *hits_out = warm.metrics.prefix_cache_hits->Value();
 }
 
 TEST(PrefixCacheExact, ChatBelowTheThresholdHitsEveryTurnAndMatchesCold) {
@@ -374,6 +375,16 @@ TEST(PrefixCacheExact, ChatPastTheThresholdAndCompressionMatchesCold) {
   double saved = 0;
   ChatMatchesCold(m, 7, 11, 10, &saved);
   EXPECT_GT(saved, 0);
+}
+
+TEST(PrefixCacheExact, AChatGrowingPastTheThresholdKeepsHitting) {
+  // Threshold 64: turns of ~21 tokens cross it at the third turn. Hits off the chunk grid
+  // first feed up to it, so every prompt leaves a grid checkpoint that still serves the
+  // first prompt past the threshold.
+  auto m = SmallModel(32, 2, 0);
+  double saved = 0, hits = 0;
+  ChatMatchesCold(m, 7, 11, 10, &saved, &hits);
+  EXPECT_EQ(hits, 7);  // turns 2-7, and the repeated prompt of turn 2
 }
 
 TEST(PrefixCacheExact, ConcurrentRequestsSharingAPrefixMatchCold) {
