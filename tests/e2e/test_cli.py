@@ -37,7 +37,7 @@ def test_backend_cuda_without_gpu_fails_clearly():
 def test_auto_backend_is_logged(server):
     log = server.log_text()
     assert "backend: " in log
-    assert "RANDOM weights" in log
+    assert "serving the embedded trained demo model" in log  # the default (server/embedded/)
 
 
 def test_expect_100_continue(server):
