@@ -387,8 +387,8 @@ def main():
     ap.add_argument("--grpc", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=64)
     ap.add_argument("--short-prompt", type=int, default=16, help="bytes (= tokens)")
-    ap.add_argument("--long-prompt", type=int, default=384)
-    ap.add_argument("--long-share", type=float, default=0.15)
+    ap.add_argument("--long-prompt", type=int, default=256)
+    ap.add_argument("--long-share", type=float, default=0.12)
     ap.add_argument("--short-tokens", type=int, default=4)
     ap.add_argument("--long-tokens", type=int, default=12)
     ap.add_argument("--slow-share", type=float, default=0.1)
@@ -396,7 +396,7 @@ def main():
     ap.add_argument("--max-sessions", type=int, default=128)
     ap.add_argument("--max-queue", type=int, default=1000,
                     help="the server's queue; below sse+grpc-max_sessions some are refused")
-    ap.add_argument("--second-round", type=float, default=0.25,
+    ap.add_argument("--second-round", type=float, default=0.2,
                     help="size of the second round (share of --sse/--grpc): RSS must not grow")
     ap.add_argument("--refuse-bound", type=float, default=30.0,
                     help="a refusal slower than this fails the run (hang detector)")
