@@ -72,7 +72,8 @@ uint64_t ModelFingerprint(const Model& m) {
   return h;
 }
 
-std::string SerializeSnapshot(const Model& m, const SessionState& st) {
+std::string SerializeSnapshot(const Model& m, const SessionState& st,
+                              const std::vector<int32_t>* pending) {
   const auto& s = m.shape;
   nlohmann::json kv = nlohmann::json::array();
   for (const auto& a : st.attn) kv.push_back(a.ct);
@@ -88,6 +89,7 @@ std::string SerializeSnapshot(const Model& m, const SessionState& st) {
       {"sparse", SparseJson(m.attn)},
       {"tokens_seen", st.tokens_seen},
       {"kv_rows", kv}};
+  if (pending && !pending->empty()) hdr["pending_tokens"] = *pending;
   const std::string h = hdr.dump();
   std::string out(kMagic, 8);
   PutU32(out, kSnapshotVersion);
@@ -108,7 +110,8 @@ std::string SerializeSnapshot(const Model& m, const SessionState& st) {
   return out;
 }
 
-absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view b) {
+absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view b,
+                                           std::vector<int32_t>* pending) {
   auto bad = [](const std::string& why) { return absl::InvalidArgumentError("invalid snapshot: " + why); };
   if (b.size() < 20 || std::memcmp(b.data(), kMagic, 8) != 0) return bad("not a rwkvx session snapshot");
   const uint32_t version = GetU32(b, 8);
@@ -168,6 +171,17 @@ absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view b) {
     st.attn[j].ffn_prev = take(C);
   }
   st.tokens_seen = hdr["tokens_seen"].get<long long>();
+  std::vector<int32_t> pend;
+  if (hdr.contains("pending_tokens")) {
+    const auto& pj = hdr["pending_tokens"];
+    if (!pj.is_array() || pj.size() > (1u << 24)) return bad("bad pending_tokens");
+    for (const auto& t : pj) {
+      if (!t.is_number_integer() || t.get<long long>() < 0 || t.get<long long>() >= s.vocab)
+        return bad("a pending token id is outside the vocabulary");
+      pend.push_back(static_cast<int32_t>(t.get<long long>()));
+    }
+  }
+  if (pending) *pending = std::move(pend);
   return st;
 }
 

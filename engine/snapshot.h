@@ -8,7 +8,7 @@
 //   12  4  header length H
 //   16  H  header JSON: {"model": {"name", "fingerprint", "vocab", "n_embd", "head_size",
 //          "n_rwkv_layer", "n_attn_layer"}, "sparse": {...}, "tokens_seen": N,
-//          "kv_rows": [ct per sparse block]}
+//          "kv_rows": [ct per sparse block], "pending_tokens": [ids] (optional)}
 //   ..     payload float32: per RWKV block att_prev[C], wkv[H*N*N], ffn_prev[C];
 //          per sparse block k[ct*C], v[ct*C], ffn_prev[C]
 //   end-4  CRC-32 (zlib) of every byte before it
@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/model.h"
@@ -30,10 +31,15 @@ inline constexpr uint32_t kSnapshotVersion = 1;
 // Stable across processes and machines for the same weights.
 uint64_t ModelFingerprint(const Model& m);
 
-std::string SerializeSnapshot(const Model& m, const SessionState& st);
+// `pending` (optional): token ids the owner has accepted but not yet fed to the state
+// (a server session's last sampled token, appended text); written to the header as
+// "pending_tokens" and read back by ParseSnapshot (absent = none).
+std::string SerializeSnapshot(const Model& m, const SessionState& st,
+                              const std::vector<int32_t>* pending = nullptr);
 
 // Refuses (InvalidArgument / FailedPrecondition, with the reason) a damaged snapshot, one
 // from another model or format version, or one made with other sparse parameters.
-absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view bytes);
+absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view bytes,
+                                           std::vector<int32_t>* pending = nullptr);
 
 }  // namespace rwkvx

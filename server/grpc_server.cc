@@ -4,6 +4,7 @@
 #include <mutex>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -36,6 +37,39 @@ void FillSession(const StoredSessionInfo& i, pb::Session* out) {
   out->set_last_used_unix_ms(UnixMs(i.last_used));
   out->set_expires_unix_ms(UnixMs(i.expires));
   out->set_busy(i.busy);
+  out->set_pending_tokens(i.pending_tokens);
+  out->set_tier(SessionTierName(i.tier));
+  out->set_saved(i.saved);
+}
+
+std::string NewSessionName(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return absl::StrFormat("%s%016x", prefix, rng());
+}
+
+// The optional prompt of CreateSession / AppendSession as token ids.
+template <typename Req>
+absl::StatusOr<std::vector<int32_t>> PromptOf(const Req& r, ::rwkvx::Service* svc) {
+  std::vector<int32_t> out;
+  if (r.has_text()) {
+    auto ids = svc->Tokenize("", r.text());
+    if (!ids.ok()) return ids.status();
+    out = std::move(*ids);
+  } else if (r.has_token_ids()) {
+    for (int32_t id : r.token_ids().ids()) {
+      if (id < 0 || id >= svc->model().vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", id, " is outside the vocabulary [0, ", svc->model().vocab, ")"));
+      }
+      out.push_back(id);
+    }
+  }
+  if (static_cast<int64_t>(out.size()) > svc->limits().max_prompt_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", out.size(),
+                                                   " tokens; this server accepts at most ",
+                                                   svc->limits().max_prompt_tokens));
+  }
+  return out;
 }
 
 GenerateParams ToParams(const pb::GenerateRequest& r, const grpc::CallbackServerContext* ctx) {
@@ -51,13 +85,36 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
     GenerateReactor* r = nullptr;
   };
   GenerateReactor(std::shared_ptr<RequestStream> s, const Tokenizer* tok, ServerMetrics* m)
-      : stream_(std::move(s)), tok_(tok), metrics_(m), link_(std::make_shared<Link>()) {
+      : tok_(tok), metrics_(m), link_(std::make_shared<Link>()) {
     link_->r = this;
+    if (s) Attach(std::move(s));
+  }
+  // Client-held state: the ephemeral session this request generates from, snapshot and
+  // deleted at the end (the snapshot goes on the last event).
+  void SetClientHeld(Scheduler* sched, std::string session) {
+    sched_ = sched;
+    client_session_ = std::move(session);
+  }
+  // Starts streaming `s` (any thread).
+  void Attach(std::shared_ptr<RequestStream> s) {
+    std::lock_guard<std::mutex> l(link_->mu);
+    stream_ = std::move(s);
     std::shared_ptr<Link> link = link_;
     stream_->SetNotify([link] {
       std::lock_guard<std::mutex> l(link->mu);
       if (link->r) link->r->PumpLocked();
     });
+    if (cancelled_) stream_->Cancel();
+    PumpLocked();
+  }
+  // Ends the call with `st` before any stream was attached (any thread).
+  void Fail(const absl::Status& st) {
+    std::lock_guard<std::mutex> l(link_->mu);
+    if (finished_) return;
+    finished_ = true;
+    grpc::Status gs = ToGrpc(st);
+    Count(gs.error_code());
+    Finish(gs);
   }
   void Begin() {
     std::lock_guard<std::mutex> l(link_->mu);
@@ -66,12 +123,16 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
   void OnWriteDone(bool ok) override {
     std::lock_guard<std::mutex> l(link_->mu);
     writing_ = false;
-    if (!ok) stream_->Cancel();
+    if (!ok && stream_) stream_->Cancel();
     PumpLocked();
   }
-  void OnCancel() override { stream_->Cancel(); }
+  void OnCancel() override {
+    std::lock_guard<std::mutex> l(link_->mu);
+    cancelled_ = true;
+    if (stream_) stream_->Cancel();
+  }
   void OnDone() override {
-    stream_->SetNotify(nullptr);
+    if (stream_) stream_->SetNotify(nullptr);
     {
       std::lock_guard<std::mutex> l(link_->mu);
       link_->r = nullptr;
@@ -80,7 +141,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
   }
 
   void PumpLocked() {
-    if (writing_ || finished_) return;
+    if (writing_ || finished_ || !stream_) return;
     std::vector<GenerateEvent> evs;
     stream_->PopAll(&evs);
     for (auto& e : evs) pending_.push_back(std::move(e));
@@ -117,6 +178,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
     }
     finished_ = true;
     if (last.finish == FinishReason::kError || last.finish == FinishReason::kCancelled) {
+      if (sched_) sched_->DeleteSession(client_session_, [](absl::Status) {});
       absl::Status st = last.status.ok() ? absl::InternalError("failed") : last.status;
       grpc::Status gs = ToGrpc(st);
       Count(gs.error_code());
@@ -127,6 +189,26 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
     resp_.mutable_usage()->set_prompt_tokens(last.prompt_tokens);
     resp_.mutable_usage()->set_completion_tokens(last.completion_tokens);
     resp_.mutable_usage()->set_total_tokens(last.prompt_tokens + last.completion_tokens);
+    if (sched_) {
+      // The new snapshot goes on this last event (the callback runs on the loop thread;
+      // the reactor lives until Finish).
+      std::shared_ptr<Link> link = link_;
+      sched_->SnapshotSession(client_session_, /*remove=*/true, [link](absl::StatusOr<std::string> b) {
+        std::lock_guard<std::mutex> l(link->mu);
+        GenerateReactor* r = link->r;
+        if (!r) return;
+        if (!b.ok()) {
+          grpc::Status gs = ToGrpc(b.status());
+          r->Count(gs.error_code());
+          r->Finish(gs);
+          return;
+        }
+        r->resp_.set_snapshot(std::move(*b));
+        r->Count(grpc::StatusCode::OK);
+        r->StartWriteAndFinish(&r->resp_, grpc::WriteOptions(), grpc::Status::OK);
+      });
+      return;
+    }
     Count(grpc::StatusCode::OK);
     StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
   }
@@ -144,6 +226,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
   pb::GenerateResponse resp_;
   bool writing_ = false;
   bool finished_ = false;
+  bool cancelled_ = false;
+  Scheduler* sched_ = nullptr;
+  std::string client_session_;
 };
 
 class ErrorWriter : public grpc::ServerWriteReactor<pb::GenerateResponse> {
@@ -161,6 +246,7 @@ class InferenceImpl final : public pb::Inference::CallbackService {
                                                            const pb::GenerateRequest* req) override {
     absl::Status auth = Auth(ctx);
     if (!auth.ok()) return Error("Generate", auth);
+    if (!req->snapshot().empty() || req->return_snapshot()) return ClientHeld(ctx, req);
     auto streams = svc_->Generate(ToParams(*req, ctx));
     if (!streams.ok()) return Error("Generate", streams.status());
     auto* r = new GenerateReactor(std::move(streams->front()), &svc_->tokenizer(), metrics_);
@@ -225,10 +311,66 @@ class InferenceImpl final : public pb::Inference::CallbackService {
       static thread_local std::mt19937_64 rng{std::random_device{}()};
       name = absl::StrFormat("sess-%016x", rng());
     }
+    auto toks = PromptOf(*req, svc_);
+    if (!toks.ok()) return Done(ctx, "CreateSession", toks.status());
     auto* reactor = ctx->DefaultReactor();
-    svc_->scheduler().CreateSession(name, [this, reactor, resp](absl::StatusOr<StoredSessionInfo> r) {
-      if (r.ok()) FillSession(*r, resp);
-      Finish(reactor, "CreateSession", r.status());
+    svc_->scheduler().CreateSession(name, std::move(*toks), false, InfoDone(reactor, "CreateSession", resp));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* AppendSession(grpc::CallbackServerContext* ctx,
+                                          const pb::AppendSessionRequest* req, pb::Session* resp) override {
+    absl::Status st = Auth(ctx);
+    if (!st.ok()) return Done(ctx, "AppendSession", st);
+    auto toks = PromptOf(*req, svc_);
+    if (!toks.ok()) return Done(ctx, "AppendSession", toks.status());
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().AppendToSession(req->session_id(), std::move(*toks), InfoDone(reactor, "AppendSession", resp));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* ctx,
+                                        const pb::ForkSessionRequest* req, pb::Session* resp) override {
+    absl::Status st = Auth(ctx);
+    if (!st.ok()) return Done(ctx, "ForkSession", st);
+    std::string name = req->new_session_id().empty() ? NewSessionName("sess-") : req->new_session_id();
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().ForkSession(req->session_id(), name, InfoDone(reactor, "ForkSession", resp));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* SnapshotSession(grpc::CallbackServerContext* ctx,
+                                            const pb::SnapshotSessionRequest* req,
+                                            pb::SessionSnapshot* resp) override {
+    absl::Status st = Auth(ctx);
+    if (!st.ok()) return Done(ctx, "SnapshotSession", st);
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().SnapshotSession(req->session_id(), false,
+                                      [this, reactor, resp](absl::StatusOr<std::string> b) {
+                                        if (b.ok()) resp->set_snapshot(std::move(*b));
+                                        Finish(reactor, "SnapshotSession", b.status());
+                                      });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* RestoreSession(grpc::CallbackServerContext* ctx,
+                                           const pb::RestoreSessionRequest* req, pb::Session* resp) override {
+    absl::Status st = Auth(ctx);
+    if (!st.ok()) return Done(ctx, "RestoreSession", st);
+    std::string name = req->session_id().empty() ? NewSessionName("sess-") : req->session_id();
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().RestoreSession(name, req->snapshot(), false, InfoDone(reactor, "RestoreSession", resp));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx, const pb::ListSessionsRequest*,
+                                         pb::ListSessionsResponse* resp) override {
+    absl::Status st = Auth(ctx);
+    if (!st.ok()) return Done(ctx, "ListSessions", st);
+    auto* reactor = ctx->DefaultReactor();
+    svc_->scheduler().ListSessions([this, reactor, resp](std::vector<StoredSessionInfo> list) {
+      for (const auto& i : list) FillSession(i, resp->add_sessions());
+      Finish(reactor, "ListSessions", absl::OkStatus());
     });
     return reactor;
   }
@@ -238,10 +380,7 @@ class InferenceImpl final : public pb::Inference::CallbackService {
     absl::Status st = Auth(ctx);
     if (!st.ok()) return Done(ctx, "GetSession", st);
     auto* reactor = ctx->DefaultReactor();
-    svc_->scheduler().GetSession(req->session_id(), [this, reactor, resp](absl::StatusOr<StoredSessionInfo> r) {
-      if (r.ok()) FillSession(*r, resp);
-      Finish(reactor, "GetSession", r.status());
-    });
+    svc_->scheduler().GetSession(req->session_id(), InfoDone(reactor, "GetSession", resp));
     return reactor;
   }
 
@@ -258,6 +397,40 @@ class InferenceImpl final : public pb::Inference::CallbackService {
   }
 
  private:
+  Scheduler::InfoCallback InfoDone(grpc::ServerUnaryReactor* reactor, const char* method, pb::Session* resp) {
+    return [this, reactor, method, resp](absl::StatusOr<StoredSessionInfo> r) {
+      if (r.ok()) FillSession(*r, resp);
+      Finish(reactor, method, r.status());
+    };
+  }
+
+  // Generate with client-held state: an ephemeral session from the snapshot (or fresh),
+  // generated from, then snapshot onto the last event and deleted.
+  grpc::ServerWriteReactor<pb::GenerateResponse>* ClientHeld(grpc::CallbackServerContext* ctx,
+                                                             const pb::GenerateRequest* req) {
+    if (!req->session_id().empty()) {
+      return Error("Generate", absl::InvalidArgumentError("give session_id or snapshot, not both"));
+    }
+    GenerateParams p = ToParams(*req, ctx);
+    std::string session = NewSessionName("client-state-");
+    p.session_id = session;
+    auto* r = new GenerateReactor(nullptr, &svc_->tokenizer(), metrics_);
+    r->SetClientHeld(&svc_->scheduler(), session);
+    ::rwkvx::Service* svc = svc_;
+    auto start = [r, svc, p, session](absl::StatusOr<StoredSessionInfo> info) {
+      if (!info.ok()) return r->Fail(info.status());
+      auto streams = svc->Generate(p);
+      if (!streams.ok()) {
+        svc->scheduler().DeleteSession(session, [](absl::Status) {});
+        return r->Fail(streams.status());
+      }
+      r->Attach(std::move(streams->front()));
+    };
+    if (!req->snapshot().empty()) svc_->scheduler().RestoreSession(session, req->snapshot(), true, start);
+    else svc_->scheduler().CreateSession(session, {}, true, start);
+    return r;
+  }
+
   absl::Status Auth(grpc::CallbackServerContext* ctx) const {
     if (keys_.empty()) return absl::OkStatus();
     const auto& md = ctx->client_metadata();
@@ -294,6 +467,9 @@ class InferenceImpl final : public pb::Inference::CallbackService {
   ::rwkvx::Service* svc_;
   ServerMetrics* metrics_;
   std::vector<std::string> keys_;
+
+ public:
+  size_t max_snapshot_bytes() const { return svc_->scheduler().options().max_snapshot_bytes; }
 };
 
 }  // namespace
@@ -319,6 +495,10 @@ absl::StatusOr<int> GrpcServer::Start(const std::string& host, int port) {
                      std::to_string(port);
   b.AddListeningPort(addr, grpc::InsecureServerCredentials(), &selected);
   b.RegisterService(impl_->service.get());
+  // Snapshots travel in one message (RestoreSession, Generate's snapshot): accept up to
+  // --max-snapshot-bytes plus room for the rest of the request.
+  b.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(
+      impl_->service->max_snapshot_bytes() + (size_t{4} << 20), size_t{2147483647})));
   impl_->server = b.BuildAndStart();
   if (!impl_->server || selected == 0) {
     impl_->server.reset();

@@ -73,6 +73,8 @@ void HttpConnection::OnHeader(beast::error_code ec) {
     OnRead(ec);
     return;
   }
+  auto t = parser_->get().target();
+  parser_->body_limit(SessionBodyLimit({t.data(), t.size()}, shared_->opts.max_body_bytes, *shared_->service));
   // Clients such as curl send large bodies only after "100 Continue".
   if (beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
     static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -190,6 +192,7 @@ void HttpConnection::Handle(Request req) {
     Send(200, "text/plain; version=0.0.4; charset=utf-8", shared_->metrics->Serialize());
     return;
   }
+  if (HandleSessions(target)) return;  // /v1/sessions..., /v1/snapshot/completions
   if (target.rfind("/v1/", 0) == 0) {
     route_ = target == "/v1/completions" || target == "/v1/chat/completions" ? target
              : target.rfind("/v1/models", 0) == 0                            ? "/v1/models"

@@ -31,6 +31,10 @@ struct HttpShared {
   std::atomic<int> open_connections{0};    // HttpConnection objects alive
 };
 
+// The body limit of a request to `target`: --max-snapshot-bytes for snapshot uploads
+// (http_sessions.cc), else `default_limit`.
+size_t SessionBodyLimit(std::string_view target, size_t default_limit, Service& svc);
+
 class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
  public:
   HttpConnection(net::ip::tcp::socket socket, HttpShared* shared);
@@ -55,7 +59,13 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void DoClose();
 
   // Generation (http_generate.cc).
-  void StartGenerate(ApiKind kind);
+  void StartGenerate(ApiKind kind, const std::string& session_id = "");
+  // The session API, /v1/sessions... and /v1/snapshot/completions (http_sessions.cc):
+  // false when `target` is not one of its paths.
+  bool HandleSessions(const std::string& target);
+  void SessionReply(absl::StatusOr<std::string> json_body);
+  void StartClientHeld();
+  void PumpClientHeld(std::shared_ptr<struct ClientHeldCall> call);
   void Pump();
   void WatchDisconnect();
   void OnWatch(beast::error_code ec, size_t n);

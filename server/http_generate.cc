@@ -21,12 +21,13 @@ std::string RandomId(const char* prefix) {
 
 }  // namespace
 
-void HttpConnection::StartGenerate(ApiKind kind) {
+void HttpConnection::StartGenerate(ApiKind kind, const std::string& session_id) {
   auto parsed = ParseOpenAiRequest(kind, req_.body(), shared_->opts.max_json_depth);
   if (!parsed.ok()) {
     SendError(parsed.status());
     return;
   }
+  if (!session_id.empty()) parsed->params.session_id = session_id;  // /v1/sessions/{id}/...
   std::string id = RandomId(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-");
   parsed->params.request_id = id;
   auto streams = shared_->service->Generate(parsed->params);

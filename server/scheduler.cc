@@ -169,8 +169,8 @@ void Scheduler::Loop() {
     FinishWaiting(s, FinishReason::kShutdown, absl::UnavailableError("the server shut down"));
   }
   RunCommands(&cmds);
-  for (auto& [name, st] : stored_) (void)backend_->FreeSession(st.sid);
-  stored_.clear();
+  SaveAllStored();  // --session-dir: every live stored session survives the restart
+  while (!stored_.empty()) DropStored(stored_.begin(), /*remove_file=*/false);
   running_count_.store(0);
   UpdateGauges();
   {
@@ -261,10 +261,8 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now) {
                     absl::NotFoundError("no session named '" + req.session_name + "'"));
       return false;
     }
-    if (it->second.busy) {
-      FinishWaiting(s, FinishReason::kError,
-                    absl::FailedPreconditionError("session '" + req.session_name +
-                                                  "' is in use by another request"));
+    if (absl::Status us = UseStored(req.session_name, it->second, req); !us.ok()) {
+      FinishWaiting(s, FinishReason::kError, us);  // busy, or cannot be loaded
       return false;
     }
     it->second.busy = true;
@@ -431,6 +429,7 @@ void Scheduler::Finish(Active& a, FinishReason reason, absl::Status status, Gene
     auto it = stored_.find(a.stored_name);
     if (it != stored_.end()) {
       it->second.pending.assign(a.feed.begin() + a.fed, a.feed.end());
+      it->second.tokens_seen += static_cast<long long>(a.fed);
       it->second.busy = false;
       it->second.last_used = now;
     }
@@ -449,15 +448,26 @@ void Scheduler::Finish(Active& a, FinishReason reason, absl::Status status, Gene
 }
 
 void Scheduler::ExpireStored(absl::Time now) {
+  // Idle sessions are deleted, except with --session-dir, where they stay on disk (the
+  // disk budget bounds them; clients delete them). Then the tier budgets are enforced.
   for (auto it = stored_.begin(); it != stored_.end();) {
-    if (!it->second.busy && now - it->second.last_used >= opts_.stored_session_idle_timeout) {
-      SLOG(INFO) << "session '" << it->first << "' expired after idling";
-      (void)backend_->FreeSession(it->second.sid);
-      it = stored_.erase(it);
-    } else {
+    Stored& st = it->second;
+    if (st.busy || now - st.last_used < opts_.stored_session_idle_timeout ||
+        (files_ && !st.ephemeral && st.tier == SessionTier::kDisk)) {
       ++it;
+      continue;
     }
+    if (files_ && !st.ephemeral) {
+      while (st.tier != SessionTier::kDisk && MoveDown(it->first, st).ok()) {}
+      ++it;
+      continue;
+    }
+    SLOG(INFO) << "session '" << it->first << "' expired after idling";
+    auto next = std::next(it);
+    DropStored(it, /*remove_file=*/true);
+    it = next;
   }
+  (void)MakeRoom(0);
 }
 
 void Scheduler::UpdateGauges() {

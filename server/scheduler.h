@@ -33,6 +33,7 @@
 #include "server/metrics.h"
 #include "server/prefix_cache.h"
 #include "server/request.h"
+#include "server/session_files.h"
 
 namespace rwkvx {
 
@@ -49,7 +50,17 @@ struct SchedulerOptions {
   // checkpoints (0 = off) and the shortest prefix worth one.
   size_t prefix_cache_bytes = 0;
   int prefix_cache_min_tokens = 16;
+  // Tiers of stored sessions (docs/SESSIONS.md): idle sessions past the backend budget
+  // above move to host memory as snapshot bytes, past the host budget to --session-dir.
+  size_t session_host_budget_bytes = size_t{4} << 30;
+  size_t session_disk_budget_bytes = size_t{64} << 30;
+  std::string session_dir;  // "" = no disk tier, nothing survives a restart
+  int testing_session_write_pause_ms = 0;  // test-only (SessionFilesOptions)
+  size_t max_snapshot_bytes = size_t{1} << 30;  // largest snapshot a client may upload
 };
+
+enum class SessionTier { kBackend, kHost, kDisk };
+const char* SessionTierName(SessionTier t);  // "backend", "host", "disk"
 
 struct StoredSessionInfo {
   std::string name;
@@ -60,6 +71,9 @@ struct StoredSessionInfo {
   absl::Time last_used;
   absl::Time expires;
   bool busy = false;  // a Generate is using it now
+  long long pending_tokens = 0;  // accepted tokens not yet fed (fed by the next generate)
+  SessionTier tier = SessionTier::kBackend;
+  bool saved = false;  // a file in --session-dir holds it (maybe older than the live state)
 };
 
 class Scheduler {
@@ -69,6 +83,9 @@ class Scheduler {
             ServerMetrics* metrics);
   ~Scheduler();  // Stop()
 
+  // --session-dir (opts.session_dir): opens it and registers every saved session (tier
+  // disk). Call before Start(); a no-op without a session dir. InvalidArgument if unusable.
+  absl::Status OpenSessionDir();
   void Start();
   // Ends every request (finish reason shutdown), frees all sessions, joins the loop.
   void Stop();
@@ -93,14 +110,38 @@ class Scheduler {
   void CreateSession(std::string name, InfoCallback done);
   void GetSession(std::string name, InfoCallback done);
   void DeleteSession(std::string name, std::function<void(absl::Status)> done);
+  // The session API (server/scheduler_sessions.cc, docs/SESSIONS.md). Names of new
+  // sessions: 1-128 of [A-Za-z0-9._:-]. `tokens` become pending (fed by the next
+  // generate, in the same chunks as one request over the whole history). An ephemeral
+  // session (client-held state) is never listed, saved or moved to disk.
+  void CreateSession(std::string name, std::vector<int32_t> tokens, bool ephemeral,
+                     InfoCallback done);
+  void AppendToSession(std::string name, std::vector<int32_t> tokens, InfoCallback done);
+  void ForkSession(std::string source, std::string name, InfoCallback done);
+  using BytesCallback = std::function<void(absl::StatusOr<std::string>)>;
+  // The snapshot bytes (engine/snapshot.h); `remove` deletes the session afterwards.
+  void SnapshotSession(std::string name, bool remove, BytesCallback done);
+  // A new session from snapshot bytes; InvalidArgument with the reason for bad bytes.
+  void RestoreSession(std::string name, std::string bytes, bool ephemeral, InfoCallback done);
+  using ListCallback = std::function<void(std::vector<StoredSessionInfo>)>;
+  void ListSessions(ListCallback done);
 
  private:
   struct Active;
   struct Stored {
-    SessionId sid = 0;
-    std::vector<int32_t> pending;  // generated/prompt tokens not yet fed to the state
+    SessionId sid = 0;  // tier kBackend only
+    std::vector<int32_t> pending;  // generated/prompt tokens not yet fed (kBackend only)
     absl::Time created, last_used;
     bool busy = false;
+    // Tiers (server/session_tiers.cc). Outside the backend the pending tokens live in
+    // the snapshot bytes.
+    SessionTier tier = SessionTier::kBackend;
+    std::string snapshot;      // kHost: the serialized session
+    size_t tier_bytes = 0;     // kHost: snapshot size; kDisk: file size
+    long long tokens_seen = 0, pending_count = 0;  // cached while not in the backend
+    bool saved = false;        // a file holds it (current when tier == kDisk)
+    size_t saved_bytes = 0;    // that file's size
+    bool ephemeral = false;
   };
 
   void Loop();
@@ -116,6 +157,15 @@ class Scheduler {
   void ExpireStored(absl::Time now);
   void UpdateGauges();
   StoredSessionInfo InfoOf(const std::string& name, const Stored& st) const;
+  // Tiers (server/session_tiers.cc; loop thread).
+  absl::Status LoadStored(const std::string& name, Stored& st);  // into the backend
+  absl::StatusOr<std::string> SnapshotOf(const std::string& name, const Stored& st);
+  absl::Status MoveDown(const std::string& name, Stored& st);
+  // Enforces the tier budgets, with room for `extra_backend_bytes` more in the backend.
+  absl::Status MakeRoom(size_t extra_backend_bytes, bool host_must_fit = true);
+  void DropStored(std::map<std::string, Stored>::iterator it, bool remove_file);
+  void SaveAllStored();         // shutdown: every live session to disk
+  absl::Status UseStored(const std::string& name, Stored& st, const GenerateRequest& req);
   // Prefix cache hooks (server/scheduler_prefix.cc; loop thread).
   void MakePrefixCache();
   absl::StatusOr<SessionId> NewSession(const std::vector<int32_t>& prompt, size_t* fed,
@@ -149,6 +199,7 @@ class Scheduler {
   // Loop thread only.
   std::vector<std::unique_ptr<Active>> active_;
   std::map<std::string, Stored> stored_;
+  std::unique_ptr<SessionFiles> files_;  // --session-dir, or null
   absl::Time last_expiry_check_;
   std::unique_ptr<PrefixCache> prefix_;  // null when off; declared after backend_
 };

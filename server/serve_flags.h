@@ -55,6 +55,11 @@ struct ServeFlags {
   int max_stored_sessions = 256;
   long long session_memory_bytes = 1LL << 30;
   double session_idle_timeout_s = 600;
+  std::string session_dir;                     // "" = sessions do not survive a restart
+  long long session_host_bytes = 4LL << 30;    // idle sessions as snapshot bytes in RAM
+  long long session_disk_bytes = 64LL << 30;   // saved sessions in --session-dir
+  long long max_snapshot_bytes = 1LL << 30;    // largest uploaded snapshot (HTTP, gRPC)
+  int testing_session_write_pause_ms = 0;      // test-only fault injection
   // Shutdown.
   double drain_grace_s = 30;
   // Sparse attention (-1 / "" = the model's value).

@@ -253,7 +253,14 @@ int ServeMain(int argc, char** argv) {
   so.max_stored_sessions = f.max_stored_sessions;
   so.stored_session_budget_bytes = static_cast<size_t>(f.session_memory_bytes);
   so.stored_session_idle_timeout = absl::Seconds(f.session_idle_timeout_s);
+  so.session_dir = f.session_dir;
+  so.session_host_budget_bytes = static_cast<size_t>(std::max(0LL, f.session_host_bytes));
+  so.session_disk_budget_bytes = static_cast<size_t>(std::max(0LL, f.session_disk_bytes));
+  so.max_snapshot_bytes = static_cast<size_t>(std::max(0LL, f.max_snapshot_bytes));
+  so.testing_session_write_pause_ms = f.testing_session_write_pause_ms;
+  signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the session write (EFBIG), not us
   Scheduler scheduler(std::move(*backend), tok.get(), so, &metrics);
+  if (auto s = scheduler.OpenSessionDir(); !s.ok()) return Fail(s);
 
   ModelDescription desc;
   desc.id = name;

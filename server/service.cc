@@ -65,8 +65,10 @@ absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> Service::Generate(
   req.id = p.request_id;
   // Prompt.
   if (p.prompt_text && p.prompt_ids) return Bad("give the prompt as text or as token ids, not both");
+  // A stored session may continue from its pending tokens alone (empty prompt).
+  const bool may_be_empty = !p.session_id.empty();
   if (p.prompt_text) {
-    if (p.prompt_text->empty()) return Bad("the prompt must not be empty");
+    if (p.prompt_text->empty() && !may_be_empty) return Bad("the prompt must not be empty");
     if (!IsValidUtf8(*p.prompt_text)) return Bad("the prompt is not valid UTF-8");
     req.prompt = tokenizer_->Encode(*p.prompt_text);
   } else if (p.prompt_ids) {
@@ -81,7 +83,7 @@ absl::StatusOr<std::vector<std::shared_ptr<RequestStream>>> Service::Generate(
   } else {
     return Bad("the prompt is missing");
   }
-  if (req.prompt.empty()) return Bad("the prompt must not be empty");
+  if (req.prompt.empty() && !may_be_empty) return Bad("the prompt must not be empty");
   if (static_cast<int64_t>(req.prompt.size()) > limits_.max_prompt_tokens) {
     return Bad(absl::StrCat("the prompt has ", req.prompt.size(),
                             " tokens; this server accepts at most ", limits_.max_prompt_tokens));

@@ -1,0 +1,220 @@
+// Scheduler: the tiers of stored sessions. A session lives in the backend (ready to run),
+// in host memory as snapshot bytes, or on disk (--session-dir) as a snapshot file. Idle
+// sessions move down, least recently used first, whenever a tier is over its byte budget;
+// a request for a session moves it back into the backend first. Loop thread only.
+//
+// Nothing is ever dropped to make room: when a move fails (the disk is full or not
+// writable) the session stays where it was and the request that needed the room gets the
+// error (ResourceExhausted / Unavailable with the reason), with a log line.
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/snapshot.h"
+#include "server/log.h"
+#include "server/scheduler.h"
+#include "server/session_lru.h"
+
+namespace rwkvx {
+
+#define SESS_RETURN_IF_ERROR(expr)        \
+  do {                                    \
+    absl::Status sess_status_ = (expr);   \
+    if (!sess_status_.ok()) return sess_status_; \
+  } while (0)
+
+const char* SessionTierName(SessionTier t) {
+  switch (t) {
+    case SessionTier::kBackend: return "backend";
+    case SessionTier::kHost: return "host";
+    case SessionTier::kDisk: return "disk";
+  }
+  return "?";
+}
+
+absl::Status Scheduler::OpenSessionDir() {
+  if (opts_.session_dir.empty()) return absl::OkStatus();
+  SessionFilesOptions fo;
+  fo.dir = opts_.session_dir;
+  fo.testing_write_pause_ms = opts_.testing_session_write_pause_ms;
+  auto f = SessionFiles::Open(fo);
+  if (!f.ok()) return f.status();
+  files_ = std::move(*f);
+  auto list = files_->List();
+  if (!list.ok()) return absl::InvalidArgumentError(absl::StrCat("--session-dir: ", list.status().message()));
+  for (const auto& e : *list) {
+    Stored st;
+    st.tier = SessionTier::kDisk;
+    st.tier_bytes = st.saved_bytes = e.bytes;
+    st.saved = true;
+    st.created = st.last_used = e.mtime;
+    auto head = files_->ReadHead(e.name, 1 << 16);
+    if (head.ok()) {
+      if (auto n = SnapshotTokenCount(*head)) {
+        st.tokens_seen = n->first;
+        st.pending_count = n->second;
+      }
+    }
+    stored_.emplace(e.name, std::move(st));
+  }
+  SLOG(INFO) << "session dir " << files_->dir() << ": " << list->size() << " saved sessions";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Scheduler::SnapshotOf(const std::string& name, const Stored& st) {
+  switch (st.tier) {
+    case SessionTier::kBackend: {
+      auto ex = backend_->ExportSession(st.sid);
+      if (!ex.ok()) {
+        SLOG(ERROR) << "session '" << name << "': export failed: " << ex.status();
+        return absl::InternalError("cannot export the session");
+      }
+      return SerializeSnapshot(backend_->model(), *ex, &st.pending);
+    }
+    case SessionTier::kHost:
+      return st.snapshot;
+    case SessionTier::kDisk:
+      if (!files_) return absl::InternalError("no session dir");
+      return files_->Read(name);
+  }
+  return absl::InternalError("bad tier");
+}
+
+absl::Status Scheduler::LoadStored(const std::string& name, Stored& st) {
+  if (st.tier == SessionTier::kBackend) return absl::OkStatus();
+  auto bytes = SnapshotOf(name, st);
+  if (!bytes.ok()) return bytes.status();
+  std::vector<int32_t> pending;
+  auto state = ParseSnapshot(backend_->model(), *bytes, &pending);
+  if (!state.ok()) {
+    SLOG(ERROR) << "session '" << name << "': its " << SessionTierName(st.tier)
+                << " snapshot does not load: " << state.status();
+    return absl::DataLossError("the saved session does not load");
+  }
+  // Room in the backend tier; this session never moves meanwhile (marked busy). A host
+  // tier left over budget (its spill to disk failed, logged) does not stop the load: it
+  // only shrinks by this.
+  const bool was_busy = st.busy;
+  st.busy = true;
+  absl::Status room = MakeRoom(state->Bytes(), /*host_must_fit=*/false);
+  st.busy = was_busy;
+  SESS_RETURN_IF_ERROR(room);
+  auto sid = backend_->ImportSession(*state);
+  if (!sid.ok()) return absl::ResourceExhaustedError("no session memory available; retry later");
+  st.sid = *sid;
+  st.pending = std::move(pending);
+  st.tokens_seen = state->tokens_seen;
+  st.snapshot.clear();
+  st.snapshot.shrink_to_fit();
+  st.tier = SessionTier::kBackend;
+  st.tier_bytes = 0;
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::MoveDown(const std::string& name, Stored& st) {
+  if (st.tier == SessionTier::kBackend) {
+    auto bytes = SnapshotOf(name, st);
+    if (!bytes.ok()) return bytes.status();
+    (void)backend_->FreeSession(st.sid);
+    st.sid = 0;
+    st.pending_count = static_cast<long long>(st.pending.size());
+    st.pending.clear();
+    st.snapshot = std::move(*bytes);
+    st.tier_bytes = st.snapshot.size();
+    st.tier = SessionTier::kHost;
+    return absl::OkStatus();
+  }
+  if (st.tier == SessionTier::kHost) {
+    if (!files_) return absl::ResourceExhaustedError("the stored-session memory budgets are used up");
+    absl::Status w = files_->Write(name, st.snapshot);
+    if (!w.ok()) {
+      SLOG(ERROR) << "session '" << name << "': cannot move to disk: " << w;
+      return w;
+    }
+    st.saved = true;
+    st.saved_bytes = st.tier_bytes;
+    st.snapshot.clear();
+    st.snapshot.shrink_to_fit();
+    st.tier = SessionTier::kDisk;
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError("the session disk budget is used up");
+}
+
+absl::Status Scheduler::MakeRoom(size_t extra_backend_bytes, bool host_must_fit) {
+  // Backend tier -> host.
+  std::vector<LruEntry> in_backend, in_host;
+  size_t on_disk = 0;
+  for (const auto& [name, st] : stored_) {
+    LruEntry e{name, 0, st.last_used, st.busy};
+    if (st.tier == SessionTier::kBackend) {
+      e.bytes = backend_->SessionBytes(st.sid);
+      in_backend.push_back(e);
+    }
+    if (st.saved) on_disk += st.saved_bytes;
+  }
+  EvictionPlan pb = PlanEvictions(in_backend, opts_.stored_session_budget_bytes, extra_backend_bytes);
+  for (const auto& n : pb.victims) SESS_RETURN_IF_ERROR(MoveDown(n, stored_[n]));
+  if (!pb.fits) return absl::ResourceExhaustedError("the stored-session memory budget is used up");
+  // Host tier -> disk.
+  for (const auto& [name, st] : stored_) {
+    if (st.tier == SessionTier::kHost) in_host.push_back({name, st.tier_bytes, st.last_used, st.busy});
+  }
+  EvictionPlan ph = PlanEvictions(in_host, opts_.session_host_budget_bytes);
+  for (const auto& n : ph.victims) {
+    Stored& st = stored_[n];
+    size_t grows = st.tier_bytes - std::min(st.tier_bytes, st.saved ? st.saved_bytes : 0);
+    absl::Status moved;
+    if (files_ && on_disk + grows > opts_.session_disk_budget_bytes) {
+      SLOG(WARNING) << "session '" << n << "' cannot move to disk: the disk budget is used up";
+      moved = absl::ResourceExhaustedError("the session disk budget (--session-disk-bytes) is used up");
+    } else {
+      moved = MoveDown(n, st);
+    }
+    if (!moved.ok()) return host_must_fit ? moved : absl::OkStatus();
+    on_disk += grows;
+  }
+  return absl::OkStatus();
+}
+
+void Scheduler::DropStored(std::map<std::string, Stored>::iterator it, bool remove_file) {
+  if (it->second.tier == SessionTier::kBackend && it->second.sid != 0) {
+    (void)backend_->FreeSession(it->second.sid);
+  }
+  if (remove_file && it->second.saved && files_) (void)files_->Remove(it->first);
+  stored_.erase(it);
+}
+
+void Scheduler::SaveAllStored() {
+  if (!files_) return;
+  int saved = 0, failed = 0;
+  for (auto& [name, st] : stored_) {
+    if (st.ephemeral || st.tier == SessionTier::kDisk) continue;
+    auto bytes = SnapshotOf(name, st);
+    absl::Status w = bytes.ok() ? files_->Write(name, *bytes) : bytes.status();
+    if (w.ok()) {
+      ++saved;
+      st.saved = true;
+      st.saved_bytes = bytes->size();
+    } else {
+      ++failed;
+      SLOG(ERROR) << "shutdown: session '" << name << "' was NOT saved: " << w;
+    }
+  }
+  SLOG(INFO) << "shutdown: saved " << saved << " sessions to " << files_->dir()
+             << (failed ? absl::StrCat(" (", failed, " failed)") : "");
+}
+
+absl::Status Scheduler::UseStored(const std::string& name, Stored& st, const GenerateRequest& req) {
+  if (st.busy) {
+    return absl::FailedPreconditionError("session '" + name + "' is in use by another request");
+  }
+  SESS_RETURN_IF_ERROR(LoadStored(name, st));
+  if (st.pending.empty() && req.prompt.empty()) {
+    return absl::InvalidArgumentError("session '" + name +
+                                      "' has no tokens to continue from; give a prompt");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rwkvx
