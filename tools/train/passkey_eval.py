@@ -20,6 +20,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -84,18 +85,26 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--server-chunks", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="trials run at once (each with --threads)")
+    ap.add_argument("--random-trials", type=int, default=0,
+                    help="instead of the 5 fixed depths: N trials per length at random depths and keys")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --random-trials")
     a = ap.parse_args()
     cfg = json.load(open(a.model + ".json"))
     res = {"model": os.path.basename(a.model), "config": cfg, "depths": DEPTHS,
            "server_chunks": a.server_chunks, "results": {}}
     lengths = list(map(int, a.lengths.split(",")))
     modes = a.modes.split(",")
-    todo = [(mode, n, di, d) for mode in modes for n in lengths for di, d in enumerate(DEPTHS)]
+    depths = DEPTHS
+    if a.random_trials:
+        r = random.Random(a.seed)
+        depths = [round(r.random(), 4) for _ in range(a.random_trials)]
+    res["depths"] = depths
+    todo = [(mode, n, di, d) for mode in modes for n in lengths for di, d in enumerate(depths)]
     todo.sort(key=lambda t: -t[1])  # longest first: better packing with --jobs
 
     def one(t):
         mode, n, di, d = t
-        key = 10000 + (n * 7919 + di * 104729) % 90000
+        key = 10000 + (n * 7919 + di * 104729 + a.seed * 15485863) % 90000
         t0 = time.time()
         ok, got = trial(a.bin, a.model, mode_flags(mode, cfg), n, d, key, a.threads, a.server_chunks)
         print(f"{mode:8s} {n:6d} depth {d:.2f} key {key} -> {got!r} {'OK' if ok else 'miss'}"
@@ -109,7 +118,7 @@ def main():
             for mode in modes:
                 res["results"][mode] = {}
                 for n in lengths:
-                    got = [rows[(mode, n, di, d)] for di, d in enumerate(DEPTHS) if (mode, n, di, d) in rows]
+                    got = [rows[(mode, n, di, d)] for di, d in enumerate(depths) if (mode, n, di, d) in rows]
                     if got:
                         res["results"][mode][str(n)] = {"acc": sum(r["ok"] for r in got) / len(got),
                                                         "n": len(got), "trials": got}
