@@ -3,10 +3,12 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/json_depth.h"
 
 namespace rwkvx {
 namespace {
@@ -52,6 +54,26 @@ uint32_t GetU32(std::string_view b, size_t off) {
   uint32_t v;
   std::memcpy(&v, b.data() + off, 4);
   return v;
+}
+
+// The total size the header implies for model `m`, if the header is readable (any later
+// check may still refuse the snapshot). Never trusts sizes: bounded and overflow-safe.
+std::optional<size_t> ExpectedSize(const Model& m, std::string_view b) {
+  if (b.size() < 16) return std::nullopt;
+  const uint32_t hlen = GetU32(b, 12);
+  if (hlen > b.size() - 16 || !JsonNestingWithin(b.substr(16, hlen), 8)) return std::nullopt;
+  nlohmann::json hdr = nlohmann::json::parse(b.substr(16, hlen), nullptr, false);
+  if (hdr.is_discarded() || !hdr.is_object() || !hdr.contains("kv_rows") || !hdr["kv_rows"].is_array())
+    return std::nullopt;
+  const auto& s = m.shape;
+  if (static_cast<int>(hdr["kv_rows"].size()) != s.n_attn_layer) return std::nullopt;
+  const size_t C = s.n_embd, HNN = static_cast<size_t>(s.n_head) * s.head_size * s.head_size;
+  size_t need = 16 + hlen + 4 + s.n_rwkv_layer * (2 * C + HNN) * sizeof(float);
+  for (const auto& r : hdr["kv_rows"]) {
+    if (!r.is_number_integer() || r.get<long long>() < 0 || r.get<long long>() > (1LL << 26)) return std::nullopt;
+    need += (2 * static_cast<size_t>(r.get<long long>()) * C + C) * sizeof(float);
+  }
+  return need;
 }
 
 }  // namespace
@@ -118,6 +140,9 @@ absl::StatusOr<SessionState> ParseSnapshot(const Model& m, std::string_view b,
   if (version != kSnapshotVersion)
     return absl::FailedPreconditionError(
         absl::StrCat("snapshot format version ", version, " is not supported (this server reads ", kSnapshotVersion, ")"));
+  // A cut-off snapshot fails the checksum too; say so when the header tells its size.
+  if (auto need = ExpectedSize(m, b); need && *need > b.size())
+    return bad(absl::StrCat("truncated: ", b.size(), " of ", *need, " bytes"));
   const uint32_t crc = GetU32(b, b.size() - 4);
   if (crc != crc32(0L, reinterpret_cast<const Bytef*>(b.data()), b.size() - 4))
     return bad("checksum mismatch (damaged or truncated)");

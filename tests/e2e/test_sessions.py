@@ -216,7 +216,7 @@ def bad_snapshots(good, foreign):
     version = bytearray(good[:-4])
     version[8:12] = struct.pack("<I", 99)
     return [("damaged", bytes(corrupt), "checksum"),
-            ("truncated", good[: len(good) - 1000], "checksum"),
+            ("truncated", good[: len(good) - 1000], "truncated"),
             ("wrong model", foreign, "another model"),
             ("wrong version", fix_crc(bytes(version) + b"\0\0\0\0"), "version 99"),
             ("not a snapshot", b"hello world, not a snapshot at all", "not a rwkvx session snapshot")]
