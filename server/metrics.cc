@@ -47,6 +47,10 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   sessions_active = Gauge(r, "rwkvx_sessions_active",
                           "Live backend sessions (running requests plus stored sessions).");
   sessions_stored = Gauge(r, "rwkvx_sessions_stored", "Named sessions stored between calls.");
+  sessions_host = Gauge(r, "rwkvx_sessions_host", "Named sessions kept in host memory as snapshot bytes.");
+  sessions_disk = Gauge(r, "rwkvx_sessions_disk", "Named sessions kept only in --session-dir.");
+  session_host_bytes = Gauge(r, "rwkvx_session_host_bytes", "Snapshot bytes of named sessions in host memory.");
+  session_disk_bytes = Gauge(r, "rwkvx_session_disk_bytes", "Bytes of the session files in --session-dir.");
   session_state_bytes = Gauge(r, "rwkvx_session_state_bytes",
                               "Bytes held by all live sessions (recurrent state + sparse KV).");
   sparse_kv_tokens = Gauge(r, "rwkvx_sparse_kv_tokens",

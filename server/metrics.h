@@ -41,6 +41,11 @@ class ServerMetrics {
   prometheus::Gauge* sessions_active;        // live backend sessions (running + stored)
   prometheus::Gauge* sessions_stored;        // named (gRPC) sessions parked between calls
   prometheus::Gauge* session_state_bytes;    // bytes of all live sessions' state + KV
+  // Stored sessions outside the backend (docs/SESSIONS.md): count and bytes per tier.
+  prometheus::Gauge* sessions_host;
+  prometheus::Gauge* sessions_disk;
+  prometheus::Gauge* session_host_bytes;
+  prometheus::Gauge* session_disk_bytes;
   prometheus::Gauge* sparse_kv_tokens;       // cached KV tokens over all live sessions
   prometheus::Gauge* ready;                  // 1 when accepting requests
 

@@ -165,6 +165,7 @@ class Scheduler {
   absl::Status MakeRoom(size_t extra_backend_bytes, bool host_must_fit = true);
   void DropStored(std::map<std::string, Stored>::iterator it, bool remove_file);
   void SaveAllStored();         // shutdown: every live session to disk
+  void UpdateTierGauges();      // sessions and bytes in the host and disk tiers
   absl::Status UseStored(const std::string& name, Stored& st, const GenerateRequest& req);
   // Prefix cache hooks (server/scheduler_prefix.cc; loop thread).
   void MakePrefixCache();

@@ -57,6 +57,7 @@ absl::Status Scheduler::OpenSessionDir() {
     }
     stored_.emplace(e.name, std::move(st));
   }
+  UpdateTierGauges();
   SLOG(INFO) << "session dir " << files_->dir() << ": " << list->size() << " saved sessions";
   return absl::OkStatus();
 }
@@ -108,6 +109,7 @@ absl::Status Scheduler::LoadStored(const std::string& name, Stored& st) {
   st.snapshot.shrink_to_fit();
   st.tier = SessionTier::kBackend;
   st.tier_bytes = 0;
+  UpdateTierGauges();
   return absl::OkStatus();
 }
 
@@ -171,9 +173,13 @@ absl::Status Scheduler::MakeRoom(size_t extra_backend_bytes, bool host_must_fit)
     } else {
       moved = MoveDown(n, st);
     }
-    if (!moved.ok()) return host_must_fit ? moved : absl::OkStatus();
+    if (!moved.ok()) {
+      UpdateTierGauges();
+      return host_must_fit ? moved : absl::OkStatus();
+    }
     on_disk += grows;
   }
+  UpdateTierGauges();
   return absl::OkStatus();
 }
 
@@ -183,6 +189,24 @@ void Scheduler::DropStored(std::map<std::string, Stored>::iterator it, bool remo
   }
   if (remove_file && it->second.saved && files_) (void)files_->Remove(it->first);
   stored_.erase(it);
+  UpdateTierGauges();
+}
+
+void Scheduler::UpdateTierGauges() {
+  double n_host = 0, n_disk = 0, b_host = 0, b_disk = 0;
+  for (const auto& [name, st] : stored_) {
+    if (st.tier == SessionTier::kHost) {
+      ++n_host;
+      b_host += static_cast<double>(st.tier_bytes);
+    } else if (st.tier == SessionTier::kDisk) {
+      ++n_disk;
+    }
+    if (st.saved) b_disk += static_cast<double>(st.saved_bytes);
+  }
+  metrics_->sessions_host->Set(n_host);
+  metrics_->sessions_disk->Set(n_disk);
+  metrics_->session_host_bytes->Set(b_host);
+  metrics_->session_disk_bytes->Set(b_disk);
 }
 
 void Scheduler::SaveAllStored() {

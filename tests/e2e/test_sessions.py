@@ -358,6 +358,7 @@ def test_restart_resumes_every_session(make_server, tmp_path):
     h2 = Http(s2)
     after = h2.list()
     assert set(after) == {"p-gen", "p-append"}
+    assert s2.metric("rwkvx_sessions_disk") == 2 and s2.metric("rwkvx_session_disk_bytes") > 0
     for n in after:
         assert after[n]["tokens"] == before[n]["tokens"] and after[n]["tier"] == "disk"
     assert h2.complete("p-gen", calls[2]) == ref[1]
@@ -422,7 +423,8 @@ def test_full_session_dir_is_a_clear_error(tmp_path):
         assert "session directory is full" in r.json()["error"]["message"]
         assert "File too large" in s.log_text() or "too large" in s.log_text().lower()
         # Nothing lost: the session that could not move stays usable in memory.
-        assert h.get("first").json()["tier"] in ("host", "backend")
+        assert h.get("first").json()["tier"] == "host"
+        assert s.metric("rwkvx_sessions_host") == 1
         assert h.complete("first", "b") == ref[0]
         assert s.alive()
     finally:
