@@ -375,7 +375,7 @@ def test_kill_mid_write_keeps_the_previous_snapshot(make_server, tmp_path):
     calls = ["Crash", " test", " one", " two"]
     # Idle sessions move to disk after 0.2 s; every file write pauses half-way (test hook).
     s1 = make_server(*SEED, "--session-dir", d, "--session-idle-timeout", "0.2",
-                     "--testing-session-write-pause-ms", "30000")
+                     "--testing-session-write-pause-ms", "5000")
     h = Http(s1)
     h.create("c", prompt=calls[0])
     h.complete("c", calls[1])
