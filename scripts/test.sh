@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: set up (deps, venv, build), then unit tests (ctest), parity with
 # the official package, tokenizer parity, end-to-end server tests, the load test
-# (tests/load), and a bounded fuzz run.
+# (tests/load), the sanitizer stage (scripts/test_sanitizers.sh), and a bounded fuzz run.
 # Usage: scripts/test.sh            (FUZZ_SECONDS=N to change the per-target fuzz time;
-#        SKIP_LOAD=1, SKIP_FUZZ=1 skip those stages)
+#        SKIP_LOAD=1, SKIP_SANITIZERS=1, SKIP_FUZZ=1 skip those stages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,6 +30,11 @@ done
 if [ "${SKIP_LOAD:-0}" != 1 ]; then
   echo "== load test (tests/load: 1000 SSE + 200 gRPC streams, loopback)"
   .venv/bin/python tests/load/load_test.py --bin "$RWKVX_BIN"
+fi
+
+if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== sanitizers (ASan+UBSan: unit, parity, e2e; TSan: scheduler, frontends)"
+  scripts/test_sanitizers.sh
 fi
 
 if [ -x tests/fuzz/run_fuzz.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
