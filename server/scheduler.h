@@ -111,8 +111,9 @@ class Scheduler {
   void GetSession(std::string name, InfoCallback done);
   void DeleteSession(std::string name, std::function<void(absl::Status)> done);
   // The session API (server/scheduler_sessions.cc, docs/SESSIONS.md). Names of new
-  // sessions: 1-128 of [A-Za-z0-9._:-]. `tokens` become pending (fed by the next
-  // generate, in the same chunks as one request over the whole history). An ephemeral
+  // sessions: 1-128 of [A-Za-z0-9._:-]. `tokens` become pending; whole prefill chunks of
+  // them are fed at once (PrefillStored), the rest by the next generate, cut as one
+  // request over the whole history would be. An ephemeral
   // session (client-held state) is never listed, saved or moved to disk.
   void CreateSession(std::string name, std::vector<int32_t> tokens, bool ephemeral,
                      InfoCallback done);
@@ -166,6 +167,10 @@ class Scheduler {
   void DropStored(std::map<std::string, Stored>::iterator it, bool remove_file);
   void SaveAllStored();         // shutdown: every live session to disk
   void UpdateTierGauges();      // sessions and bytes in the host and disk tiers
+  // Create/append: feeds whole --prefill-chunk chunks of the pending tokens (at least one
+  // token stays pending), one chunk per loop iteration, the session busy meanwhile; then
+  // `done`. The cuts are those a generate over the pending tokens would make (exact).
+  void PrefillStored(const std::string& name, InfoCallback done);
   absl::Status UseStored(const std::string& name, Stored& st, const GenerateRequest& req);
   // Prefix cache hooks (server/scheduler_prefix.cc; loop thread).
   void MakePrefixCache();

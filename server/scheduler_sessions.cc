@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/snapshot.h"
+#include "server/log.h"
 #include "server/scheduler.h"
 
 namespace rwkvx {
@@ -72,9 +73,43 @@ void Scheduler::CreateSession(std::string name, std::vector<int32_t> tokens, boo
     st.created = st.last_used = absl::Now();
     auto it = stored_.emplace(name, std::move(st)).first;
     UpdateGauges();
-    done(InfoOf(name, it->second));
+    it->second.busy = true;
+    PrefillStored(name, std::move(done));
   };
   if (!Post(std::move(cmd))) done(ShuttingDown());
+}
+
+void Scheduler::PrefillStored(const std::string& name, InfoCallback done) {
+  auto it = stored_.find(name);
+  if (it == stored_.end()) return done(absl::NotFoundError("no session named '" + name + "'"));
+  Stored& st = it->second;
+  const size_t chunk = static_cast<size_t>(opts_.prefill_chunk);
+  if (st.tier != SessionTier::kBackend || st.pending.size() <= chunk) {
+    st.busy = false;
+    st.last_used = absl::Now();
+    return done(InfoOf(name, st));
+  }
+  // One chunk per loop iteration (running requests keep stepping in between), cut
+  // exactly where a generate over the pending tokens would cut them.
+  StepInput in;
+  in.session = st.sid;
+  in.tokens.assign(st.pending.begin(), st.pending.begin() + chunk);
+  in.want_logits = false;
+  std::vector<float> logits;
+  absl::Status s = backend_->Step({in}, &logits);
+  if (!s.ok()) {
+    SLOG(ERROR) << "session '" << name << "': prefill step failed: " << s;
+    DropStored(it, /*remove_file=*/false);  // its state may be inconsistent
+    UpdateGauges();
+    return done(absl::InternalError("prefill failed"));
+  }
+  metrics_->prompt_tokens->Increment(static_cast<double>(chunk));
+  st.pending.erase(st.pending.begin(), st.pending.begin() + chunk);
+  st.tokens_seen += static_cast<long long>(chunk);
+  if (!Post([this, name, done]() { PrefillStored(name, done); })) {
+    st.busy = false;
+    done(ShuttingDown());
+  }
 }
 
 void Scheduler::GetSession(std::string name, InfoCallback done) {
@@ -121,8 +156,8 @@ void Scheduler::AppendToSession(std::string name, std::vector<int32_t> tokens, I
     }
     if (absl::Status s = LoadStored(name, st); !s.ok()) return done(s);
     st.pending.insert(st.pending.end(), tokens.begin(), tokens.end());
-    st.last_used = absl::Now();
-    done(InfoOf(name, st));
+    st.busy = true;
+    PrefillStored(name, done);
   };
   if (!Post(cmd)) done(ShuttingDown());
 }

@@ -132,6 +132,25 @@ def test_session_completion_equals_a_cold_completion(srv, api):
     api.delete("cold-1")
 
 
+def test_create_and_append_prefill_in_chunks(make_server):
+    """With --prefill-chunk 8, create and append feed every whole chunk but the last at
+    once (the session holds the state, few tokens stay pending) and the result is still
+    exactly a cold completion over everything."""
+    s = make_server(*SEED, "--prefill-chunk", "8")
+    h = Http(s)
+    first = h.create("pf", prompt="x" * 30)
+    assert first["tokens_seen"] == 24 and first["pending_tokens"] == 6
+    r = h.append("pf", "y" * 20).json()
+    assert r["tokens_seen"] == 48 and r["pending_tokens"] == 2 and not r["busy"]
+    got = h.complete("pf", "z", n=8)
+    client = openai.OpenAI(base_url=s.base + "/v1", api_key="none")
+    cold = client.completions.create(model="rwkvx-embedded-random-bytes", prompt="x" * 30 + "y" * 20 + "z",
+                                     max_tokens=8, temperature=0, logprobs=5,
+                                     extra_body={"ignore_eos": True})
+    assert got["token_logprobs"] == cold.choices[0].logprobs.token_logprobs
+    assert got["top_logprobs"] == cold.choices[0].logprobs.top_logprobs
+
+
 def test_resumed_forked_restored_equal_uninterrupted(srv, api):
     calls = ["Once upon", " a time", " there was", " a cat"]
     ref = reference(api, "ref-1", calls)
