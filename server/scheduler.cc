@@ -88,7 +88,7 @@ void Scheduler::BeginDrain(absl::Duration grace) {
 bool Scheduler::WaitIdle(absl::Duration timeout) {
   std::unique_lock<std::mutex> l(mu_);
   return idle_cv_.wait_for(l, absl::ToChronoNanoseconds(timeout), [&] {
-    return running_count_.load() == 0 && waiting_.empty();
+    return running_count_.load() == 0 && waiting_.empty() && admitting_ == 0;
   });
 }
 
@@ -246,8 +246,14 @@ void Scheduler::Admit(absl::Time now) {
       s = std::move(waiting_.front());
       waiting_.pop_front();
       waiting_count_.store(static_cast<int>(waiting_.size()));
+      ++admitting_;  // not waiting, not yet counted as running: WaitIdle must not see idle
     }
     StartActive(std::move(s), now);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      --admitting_;
+    }
+    idle_cv_.notify_all();
   }
 }
 

@@ -195,6 +195,7 @@ class Scheduler {
   std::deque<std::shared_ptr<RequestStream>> waiting_;
   std::deque<std::function<void()>> commands_;
   bool stop_ = false;
+  int admitting_ = 0;  // requests popped from waiting_ whose StartActive has not returned
   absl::Time drain_deadline_ = absl::InfiniteFuture();
 
   std::atomic<bool> draining_{false};
