@@ -310,6 +310,41 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
   return *id;
 }
 
+absl::StatusOr<SessionId> CudaBackend::ForkSession(SessionId src_id) {
+  auto it = sessions_.find(src_id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", src_id));
+  const size_t need = SessionBytesOf(it->second);
+  if (UsedBytes() + WsBytesNow() + need > budget_bytes_)
+    return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
+  auto id = CreateSession();
+  if (!id.ok()) return id.status();
+  const CudaSession& src = sessions_.at(src_id);  // std::map: references survive inserts
+  CudaSession& dst = sessions_.at(*id);
+  dst.tokens_seen = src.tokens_seen;
+  RWKVX_CUDA_RETURN(cudaMemcpyAsync(dst.state, src.state, StateFloats() * sizeof(float), cudaMemcpyDeviceToDevice,
+                                    stream_));
+  const int B = model_->attn.chunk_size;
+  for (int j = 0; j < M_; ++j) {
+    const KvCache& from = src.kv[j];
+    if (from.cap == 0) continue;
+    if (absl::Status a = AllocKv(&dst.kv[j], from.cap); !a.ok()) {
+      (void)FreeSession(*id);
+      return a;
+    }
+    KvCache& to = dst.kv[j];
+    const size_t kvb = static_cast<size_t>(from.ct) * C_ * sizeof(__half);
+    const size_t sb = static_cast<size_t>(from.cap / B + 2) * C_ * sizeof(float);
+    if (kvb > 0) {
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(to.k, from.k, kvb, cudaMemcpyDeviceToDevice, stream_));
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(to.v, from.v, kvb, cudaMemcpyDeviceToDevice, stream_));
+    }
+    RWKVX_CUDA_RETURN(cudaMemcpyAsync(to.sums, from.sums, sb, cudaMemcpyDeviceToDevice, stream_));
+    to.ct = from.ct;
+  }
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  return *id;
+}
+
 size_t CudaBackend::SessionBytes(SessionId id) const {
   auto it = sessions_.find(id);
   return it == sessions_.end() ? 0 : SessionBytesOf(it->second);

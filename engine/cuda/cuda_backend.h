@@ -49,6 +49,9 @@ class CudaBackend final : public Backend {
   absl::Status FreeSession(SessionId id) override;
   absl::StatusOr<SessionState> ExportSession(SessionId id) const override;
   absl::StatusOr<SessionId> ImportSession(const SessionState& state) override;
+  // A device-to-device copy of the state and KV buffers (no host round trip, no
+  // rounding: the copy continues bit for bit like the original). Pages are not shared yet.
+  absl::StatusOr<SessionId> ForkSession(SessionId id) override;
   absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override;
   size_t SessionBytes(SessionId id) const override;
   size_t SessionKvTokens(SessionId id) const override;
