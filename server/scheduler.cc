@@ -1,6 +1,7 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "server/log.h"
@@ -37,6 +38,10 @@ struct Scheduler::Active {
 Scheduler::Scheduler(std::unique_ptr<Backend> backend, const Tokenizer* tokenizer,
                      SchedulerOptions opts, ServerMetrics* metrics)
     : backend_(std::move(backend)), tokenizer_(tokenizer), opts_(opts), metrics_(metrics) {
+  // Ids the model can score but the tokenizer cannot spell (the world vocabulary ends at
+  // 65529, models have 65536 logits): never sampled (docs/SAMPLING.md).
+  for (int32_t id = 1; id < backend_->model().shape.vocab; ++id)
+    if (!tokenizer_->IsKnown(id)) unspellable_.push_back(id);
   MakePrefixCache();
 }
 
@@ -379,6 +384,7 @@ bool Scheduler::RunStep() {
 
 void Scheduler::HandleToken(Active& a, float* logits, absl::Time now) {
   const GenerateRequest& req = a.req;
+  for (int32_t id : unspellable_) logits[id] = -std::numeric_limits<float>::infinity();
   SampleResult r = a.sampler.Sample(logits, backend_->model().shape.vocab);
   ++a.generated;
   metrics_->generation_tokens->Increment();

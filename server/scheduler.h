@@ -208,6 +208,7 @@ class Scheduler {
   std::map<std::string, Stored> stored_;
   std::unique_ptr<SessionFiles> files_;  // --session-dir, or null
   absl::Time last_expiry_check_;
+  std::vector<int32_t> unspellable_;  // ids with no tokenizer bytes (id 0 = end of text excluded)
   std::unique_ptr<PrefixCache> prefix_;  // null when off; declared after backend_
 };
 

@@ -267,3 +267,41 @@ TEST(SchedulerTest, StoredSessionContinues) {
 
 }  // namespace
 }  // namespace rwkvx
+
+namespace rwkvx {
+namespace {
+
+// A model with more logits than the tokenizer can spell (like 65536 vs the world
+// vocabulary's 65530): the fake's greedy choice lands on ids 257..299 about one step in
+// seven, and the scheduler must never emit them.
+TEST(SchedulerTest, NeverSamplesIdsTheTokenizerCannotSpell) {
+  auto tok = MakeByteTokenizer();  // ids 1..256 (0 = end of text)
+  ServerMetrics metrics;
+  auto b = std::make_unique<testing::FakeBackend>(300);
+  Scheduler sched(std::move(b), tok.get(), SchedulerOptions{}, &metrics);
+  sched.Start();
+  int emitted = 0;
+  for (int salt = 0; salt < 4; ++salt) {
+    for (float temperature : {0.0f, 1.0f}) {
+      GenerateRequest r;
+      r.prompt = Prompt(5, salt);
+      r.max_tokens = 32;
+      r.stop_at_end_of_text = false;
+      r.sampling.temperature = temperature;
+      r.sampling.seed = 7;
+      auto s = std::make_shared<RequestStream>(std::move(r), 1 << 20);
+      testing::StreamCollector c(s);
+      ASSERT_TRUE(sched.Submit(s).ok());
+      auto& out = c.WaitFinal();
+      for (int32_t t : out.tokens) {
+        EXPECT_TRUE(tok->IsKnown(t)) << "emitted unspellable id " << t;
+        ++emitted;
+      }
+    }
+  }
+  EXPECT_EQ(emitted, 4 * 2 * 32);
+  sched.Stop();
+}
+
+}  // namespace
+}  // namespace rwkvx
