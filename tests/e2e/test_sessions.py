@@ -458,3 +458,44 @@ def test_unusable_session_dir_fails_at_startup(tmp_path):
                         "--grpc-port", "-1"], capture_output=True, timeout=60)
     assert p.returncode != 0
     assert b"--session-dir" in p.stderr
+
+
+def _immutable(path, on):
+    """chattr +i / -i: even root cannot create, rename or delete entries in the folder."""
+    r = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True)
+    return r.returncode == 0
+
+
+def test_read_only_session_dir(tmp_path):
+    """A session dir that cannot be written: refused at startup with a clear message; one
+    that turns read-only while serving gives the request that needed it a clear error, and
+    the session that could not move stays usable in memory."""
+    d = tmp_path / "sessions"
+    d.mkdir()
+    if not _immutable(d, True):
+        pytest.skip("chattr +i is not available on this filesystem (needs root and ext4/xfs/btrfs)")
+    try:
+        from e2e_util import binary
+        p = subprocess.run([binary(), "serve", *SEED, "--session-dir", str(d), "--http-port", "0",
+                            "--grpc-port", "-1"], capture_output=True, timeout=60)
+        assert p.returncode != 0
+        assert b"--session-dir" in p.stderr
+    finally:
+        _immutable(d, False)
+
+    s = Server(*SEED, "--session-dir", str(d), "--session-memory-bytes", "400000",
+               "--session-host-bytes", "0")
+    try:
+        h = Http(s)
+        ref = reference(h, "ref", ["a", "b"])
+        h.create("first", prompt="a")
+        assert _immutable(d, True)
+        r = h.create("second", prompt="b", ok=False)
+        assert r.status_code in (429, 503), r.text
+        assert str(d) not in r.text  # no server paths in client errors
+        assert h.get("first").json()["tier"] == "host"
+        assert h.complete("first", "b") == ref[0]
+        assert s.alive()
+    finally:
+        _immutable(d, False)
+        s.close()
