@@ -96,16 +96,24 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
     client_session_ = std::move(session);
   }
   // Starts streaming `s` (any thread).
+  // SetNotify runs the callback at once when events are already queued (a request the
+  // scheduler refused or finished before we got here), and the callback takes link->mu:
+  // so it must not be called with link->mu held (that self-deadlock hung the call until
+  // its deadline). After SetNotify the reactor may already be finished and deleted: only
+  // `link` is touched from then on.
   void Attach(std::shared_ptr<RequestStream> s) {
-    std::lock_guard<std::mutex> l(link_->mu);
-    stream_ = std::move(s);
     std::shared_ptr<Link> link = link_;
-    stream_->SetNotify([link] {
+    {
+      std::lock_guard<std::mutex> l(link->mu);
+      stream_ = s;
+      if (cancelled_) s->Cancel();
+    }
+    s->SetNotify([link] {
       std::lock_guard<std::mutex> l(link->mu);
       if (link->r) link->r->PumpLocked();
     });
-    if (cancelled_) stream_->Cancel();
-    PumpLocked();
+    std::lock_guard<std::mutex> l(link->mu);
+    if (link->r) link->r->PumpLocked();
   }
   // Ends the call with `st` before any stream was attached (any thread).
   void Fail(const absl::Status& st) {
