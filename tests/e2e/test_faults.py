@@ -47,6 +47,27 @@ def raw_post(port, body, path="/v1/completions", extra_headers=b""):
     return s
 
 
+def keep_reading(s):
+    """Reads `s` on a thread until it is closed, so a long stream is never dropped as a slow
+    client (which would free its session). Close the socket with shutdown() + close()."""
+    def drain():
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    return t
+
+
+def stop_reading(s, t):
+    s.shutdown(socket.SHUT_RDWR)
+    s.close()
+    t.join(timeout=60)
+
+
 def read_until_closed(s, limit=1 << 22):
     """Reads until the peer closes (b'' or a reset); returns the bytes read."""
     out = b""
@@ -82,6 +103,7 @@ def test_disconnect_while_queued(make_server):
     srv = make_server("--max-sessions", "1", "--max-queue", "4", "--max-tokens", "1000000")
     a = raw_post(srv.http_port, {"prompt": "a", "max_tokens": 1000000, "stream": True,
                                  "ignore_eos": True})
+    reader = keep_reading(a)  # A must stay running: never dropped as a slow client
     wait_for(lambda: srv.metric(RUNNING) == 1, "request A to run")
     b = raw_post(srv.http_port, {"prompt": "b", "max_tokens": 4, "stream": True})
     wait_for(lambda: srv.metric(WAITING) == 1, "request B to wait")
@@ -90,7 +112,7 @@ def test_disconnect_while_queued(make_server):
     wait_for(lambda: srv.metric(WAITING) == 0, "the queued request to leave the queue")
     wait_for(lambda: finished(srv, "cancelled") == before + 1, "B to count as cancelled")
     assert srv.metric(RUNNING) == 1  # A is unaffected
-    a.close()
+    stop_reading(a, reader)
     wait_for(lambda: srv.metric(SESSIONS) == 0, "all sessions freed")
     complete(srv)
 
@@ -157,15 +179,18 @@ def test_grpc_deadline_while_queued_and_running(make_server, grpc_stubs):
             list(stub.Generate(pb.GenerateRequest(text="r", max_tokens=1000000,
                                                   ignore_eos=True), timeout=1.0))
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        # Queued past its deadline (the one session is busy).
+        # Queued past its deadline (the one session is busy). A is read continuously, so it
+        # is never dropped as a slow client (which would free the session for the queued one).
         a = raw_post(srv.http_port, {"prompt": "a", "max_tokens": 1000000, "stream": True,
                                      "ignore_eos": True})
+        reader = keep_reading(a)
         wait_for(lambda: srv.metric(RUNNING) == 1, "request A to run")
         with pytest.raises(grpc.RpcError) as e:
             list(stub.Generate(pb.GenerateRequest(text="q", max_tokens=2), timeout=1.0))
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         wait_for(lambda: srv.metric(WAITING) == 0, "the expired request to leave the queue")
-        a.close()
+        assert srv.metric(RUNNING) == 1  # A was running all along
+        stop_reading(a, reader)
     wait_for(lambda: srv.metric(SESSIONS) == 0, "all sessions freed")
     complete(srv)
 
