@@ -5,7 +5,6 @@ calls on a session that was never interrupted; bad snapshots are refused with a 
 """
 import base64
 import os
-import resource
 import signal
 import struct
 import subprocess
@@ -412,10 +411,6 @@ def test_kill_mid_write_keeps_the_previous_snapshot(make_server, tmp_path):
     assert h2.complete("c", calls[3]) == ref[1]
 
 
-def limit_file_size():
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, resource.RLIM_INFINITY))
-
-
 def test_full_session_dir_is_a_clear_error(tmp_path):
     """Writes past 64 KiB fail (RLIMIT_FSIZE, like a full disk); a session needs more."""
     d = str(tmp_path / "sessions")
@@ -423,9 +418,10 @@ def test_full_session_dir_is_a_clear_error(tmp_path):
     # Start with the file-size limit applied to the server process only.
     orig = subprocess.Popen
 
-    def popen(*a, **kw):
-        kw["preexec_fn"] = limit_file_size
-        return orig(*a, **kw)
+    # Through prlimit(1), not preexec_fn: preexec_fn forces fork() in this multi-threaded
+    # process (grpcio runs threads here), whose fork handlers can kill the child before exec.
+    def popen(args, *a, **kw):
+        return orig(["prlimit", f"--fsize={64 << 10}:unlimited", *args], *a, **kw)
 
     subprocess.Popen = popen
     try:
