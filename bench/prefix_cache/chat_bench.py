@@ -16,34 +16,15 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 import openai
 import requests
 
 
-def start_server(binary, flags):
-    d = tempfile.mkdtemp(prefix="rwkvx-bench-")
-    port_file = os.path.join(d, "ports.json")
-    log = open(os.path.join(d, "server.log"), "wb")
-    p = subprocess.Popen([binary, "serve", "--http-port", "0", "--grpc-port", "-1",
-                          "--port-file", port_file, *flags], stdout=log, stderr=subprocess.STDOUT)
-    end = time.monotonic() + 120
-    while True:
-        if p.poll() is not None:
-            raise SystemExit(f"server exited early; log in {log.name}")
-        try:
-            with open(port_file) as f:
-                return p, f"http://127.0.0.1:{json.load(f)['http_port']}"
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        if time.monotonic() > end:
-            p.kill()
-            raise SystemExit("server did not start")
-        time.sleep(0.05)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "serve"))
+from loadgen import start_server  # noqa: E402  (one way to start a benchmark server)
 
 
 def metric(base, name):

@@ -106,9 +106,11 @@ def start_server(binary, extra):
     while time.time() < end:
         if p.poll() is not None:
             sys.exit(f"server exited; see {log.name}")
-        if os.path.exists(pf):
+        try:  # the file may be half written
             with open(pf) as f:
                 return p, f"http://127.0.0.1:{json.load(f)['http_port']}"
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
         time.sleep(0.05)
     p.kill()
     sys.exit("server did not start")
