@@ -80,6 +80,9 @@ class RequestStream {
   GenerateRequest& mutable_request() { return request_; }  // before Submit only
 
   // Frontend side (any thread).
+  // The callback runs on the scheduler thread outside the stream's lock, so a call that
+  // began before SetNotify(nullptr) may still be running after it returns: the callback
+  // must own (shared_ptr) or weakly reference what it touches, never a raw `this`.
   void SetNotify(std::function<void()> fn);
   void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }

@@ -20,17 +20,20 @@ struct Collected {
 
 class StreamCollector {
  public:
-  explicit StreamCollector(std::shared_ptr<RequestStream> s) : s_(std::move(s)) {
-    s_->SetNotify([this] {
-      std::lock_guard<std::mutex> l(mu_);
-      cv_.notify_all();
+  // The callback may still be running on the scheduler thread after SetNotify(nullptr)
+  // returns (RequestStream calls it outside its lock), so it owns what it touches.
+  explicit StreamCollector(std::shared_ptr<RequestStream> s)
+      : s_(std::move(s)), sync_(std::make_shared<Sync>()) {
+    s_->SetNotify([sync = sync_] {
+      std::lock_guard<std::mutex> l(sync->mu);
+      sync->cv.notify_all();
     });
   }
   ~StreamCollector() { s_->SetNotify(nullptr); }
   // Waits (at most `timeout_s`) until at least `n` tokens arrived or the stream finished.
   Collected& WaitTokens(size_t n, double timeout_s = 30) {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, std::chrono::duration<double>(timeout_s), [&] {
+    std::unique_lock<std::mutex> l(sync_->mu);
+    sync_->cv.wait_for(l, std::chrono::duration<double>(timeout_s), [&] {
       Drain();
       return c_.finished || c_.tokens.size() >= n;
     });
@@ -51,9 +54,12 @@ class StreamCollector {
       }
     }
   }
+  struct Sync {
+    std::mutex mu;
+    std::condition_variable cv;
+  };
   std::shared_ptr<RequestStream> s_;
-  std::mutex mu_;
-  std::condition_variable cv_;
+  std::shared_ptr<Sync> sync_;
   Collected c_;
 };
 
