@@ -9,14 +9,7 @@ template <Act A>
 __global__ void ActivationKernel(ActivationParams p) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < p.n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    float x = p.in[i];
-    if constexpr (A == Act::kTanh) x = tanhf(x);
-    if constexpr (A == Act::kSigmoid) x = Sigmoidf(x);
-    if constexpr (A == Act::kReluSq) {
-      x = x > 0.f ? x : 0.f;
-      x = x * x;
-    }
-    StoreHalf(p.out, i, x, p.bf16);
+    StoreHalf(p.out, i, ApplyAct(A, p.in[i]), p.bf16);
   }
 }
 }  // namespace

@@ -16,4 +16,15 @@ struct ActivationParams {
 };
 cudaError_t LaunchActivation(const ActivationParams& p, cudaStream_t s);
 
+#ifdef __CUDACC__
+__device__ __forceinline__ float ApplyAct(Act a, float x) {
+  switch (a) {
+    case Act::kTanh: return tanhf(x);
+    case Act::kSigmoid: return 1.f / (1.f + expf(-x));
+    case Act::kReluSq: x = x > 0.f ? x : 0.f; return x * x;
+    default: return x;
+  }
+}
+#endif
+
 }  // namespace rwkvx::kernels

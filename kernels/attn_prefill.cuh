@@ -3,7 +3,7 @@
 //   full-prefix path (prefix = 1): lo_i = 0 (the whole cache, then the new rows up to i)
 //   chunk-local path (prefix = 0): lo_i = ct + (i div B) * B (pieces of B from the first
 //                                  new token; the cache is ignored)
-// Tiled on CUDA cores: a block holds 16 queries of one head and walks 64-row key tiles
+// Tiled on CUDA cores: a block holds 32 queries of one head and walks 64-row key tiles
 // through shared memory with an online softmax. Scale 1/sqrt(64).
 #pragma once
 #include <cuda_runtime.h>

@@ -24,25 +24,35 @@ __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
   }
 }
 
-// 256 threads = 8 warps, one output row each.
+// 256 threads = 8 warps, one output row each. Blocks are laid out job after job
+// (ceil(out / 8) blocks per job).
 template <int ROWS>
-__global__ void __launch_bounds__(256) GemvKernel(GemvParams p) {
+__global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   const int lane = threadIdx.x & 31;
-  const int o = blockIdx.x * 8 + (threadIdx.x >> 5);
+  int b = blockIdx.x, j = 0;
+  for (; j < gp.n_jobs - 1; ++j) {
+    const int nb = (gp.job[j].out + 7) / 8;
+    if (b < nb) break;
+    b -= nb;
+  }
+  const GemvParams& p = gp.job[j];
+  const bool bf16 = gp.job[0].bf16;
+  const int o = b * 8 + (threadIdx.x >> 5);
   if (o >= p.out) return;
   const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
   const int n8 = p.in / 8;
   float acc[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
+#pragma unroll 4  // several 16-byte weight loads in flight per lane (same summation order)
   for (int i = lane; i < n8; i += 32) {
     float wf[8];
-    Unpack8(w[i], p.bf16, wf);
+    Unpack8(w[i], bf16, wf);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       const uint4 xv = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2)[i];
       float xf[8];
-      Unpack8(xv, p.bf16, xf);
+      Unpack8(xv, bf16, xf);
 #pragma unroll
       for (int k = 0; k < 8; ++k) acc[r] += wf[k] * xf[k];
     }
@@ -55,22 +65,37 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvParams p) {
       if (p.y)
         p.y[idx] = p.accumulate ? p.y[idx] + v : v;
       else
-        StoreHalf(p.y_half, idx, v, p.bf16);
+        StoreHalf(p.y_half, idx, ApplyAct(p.act, v), bf16);
     }
   }
 }
 }  // namespace
 
-cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s) {
-  if (p.rows < 1 || p.rows > kGemvMaxRows || p.in % 8 != 0) return cudaErrorInvalidValue;
-  const unsigned blocks = CeilDiv(p.out, 8);
-  switch (p.rows) {
+cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
+  if (p.n_jobs < 1 || p.n_jobs > kGemvMaxJobs) return cudaErrorInvalidValue;
+  const int rows = p.job[0].rows;
+  if (rows < 1 || rows > kGemvMaxRows) return cudaErrorInvalidValue;
+  unsigned blocks = 0;
+  for (int j = 0; j < p.n_jobs; ++j) {
+    const GemvParams& q = p.job[j];
+    if (q.rows != rows || q.bf16 != p.job[0].bf16 || q.in % 8 != 0 || q.out < 1 || (!q.y && !q.y_half))
+      return cudaErrorInvalidValue;
+    blocks += CeilDiv(q.out, 8);
+  }
+  switch (rows) {
     case 1: GemvKernel<1><<<blocks, 256, 0, s>>>(p); break;
     case 2: GemvKernel<2><<<blocks, 256, 0, s>>>(p); break;
     case 3: GemvKernel<3><<<blocks, 256, 0, s>>>(p); break;
     default: GemvKernel<4><<<blocks, 256, 0, s>>>(p); break;
   }
   return cudaGetLastError();
+}
+
+cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s) {
+  GemvGroupParams g;
+  g.job[0] = p;
+  g.n_jobs = 1;
+  return LaunchGemvGroup(g, s);
 }
 
 }  // namespace rwkvx::kernels

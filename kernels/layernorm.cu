@@ -25,12 +25,20 @@ __global__ void LayerNormKernel(LayerNormParams p) {
     const size_t o = static_cast<size_t>(r) * p.C + c;
     if (p.out) p.out[o] = y;
     if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
+    if (p.mix) {
+      float* st = p.item_state[r] + p.state_off;
+      const float d = st[c] - y;
+      const size_t plane = static_cast<size_t>(p.rows) * p.C;
+      for (int m = 0; m < p.n_mix; ++m) StoreHalf(p.mix_out, m * plane + o, y + d * p.mix[m * p.C + c], p.bf16);
+      st[c] = y;
+    }
   }
 }
 }  // namespace
 
 cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
+  if (p.mix && (p.row_index || !p.item_state || !p.mix_out || p.n_mix < 1)) return cudaErrorInvalidValue;
   LayerNormKernel<<<p.rows, 256, 0, s>>>(p);
   return cudaGetLastError();
 }

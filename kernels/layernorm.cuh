@@ -12,7 +12,16 @@ struct LayerNormParams {
   const float* b = nullptr;         // [C]
   float* out = nullptr;             // optional [rows, C] float32 (may alias x without row_index)
   void* out_half = nullptr;         // optional [rows, C] fp16/bf16
-  bool bf16 = false;                // type of out_half
+  bool bf16 = false;                // type of out_half and mix_out
+  // Decode fusion of the token-shift mixes (kernels/token_shift.cuh) when every item of the
+  // step has one row and row r is item r: with y the normed row and prev the item's saved
+  // vector, mix_out[m, r] = y + (prev - y) * mix[m] for m < n_mix, then prev <- y.
+  // Same arithmetic as LayerNorm followed by LaunchTokenShift(one_row_items).
+  const float* mix = nullptr;        // [n_mix, C]; null: no fusion
+  int n_mix = 0;
+  void* mix_out = nullptr;           // [n_mix, rows, C] fp16/bf16
+  float* const* item_state = nullptr;  // [rows] base of each item's state block
+  size_t state_off = 0;              // floats from the base to this layer's prev vector
   int rows = 0, C = 0;
   float eps = 1e-5f;
 };

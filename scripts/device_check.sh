@@ -5,6 +5,8 @@
 #   sanitize  compute-sanitizer memcheck + racecheck on the small kernel-heavy tests
 #   bench     bench/engine on the 0.2B shape, then the 3.6B shape (BENCH_SHAPES to change)
 #   package   the official rwkv-x package on the same shapes (bench/engine/package_bench.py)
+#   bench-base  bench_engine of an earlier build ($BIN/bench_engine_base, carried) on the
+#             same shapes, for a before/after ratio in the same call (base_<shape>.*)
 # Binaries come from $BIN (default .devbin: built here by scripts/device_prepare.sh with
 # the libraries they need) or from build-device after `build`. Logs go to $OUT.
 set -uo pipefail
@@ -42,6 +44,13 @@ for stage in $stages; do
         [ "$shape" = "0.2b" ] && extra="--decode-ctx ${DECODE_CTX_02:-1K,8K,32K,64K,128K,1M}"
         [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
         timeout ${BENCH_TIMEOUT:-280} "$BIN/bench_engine" --shape "$shape" $extra --json "$OUT/bench_$shape.json" 2>&1 | tee "$OUT/bench_$shape.txt"
+      done ;;
+    bench-base)
+      for shape in ${BENCH_SHAPES:-0.2b 3.6b}; do
+        extra=""
+        [ "$shape" = "0.2b" ] && extra="--decode-ctx ${DECODE_CTX_02:-1K,8K,32K,64K,128K,1M}"
+        [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
+        timeout ${BENCH_TIMEOUT:-280} "$BIN/bench_engine_base" --shape "$shape" $extra --json "$OUT/base_$shape.json" 2>&1 | tee "$OUT/base_$shape.txt"
       done ;;
     profile)
       # Per-kernel times of one prefill step (0.2B shape, PROFILE_T tokens) under Nsight Compute.

@@ -76,6 +76,7 @@ absl::Status CudaBackend::Init() {
   RWKVX_CUDA_RETURN(cudaMalloc(&cublas_ws_, ws_bytes));
   RWKVX_CUBLAS_RETURN(cublasSetWorkspace(cublas_, cublas_ws_, ws_bytes));
   if (const char* g = std::getenv("RWKVX_CUDA_GRAPHS"); g && std::string(g) == "0") use_graphs_ = false;
+  if (const char* g = std::getenv("RWKVX_WKV_CHUNKED"); g && std::string(g) == "0") use_wkv_chunked_ = false;
   // Keep freed stream-ordered memory in the pool (KV buffers come and go every step).
   cudaMemPool_t pool;
   RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
@@ -165,8 +166,9 @@ size_t CudaBackend::WsBytes(int rows, int items, int logit_rows, size_t part_flo
   items = std::max(items, 16);
   logit_rows = std::max(logit_rows, 1);
   const size_t RC = static_cast<size_t>(rows) * C_;
-  return 12 * RC * 4 + static_cast<size_t>(rows) * maxrank_ * 6 + static_cast<size_t>(rows) * F_ * 6 + 6 * RC * 2 +
-         RC * 2 + static_cast<size_t>(logit_rows) * (V_ * 4 + C_ * 2) + part_floats * 4 + items * 16 * 4;
+  return 12 * RC * 4 + static_cast<size_t>(rows) * maxrank_ * 12 + static_cast<size_t>(rows) * F_ * 6 + 6 * RC * 2 +
+         RC * 2 + static_cast<size_t>(logit_rows) * (V_ * 4 + C_ * 2) + part_floats * 4 + items * 16 * 4 +
+         (rows >= kWkvChunkedMinLen ? kWkvScratchBytes : 0);
 }
 
 void CudaBackend::FreeKv(KvCache* kv) {

@@ -18,6 +18,7 @@
 
 #include "engine/backend.h"
 #include "engine/cuda/device_model.h"
+#include "kernels/activation.cuh"
 #include "kernels/attn_item.cuh"
 
 namespace rwkvx::cuda {
@@ -81,6 +82,23 @@ class CudaBackend final : public Backend {
   absl::Status Gemm(float* y, const void* x, const void* w, int rows, int out, int in, bool accumulate);
   // Same product, output rounded to the weights' half type (fp32 accumulation).
   absl::Status GemmHalfOut(void* y, const void* x, const void* w, int rows, int out, int in);
+  // Independent products of one step over the same rows: one grouped GEMV launch per
+  // kGemvMaxJobs for decode steps of at most kGemvMaxRows rows, else cuBLAS per job (with
+  // `tmp`, a float buffer [rows, out], and an activation launch when act is set).
+  struct GemmJob {
+    float* y;          // float32 output, or null
+    void* y_half;      // half output when y is null
+    float* tmp;        // cuBLAS path with an activation: float32 scratch
+    const void* x;
+    const void* w;
+    int out, in;
+    bool accumulate = false;
+    kernels::Act act = kernels::Act::kNone;
+  };
+  absl::Status GemmJobs(const GemmJob* jobs, int n, int rows);
+  // LayerNorm of ws_.x then the token-shift mixes into ws_.mixh (fused for decode steps).
+  absl::Status NormShift(const float* ln_w, const float* ln_b, const float* mix, int n_mix, size_t prev_off,
+                         int rows, int items);
   absl::Status RwkvBlock(int i, int rows, int items);
   absl::Status AttnBlock(int j, int rows, int items);
   // Embedding, blocks in model order and the head, for the planned step (no host copies):
@@ -141,6 +159,12 @@ class CudaBackend final : public Backend {
   };
   std::map<GraphKey, cudaGraphExec_t> graphs_;
   bool use_graphs_ = true;
+  // Chunked wkv7 (kernels/wkv7_chunked.cuh) for steps with an item of at least
+  // kWkvChunkedMinLen rows and few (item, head) pairs; RWKVX_WKV_CHUNKED=0 turns it off.
+  static constexpr int kWkvChunkedMinLen = 128;
+  static constexpr size_t kWkvScratchBytes = size_t{64} << 20;
+  bool use_wkv_chunked_ = true;
+  bool wkv_chunked_ = false;  // this step
   bool graph_mode_ = false;   // set while capturing: chunk selection uses the fixed cap
   int graph_chunk_cap_ = 0;
   bool graph_sparse_ = false;
@@ -153,6 +177,7 @@ class CudaBackend final : public Backend {
     float *x, *u, *r, *k, *v, *w, *a, *kk, *y, *g, *vfirst, *vg, *lora, *ffn, *logits, *part;
     void *mixh, *yh, *lorah, *ffnh, *headh;
     int* selected;
+    float* wkv;  // chunked-recurrence scratch (kWkvScratchBytes) once rows >= kWkvChunkedMinLen
     std::vector<void*> allocs;
   } ws_{};
 };

@@ -22,6 +22,7 @@
 #include "kernels/rwkv7_prep.cuh"
 #include "kernels/token_shift.cuh"
 #include "kernels/wkv7.cuh"
+#include "kernels/wkv7_chunked.cuh"
 
 namespace rwkvx::cuda {
 namespace {
@@ -76,6 +77,89 @@ absl::Status CudaBackend::GemmHalfOut(void* y, const void* x, const void* w, int
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::GemmJobs(const GemmJob* jobs, int n, int rows) {
+  bool grouped = rows <= kernels::kGemvMaxRows;
+  for (int j = 0; j < n; ++j) grouped = grouped && jobs[j].in % 8 == 0;
+  if (grouped) {  // decode of a few sessions: up to kGemvMaxJobs products per launch
+    for (int j0 = 0; j0 < n; j0 += kernels::kGemvMaxJobs) {
+      kernels::GemvGroupParams g;
+      g.n_jobs = std::min(n - j0, kernels::kGemvMaxJobs);
+      for (int j = 0; j < g.n_jobs; ++j) {
+        const GemmJob& q = jobs[j0 + j];
+        kernels::GemvParams& p = g.job[j];
+        p.x = q.x;
+        p.w = q.w;
+        p.y = q.y;
+        p.y_half = q.y_half;
+        p.accumulate = q.accumulate;
+        p.act = q.act;
+        p.bf16 = dev_->bf16;
+        p.rows = rows;
+        p.out = q.out;
+        p.in = q.in;
+      }
+      RWKVX_CUDA_RETURN(kernels::LaunchGemvGroup(g, stream_));
+    }
+    return absl::OkStatus();
+  }
+  for (int j = 0; j < n; ++j) {
+    const GemmJob& q = jobs[j];
+    if (q.y) {
+      RWKVX_RETURN_IF_ERROR(Gemm(q.y, q.x, q.w, rows, q.out, q.in, q.accumulate));
+    } else if (q.act == kernels::Act::kNone) {  // the GEMM writes the half output directly
+      RWKVX_RETURN_IF_ERROR(GemmHalfOut(q.y_half, q.x, q.w, rows, q.out, q.in));
+    } else {
+      RWKVX_RETURN_IF_ERROR(Gemm(q.tmp, q.x, q.w, rows, q.out, q.in, false));
+      kernels::ActivationParams a;
+      a.in = q.tmp;
+      a.out = q.y_half;
+      a.bf16 = dev_->bf16;
+      a.n = static_cast<size_t>(rows) * q.out;
+      a.act = q.act;
+      RWKVX_CUDA_RETURN(kernels::LaunchActivation(a, stream_));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::NormShift(const float* ln_w, const float* ln_b, const float* mix, int n_mix,
+                                    size_t prev_off, int rows, int items) {
+  kernels::LayerNormParams ln;
+  ln.x = ws_.x;
+  ln.w = ln_w;
+  ln.b = ln_b;
+  ln.rows = rows;
+  ln.C = C_;
+  ln.bf16 = dev_->bf16;
+  if (max_len_ == 1) {  // decode: one row per item, row r is item r: one fused launch
+    ln.mix = mix;
+    ln.n_mix = n_mix;
+    ln.mix_out = ws_.mixh;
+    ln.item_state = d_item_state_;
+    ln.state_off = prev_off;
+    RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+    return absl::OkStatus();
+  }
+  ln.out = ws_.u;
+  RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+  kernels::TokenShiftParams ts;
+  ts.u = ws_.u;
+  ts.row_item = d_row_item_;
+  ts.item_row0 = d_item_row0_;
+  ts.item_len = d_item_len_;
+  ts.item_state = d_item_state_;
+  ts.state_off = prev_off;
+  ts.mix = mix;
+  ts.n_mix = n_mix;
+  ts.out = ws_.mixh;
+  ts.bf16 = dev_->bf16;
+  ts.rows = rows;
+  ts.items = items;
+  ts.C = C_;
+  RWKVX_CUDA_RETURN(kernels::LaunchTokenShift(ts, stream_));
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, size_t part_floats) {
   if (rows <= ws_.rows && items <= ws_.items && logit_rows <= ws_.logit_rows && part_floats <= ws_.part_floats)
     return absl::OkStatus();
@@ -102,7 +186,7 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
   for (float** f : {&ws_.x, &ws_.u, &ws_.r, &ws_.k, &ws_.v, &ws_.w, &ws_.a, &ws_.kk, &ws_.y, &ws_.g, &ws_.vfirst, &ws_.vg})
     alloc(RC * sizeof(float), f);
   alloc(static_cast<size_t>(ws_.rows) * maxrank_ * sizeof(float), &ws_.lora);
-  alloc(static_cast<size_t>(ws_.rows) * maxrank_ * 2, &ws_.lorah);
+  alloc(4 * static_cast<size_t>(ws_.rows) * maxrank_ * 2, &ws_.lorah);  // w, a, v, g hidden layers
   alloc(static_cast<size_t>(ws_.rows) * F_ * sizeof(float), &ws_.ffn);
   alloc(static_cast<size_t>(ws_.rows) * F_ * 2, &ws_.ffnh);
   alloc(6 * RC * 2, &ws_.mixh);
@@ -111,6 +195,8 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
   alloc(static_cast<size_t>(ws_.logit_rows) * C_ * 2, &ws_.headh);
   alloc(ws_.part_floats * sizeof(float), &ws_.part);
   alloc(static_cast<size_t>(ws_.items) * 16 * sizeof(int), &ws_.selected);
+  ws_.wkv = nullptr;
+  if (ws_.rows >= kWkvChunkedMinLen) alloc(kWkvScratchBytes, &ws_.wkv);
   if (failed) {
     for (void* p : ws_.allocs) cudaFree(p);
     ws_ = Ws{};
@@ -121,39 +207,16 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
 
 absl::Status CudaBackend::ChannelMix(const float* ln_w, const float* ln_b, const float* x_k, const void* key,
                                      const void* value, size_t prev_off, int rows, int items) {
-  const bool bf = dev_->bf16;
-  kernels::LayerNormParams ln;
-  ln.x = ws_.x;
-  ln.w = ln_w;
-  ln.b = ln_b;
-  ln.out = ws_.u;
-  ln.rows = rows;
-  ln.C = C_;
-  RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
-  kernels::TokenShiftParams ts;
-  ts.u = ws_.u;
-  ts.row_item = d_row_item_;
-  ts.item_row0 = d_item_row0_;
-  ts.item_len = d_item_len_;
-  ts.item_state = d_item_state_;
-  ts.state_off = prev_off;
-  ts.mix = x_k;
-  ts.n_mix = 1;
-  ts.out = ws_.mixh;
-  ts.bf16 = bf;
-  ts.rows = rows;
-  ts.items = items;
-  ts.C = C_;
-  ts.one_row_items = max_len_ == 1;
-  RWKVX_CUDA_RETURN(kernels::LaunchTokenShift(ts, stream_));
-  RWKVX_RETURN_IF_ERROR(Gemm(ws_.ffn, ws_.mixh, key, rows, F_, C_, false));
-  kernels::ActivationParams act;
-  act.in = ws_.ffn;
-  act.out = ws_.ffnh;
-  act.bf16 = bf;
-  act.n = static_cast<size_t>(rows) * F_;
-  act.act = kernels::Act::kReluSq;
-  RWKVX_CUDA_RETURN(kernels::LaunchActivation(act, stream_));
+  RWKVX_RETURN_IF_ERROR(NormShift(ln_w, ln_b, x_k, 1, prev_off, rows, items));
+  GemmJob k{};
+  k.y_half = ws_.ffnh;
+  k.tmp = ws_.ffn;
+  k.x = ws_.mixh;
+  k.w = key;
+  k.out = F_;
+  k.in = C_;
+  k.act = kernels::Act::kReluSq;
+  RWKVX_RETURN_IF_ERROR(GemmJobs(&k, 1, rows));
   return Gemm(ws_.x, ws_.ffnh, value, rows, C_, F_, true);
 }
 
@@ -164,53 +227,26 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   const size_t plane = static_cast<size_t>(rows) * C_ * 2;
   auto mix = [&](int m) { return static_cast<const void*>(static_cast<char*>(ws_.mixh) + m * plane); };
 
-  kernels::LayerNormParams ln;
-  ln.x = ws_.x;
-  ln.w = w.ln1_w;
-  ln.b = w.ln1_b;
-  ln.out = ws_.u;
-  ln.rows = rows;
-  ln.C = C_;
-  RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
-  kernels::TokenShiftParams ts;
-  ts.u = ws_.u;
-  ts.row_item = d_row_item_;
-  ts.item_row0 = d_item_row0_;
-  ts.item_len = d_item_len_;
-  ts.item_state = d_item_state_;
-  ts.state_off = AttPrevOff(i);
-  ts.mix = w.mix6;
-  ts.n_mix = 6;
-  ts.out = ws_.mixh;
-  ts.bf16 = bf;
-  ts.rows = rows;
-  ts.items = items;
-  ts.C = C_;
-  ts.one_row_items = max_len_ == 1;
-  RWKVX_CUDA_RETURN(kernels::LaunchTokenShift(ts, stream_));
-  // mixes: 0 r, 1 w, 2 k, 3 v, 4 a, 5 g
-  RWKVX_RETURN_IF_ERROR(Gemm(ws_.r, mix(0), w.Wr, rows, C_, C_, false));
-  RWKVX_RETURN_IF_ERROR(Gemm(ws_.k, mix(2), w.Wk, rows, C_, C_, false));
-  RWKVX_RETURN_IF_ERROR(Gemm(ws_.v, mix(3), w.Wv, rows, C_, C_, false));
-  auto lora = [&](float* out, const void* in, const void* w1, const void* w2, int rank, kernels::Act act) -> absl::Status {
-    if (act == kernels::Act::kNone) {  // no activation: the GEMM writes the half input directly
-      RWKVX_RETURN_IF_ERROR(GemmHalfOut(ws_.lorah, in, w1, rows, rank, C_));
-      return Gemm(out, ws_.lorah, w2, rows, C_, rank, false);
-    }
-    RWKVX_RETURN_IF_ERROR(Gemm(ws_.lora, in, w1, rows, rank, C_, false));
-    kernels::ActivationParams a;
-    a.in = ws_.lora;
-    a.out = ws_.lorah;
-    a.bf16 = bf;
-    a.n = static_cast<size_t>(rows) * rank;
-    a.act = act;
-    RWKVX_CUDA_RETURN(kernels::LaunchActivation(a, stream_));
-    return Gemm(out, ws_.lorah, w2, rows, C_, rank, false);
+  RWKVX_RETURN_IF_ERROR(NormShift(w.ln1_w, w.ln1_b, w.mix6, 6, AttPrevOff(i), rows, items));
+  // mixes: 0 r, 1 w, 2 k, 3 v, 4 a, 5 g. The LoRA hidden layers go to four half planes.
+  const size_t lplane = static_cast<size_t>(rows) * maxrank_ * 2;
+  auto hid = [&](int m) { return static_cast<void*>(static_cast<char*>(ws_.lorah) + m * lplane); };
+  GemmJob down[7], up[4];
+  int nd = 0, nu = 0;
+  auto proj = [&](float* y, const void* x, const void* wt) { down[nd++] = GemmJob{y, nullptr, nullptr, x, wt, C_, C_}; };
+  auto lora = [&](int m, float* y, const void* x, const void* w1, const void* w2, int rank, kernels::Act act) {
+    down[nd++] = GemmJob{nullptr, hid(m), ws_.lora, x, w1, rank, C_, false, act};
+    up[nu++] = GemmJob{y, nullptr, nullptr, hid(m), w2, C_, rank};
   };
-  RWKVX_RETURN_IF_ERROR(lora(ws_.w, mix(1), w.w1, w.w2, s.rank_w, kernels::Act::kTanh));
-  RWKVX_RETURN_IF_ERROR(lora(ws_.a, mix(4), w.a1, w.a2, s.rank_a, kernels::Act::kNone));
-  if (i != 0) RWKVX_RETURN_IF_ERROR(lora(ws_.vg, mix(3), w.v1, w.v2, s.rank_v, kernels::Act::kNone));
-  RWKVX_RETURN_IF_ERROR(lora(ws_.g, mix(5), w.g1, w.g2, s.rank_g, kernels::Act::kSigmoid));
+  proj(ws_.r, mix(0), w.Wr);
+  proj(ws_.k, mix(2), w.Wk);
+  proj(ws_.v, mix(3), w.Wv);
+  lora(0, ws_.w, mix(1), w.w1, w.w2, s.rank_w, kernels::Act::kTanh);
+  lora(1, ws_.a, mix(4), w.a1, w.a2, s.rank_a, kernels::Act::kNone);
+  if (i != 0) lora(2, ws_.vg, mix(3), w.v1, w.v2, s.rank_v, kernels::Act::kNone);
+  lora(3, ws_.g, mix(5), w.g1, w.g2, s.rank_g, kernels::Act::kSigmoid);
+  RWKVX_RETURN_IF_ERROR(GemmJobs(down, nd, rows));
+  RWKVX_RETURN_IF_ERROR(GemmJobs(up, nu, rows));
 
   kernels::Rwkv7PrepParams pp;
   pp.k = ws_.k;
@@ -245,7 +281,16 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   wp.items = items;
   wp.C = C_;
   wp.H = H_;
-  RWKVX_CUDA_RETURN(kernels::LaunchWkv7(wp, stream_));
+  if (wkv_chunked_) {
+    kernels::Wkv7ChunkedParams cp;
+    cp.base = wp;
+    cp.max_len = max_len_;
+    cp.scratch = ws_.wkv;
+    cp.seg_chunks = std::max<int>(1, kWkvScratchBytes / sizeof(float) / (static_cast<size_t>(items) * H_ * kernels::kWkv7ChunkFloats));
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Chunked(cp, stream_));
+  } else {
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7(wp, stream_));
+  }
   kernels::Rwkv7PostParams po;
   po.y = ws_.y;
   po.r = ws_.r;
@@ -280,9 +325,10 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   ln.C = C_;
   RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
   float* q = ws_.r;
-  RWKVX_RETURN_IF_ERROR(Gemm(q, ws_.mixh, w.Wq, rows, C_, C_, false));
-  RWKVX_RETURN_IF_ERROR(Gemm(ws_.k, ws_.mixh, w.Wk, rows, C_, C_, false));
-  RWKVX_RETURN_IF_ERROR(Gemm(ws_.v, ws_.mixh, w.Wv, rows, C_, C_, false));
+  const GemmJob qkv[3] = {GemmJob{q, nullptr, nullptr, ws_.mixh, w.Wq, C_, C_},
+                         GemmJob{ws_.k, nullptr, nullptr, ws_.mixh, w.Wk, C_, C_},
+                         GemmJob{ws_.v, nullptr, nullptr, ws_.mixh, w.Wv, C_, C_}};
+  RWKVX_RETURN_IF_ERROR(GemmJobs(qkv, 3, rows));
 
   int touch = 1, max_chunks = 0;
   bool sparse = false;
@@ -543,6 +589,8 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
       a.v = src.v;
       a.sums = src.sums;
     }
+  // Prefill of few sessions: the chunked recurrence spreads each (item, head) over many SMs.
+  wkv_chunked_ = use_wkv_chunked_ && max_len_ >= kWkvChunkedMinLen && nitems * H_ < 2 * 132;
   decode_splits_ = 1;
   if (any_decode_) {
     const int want = std::max(1, (2 * 132 + nitems * H_ - 1) / (nitems * H_));

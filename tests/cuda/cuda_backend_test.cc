@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -163,6 +164,17 @@ TEST(CudaBackend, ReportsUnavailableWithoutGpu) {
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_FALSE(b.status().message().empty());
+}
+
+// Prefills of >= 128 tokens take the chunked wkv7 (kernels/wkv7_chunked.cuh); the same
+// script with RWKVX_WKV_CHUNKED=0 takes the sequential kernel. Both against the CPU.
+TEST(CudaBackend, LongPrefillParity) {
+  SKIP_WITHOUT_GPU();
+  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 41, "t");
+  RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, chunked wkv7");
+  setenv("RWKVX_WKV_CHUNKED", "0", 1);
+  RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, sequential wkv7");
+  unsetenv("RWKVX_WKV_CHUNKED");
 }
 
 TEST(CudaBackend, FullAttentionParity) {

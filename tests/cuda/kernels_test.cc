@@ -19,7 +19,10 @@
 #include "kernels/gemv.cuh"
 #include "kernels/kv_append.cuh"
 #include "kernels/kv_compress.cuh"
+#include "kernels/layernorm.cuh"
+#include "kernels/token_shift.cuh"
 #include "kernels/wkv7.cuh"
+#include "kernels/wkv7_chunked.cuh"
 
 #include "tests/cuda/cuda_test_util.h"
 
@@ -49,11 +52,10 @@ std::vector<float> Rand(size_t n, std::mt19937& g, float lo, float hi) {
   return v;
 }
 
-TEST(CudaKernels, Wkv7MatchesSequentialRecurrence) {
-  SKIP_WITHOUT_GPU();
-  std::mt19937 g(1);
+// seg_chunks 0: the sequential kernel; else the chunked one with that segment size.
+void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed) {
+  std::mt19937 g(seed);
   const int H = 2, C = 128, N = 64;
-  const std::vector<int> lens = {1, 7, 33};
   std::vector<int> row0;
   int rows = 0;
   for (int l : lens) { row0.push_back(rows); rows += l; }
@@ -85,7 +87,16 @@ TEST(CudaKernels, Wkv7MatchesSequentialRecurrence) {
   p.item_len = Dev(lens);
   p.item_state = Dev(dstate);
   p.items = items; p.C = C; p.H = H;
-  CK(kernels::LaunchWkv7(p, 0));
+  if (seg_chunks == 0) {
+    CK(kernels::LaunchWkv7(p, 0));
+  } else {
+    kernels::Wkv7ChunkedParams cp;
+    cp.base = p;
+    cp.max_len = *std::max_element(lens.begin(), lens.end());
+    cp.seg_chunks = seg_chunks;
+    cp.scratch = Dev(std::vector<float>(kernels::Wkv7ChunkedScratchFloats(items, seg_chunks, H), NAN));
+    CK(kernels::LaunchWkv7Chunked(cp, 0));
+  }
   CK(cudaDeviceSynchronize());
   auto y = Host(p.y, rows * C);
   double worst = 0;
@@ -109,7 +120,26 @@ TEST(CudaKernels, Wkv7MatchesSequentialRecurrence) {
         for (int j = 0; j < N; ++j)
           worst = std::max(worst, std::abs(s[i * N + j] - st[j * N + i]) / (1 + std::abs(s[i * N + j])));
     }
-  EXPECT_LT(worst, 1e-4);
+  EXPECT_LT(worst, 1e-4) << "seg_chunks " << seg_chunks;  // NaN fails too
+  std::printf("[wkv7 %s] lens", seg_chunks ? "chunked" : "sequential");
+  for (int l : lens) std::printf(" %d", l);
+  std::printf("  worst rel err vs float64 %.3e\n", worst);
+}
+
+TEST(CudaKernels, Wkv7MatchesSequentialRecurrence) {
+  SKIP_WITHOUT_GPU();
+  CheckWkv7({1, 7, 33}, 0, 1);
+  CheckWkv7({200}, 0, 2);
+}
+
+// The chunked form: one item, several items of mixed lengths (partial last chunks, items
+// shorter than a chunk), several segments (seg_chunks 1 and 2) and one segment.
+TEST(CudaKernels, Wkv7ChunkedMatchesRecurrence) {
+  SKIP_WITHOUT_GPU();
+  CheckWkv7({300}, 3, 3);
+  CheckWkv7({1, 7, 33, 100, 257}, 2, 4);
+  CheckWkv7({64, 31}, 1, 5);
+  CheckWkv7({500, 129}, 64, 6);
 }
 
 // Naive attention over fp16-rounded keys/values.
@@ -265,6 +295,141 @@ TEST(CudaKernels, KvCompressMatchesReference) {
       }
     }
   }
+}
+
+// A grouped launch computes every job exactly as its own launch would (bit for bit), and
+// the activation epilogue matches the float reference.
+TEST(CudaKernels, GemvGroupEqualsSeparateLaunches) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(11);
+  struct Shape { int out, in; kernels::Act act; bool half_out, accumulate; };
+  const Shape shapes[] = {{37, 136, kernels::Act::kNone, false, false}, {64, 136, kernels::Act::kTanh, true, false},
+                          {9, 64, kernels::Act::kNone, true, false},   {100, 64, kernels::Act::kSigmoid, true, false},
+                          {50, 136, kernels::Act::kReluSq, true, false}, {23, 64, kernels::Act::kNone, false, true}};
+  const int nj = sizeof(shapes) / sizeof(shapes[0]);
+  for (int rows = 1; rows <= kernels::kGemvMaxRows; ++rows) {
+    kernels::GemvGroupParams grp;
+    std::vector<kernels::GemvParams> alone;
+    std::vector<std::vector<__half>> xs, ws;
+    std::vector<std::vector<float>> y0s;
+    for (int j = 0; j < nj; ++j) {
+      const Shape& sh = shapes[j];
+      auto xf = Rand(rows * sh.in, g, -1, 1), wf = Rand(sh.out * sh.in, g, -0.3f, 0.3f);
+      std::vector<__half> xh(xf.size()), wh(wf.size());
+      for (size_t e = 0; e < xf.size(); ++e) xh[e] = __float2half(xf[e]);
+      for (size_t e = 0; e < wf.size(); ++e) wh[e] = __float2half(wf[e]);
+      y0s.push_back(Rand(rows * sh.out, g, -1, 1));
+      kernels::GemvParams p;
+      p.x = Dev(xh);
+      p.w = Dev(wh);
+      p.rows = rows; p.out = sh.out; p.in = sh.in;
+      p.act = sh.act;
+      p.accumulate = sh.accumulate;
+      kernels::GemvParams q = p;
+      if (sh.half_out) {
+        p.y_half = Dev(std::vector<__half>(rows * sh.out, __float2half(7.f)));
+        q.y_half = Dev(std::vector<__half>(rows * sh.out, __float2half(-7.f)));
+      } else {
+        p.y = Dev(y0s.back());
+        q.y = Dev(y0s.back());
+      }
+      grp.job[grp.n_jobs++] = p;
+      alone.push_back(q);
+      xs.push_back(xh);
+      ws.push_back(wh);
+    }
+    CK(kernels::LaunchGemvGroup(grp, 0));
+    for (auto& q : alone) CK(kernels::LaunchGemv(q, 0));
+    CK(cudaDeviceSynchronize());
+    for (int j = 0; j < nj; ++j) {
+      const Shape& sh = shapes[j];
+      const size_t n = static_cast<size_t>(rows) * sh.out;
+      std::vector<float> got(n), ref_alone(n);
+      if (sh.half_out) {
+        auto a = Host(static_cast<__half*>(grp.job[j].y_half), n), b = Host(static_cast<__half*>(alone[j].y_half), n);
+        for (size_t e = 0; e < n; ++e) { got[e] = __half2float(a[e]); ref_alone[e] = __half2float(b[e]); }
+      } else {
+        got = Host(grp.job[j].y, n);
+        ref_alone = Host(alone[j].y, n);
+      }
+      for (size_t e = 0; e < n; ++e) ASSERT_EQ(got[e], ref_alone[e]) << "rows " << rows << " job " << j << " at " << e;
+      for (int r = 0; r < rows; ++r)
+        for (int o = 0; o < sh.out; ++o) {
+          double v = 0;
+          for (int i = 0; i < sh.in; ++i) v += double(__half2float(xs[j][r * sh.in + i])) * __half2float(ws[j][o * sh.in + i]);
+          switch (sh.act) {
+            case kernels::Act::kTanh: v = std::tanh(v); break;
+            case kernels::Act::kSigmoid: v = 1 / (1 + std::exp(-v)); break;
+            case kernels::Act::kReluSq: v = v > 0 ? v * v : 0; break;
+            default: break;
+          }
+          if (sh.accumulate) v += y0s[j][r * sh.out + o];
+          const double tol = sh.half_out ? 1e-2 + 2e-3 * std::abs(v) : 1e-4;
+          EXPECT_NEAR(got[r * sh.out + o], v, tol) << "rows " << rows << " job " << j << " " << r << "," << o;
+        }
+    }
+  }
+  kernels::GemvGroupParams bad;
+  EXPECT_EQ(kernels::LaunchGemvGroup(bad, 0), cudaErrorInvalidValue);  // no jobs
+}
+
+// The decode fusion of LayerNorm and the token-shift mixes equals the two launches.
+TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(12);
+  const int rows = 5, C = 200, n_mix = 6;
+  const size_t off = 37;  // this layer's prev vector inside each item's state block
+  auto x = Rand(rows * C, g, -3, 3), w = Rand(C, g, 0.5, 1.5), b = Rand(C, g, -0.5, 0.5);
+  auto mix = Rand(n_mix * C, g, 0, 1);
+  auto st = Rand(rows * (off + C), g, -2, 2);
+  std::vector<float*> base_a(rows), base_b(rows);
+  float* sa = Dev(st);
+  float* sb = Dev(st);
+  for (int r = 0; r < rows; ++r) { base_a[r] = sa + r * (off + C); base_b[r] = sb + r * (off + C); }
+  std::vector<int> row_item(rows), row0(rows), len(rows, 1);
+  for (int r = 0; r < rows; ++r) row_item[r] = row0[r] = r;
+
+  kernels::LayerNormParams ln;
+  ln.x = Dev(x);
+  ln.w = Dev(w);
+  ln.b = Dev(b);
+  ln.rows = rows;
+  ln.C = C;
+  kernels::LayerNormParams two = ln;
+  two.out = Dev(std::vector<float>(rows * C));
+  CK(kernels::LaunchLayerNorm(two, 0));
+  kernels::TokenShiftParams ts;
+  ts.u = two.out;
+  ts.row_item = Dev(row_item);
+  ts.item_row0 = Dev(row0);
+  ts.item_len = Dev(len);
+  ts.item_state = Dev(base_b);
+  ts.state_off = off;
+  ts.mix = Dev(mix);
+  ts.n_mix = n_mix;
+  ts.out = Dev(std::vector<__half>(n_mix * rows * C));
+  ts.rows = rows;
+  ts.items = rows;
+  ts.C = C;
+  ts.one_row_items = true;
+  CK(kernels::LaunchTokenShift(ts, 0));
+  ln.mix = ts.mix;
+  ln.n_mix = n_mix;
+  ln.mix_out = Dev(std::vector<__half>(n_mix * rows * C, __float2half(9.f)));
+  ln.item_state = Dev(base_a);
+  ln.state_off = off;
+  CK(kernels::LaunchLayerNorm(ln, 0));
+  CK(cudaDeviceSynchronize());
+  auto m1 = Host(static_cast<__half*>(ln.mix_out), n_mix * rows * C);
+  auto m2 = Host(static_cast<__half*>(ts.out), n_mix * rows * C);
+  for (size_t e = 0; e < m1.size(); ++e) ASSERT_EQ(__half2float(m1[e]), __half2float(m2[e])) << e;
+  auto s1 = Host(sa, st.size()), s2 = Host(sb, st.size());
+  for (size_t e = 0; e < st.size(); ++e) ASSERT_EQ(s1[e], s2[e]) << e;
+  // The saved vector is now the normed row, and something did change.
+  EXPECT_NE(s1[off], st[off]);
+  kernels::LayerNormParams bad = ln;
+  bad.row_index = ts.row_item;
+  EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);  // fusion needs plain rows
 }
 
 TEST(CudaKernels, GemvMatchesReference) {
