@@ -19,6 +19,16 @@ stages=${*:-tests sanitize bench}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
 if [ -x "$BIN/cuda_tests" ]; then ldd "$BIN/cuda_tests" | grep -i "not found" && echo "missing libraries"; fi
 
+run_bench() {  # run_bench BINARY PREFIX: the engine benchmark on each shape -> $OUT/PREFIX_<shape>.*
+  local bin=$1 prefix=$2 shape extra
+  for shape in ${BENCH_SHAPES:-0.2b 3.6b}; do
+    extra=""
+    [ "$shape" = "0.2b" ] && extra="--decode-ctx ${DECODE_CTX_02:-1K,8K,32K,64K,128K,1M}"
+    [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
+    timeout ${BENCH_TIMEOUT:-280} "$bin" --shape "$shape" $extra --json "$OUT/${prefix}_$shape.json" 2>&1 | tee "$OUT/${prefix}_$shape.txt"
+  done
+}
+
 for stage in $stages; do
   case $stage in
     build)
@@ -38,20 +48,8 @@ for stage in $stages; do
       F2='CudaKernels.*:CudaBackend.RejectsBadSteps'
       timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F2" \
         > "$OUT/racecheck.log" 2>&1; echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" ;;
-    bench)
-      for shape in ${BENCH_SHAPES:-0.2b 3.6b}; do
-        extra=""
-        [ "$shape" = "0.2b" ] && extra="--decode-ctx ${DECODE_CTX_02:-1K,8K,32K,64K,128K,1M}"
-        [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
-        timeout ${BENCH_TIMEOUT:-280} "$BIN/bench_engine" --shape "$shape" $extra --json "$OUT/bench_$shape.json" 2>&1 | tee "$OUT/bench_$shape.txt"
-      done ;;
-    bench-base)
-      for shape in ${BENCH_SHAPES:-0.2b 3.6b}; do
-        extra=""
-        [ "$shape" = "0.2b" ] && extra="--decode-ctx ${DECODE_CTX_02:-1K,8K,32K,64K,128K,1M}"
-        [ "$shape" = "3.6b" ] && extra="--decode-ctx ${DECODE_CTX_36:-1K,8K,32K,64K} --batch 1,16,64,256 --mem-ctx 8K,20000"
-        timeout ${BENCH_TIMEOUT:-280} "$BIN/bench_engine_base" --shape "$shape" $extra --json "$OUT/base_$shape.json" 2>&1 | tee "$OUT/base_$shape.txt"
-      done ;;
+    bench) run_bench "$BIN/bench_engine" bench ;;
+    bench-base) run_bench "$BIN/bench_engine_base" base ;;
     profile)
       # Per-kernel times of one prefill step (0.2B shape, PROFILE_T tokens) under Nsight Compute.
       if [ -n "${PROFILE_DECODE_CTX:-}" ]; then
