@@ -197,6 +197,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<pb::GenerateResponse> {
     resp_.mutable_usage()->set_prompt_tokens(last.prompt_tokens);
     resp_.mutable_usage()->set_completion_tokens(last.completion_tokens);
     resp_.mutable_usage()->set_total_tokens(last.prompt_tokens + last.completion_tokens);
+    resp_.mutable_usage()->set_cached_tokens(last.cached_tokens);
     if (sched_) {
       // The new snapshot goes on this last event (the callback runs on the loop thread;
       // the reactor lives until Finish).

@@ -7,6 +7,15 @@ namespace {
 
 using json = nlohmann::json;
 
+// usage of a response; prompt_tokens_details.cached_tokens counts the prompt tokens whose
+// state came from the prefix cache (as in OpenAI's and vLLM's responses).
+json UsageJson(int prompt, int completion, int cached) {
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json FinishJson(FinishReason r) {
@@ -36,6 +45,7 @@ OpenAiResponder::OpenAiResponder(ApiKind kind, std::string id, std::string model
 void OpenAiResponder::AddUsage(const GenerateEvent& ev, int index) {
   if (!ev.final) return;
   prompt_tokens_ = ev.prompt_tokens;
+  cached_tokens_ = ev.cached_tokens;
   choices_[index].completion_tokens = ev.completion_tokens;
   choices_[index].finish = ev.finish;
 }
@@ -130,10 +140,7 @@ std::string OpenAiResponder::StreamEnd() {
                   {"created", created_},
                   {"model", model_},
                   {"choices", json::array()},
-                  {"usage",
-                   {{"prompt_tokens", prompt_tokens_},
-                    {"completion_tokens", completion},
-                    {"total_tokens", prompt_tokens_ + completion}}}};
+                  {"usage", UsageJson(prompt_tokens_, completion, cached_tokens_)}};
     out += "data: " + Dump(chunk) + "\n\n";
   }
   out += "data: [DONE]\n\n";
@@ -172,10 +179,7 @@ std::string OpenAiResponder::Body() const {
                {"created", created_},
                {"model", model_},
                {"choices", choices},
-               {"usage",
-                {{"prompt_tokens", prompt_tokens_},
-                 {"completion_tokens", completion},
-                 {"total_tokens", prompt_tokens_ + completion}}}};
+               {"usage", UsageJson(prompt_tokens_, completion, cached_tokens_)}};
   return Dump(body);
 }
 

@@ -48,6 +48,7 @@ class OpenAiResponder {
   bool logprobs_, include_usage_;
   std::vector<Choice> choices_;
   int prompt_tokens_ = 0;
+  int cached_tokens_ = 0;
 };
 
 }  // namespace rwkvx

@@ -69,6 +69,7 @@ struct GenerateEvent {
   absl::Status status;  // non-OK only with finish == kError/kShutdown/kTimeout details
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens whose state came from the prefix cache
 };
 
 class RequestStream {

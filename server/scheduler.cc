@@ -454,6 +454,7 @@ void Scheduler::Finish(Active& a, FinishReason reason, absl::Status status, Gene
   ev.status = std::move(status);
   ev.prompt_tokens = static_cast<int>(a.req.prompt.size());
   ev.completion_tokens = a.generated;
+  ev.cached_tokens = static_cast<int>(std::min(a.cache_start, a.req.prompt.size()));
   metrics_->Finished(FinishReasonName(reason)).Increment();
   metrics_->request_latency->Observe(absl::ToDoubleSeconds(now - a.req.arrival));
   a.stream->PushFinal(std::move(ev));

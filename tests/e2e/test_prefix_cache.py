@@ -106,6 +106,33 @@ def test_whole_prompt_repeat_prefills_nothing(make_server):
     assert srv.metric(SAVED) == saved + len(prompt)
 
 
+def test_usage_reports_cached_prompt_tokens(make_server, grpc_stubs):
+    """usage.prompt_tokens_details.cached_tokens (openai client) and Usage.cached_tokens (gRPC)
+    count the prompt tokens served from the cache: 0 on a miss, the whole prompt on a repeat,
+    the shared prefix (at least the first prompt's checkpoint) on an extension."""
+    import grpc
+    pb, pb_grpc = grpc_stubs
+    srv = make_server("--prefix-cache-bytes", str(1 << 30), "--prefix-cache-min-tokens", "4")
+    c = client(srv)
+    prompt = "Cached tokens are counted here, and nowhere else."
+
+    def cached(p):
+        r = c.completions.create(model=model_id(c), prompt=p, max_tokens=4, temperature=0.0)
+        assert r.usage.prompt_tokens == len(p.encode())
+        return r.usage.prompt_tokens_details.cached_tokens
+
+    assert cached(prompt) == 0
+    assert cached(prompt) == len(prompt)
+    longer = prompt + " More words after it."
+    got = cached(longer)
+    assert len(prompt) <= got < len(longer)
+    with grpc.insecure_channel(srv.grpc_target) as ch:
+        stub = pb_grpc.InferenceStub(ch)
+        events = list(stub.Generate(pb.GenerateRequest(text=longer, max_tokens=4), timeout=60))
+    assert events[-1].usage.cached_tokens == len(longer)
+    assert events[-1].usage.prompt_tokens == len(longer)
+
+
 def test_cache_is_off_by_default_and_bad_flags(make_server):
     srv = make_server()
     c = client(srv)

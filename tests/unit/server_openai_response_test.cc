@@ -19,12 +19,13 @@ GenerateEvent Tok(int32_t id, std::string text) {
   return e;
 }
 
-GenerateEvent Final(FinishReason r, int prompt, int completion) {
+GenerateEvent Final(FinishReason r, int prompt, int completion, int cached = 0) {
   GenerateEvent e;
   e.final = true;
   e.finish = r;
   e.prompt_tokens = prompt;
   e.completion_tokens = completion;
+  e.cached_tokens = cached;
   return e;
 }
 
@@ -53,6 +54,25 @@ TEST(OpenAiResponseTest, CompletionBodyWithLogprobs) {
   EXPECT_EQ(j["choices"][0]["logprobs"]["tokens"], json({"a", "b"}));
   EXPECT_EQ(j["choices"][0]["logprobs"]["text_offset"], json({0, 1}));
   EXPECT_EQ(j["usage"]["total_tokens"], 5);
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+}
+
+// Prompt tokens served from the prefix cache show as usage.prompt_tokens_details.cached_tokens,
+// in bodies and in the stream's usage chunk.
+TEST(OpenAiResponseTest, CachedPromptTokensInUsage) {
+  auto tok = MakeByteTokenizer();
+  OpenAiResponder body(ApiKind::kChat, "chatcmpl-2", "m", 1, tok.get(), 1, false, false);
+  body.Add(0, Final(FinishReason::kStop, 40, 3, 32));
+  json j = json::parse(body.Body());
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 40);
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 32);
+  OpenAiResponder stream(ApiKind::kCompletion, "cmpl-2", "m", 1, tok.get(), 1, false, true);
+  std::string sse = stream.StreamStart();  // one call per statement: the order matters
+  sse += stream.StreamEvent(0, Final(FinishReason::kLength, 9, 1, 8));
+  sse += stream.StreamEnd();
+  auto ev = Events(sse);
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_EQ(ev[ev.size() - 2]["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
 }
 
 TEST(OpenAiResponseTest, ChatStreamWithUsage) {
