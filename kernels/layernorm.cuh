@@ -16,7 +16,8 @@ struct LayerNormParams {
   // Decode fusion of the token-shift mixes (kernels/token_shift.cuh) when every item of the
   // step has one row and row r is item r: with y the normed row and prev the item's saved
   // vector, mix_out[m, r] = y + (prev - y) * mix[m] for m < n_mix, then prev <- y.
-  // Same arithmetic as LayerNorm followed by LaunchTokenShift(one_row_items).
+  // Same arithmetic as LayerNorm followed by LaunchTokenShift (decode steps use this; the
+  // separate token-shift launch serves steps with longer items).
   const float* mix = nullptr;        // [n_mix, C]; null: no fusion
   int n_mix = 0;
   void* mix_out = nullptr;           // [n_mix, rows, C] fp16/bf16

@@ -15,7 +15,6 @@ __global__ void TokenShiftMixKernel(TokenShiftParams p) {
     const float x = u[c], d = prev[c] - x;
     for (int m = 0; m < p.n_mix; ++m)
       StoreHalf(p.out, m * plane + static_cast<size_t>(r) * p.C + c, x + d * p.mix[m * p.C + c], p.bf16);
-    if (p.one_row_items) st[c] = x;
   }
 }
 // Separate launch: the first row of an item reads the state that the last row replaces.
@@ -31,7 +30,7 @@ __global__ void TokenShiftSaveKernel(TokenShiftParams p) {
 cudaError_t LaunchTokenShift(const TokenShiftParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
   TokenShiftMixKernel<<<p.rows, 256, 0, s>>>(p);
-  if (!p.one_row_items) TokenShiftSaveKernel<<<p.items, 256, 0, s>>>(p);
+  TokenShiftSaveKernel<<<p.items, 256, 0, s>>>(p);
   return cudaGetLastError();
 }
 

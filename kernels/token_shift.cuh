@@ -18,9 +18,6 @@ struct TokenShiftParams {
   int n_mix = 1;
   void* out = nullptr;               // [n_mix, rows, C] fp16/bf16
   bool bf16 = false;
-  // Every item has one row (decode): the mix kernel saves the state itself (same thread
-  // reads then writes each element), one launch instead of two.
-  bool one_row_items = false;
   int rows = 0, items = 0, C = 0;
 };
 cudaError_t LaunchTokenShift(const TokenShiftParams& p, cudaStream_t s);

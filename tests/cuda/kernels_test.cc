@@ -411,7 +411,6 @@ TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
   ts.rows = rows;
   ts.items = rows;
   ts.C = C;
-  ts.one_row_items = true;
   CK(kernels::LaunchTokenShift(ts, 0));
   ln.mix = ts.mix;
   ln.n_mix = n_mix;
