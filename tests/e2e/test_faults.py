@@ -49,17 +49,34 @@ def raw_post(port, body, path="/v1/completions", extra_headers=b""):
 
 def keep_reading(s):
     """Reads `s` on a thread until it is closed, so a long stream is never dropped as a slow
-    client (which would free its session). Close the socket with shutdown() + close()."""
+    client (which would free its session). Close the socket with shutdown() + close().
+    The thread's `streaming` event is set once the first SSE data line has arrived: the
+    request then holds its session and is decoding (the RUNNING gauge alone can still count
+    an earlier request that is being torn down)."""
+    streaming = threading.Event()
+
     def drain():
+        seen = b""
         try:
-            while s.recv(65536):
-                pass
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                if not streaming.is_set():
+                    seen = (seen + chunk)[-4096:]
+                    if b"data:" in seen:
+                        streaming.set()
         except OSError:
             pass
 
     t = threading.Thread(target=drain, daemon=True)
+    t.streaming = streaming
     t.start()
     return t
+
+
+def wait_streaming(reader, what):
+    wait_for(reader.streaming.is_set, what)
 
 
 def stop_reading(s, t):
@@ -104,7 +121,8 @@ def test_disconnect_while_queued(make_server):
     a = raw_post(srv.http_port, {"prompt": "a", "max_tokens": 1000000, "stream": True,
                                  "ignore_eos": True})
     reader = keep_reading(a)  # A must stay running: never dropped as a slow client
-    wait_for(lambda: srv.metric(RUNNING) == 1, "request A to run")
+    wait_streaming(reader, "request A to stream")
+    assert srv.metric(RUNNING) == 1
     b = raw_post(srv.http_port, {"prompt": "b", "max_tokens": 4, "stream": True})
     wait_for(lambda: srv.metric(WAITING) == 1, "request B to wait")
     before = finished(srv, "cancelled")
@@ -179,12 +197,17 @@ def test_grpc_deadline_while_queued_and_running(make_server, grpc_stubs):
             list(stub.Generate(pb.GenerateRequest(text="r", max_tokens=1000000,
                                                   ignore_eos=True), timeout=1.0))
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # The expired RPC's session must be freed first: otherwise the RUNNING gauge can still
+        # count it, and the queued request below could take the session ahead of A.
+        wait_for(lambda: srv.metric(RUNNING) == 0 and srv.metric(SESSIONS) == 0,
+                 "the expired RPC's session to be freed")
         # Queued past its deadline (the one session is busy). A is read continuously, so it
         # is never dropped as a slow client (which would free the session for the queued one).
         a = raw_post(srv.http_port, {"prompt": "a", "max_tokens": 1000000, "stream": True,
                                      "ignore_eos": True})
         reader = keep_reading(a)
-        wait_for(lambda: srv.metric(RUNNING) == 1, "request A to run")
+        wait_streaming(reader, "request A to stream")
+        assert srv.metric(RUNNING) == 1
         with pytest.raises(grpc.RpcError) as e:
             list(stub.Generate(pb.GenerateRequest(text="q", max_tokens=2), timeout=1.0))
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
