@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -18,6 +19,25 @@ namespace rwkvx {
 
 using SessionId = uint64_t;
 
+// Sampling inside the backend (Backend::SupportsDeviceSampling): the backend draws the
+// token itself, with engine/sampler.h's semantics, and returns only its id. Built by
+// Sampler::DeviceSpec, which applies the request's penalties and generator; the caller
+// then records the token with Sampler::Accept as usual.
+struct DeviceSampling {
+  float temperature = 1.0f;  // <= 0: greedy
+  float top_p = 1.0f;
+  int top_k = 0;
+  double uniform = 0.0;  // the draw, in [0, 1), from the request's generator
+  // (token, value) to apply to the logits first: value +inf bans the token (logit -inf),
+  // any other value is subtracted (penalties). Each token at most once.
+  std::vector<std::pair<int32_t, float>> adjust;
+};
+
+struct SampledToken {
+  int32_t token = 0;
+  float logprob = 0.0f;  // log softmax of the adjusted logits at the token
+};
+
 // One session's share of a step.
 struct StepInput {
   SessionId session = 0;
@@ -25,6 +45,9 @@ struct StepInput {
   // as the official package's forward(list)).
   std::vector<int32_t> tokens;
   bool want_logits = true;  // logits of the last position
+  // With want_logits: sample in the backend instead of returning the logits row (only
+  // where SupportsDeviceSampling()). Not owned; must outlive the Step call.
+  const DeviceSampling* sample = nullptr;
 };
 
 struct MemoryInfo {
@@ -60,6 +83,20 @@ class Backend {
   // floats per item with want_logits, in item order. On error no session has advanced
   // past a consistent state for the failing item; the caller should free it.
   virtual absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) = 0;
+
+  // Whether Step can sample in the backend (StepInput::sample), so that only token ids
+  // leave it. The CPU reference returns logits only.
+  virtual bool SupportsDeviceSampling() const { return false; }
+  // Step with device sampling: `logits` gets the rows of the items with want_logits and
+  // no `sample`, in item order; `sampled` one entry per item with a `sample`, in item
+  // order. Without SupportsDeviceSampling, items must not carry `sample`.
+  virtual absl::Status StepSampled(const std::vector<StepInput>& items, std::vector<float>* logits,
+                                   std::vector<SampledToken>* sampled) {
+    sampled->clear();
+    for (const StepInput& in : items)
+      if (in.sample) return absl::UnimplementedError(Name() + " backend cannot sample on the device");
+    return Step(items, logits);
+  }
 
   // Bytes held by one session (state + KV) and its cached KV tokens. SessionBytes is the
   // session's own view: it includes storage shared with other sessions, so the sum over

@@ -170,19 +170,57 @@ int32_t ArgMax(const float* logits, int vocab) {
 
 Sampler::Sampler(const SamplingParams& p, const Tokenizer* tok) : p_(p), tok_(tok), rng_(p.seed) {}
 
-SampleResult Sampler::Sample(float* logits, int vocab) {
-  SampleResult r;
-  if (vocab <= 0) return r;
-  // 1. Bans, then penalties (the package's order; -inf stays -inf).
+float Sampler::Penalty(double count) const {
+  return static_cast<float>(static_cast<double>(p_.presence_penalty) +
+                            count * static_cast<double>(p_.frequency_penalty));
+}
+
+void Sampler::ApplyAdjustments(float* logits, int vocab) const {
+  // Bans, then penalties (the package's order; -inf stays -inf).
   for (int32_t t : p_.banned_tokens) {
     if (t >= 0 && t < vocab) logits[t] = kNegInf;
   }
   for (const auto& [t, count] : occurrence_) {
     if (t < 0 || t >= vocab) continue;
-    const double penalty = static_cast<double>(p_.presence_penalty) +
-                           count * static_cast<double>(p_.frequency_penalty);
-    logits[t] -= static_cast<float>(penalty);
+    logits[t] -= Penalty(count);
   }
+}
+
+double Sampler::NextUniform() {
+  if (!(p_.temperature > 0.0f)) return 0.0;
+  const float inv_t = static_cast<float>(1.0 / static_cast<double>(p_.temperature));
+  if (!(inv_t < std::numeric_limits<float>::max())) return 0.0;
+  return Uniform01(rng_);
+}
+
+void Sampler::DeviceSpec(const std::vector<int32_t>& extra_bans, DeviceSampling* out) {
+  out->temperature = p_.temperature;
+  out->top_p = p_.top_p;
+  out->top_k = p_.top_k;
+  out->adjust.clear();
+  // Bans win over penalties (-inf - x = -inf); each token once.
+  std::vector<int32_t> bans(p_.banned_tokens);
+  bans.insert(bans.end(), extra_bans.begin(), extra_bans.end());
+  std::sort(bans.begin(), bans.end());
+  bans.erase(std::unique(bans.begin(), bans.end()), bans.end());
+  for (int32_t t : bans) out->adjust.emplace_back(t, std::numeric_limits<float>::infinity());
+  for (const auto& [t, count] : occurrence_) {
+    if (std::binary_search(bans.begin(), bans.end(), t)) continue;
+    out->adjust.emplace_back(t, Penalty(count));
+  }
+  out->uniform = NextUniform();
+}
+
+SampleResult Sampler::Sample(float* logits, int vocab) {
+  if (vocab <= 0) return SampleResult{};
+  // 1. Bans, then penalties.
+  ApplyAdjustments(logits, vocab);
+  return SampleAdjusted(logits, vocab, NextUniform());
+}
+
+SampleResult Sampler::SampleAdjusted(float* logits, int vocab, double u) {
+  SampleResult r;
+  if (vocab <= 0) return r;
   // 2. Non-finite logits: NaN never wins; if any logit is +inf, the +inf tokens share all
   //    the probability equally (they become 0, every other token -inf).
   bool any_nan = false;
@@ -210,7 +248,7 @@ SampleResult Sampler::Sample(float* logits, int vocab) {
   const float log_z = max_logit + static_cast<float>(std::log(sum));
   // 4. Choose: temperature 0, negative or NaN is greedy.
   if (p_.temperature > 0.0f) {
-    r.token = Draw(logits, vocab, max_logit, sum);
+    r.token = Draw(logits, vocab, max_logit, sum, u);
   } else {
     r.token = 0;  // greedy: the lowest id holding the maximum
     while (logits[r.token] != max_logit) ++r.token;
@@ -220,7 +258,7 @@ SampleResult Sampler::Sample(float* logits, int vocab) {
   return r;
 }
 
-int32_t Sampler::Draw(const float* logits, int vocab, float max_logit, double sum) {
+int32_t Sampler::Draw(const float* logits, int vocab, float max_logit, double sum, double u) {
   const bool use_top_p = p_.top_p < 1.0f;  // NaN compares false: off
   const bool use_top_k = p_.top_k > 0 && p_.top_k < vocab;
   kept_.clear();
@@ -288,7 +326,6 @@ int32_t Sampler::Draw(const float* logits, int vocab, float max_logit, double su
   // always survives top-p/top-k, so max_logit is also the maximum of the kept set.
   const float inv_t = static_cast<float>(1.0 / static_cast<double>(p_.temperature));
   if (!(inv_t < std::numeric_limits<float>::max())) return ArgMax(logits, vocab);  // T ~ 0
-  const double u = Uniform01(rng_);
   int32_t token = -1;
   if (inv_t == 1.0f) {
     if (keep_all) {

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/backend.h"
+
 namespace rwkvx {
 
 class Tokenizer;
@@ -44,6 +46,19 @@ class Sampler {
   Sampler(const SamplingParams& p, const Tokenizer* tok);
   // Applies bans and penalties to `logits` (V floats, modified in place), then samples.
   SampleResult Sample(float* logits, int vocab);
+  // The parts of Sample, for sampling elsewhere (a backend's device sampler, or a test):
+  //   ApplyAdjustments: the bans and penalties Sample would apply, into `logits`.
+  //   NextUniform: the draw Sample would take from the generator (advances it only where
+  //     Sample would: temperature > 0 and finite 1 / temperature), else 0.
+  //   SampleAdjusted: Sample's choice on already adjusted logits with a given draw.
+  //   DeviceSpec: everything a backend needs (adjustments, extra bans such as
+  //     unspellable ids, the draw); advances the generator like Sample.
+  void ApplyAdjustments(float* logits, int vocab) const;
+  double NextUniform();
+  SampleResult SampleAdjusted(float* logits, int vocab, double uniform);
+  void DeviceSpec(const std::vector<int32_t>& extra_bans, DeviceSampling* out);
+  // Device sampling reports the chosen token's log-probability but no alternatives.
+  bool NeedsLogitRows() const { return p_.top_logprobs > 0; }
   // Records a generated token for the penalties (the package's occurrence update: tokens
   // whose text is a substring of " \t0123456789" add 0, others 1; all counts decay first).
   void Accept(int32_t token);
@@ -53,7 +68,8 @@ class Sampler {
   const std::vector<std::pair<int32_t, double>>& occurrence() const { return occurrence_; }
 
  private:
-  int32_t Draw(const float* logits, int vocab, float max_logit, double sum_exp);
+  float Penalty(double count) const;  // presence + count * frequency
+  int32_t Draw(const float* logits, int vocab, float max_logit, double sum_exp, double u);
   void TopLogprobs(const float* logits, int vocab, float log_z, SampleResult* r);
 
   SamplingParams p_;

@@ -42,10 +42,10 @@ for stage in $stages; do
     tests)
       timeout ${TESTS_TIMEOUT:-300} "$BIN/cuda_tests" 2>&1 | tee "$OUT/cuda_tests.log" | grep -E "^\[(parity|greedy|batch)|OK \]|FAILED|PASSED|SKIPPED|Failure|error" ;;
     sanitize)
-      F='CudaBackend.FullAttentionParity:CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaBackend.SnapshotRoundTrip:CudaKernels.*'
+      F='CudaBackend.FullAttentionParity:CudaBackend.SparsePathsParity:CudaBackend.CompressionParity:CudaBackend.SnapshotRoundTrip:CudaKernels.*:CudaSample.*'
       timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F" \
         > "$OUT/memcheck.log" 2>&1; echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log"
-      F2='CudaKernels.*:CudaBackend.RejectsBadSteps'
+      F2='CudaKernels.*:CudaBackend.RejectsBadSteps:CudaSample.MatchesHostSampler*'
       timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/cuda_tests" --gtest_filter="$F2" \
         > "$OUT/racecheck.log" 2>&1; echo "racecheck exit $?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" ;;
     bench) run_bench "$BIN/bench_engine" bench ;;

@@ -319,6 +319,19 @@ bool Scheduler::RunStep() {
   }
   // Prefill chunks: fixed boundaries (multiples of prefill_chunk: from the start, or from a
   // prefix-cache hit off that grid, first up to the grid), never split by load.
+  // Decode items feeding a generated token need their logits only for sampling: the
+  // backend samples them where it can (pointers into `specs`, sized up front).
+  std::vector<DeviceSampling> specs;
+  if (opts_.device_sampling && backend_->SupportsDeviceSampling()) {
+    specs.reserve(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      Active& a = *owners[i];
+      if (a.fed < a.prompt_len || a.sampler.NeedsLogitRows()) continue;
+      specs.emplace_back();
+      a.sampler.DeviceSpec(unspellable_, &specs.back());
+      items[i].sample = &specs.back();
+    }
+  }
   bool any_prefill = false;
   for (auto& a : active_) {
     size_t left = a->feed.size() - a->fed;
@@ -342,8 +355,10 @@ bool Scheduler::RunStep() {
   int total_tokens = 0;
   for (const auto& in : items) total_tokens += static_cast<int>(in.tokens.size());
   std::vector<float> logits;
+  std::vector<SampledToken> sampled;
   absl::Time t0 = absl::Now();
-  absl::Status st = backend_->Step(items, &logits);
+  absl::Status st = specs.empty() ? backend_->Step(items, &logits)
+                                  : backend_->StepSampled(items, &logits, &sampled);
   absl::Time t1 = absl::Now();
   metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - t0));
   metrics_->step_batch_sessions->Observe(static_cast<double>(items.size()));
@@ -364,7 +379,7 @@ bool Scheduler::RunStep() {
     return true;
   }
   const int vocab = backend_->model().shape.vocab;
-  size_t row = 0;
+  size_t row = 0, drawn = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     Active& a = *owners[i];
     size_t n = items[i].tokens.size();
@@ -372,6 +387,14 @@ bool Scheduler::RunStep() {
       metrics_->prompt_tokens->Increment(static_cast<double>(std::min(n, a.prompt_len - a.fed)));
     }
     a.fed += n;
+    if (items[i].sample) {
+      const SampledToken& t = sampled[drawn++];
+      SampleResult r;
+      r.token = t.token;
+      r.logprob = t.logprob;
+      if (!a.done) EmitToken(a, std::move(r), t1);
+      continue;
+    }
     float* rowp = items[i].want_logits ? logits.data() + row++ * static_cast<size_t>(vocab) : nullptr;
     if (a.stored_name.empty()) {
       CheckpointPrompt(a.req.prompt, a.cache_start, a.cache_shared, a.fed, a.sid, rowp);
@@ -383,9 +406,12 @@ bool Scheduler::RunStep() {
 }
 
 void Scheduler::HandleToken(Active& a, float* logits, absl::Time now) {
-  const GenerateRequest& req = a.req;
   for (int32_t id : unspellable_) logits[id] = -std::numeric_limits<float>::infinity();
-  SampleResult r = a.sampler.Sample(logits, backend_->model().shape.vocab);
+  EmitToken(a, a.sampler.Sample(logits, backend_->model().shape.vocab), now);
+}
+
+void Scheduler::EmitToken(Active& a, SampleResult r, absl::Time now) {
+  const GenerateRequest& req = a.req;
   ++a.generated;
   metrics_->generation_tokens->Increment();
   if (a.generated == 1) {

@@ -57,6 +57,10 @@ struct SchedulerOptions {
   std::string session_dir;  // "" = no disk tier, nothing survives a restart
   int testing_session_write_pause_ms = 0;  // test-only (SessionFilesOptions)
   size_t max_snapshot_bytes = size_t{1} << 30;  // largest snapshot a client may upload
+  // Sample generated tokens inside the backend where it can (the CUDA backend): only
+  // token ids cross to the host. Requests with top_logprobs, prompt ends and backends
+  // without it take the logits row and the host sampler (docs/SAMPLING.md).
+  bool device_sampling = false;
 };
 
 enum class SessionTier { kBackend, kHost, kDisk };
@@ -152,6 +156,8 @@ class Scheduler {
   void CheckEndings(absl::Time now);
   bool RunStep();
   void HandleToken(Active& a, float* logits, absl::Time now);
+  // The rest of HandleToken once a token is chosen (on the host or by the backend).
+  void EmitToken(Active& a, SampleResult r, absl::Time now);
   void Finish(Active& a, FinishReason reason, absl::Status status, GenerateEvent ev);
   void FinishWaiting(const std::shared_ptr<RequestStream>& s, FinishReason reason,
                      absl::Status status);

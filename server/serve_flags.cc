@@ -42,6 +42,10 @@ const std::vector<FlagDef>& Defs() {
       STR(weights, "weights",
           "weight precision: CPU fp32 (default, exact) or fp16 (half the bytes per token); "
           "CUDA fp16 (default) or bf16"),
+      STR(sampling, "sampling",
+          "where generated tokens are sampled: host (every logits row is copied out) or device (inside "
+          "the backend where it can, i.e. CUDA: only token ids leave the GPU; not yet run on a GPU, "
+          "docs/SAMPLING.md)"),
       NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
           "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
       NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),

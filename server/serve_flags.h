@@ -51,6 +51,7 @@ struct ServeFlags {
   // Prefix state cache (docs/PREFIX_CACHE.md).
   long long prefix_cache_bytes = 0;  // 0 = off (docs/PREFIX_CACHE.md says why by default)
   int prefix_cache_min_tokens = 16;
+  std::string sampling = "host";  // host | device (docs/SAMPLING.md)
   // Stored sessions (gRPC).
   int max_stored_sessions = 256;
   long long session_memory_bytes = 1LL << 30;

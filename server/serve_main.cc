@@ -90,6 +90,7 @@ absl::Status CheckLimits(const ServeFlags& f) {
     return bad("--backend: auto, cpu or cuda");
   if (!f.weights.empty() && f.weights != "fp32" && f.weights != "fp16" && f.weights != "bf16")
     return bad("--weights: fp32, fp16 or bf16");
+  if (f.sampling != "device" && f.sampling != "host") return bad("--sampling: device or host");
   if (!(f.gpu_memory_fraction > 0 && f.gpu_memory_fraction <= 1))
     return bad("--gpu-memory-fraction must be in (0, 1]");
   return absl::OkStatus();
@@ -241,6 +242,10 @@ int ServeMain(int argc, char** argv) {
   auto backend = PickBackend(f, model);
   if (!backend.ok()) return Fail(backend.status());
   std::string backend_name = (*backend)->Name();
+  if (f.sampling == "host" || !(*backend)->SupportsDeviceSampling())
+    SLOG(INFO) << "sampling: host" << (f.sampling == "host" ? " (--sampling host)" : " (the backend returns logits)");
+  else
+    SLOG(INFO) << "sampling: device (only token ids leave the " << backend_name << " backend)";
 
   ServerMetrics metrics;
   SchedulerOptions so;
@@ -250,6 +255,7 @@ int ServeMain(int argc, char** argv) {
   so.prefill_chunk = f.prefill_chunk;
   so.prefix_cache_bytes = static_cast<size_t>(f.prefix_cache_bytes);
   so.prefix_cache_min_tokens = f.prefix_cache_min_tokens;
+  so.device_sampling = f.sampling == "device";
   so.max_stored_sessions = f.max_stored_sessions;
   so.stored_session_budget_bytes = static_cast<size_t>(f.session_memory_bytes);
   so.stored_session_idle_timeout = absl::Seconds(f.session_idle_timeout_s);

@@ -176,7 +176,10 @@ int main(int argc, char** argv) {
   }
 
   // 1. Single-session decode latency by context.
-  std::printf("\n%-28s %12s %12s %14s %10s\n", "decode, 1 session", "ms/token", "p90 ms", "session MiB", "kv rows");
+  // ms/token: the logits row comes to the host; sampled: greedy on the GPU (the server's
+  // path), only the token id comes back.
+  std::printf("\n%-28s %12s %12s %12s %14s %10s\n", "decode, 1 session", "ms/token", "p90 ms", "sampled ms",
+              "session MiB", "kv rows");
   js << ",\"decode\":[";
   bool first = true;
   for (int ctx : a.decode_ctx) {
@@ -195,13 +198,29 @@ int main(int argc, char** argv) {
       tok = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
       if (i >= 3) t.push_back(Ms(c0, c1));
     }
+    std::vector<double> ts;
+    DeviceSampling greedy;
+    greedy.temperature = 0;
+    std::vector<SampledToken> drawn;
+    for (int i = 0; i < a.steps + 3; ++i) {
+      StepInput in{*id, {tok}, true};
+      in.sample = &greedy;
+      auto c0 = Clock::now();
+      auto st = b.StepSampled({in}, &l, &drawn);
+      auto c1 = Clock::now();
+      if (!st.ok()) { std::printf("sampled decode failed: %s\n", std::string(st.message()).c_str()); break; }
+      tok = drawn[0].token;
+      if (i >= 3) ts.push_back(Ms(c0, c1));
+    }
+    const double med_s = Median(ts);
     std::sort(t.begin(), t.end());
     const double med = Median(t), p90 = t.empty() ? 0 : t[t.size() * 9 / 10];
     const double mib = b.SessionBytes(*id) / 1048576.0;
     char label[64];
     std::snprintf(label, sizeof label, "ctx %d (fill %.1fs)", ctx, fill_s);
-    std::printf("%-28s %12.3f %12.3f %14.1f %10zu\n", label, med, p90, mib, b.SessionKvTokens(*id));
+    std::printf("%-28s %12.3f %12.3f %12.3f %14.1f %10zu\n", label, med, p90, med_s, mib, b.SessionKvTokens(*id));
     js << (first ? "" : ",") << "{\"ctx\":" << ctx << ",\"ms_per_token\":" << med << ",\"p90_ms\":" << p90
+       << ",\"ms_per_token_sampled\":" << med_s
        << ",\"session_bytes\":" << b.SessionBytes(*id) << ",\"kv_rows\":" << b.SessionKvTokens(*id)
        << ",\"fill_seconds\":" << fill_s << "}";
     first = false;
@@ -239,8 +258,10 @@ int main(int argc, char** argv) {
   js << "]";
 
   // 3. Batched decode throughput.
-  std::printf("\n%-28s %10s %12s %12s %12s %12s\n", "batched decode", "ms/step", "tokens/s", "no-logits", "tok/s (nl)",
-              "GB/step");
+  // Three passes per shape: logits rows to the host; no logits at all; sampled on the GPU
+  // (temperature 1, top-p 0.9, 32 penalised tokens per session: the server's path).
+  std::printf("\n%-28s %10s %12s %12s %12s %12s %12s %12s\n", "batched decode", "ms/step", "tokens/s", "no-logits",
+              "tok/s (nl)", "sampled", "tok/s (smp)", "GB/step");
   js << ",\"batch\":[";
   first = true;
   const double state_bytes = static_cast<double>(s.n_rwkv_layer) * s.n_head * 4096 * 4 * 2;  // read + write
@@ -261,20 +282,31 @@ int main(int argc, char** argv) {
         auto st = b.Step(in, &l);
         if (!st.ok()) { ok = false; std::printf("B=%d ctx=%d: %s\n", B, ctx, std::string(st.message()).c_str()); }
       }
-      double ms = 0, ms_nl = 0;
+      double ms = 0, ms_nl = 0, ms_smp = 0;
+      std::vector<DeviceSampling> specs(ids.size());
+      for (size_t k = 0; k < specs.size(); ++k) {
+        specs[k].temperature = 1.0f;
+        specs[k].top_p = 0.9f;
+        specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
+        for (int j = 0; j < 32; ++j) specs[k].adjust.emplace_back(static_cast<int32_t>((k * 131 + j * 977) % V), 0.3f);
+      }
+      std::vector<SampledToken> drawn;
       if (ok) {
-        for (int pass = 0; pass < 2 && ok; ++pass) {
+        for (int pass = 0; pass < 3 && ok; ++pass) {
           std::vector<double> t;
           for (int i = 0; i < std::max(8, a.steps / 2) + 2; ++i) {
             std::vector<StepInput> in;
-            for (size_t k = 0; k < ids.size(); ++k) in.push_back({ids[k], {static_cast<int32_t>((k * 7 + i) % V)}, pass == 0});
+            for (size_t k = 0; k < ids.size(); ++k) {
+              in.push_back({ids[k], {static_cast<int32_t>((k * 7 + i) % V)}, pass != 1});
+              if (pass == 2) in.back().sample = &specs[k];
+            }
             auto c0 = Clock::now();
-            auto st = b.Step(in, &l);
+            auto st = pass == 2 ? b.StepSampled(in, &l, &drawn) : b.Step(in, &l);
             auto c1 = Clock::now();
             if (!st.ok()) { ok = false; std::printf("B=%d: %s\n", B, std::string(st.message()).c_str()); break; }
             if (i >= 2) t.push_back(Ms(c0, c1));
           }
-          (pass == 0 ? ms : ms_nl) = Median(t);
+          (pass == 0 ? ms : pass == 1 ? ms_nl : ms_smp) = Median(t);
         }
       }
       // Floor bytes per step: weights once + each session's RWKV state read and written +
@@ -284,12 +316,13 @@ int main(int argc, char** argv) {
       char label[64];
       std::snprintf(label, sizeof label, "B %d, ctx %d", B, ctx);
       if (ok) {
-        std::printf("%-28s %10.3f %12.0f %12.3f %12.0f %12.3f  (HBM floor %.3f ms at 3.35 TB/s = %.0f%%)\n", label, ms,
-                    B / (ms / 1000), ms_nl, B / (ms_nl / 1000), bytes / 1e9, bytes / 3.35e12 * 1000,
-                    100.0 * (bytes / 3.35e12 * 1000) / ms_nl);
+        std::printf("%-28s %10.3f %12.0f %12.3f %12.0f %12.3f %12.0f %12.3f  (HBM floor %.3f ms at 3.35 TB/s = %.0f%%)\n",
+                    label, ms, B / (ms / 1000), ms_nl, B / (ms_nl / 1000), ms_smp, B / (ms_smp / 1000), bytes / 1e9,
+                    bytes / 3.35e12 * 1000, 100.0 * (bytes / 3.35e12 * 1000) / ms_nl);
         js << (first ? "" : ",") << "{\"B\":" << B << ",\"ctx\":" << ctx << ",\"ms_per_step\":" << ms
            << ",\"tokens_per_s\":" << B / (ms / 1000) << ",\"ms_per_step_no_logits\":" << ms_nl
-           << ",\"tokens_per_s_no_logits\":" << B / (ms_nl / 1000) << ",\"floor_bytes\":" << bytes << "}";
+           << ",\"tokens_per_s_no_logits\":" << B / (ms_nl / 1000) << ",\"ms_per_step_sampled\":" << ms_smp
+           << ",\"tokens_per_s_sampled\":" << B / (ms_smp / 1000) << ",\"floor_bytes\":" << bytes << "}";
         first = false;
       } else {
         std::printf("%-28s %10s (did not fit: memory)\n", label, "n/a");

@@ -53,7 +53,16 @@ class CudaBackend final : public Backend {
   // A device-to-device copy of the state and KV buffers (no host round trip, no
   // rounding: the copy continues bit for bit like the original). Pages are not shared yet.
   absl::StatusOr<SessionId> ForkSession(SessionId id) override;
-  absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override;
+  absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override {
+    return RunStep(items, logits, nullptr);
+  }
+  // Sampling on the GPU (kernels/sample.cuh): the head's rows for sampled items never
+  // leave the device; one launch after the forward, (token, logprob) pairs come back.
+  bool SupportsDeviceSampling() const override { return true; }
+  absl::Status StepSampled(const std::vector<StepInput>& items, std::vector<float>* logits,
+                           std::vector<SampledToken>* sampled) override {
+    return RunStep(items, logits, sampled);
+  }
   size_t SessionBytes(SessionId id) const override;
   size_t SessionKvTokens(SessionId id) const override;
   MemoryInfo Memory() const override;
@@ -62,6 +71,8 @@ class CudaBackend final : public Backend {
  private:
   CudaBackend(std::shared_ptr<const Model> model, const CudaBackendOptions& opts);
   absl::Status Init();
+  absl::Status RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                       std::vector<SampledToken>* sampled);
 
   // State block layout (floats): wkv [R][H][64][64] (transposed per head), att_prev [R][C],
   // ffn_prev [R][C], attention ffn_prev [M][C].

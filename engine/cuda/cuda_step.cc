@@ -20,6 +20,7 @@
 #include "kernels/layernorm.cuh"
 #include "kernels/rwkv7_post.cuh"
 #include "kernels/rwkv7_prep.cuh"
+#include "kernels/sample.cuh"
 #include "kernels/token_shift.cuh"
 #include "kernels/wkv7.cuh"
 #include "kernels/wkv7_chunked.cuh"
@@ -461,8 +462,10 @@ absl::Status CudaBackend::Forward(int rows, int nitems, int nl) {
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<float>* logits) {
+absl::Status CudaBackend::RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                                 std::vector<SampledToken>* sampled) {
   logits->clear();
+  if (sampled) sampled->clear();
   const int nitems = static_cast<int>(items.size());
   if (nitems == 0) return absl::OkStatus();
   const SparseAttnConfig& cfg = model_->attn;
@@ -473,7 +476,9 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
   item_row0_.assign(nitems, 0);
   item_len_.assign(nitems, 0);
   std::set<SessionId> seen;
-  std::vector<int> logit_rows;
+  // Logit rows: those copied to the host first, then those sampled on the device.
+  std::vector<int> logit_rows, samp_rows, samp_items;
+  size_t n_adjust = 0;
   int rows = 0;
   max_len_ = 0;
   for (int b = 0; b < nitems; ++b) {
@@ -490,8 +495,21 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
     item_len_[b] = static_cast<int>(in.tokens.size());
     rows += item_len_[b];
     max_len_ = std::max(max_len_, item_len_[b]);
-    if (in.want_logits) logit_rows.push_back(rows - 1);
+    if (in.sample) {
+      if (!sampled) return absl::InvalidArgumentError("a step item asks for device sampling through Step");
+      if (!in.want_logits) return absl::InvalidArgumentError("device sampling needs want_logits");
+      for (const auto& [t, v] : in.sample->adjust)
+        if (t < 0 || t >= V_) return absl::InvalidArgumentError(absl::StrCat("adjusted token id ", t, " out of range"));
+      samp_rows.push_back(rows - 1);
+      samp_items.push_back(b);
+      n_adjust += in.sample->adjust.size();
+    } else if (in.want_logits) {
+      logit_rows.push_back(rows - 1);
+    }
   }
+  const int n_host = static_cast<int>(logit_rows.size());
+  const int n_samp = static_cast<int>(samp_rows.size());
+  logit_rows.insert(logit_rows.end(), samp_rows.begin(), samp_rows.end());
 
   // --- Plan the sparse layers: compression, paths, KV capacity. Nothing changes yet.
   plan_.assign(M_, std::vector<AttnPlan>(nitems));
@@ -610,7 +628,12 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
   const size_t o_lrows = Align(o_len + nitems * sizeof(int));
   const size_t o_state = Align(o_lrows + std::max<size_t>(1, logit_rows.size()) * sizeof(int));
   const size_t o_attn = Align(o_state + nitems * sizeof(float*));
-  const size_t total = Align(o_attn + static_cast<size_t>(M_) * nitems * sizeof(kernels::AttnItem));
+  const size_t o_samp = Align(o_attn + static_cast<size_t>(M_) * nitems * sizeof(kernels::AttnItem));
+  const size_t o_adj_tok = Align(o_samp + n_samp * sizeof(kernels::SampleItem));
+  const size_t o_adj_val = Align(o_adj_tok + n_adjust * sizeof(int));
+  const size_t o_out_tok = Align(o_adj_val + n_adjust * sizeof(float));  // written by the sampler
+  const size_t o_out_lp = Align(o_out_tok + n_samp * sizeof(int));
+  const size_t total = Align(o_out_lp + n_samp * sizeof(float));
   if (total > meta_cap_) {
     RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
     DropGraphs();  // they hold metadata pointers
@@ -636,8 +659,27 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
     for (int b = 0; b < nitems; ++b) st[b] = item_sess_[b]->state;
     kernels::AttnItem* ai = reinterpret_cast<kernels::AttnItem*>(meta_host_ + o_attn);
     for (int j = 0; j < M_; ++j) std::copy(attn_items_[j].begin(), attn_items_[j].end(), ai + static_cast<size_t>(j) * nitems);
+    kernels::SampleItem* si = reinterpret_cast<kernels::SampleItem*>(meta_host_ + o_samp);
+    int* adj_tok = reinterpret_cast<int*>(meta_host_ + o_adj_tok);
+    float* adj_val = reinterpret_cast<float*>(meta_host_ + o_adj_val);
+    int na = 0;
+    for (int j = 0; j < n_samp; ++j) {
+      const DeviceSampling& ds = *items[samp_items[j]].sample;
+      si[j].row = n_host + j;
+      si[j].temperature = ds.temperature;
+      si[j].top_p = ds.top_p;
+      si[j].top_k = ds.top_k;
+      si[j].uniform = ds.uniform;
+      si[j].adj0 = na;
+      si[j].nadj = static_cast<int>(ds.adjust.size());
+      for (const auto& [t, v] : ds.adjust) {
+        adj_tok[na] = t;
+        adj_val[na++] = v;
+      }
+    }
   }
-  RWKVX_CUDA_RETURN(cudaMemcpyAsync(meta_dev_, meta_host_, total, cudaMemcpyHostToDevice, stream_));
+  // Everything up to the sampler's outputs goes up.
+  RWKVX_CUDA_RETURN(cudaMemcpyAsync(meta_dev_, meta_host_, o_out_tok, cudaMemcpyHostToDevice, stream_));
   d_tokens_ = reinterpret_cast<int*>(meta_dev_ + o_tokens);
   d_row_item_ = reinterpret_cast<int*>(meta_dev_ + o_row_item);
   d_item_row0_ = reinterpret_cast<int*>(meta_dev_ + o_row0);
@@ -688,9 +730,23 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
   } else {
     RWKVX_RETURN_IF_ERROR(Forward(rows, nitems, nl));
   }
-  if (nl > 0) {
-    logits->resize(static_cast<size_t>(nl) * V_);
+  if (n_host > 0) {
+    logits->resize(static_cast<size_t>(n_host) * V_);
     RWKVX_CUDA_RETURN(cudaMemcpyAsync(logits->data(), ws_.logits, logits->size() * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+  }
+  if (n_samp > 0) {
+    kernels::SampleParams sp;
+    sp.logits = ws_.logits;
+    sp.items = reinterpret_cast<const kernels::SampleItem*>(meta_dev_ + o_samp);
+    sp.adj_tok = reinterpret_cast<const int*>(meta_dev_ + o_adj_tok);
+    sp.adj_val = reinterpret_cast<const float*>(meta_dev_ + o_adj_val);
+    sp.n = n_samp;
+    sp.V = V_;
+    sp.out_token = reinterpret_cast<int*>(meta_dev_ + o_out_tok);
+    sp.out_logprob = reinterpret_cast<float*>(meta_dev_ + o_out_lp);
+    RWKVX_CUDA_RETURN(kernels::LaunchSample(sp, stream_));
+    RWKVX_CUDA_RETURN(cudaMemcpyAsync(meta_host_ + o_out_tok, meta_dev_ + o_out_tok, total - o_out_tok,
                                       cudaMemcpyDeviceToHost, stream_));
   }
 
@@ -709,6 +765,12 @@ absl::Status CudaBackend::Step(const std::vector<StepInput>& items, std::vector<
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   RWKVX_CUDA_RETURN(cudaGetLastError());
   for (int b = 0; b < nitems; ++b) item_sess_[b]->tokens_seen += item_len_[b];
+  if (n_samp > 0) {
+    const int* tok = reinterpret_cast<const int*>(meta_host_ + o_out_tok);
+    const float* lp = reinterpret_cast<const float*>(meta_host_ + o_out_lp);
+    sampled->resize(n_samp);
+    for (int j = 0; j < n_samp; ++j) (*sampled)[j] = SampledToken{tok[j], lp[j]};
+  }
   return absl::OkStatus();
 }
 

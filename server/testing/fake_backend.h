@@ -7,11 +7,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <memory>
 #include <thread>
 
 #include "engine/backend.h"
+#include "engine/sampler.h"
 
 namespace rwkvx::testing {
 
@@ -76,6 +78,43 @@ class FakeBackend : public Backend {
     max_batch.store(std::max(max_batch.load(), batch));
     return absl::OkStatus();
   }
+  // With `device_sampling`: sampled items are drawn here from the spec alone (adjustments
+  // applied to the row, then Sampler::SampleAdjusted with the spec's draw), like a GPU
+  // backend would; their rows do not reach the caller.
+  bool SupportsDeviceSampling() const override { return device_sampling; }
+  absl::Status StepSampled(const std::vector<StepInput>& items, std::vector<float>* logits,
+                           std::vector<SampledToken>* sampled) override {
+    if (!device_sampling) return Backend::StepSampled(items, logits, sampled);
+    sampled->clear();
+    std::vector<float> all;
+    absl::Status st = Step(items, &all);
+    if (!st.ok()) return st;
+    logits->clear();
+    const int V = model_->shape.vocab;
+    size_t row = 0;
+    for (const auto& in : items) {
+      if (!in.want_logits) continue;
+      float* r = all.data() + row++ * static_cast<size_t>(V);
+      if (!in.sample) {
+        logits->insert(logits->end(), r, r + V);
+        continue;
+      }
+      const DeviceSampling& ds = *in.sample;
+      for (const auto& [t, v] : ds.adjust) {
+        if (t < 0 || t >= V) return absl::InvalidArgumentError("fake: adjusted token out of range");
+        r[t] = v == std::numeric_limits<float>::infinity() ? -v : r[t] - v;
+      }
+      SamplingParams p;
+      p.temperature = ds.temperature;
+      p.top_p = ds.top_p;
+      p.top_k = ds.top_k;
+      Sampler s(p, nullptr);
+      SampleResult res = s.SampleAdjusted(r, V, ds.uniform);
+      sampled->push_back(SampledToken{res.token, res.logprob});
+      device_sampled.fetch_add(1);
+    }
+    return absl::OkStatus();
+  }
   size_t SessionBytes(SessionId id) const override { return sessions_.count(id) ? 1000 : 0; }
   size_t SessionKvTokens(SessionId id) const override {
     auto it = sessions_.find(id);
@@ -95,6 +134,8 @@ class FakeBackend : public Backend {
   std::atomic<int> live{0};
   std::atomic<int> steps{0};
   std::atomic<int> max_batch{0};
+  bool device_sampling = false;
+  std::atomic<int> device_sampled{0};  // tokens drawn through StepSampled's sample specs
 
  private:
   struct S {

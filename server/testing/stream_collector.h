@@ -13,6 +13,7 @@ namespace rwkvx::testing {
 
 struct Collected {
   std::vector<int32_t> tokens;
+  std::vector<float> logprobs;  // TokenEvent::logprob per token (0 unless requested)
   std::string text;
   GenerateEvent final_event;
   bool finished = false;
@@ -46,7 +47,10 @@ class StreamCollector {
     std::vector<GenerateEvent> evs;
     s_->PopAll(&evs);
     for (auto& e : evs) {
-      for (auto& t : e.tokens) c_.tokens.push_back(t.token);
+      for (auto& t : e.tokens) {
+        c_.tokens.push_back(t.token);
+        c_.logprobs.push_back(t.logprob);
+      }
       c_.text += e.text;
       if (e.final) {
         c_.finished = true;

@@ -20,21 +20,6 @@ namespace rwkvx {
 namespace {
 
 
-ModelShape Shape(int C, int R, int M, int V) {
-  ModelShape s;
-  s.vocab = V;
-  s.n_embd = C;
-  s.head_size = 64;
-  s.n_head = C / 64;
-  s.n_rwkv_layer = R;
-  s.n_attn_layer = M;
-  s.ffn_dim = 4 * C;
-  s.rank_w = 64;
-  s.rank_a = 64;
-  s.rank_v = 32;
-  s.rank_g = 128;
-  return s;
-}
 
 std::unique_ptr<Backend> Gpu(std::shared_ptr<const Model> m, double frac = 0.5, bool bf16 = false) {
   CudaBackendOptions o;

@@ -2,6 +2,8 @@
 import socket
 import subprocess
 
+import openai
+
 from e2e_util import binary
 
 
@@ -17,7 +19,7 @@ def test_help_documents_flags():
                  "--grpc-port", "--api-key", "--max-sessions", "--max-queue",
                  "--max-prompt-tokens", "--max-tokens", "--max-batch-tokens",
                  "--request-timeout", "--attn-chunk-size", "--attn-topk", "--kv-max",
-                 "--drain-grace"]:
+                 "--drain-grace", "--sampling"]:
         assert flag + " " in out, flag
 
 
@@ -25,6 +27,20 @@ def test_bad_flags_fail():
     assert run("--no-such-flag", "1").returncode != 0
     assert run("--max-sessions", "zero").returncode != 0
     assert run("--backend", "tpu").returncode != 0
+    r = run("--sampling", "gpu")
+    assert r.returncode != 0 and b"--sampling" in r.stderr
+
+
+def test_device_sampling_on_the_cpu_backend_samples_on_the_host(make_server):
+    # The CPU reference returns logits: --sampling device falls back to the host sampler,
+    # says so, and generates as usual.
+    srv = make_server("--backend", "cpu", "--sampling", "device")
+    assert "sampling: host (the backend returns logits)" in srv.log_text()
+    client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+    model = client.models.list().data[0].id
+    r = client.completions.create(model=model, prompt="Hello", max_tokens=4, temperature=0.8,
+                                  seed=3, extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 4
 
 
 def test_backend_cuda_without_gpu_fails_clearly():
