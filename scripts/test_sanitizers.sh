@@ -64,7 +64,7 @@ for preset in $SANITIZERS; do
       step "tsan: scheduler/service/frontend unit tests" "$B/tests/unit_tests" --gtest_brief=1 \
         --gtest_filter='Scheduler*:Service*:Session*:StopText*:ErrorMapping*:Bearer*:OpenAi*:ChatPrompt*'
       RWKVX_BIN=$B/rwkvx step "tsan: e2e subset (TSan server)" \
-        pytest_run tests/e2e/test_scheduling.py tests/e2e/test_faults.py \
+        pytest_run tests/e2e/test_scheduling.py tests/e2e/test_faults.py tests/e2e/test_sessions.py \
         tests/e2e/test_grpc_api.py tests/e2e/test_openai_api.py
       ;;
     *) echo "unknown sanitizer preset: $preset" >&2; exit 2 ;;

@@ -51,6 +51,8 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   sessions_disk = Gauge(r, "rwkvx_sessions_disk", "Named sessions kept only in --session-dir.");
   session_host_bytes = Gauge(r, "rwkvx_session_host_bytes", "Snapshot bytes of named sessions in host memory.");
   session_disk_bytes = Gauge(r, "rwkvx_session_disk_bytes", "Bytes of the session files in --session-dir.");
+  session_saves_in_flight = Gauge(r, "rwkvx_session_saves_in_flight",
+                                  "Background saves of idle named sessions to --session-dir in progress.");
   session_state_bytes = Gauge(r, "rwkvx_session_state_bytes",
                               "Bytes held by all live sessions (recurrent state + sparse KV).");
   sparse_kv_tokens = Gauge(r, "rwkvx_sparse_kv_tokens",

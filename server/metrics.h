@@ -46,6 +46,7 @@ class ServerMetrics {
   prometheus::Gauge* sessions_disk;
   prometheus::Gauge* session_host_bytes;
   prometheus::Gauge* session_disk_bytes;
+  prometheus::Gauge* session_saves_in_flight;  // background saves to --session-dir running
   prometheus::Gauge* sparse_kv_tokens;       // cached KV tokens over all live sessions
   prometheus::Gauge* ready;                  // 1 when accepting requests
 

@@ -141,6 +141,7 @@ void Scheduler::Loop() {
                       absl::UnavailableError("the server shut down before the request started"));
       }
     }
+    FinishBackgroundSaves(now);
     CheckEndings(now);
     Admit(now);
     if (now - last_expiry_check_ >= absl::Seconds(1)) {
@@ -174,6 +175,10 @@ void Scheduler::Loop() {
     FinishWaiting(s, FinishReason::kShutdown, absl::UnavailableError("the server shut down"));
   }
   RunCommands(&cmds);
+  if (writer_) {  // background saves first: SaveAllStored must not write a name they write
+    writer_->Drain();
+    FinishBackgroundSaves(absl::Now());
+  }
   SaveAllStored();  // --session-dir: every live stored session survives the restart
   while (!stored_.empty()) DropStored(stored_.begin(), /*remove_file=*/false);
   running_count_.store(0);
@@ -277,6 +282,7 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now) {
       return false;
     }
     it->second.busy = true;
+    ++it->second.version;  // a background save of the state before this must not move it to disk
     a->sid = it->second.sid;
     a->stored_name = req.session_name;
     a->feed = std::move(it->second.pending);
@@ -497,7 +503,8 @@ void Scheduler::ExpireStored(absl::Time now) {
       continue;
     }
     if (files_ && !st.ephemeral) {
-      while (st.tier != SessionTier::kDisk && MoveDown(it->first, st).ok()) {}
+      // Saved in the background (server/session_writer.h); the loop keeps stepping.
+      if (st.write_id == 0 && now >= st.next_save) StartBackgroundSave(it->first, st, now);
       ++it;
       continue;
     }
@@ -506,7 +513,7 @@ void Scheduler::ExpireStored(absl::Time now) {
     DropStored(it, /*remove_file=*/true);
     it = next;
   }
-  (void)MakeRoom(0);
+  (void)MakeRoom(0, /*host_must_fit=*/true, /*background=*/true);
 }
 
 void Scheduler::UpdateGauges() {

@@ -34,6 +34,7 @@
 #include "server/prefix_cache.h"
 #include "server/request.h"
 #include "server/session_files.h"
+#include "server/session_writer.h"
 
 namespace rwkvx {
 
@@ -56,6 +57,7 @@ struct SchedulerOptions {
   size_t session_disk_budget_bytes = size_t{64} << 30;
   std::string session_dir;  // "" = no disk tier, nothing survives a restart
   int testing_session_write_pause_ms = 0;  // test-only (SessionFilesOptions)
+  std::string testing_session_write_gate;  // test-only (SessionFilesOptions)
   size_t max_snapshot_bytes = size_t{1} << 30;  // largest snapshot a client may upload
   // Sample generated tokens inside the backend where it can (the CUDA backend): only
   // token ids cross to the host. Requests with top_logprobs, prompt ends and backends
@@ -141,12 +143,16 @@ class Scheduler {
     // Tiers (server/session_tiers.cc). Outside the backend the pending tokens live in
     // the snapshot bytes.
     SessionTier tier = SessionTier::kBackend;
-    std::string snapshot;      // kHost: the serialized session
+    std::shared_ptr<const std::string> snapshot;  // kHost: the serialized session
     size_t tier_bytes = 0;     // kHost: snapshot size; kDisk: file size
     long long tokens_seen = 0, pending_count = 0;  // cached while not in the backend
     bool saved = false;        // a file holds it (current when tier == kDisk)
     size_t saved_bytes = 0;    // that file's size
     bool ephemeral = false;
+    // Background saves (server/session_writer.h): `version` counts the uses that may have
+    // changed the state; a save in flight has write_id != 0 and snapshots write_version.
+    uint64_t version = 0, write_version = 0, write_id = 0;
+    absl::Time next_save = absl::InfinitePast();  // after a failed save: not before this
   };
 
   void Loop();
@@ -169,7 +175,15 @@ class Scheduler {
   absl::StatusOr<std::string> SnapshotOf(const std::string& name, const Stored& st);
   absl::Status MoveDown(const std::string& name, Stored& st);
   // Enforces the tier budgets, with room for `extra_backend_bytes` more in the backend.
-  absl::Status MakeRoom(size_t extra_backend_bytes, bool host_must_fit = true);
+  // `background` (housekeeping, no request waiting): host -> disk moves become background
+  // saves instead of writes on the loop thread.
+  absl::Status MakeRoom(size_t extra_backend_bytes, bool host_must_fit = true, bool background = false);
+  // Background saves: submit one (a session in the backend or host tier), and apply the
+  // finished ones (every loop iteration; at shutdown after SessionWriter::Drain).
+  void StartBackgroundSave(const std::string& name, Stored& st, absl::Time now);
+  void FinishBackgroundSaves(absl::Time now);
+  bool Writing(const std::string& name) const { return writing_names_.count(name) != 0; }
+  void WarnDiskFull(const std::string& name, absl::Time now);
   void DropStored(std::map<std::string, Stored>::iterator it, bool remove_file);
   void SaveAllStored();         // shutdown: every live session to disk
   void UpdateTierGauges();      // sessions and bytes in the host and disk tiers
@@ -213,6 +227,10 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> active_;
   std::map<std::string, Stored> stored_;
   std::unique_ptr<SessionFiles> files_;  // --session-dir, or null
+  std::unique_ptr<SessionWriter> writer_;  // with files_ (declared after it: destroyed first)
+  uint64_t next_write_id_ = 1;
+  std::map<std::string, int> writing_names_;  // names with background saves in flight
+  absl::Time last_disk_full_warning_ = absl::InfinitePast();
   absl::Time last_expiry_check_;
   std::vector<int32_t> unspellable_;  // ids with no tokenizer bytes (id 0 = end of text excluded)
   std::unique_ptr<PrefixCache> prefix_;  // null when off; declared after backend_

@@ -157,6 +157,7 @@ void Scheduler::AppendToSession(std::string name, std::vector<int32_t> tokens, I
     if (absl::Status s = LoadStored(name, st); !s.ok()) return done(s);
     st.pending.insert(st.pending.end(), tokens.begin(), tokens.end());
     st.busy = true;
+    ++st.version;  // a background save of the state before this must not move it to disk
     PrefillStored(name, done);
   };
   if (!Post(cmd)) done(ShuttingDown());
@@ -193,8 +194,8 @@ void Scheduler::ForkSession(std::string source, std::string name, InfoCallback d
       auto bytes = SnapshotOf(source, src->second);
       if (!bytes.ok()) return done(bytes.status());
       copy.tier = SessionTier::kHost;
-      copy.snapshot = std::move(*bytes);
-      copy.tier_bytes = copy.snapshot.size();
+      copy.snapshot = std::make_shared<const std::string>(std::move(*bytes));
+      copy.tier_bytes = copy.snapshot->size();
       copy.pending_count = src->second.pending_count;
     }
     auto it = stored_.emplace(name, std::move(copy)).first;
@@ -244,8 +245,8 @@ void Scheduler::RestoreSession(std::string name, std::string bytes, bool ephemer
     // Kept as bytes in host memory; loaded into the backend by its first use.
     Stored st;
     st.tier = SessionTier::kHost;
-    st.snapshot = std::move(bytes);
-    st.tier_bytes = st.snapshot.size();
+    st.snapshot = std::make_shared<const std::string>(std::move(bytes));
+    st.tier_bytes = st.snapshot->size();
     st.tokens_seen = state->tokens_seen;
     st.pending_count = static_cast<long long>(pending.size());
     st.ephemeral = ephemeral;

@@ -88,6 +88,7 @@ const std::vector<FlagDef>& Defs() {
       NUM(session_disk_bytes, "session-disk-bytes", "N", "disk budget of --session-dir (past it new sessions get 429 / RESOURCE_EXHAUSTED)"),
       NUM(max_snapshot_bytes, "max-snapshot-bytes", "N", "largest session snapshot a client may upload (HTTP body, gRPC message)"),
       NUM(testing_session_write_pause_ms, "testing-session-write-pause-ms", "MS", "TEST ONLY: pause mid-way through every session file write (crash tests)"),
+      STR(testing_session_write_gate, "testing-session-write-gate", "TEST ONLY: while this file exists, every session file write waits half-way"),
       NUM(drain_grace_s, "drain-grace", "SECONDS", "on SIGTERM: time running requests get to finish"),
       NUM(attn_chunk_size, "attn-chunk-size", "N", "sparse attention chunk size B (-1 = model's)"),
       NUM(attn_topk, "attn-topk", "N", "sparse attention top-k chunks (-1 = model's)"),

@@ -61,6 +61,7 @@ struct ServeFlags {
   long long session_disk_bytes = 64LL << 30;   // saved sessions in --session-dir
   long long max_snapshot_bytes = 1LL << 30;    // largest uploaded snapshot (HTTP, gRPC)
   int testing_session_write_pause_ms = 0;      // test-only fault injection
+  std::string testing_session_write_gate;      // test-only: writes wait while this file exists
   // Shutdown.
   double drain_grace_s = 30;
   // Sparse attention (-1 / "" = the model's value).

@@ -264,6 +264,7 @@ int ServeMain(int argc, char** argv) {
   so.session_disk_budget_bytes = static_cast<size_t>(std::max(0LL, f.session_disk_bytes));
   so.max_snapshot_bytes = static_cast<size_t>(std::max(0LL, f.max_snapshot_bytes));
   so.testing_session_write_pause_ms = f.testing_session_write_pause_ms;
+  so.testing_session_write_gate = f.testing_session_write_gate;
   signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the session write (EFBIG), not us
   Scheduler scheduler(std::move(*backend), tok.get(), so, &metrics);
   if (auto s = scheduler.OpenSessionDir(); !s.ok()) return Fail(s);

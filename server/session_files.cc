@@ -148,6 +148,11 @@ absl::Status SessionFiles::Write(const std::string& name, std::string_view bytes
     SLOG(INFO) << "session dir: testing pause mid-write of " << tmp;
     std::this_thread::sleep_for(std::chrono::milliseconds(opts_.testing_write_pause_ms));
   }
+  if (ok && !opts_.testing_write_gate.empty()) {
+    SLOG(INFO) << "session dir: testing gate holds the write of " << tmp;
+    while (::access(opts_.testing_write_gate.c_str(), F_OK) == 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   if (ok) ok = WriteAll(fd, bytes.data() + half, bytes.size() - half, &err);
   if (ok && ::fsync(fd) != 0) {
     ok = false;

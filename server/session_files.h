@@ -28,6 +28,9 @@ struct SessionFilesOptions {
   // Test-only fault injection (documented in docs/SESSIONS.md): sleep this long after
   // writing the first half of a temp file, so a test can kill -9 mid-write.
   int testing_write_pause_ms = 0;
+  // Test-only: while this file exists, every write waits half-way (a test holds a write
+  // in flight for as long as it needs, then removes the file).
+  std::string testing_write_gate = "";
 };
 
 class SessionFiles {

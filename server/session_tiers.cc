@@ -6,6 +6,11 @@
 // Nothing is ever dropped to make room: when a move fails (the disk is full or not
 // writable) the session stays where it was and the request that needed the room gets the
 // error (ResourceExhausted / Unavailable with the reason), with a log line.
+//
+// Moves that no request waits for (idle sessions, the budgets enforced once a second) are
+// background saves (server/session_writer.h): the session stays usable where it is while
+// its file is written, and moves to the disk tier when the write finished and nothing has
+// used it since; a failed save leaves it where it is and is retried 30 s later.
 #include <algorithm>
 #include <utility>
 
@@ -37,9 +42,11 @@ absl::Status Scheduler::OpenSessionDir() {
   SessionFilesOptions fo;
   fo.dir = opts_.session_dir;
   fo.testing_write_pause_ms = opts_.testing_session_write_pause_ms;
+  fo.testing_write_gate = opts_.testing_session_write_gate;
   auto f = SessionFiles::Open(fo);
   if (!f.ok()) return f.status();
   files_ = std::move(*f);
+  writer_ = std::make_unique<SessionWriter>(files_.get(), &backend_->model());
   auto list = files_->List();
   if (!list.ok()) return absl::InvalidArgumentError(absl::StrCat("--session-dir: ", list.status().message()));
   for (const auto& e : *list) {
@@ -73,7 +80,8 @@ absl::StatusOr<std::string> Scheduler::SnapshotOf(const std::string& name, const
       return SerializeSnapshot(backend_->model(), *ex, &st.pending);
     }
     case SessionTier::kHost:
-      return st.snapshot;
+      if (!st.snapshot) return absl::InternalError("no snapshot bytes");
+      return *st.snapshot;
     case SessionTier::kDisk:
       if (!files_) return absl::InternalError("no session dir");
       return files_->Read(name);
@@ -105,8 +113,7 @@ absl::Status Scheduler::LoadStored(const std::string& name, Stored& st) {
   st.sid = *sid;
   st.pending = std::move(pending);
   st.tokens_seen = state->tokens_seen;
-  st.snapshot.clear();
-  st.snapshot.shrink_to_fit();
+  st.snapshot.reset();
   st.tier = SessionTier::kBackend;
   st.tier_bytes = 0;
   UpdateTierGauges();
@@ -121,29 +128,29 @@ absl::Status Scheduler::MoveDown(const std::string& name, Stored& st) {
     st.sid = 0;
     st.pending_count = static_cast<long long>(st.pending.size());
     st.pending.clear();
-    st.snapshot = std::move(*bytes);
-    st.tier_bytes = st.snapshot.size();
+    st.snapshot = std::make_shared<const std::string>(std::move(*bytes));
+    st.tier_bytes = st.snapshot->size();
     st.tier = SessionTier::kHost;
     return absl::OkStatus();
   }
   if (st.tier == SessionTier::kHost) {
     if (!files_) return absl::ResourceExhaustedError("the stored-session memory budgets are used up");
-    absl::Status w = files_->Write(name, st.snapshot);
+    if (Writing(name)) return absl::UnavailableError("the session is being saved; retry shortly");
+    absl::Status w = files_->Write(name, *st.snapshot);
     if (!w.ok()) {
       SLOG(ERROR) << "session '" << name << "': cannot move to disk: " << w;
       return w;
     }
     st.saved = true;
     st.saved_bytes = st.tier_bytes;
-    st.snapshot.clear();
-    st.snapshot.shrink_to_fit();
+    st.snapshot.reset();
     st.tier = SessionTier::kDisk;
     return absl::OkStatus();
   }
   return absl::ResourceExhaustedError("the session disk budget is used up");
 }
 
-absl::Status Scheduler::MakeRoom(size_t extra_backend_bytes, bool host_must_fit) {
+absl::Status Scheduler::MakeRoom(size_t extra_backend_bytes, bool host_must_fit, bool background) {
   // Backend tier -> host.
   std::vector<LruEntry> in_backend, in_host;
   size_t on_disk = 0;
@@ -158,8 +165,13 @@ absl::Status Scheduler::MakeRoom(size_t extra_backend_bytes, bool host_must_fit)
   EvictionPlan pb = PlanEvictions(in_backend, opts_.stored_session_budget_bytes, extra_backend_bytes);
   for (const auto& n : pb.victims) SESS_RETURN_IF_ERROR(MoveDown(n, stored_[n]));
   if (!pb.fits) return absl::ResourceExhaustedError("the stored-session memory budget is used up");
-  // Host tier -> disk.
+  // Host tier -> disk. Sessions with a background save in flight are on their way out
+  // (their bytes leave the tier when it finishes) and count as written (`on_disk`).
   for (const auto& [name, st] : stored_) {
+    if (st.write_id != 0) {
+      on_disk += st.tier == SessionTier::kHost ? st.tier_bytes : 0;
+      continue;
+    }
     if (st.tier == SessionTier::kHost) in_host.push_back({name, st.tier_bytes, st.last_used, st.busy});
   }
   EvictionPlan ph = PlanEvictions(in_host, opts_.session_host_budget_bytes);
@@ -168,8 +180,11 @@ absl::Status Scheduler::MakeRoom(size_t extra_backend_bytes, bool host_must_fit)
     size_t grows = st.tier_bytes - std::min(st.tier_bytes, st.saved ? st.saved_bytes : 0);
     absl::Status moved;
     if (files_ && on_disk + grows > opts_.session_disk_budget_bytes) {
-      SLOG(WARNING) << "session '" << n << "' cannot move to disk: the disk budget is used up";
+      WarnDiskFull(n, absl::Now());
       moved = absl::ResourceExhaustedError("the session disk budget (--session-disk-bytes) is used up");
+    } else if (background && files_) {
+      if (st.write_id == 0 && absl::Now() >= st.next_save) StartBackgroundSave(n, st, absl::Now());
+      moved = absl::OkStatus();
     } else {
       moved = MoveDown(n, st);
     }
@@ -181,6 +196,78 @@ absl::Status Scheduler::MakeRoom(size_t extra_backend_bytes, bool host_must_fit)
   }
   UpdateTierGauges();
   return absl::OkStatus();
+}
+
+void Scheduler::WarnDiskFull(const std::string& name, absl::Time now) {
+  // Once a minute at most: the budgets are enforced every second.
+  if (now - last_disk_full_warning_ < absl::Minutes(1)) return;
+  last_disk_full_warning_ = now;
+  SLOG(WARNING) << "session '" << name << "' cannot move to disk: the disk budget (--session-disk-bytes) is used up";
+}
+
+void Scheduler::StartBackgroundSave(const std::string& name, Stored& st, absl::Time now) {
+  if (!writer_ || st.write_id != 0 || st.tier == SessionTier::kDisk) return;
+  SessionWriter::Job job;
+  job.name = name;
+  job.id = next_write_id_++;
+  if (st.tier == SessionTier::kBackend) {
+    // The export is the one part that needs the loop thread (the backend is not
+    // thread-safe); serialization and the write run on the writer thread.
+    auto ex = backend_->ExportSession(st.sid);
+    if (!ex.ok()) {
+      SLOG(ERROR) << "session '" << name << "': export for a background save failed: " << ex.status();
+      st.next_save = now + absl::Seconds(30);
+      return;
+    }
+    job.state = std::move(*ex);
+    job.pending = st.pending;
+  } else {
+    job.bytes = st.snapshot;  // shared, not copied: the host tier keeps serving it meanwhile
+  }
+  st.write_id = job.id;
+  st.write_version = st.version;
+  ++writing_names_[name];
+  writer_->Submit(std::move(job));
+  metrics_->session_saves_in_flight->Set(writer_->InFlight());
+}
+
+void Scheduler::FinishBackgroundSaves(absl::Time now) {
+  if (!writer_) return;
+  std::vector<SessionWriter::Done> done = writer_->TakeDone();
+  if (done.empty()) return;
+  for (SessionWriter::Done& d : done) {
+    if (--writing_names_[d.name] == 0) writing_names_.erase(d.name);
+    auto it = stored_.find(d.name);
+    if (it == stored_.end() || it->second.write_id != d.id) {
+      // Deleted (or deleted and created anew) while the file was written: the file must
+      // not bring the old session back at the next start.
+      if (d.written.ok() && !Writing(d.name) && (it == stored_.end() || !it->second.saved))
+        (void)files_->Remove(d.name);
+      continue;
+    }
+    Stored& st = it->second;
+    st.write_id = 0;
+    if (!d.written.ok()) {
+      SLOG(WARNING) << "session '" << d.name << "': background save failed (" << d.written.status()
+                    << "); it stays in the " << SessionTierName(st.tier) << " tier, next try in 30 s";
+      st.next_save = now + absl::Seconds(30);
+      continue;
+    }
+    st.saved = true;
+    st.saved_bytes = *d.written;
+    if (st.version != st.write_version || st.busy) continue;  // used since: the file is older
+    if (st.tier == SessionTier::kBackend) {
+      (void)backend_->FreeSession(st.sid);
+      st.sid = 0;
+      st.pending_count = static_cast<long long>(st.pending.size());
+      st.pending.clear();
+    }
+    st.snapshot.reset();
+    st.tier = SessionTier::kDisk;
+    st.tier_bytes = st.saved_bytes;
+  }
+  metrics_->session_saves_in_flight->Set(writer_->InFlight());
+  UpdateTierGauges();
 }
 
 void Scheduler::DropStored(std::map<std::string, Stored>::iterator it, bool remove_file) {

@@ -411,6 +411,63 @@ def test_kill_mid_write_keeps_the_previous_snapshot(make_server, tmp_path):
     assert h2.complete("c", calls[3]) == ref[1]
 
 
+SAVES = "rwkvx_session_saves_in_flight"
+
+
+def gated_server(make_server, tmp_path, *extra):
+    """A server whose session file writes wait half-way while `gate` exists, with idle
+    sessions saved in the background after 0.2 s."""
+    d = str(tmp_path / "sessions")
+    gate = tmp_path / "gate"
+    gate.write_text("hold")
+    s = make_server(*SEED, "--session-dir", d, "--session-idle-timeout", "0.2",
+                    "--testing-session-write-gate", str(gate), *extra)
+    return s, d, gate
+
+
+def test_background_save_does_not_stall_streams(make_server, tmp_path, api):
+    calls = ["Idle", " then", " more"]
+    ref = reference(api, "bg-ref", calls)  # on the shared server: no session dir there
+    s, d, gate = gated_server(make_server, tmp_path, "--max-tokens", "1000000")
+    h = Http(s)
+    h.create("idle", prompt=calls[0])
+    wait_for(lambda: s.metric(SAVES) == 1, "the idle session's background save to start")
+    # Its write is held half-way by the gate. The loop must keep stepping meanwhile: a
+    # stream gets its tokens (the old loop-thread write blocked every stream until done).
+    with requests.post(s.base + "/v1/completions", stream=True, timeout=120,
+                       json={"prompt": "x", "max_tokens": 1000000, "stream": True,
+                             "ignore_eos": True}) as r:
+        assert r.status_code == 200
+        n = 0
+        for line in r.iter_lines():
+            n += line.startswith(b"data: {")
+            if n >= 20:
+                break
+    assert s.metric(SAVES) == 1  # the write is still held: the tokens came during it
+    # The session stays usable where it is while its file is written.
+    info = h.get("idle").json()
+    assert info["tier"] == "backend", info
+    assert h.complete("idle", calls[1]) == ref[0]
+    # Used during its save: the finished file is older than the session, so it stays in
+    # memory; its next idle period saves it again and then it moves to disk.
+    gate.unlink()
+    wait_for(lambda: h.get("idle").json()["tier"] == "disk", "the session to move to disk")
+    assert session_files(d) == [session_files(d)[0]] and len(session_files(d)) == 1
+    assert h.complete("idle", calls[2]) == ref[1]  # the saved state is the latest one
+
+
+def test_background_save_of_a_deleted_session_leaves_no_file(make_server, tmp_path):
+    s, d, gate = gated_server(make_server, tmp_path)
+    h = Http(s)
+    h.create("gone", prompt="Bye")
+    wait_for(lambda: s.metric(SAVES) == 1, "the idle session's background save to start")
+    assert h.delete("gone").status_code == 200
+    gate.unlink()
+    wait_for(lambda: s.metric(SAVES) == 0, "the save to finish")
+    assert session_files(d) == []  # it must not come back at the next start
+    assert h.get("gone").status_code == 404
+
+
 def test_full_session_dir_is_a_clear_error(tmp_path):
     """Writes past 64 KiB fail (RLIMIT_FSIZE, like a full disk); a session needs more."""
     d = str(tmp_path / "sessions")

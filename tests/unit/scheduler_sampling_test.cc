@@ -137,7 +137,9 @@ TEST(SamplerTest, DeviceSpecReproducesSample) {
     for (const auto& [t, v] : ds.adjust) {
       EXPECT_EQ(std::count(seen.begin(), seen.end(), t), 0) << t;
       seen.push_back(t);
-      if (t == 3 || t == 7 || t == 9) EXPECT_EQ(v, std::numeric_limits<float>::infinity());
+      if (t == 3 || t == 7 || t == 9) {
+        EXPECT_EQ(v, std::numeric_limits<float>::infinity());
+      }
       lb[t] = v == std::numeric_limits<float>::infinity() ? -v : lb[t] - v;
     }
     EXPECT_NE(std::find(seen.begin(), seen.end(), 7), seen.end());
