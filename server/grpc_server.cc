@@ -248,8 +248,8 @@ class ErrorWriter : public grpc::ServerWriteReactor<pb::GenerateResponse> {
 
 class InferenceImpl final : public pb::Inference::CallbackService {
  public:
-  InferenceImpl(::rwkvx::Service* s, ServerMetrics* m, std::vector<std::string> keys)
-      : svc_(s), metrics_(m), keys_(std::move(keys)) {}
+  InferenceImpl(::rwkvx::Service* s, ServerMetrics* m, const ApiKeys* keys)
+      : svc_(s), metrics_(m), keys_(keys) {}
 
   grpc::ServerWriteReactor<pb::GenerateResponse>* Generate(grpc::CallbackServerContext* ctx,
                                                            const pb::GenerateRequest* req) override {
@@ -441,11 +441,11 @@ class InferenceImpl final : public pb::Inference::CallbackService {
   }
 
   absl::Status Auth(grpc::CallbackServerContext* ctx) const {
-    if (keys_.empty()) return absl::OkStatus();
+    if (!keys_ || !keys_->Required()) return absl::OkStatus();
     const auto& md = ctx->client_metadata();
     auto it = md.find("authorization");
     std::string v = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
-    if (CheckBearer(v, keys_)) return absl::OkStatus();
+    if (keys_->Allows(v)) return absl::OkStatus();
     return absl::UnauthenticatedError("a valid API key is required (metadata authorization: Bearer <key>)");
   }
 
@@ -475,7 +475,7 @@ class InferenceImpl final : public pb::Inference::CallbackService {
 
   ::rwkvx::Service* svc_;
   ServerMetrics* metrics_;
-  std::vector<std::string> keys_;
+  const ApiKeys* keys_;
 
  public:
   size_t max_snapshot_bytes() const { return svc_->scheduler().options().max_snapshot_bytes; }
@@ -488,9 +488,9 @@ struct GrpcServer::Impl {
   std::unique_ptr<grpc::Server> server;
 };
 
-GrpcServer::GrpcServer(Service* service, ServerMetrics* metrics, std::vector<std::string> api_keys)
+GrpcServer::GrpcServer(Service* service, ServerMetrics* metrics, const ApiKeys* api_keys)
     : impl_(std::make_unique<Impl>()) {
-  impl_->service = std::make_unique<InferenceImpl>(service, metrics, std::move(api_keys));
+  impl_->service = std::make_unique<InferenceImpl>(service, metrics, api_keys);
 }
 
 GrpcServer::~GrpcServer() { Stop(); }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/api_keys.h"
 #include "server/metrics.h"
 #include "server/service.h"
 
@@ -19,7 +20,8 @@ namespace rwkvx {
 
 class GrpcServer {
  public:
-  GrpcServer(Service* service, ServerMetrics* metrics, std::vector<std::string> api_keys);
+  // `api_keys`: null or empty = no auth; must outlive the server.
+  GrpcServer(Service* service, ServerMetrics* metrics, const ApiKeys* api_keys);
   ~GrpcServer();
   // Returns the bound port (port 0 = a free one).
   absl::StatusOr<int> Start(const std::string& host, int port);

@@ -197,8 +197,8 @@ void HttpConnection::Handle(Request req) {
     route_ = target == "/v1/completions" || target == "/v1/chat/completions" ? target
              : target.rfind("/v1/models", 0) == 0                            ? "/v1/models"
                                                                              : "other";
-    if (!shared_->opts.api_keys.empty() &&
-        !CheckBearer(std::string(req_[http::field::authorization]), shared_->opts.api_keys)) {
+    if (shared_->opts.api_keys &&
+        !shared_->opts.api_keys->Allows(std::string(req_[http::field::authorization]))) {
       SendError(absl::UnauthenticatedError("a valid API key is required (Authorization: Bearer <key>)"));
       return;
     }

@@ -14,28 +14,6 @@
 
 namespace rwkvx {
 
-bool CheckBearer(const std::string& header_value, const std::vector<std::string>& keys) {
-  static const std::string kPrefix = "Bearer ";
-  if (header_value.size() < kPrefix.size() ||
-      header_value.compare(0, kPrefix.size(), kPrefix) != 0) {
-    return false;
-  }
-  std::string_view given = std::string_view(header_value).substr(kPrefix.size());
-  bool ok = false;
-  for (const auto& key : keys) {
-    // Constant time in the key's content: always walk max(len) bytes.
-    size_t n = std::max(given.size(), key.size());
-    volatile unsigned char diff = given.size() == key.size() ? 0 : 1;
-    for (size_t i = 0; i < n; ++i) {
-      unsigned char a = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
-      unsigned char b = i < key.size() ? static_cast<unsigned char>(key[i]) : 0;
-      diff = diff | (a ^ b);
-    }
-    ok = ok | (diff == 0);
-  }
-  return ok;
-}
-
 struct HttpServer::Impl {
   HttpShared shared;
   net::io_context ioc;
@@ -47,6 +25,7 @@ struct HttpServer::Impl {
   net::strand<net::io_context::executor_type> trim_strand = net::make_strand(ioc);
   net::steady_timer trim_timer{trim_strand};  // and busy_since_trim: on trim_strand
   bool busy_since_trim = false;
+  int idle_ticks = 0;  // idle seconds since the last busy tick (on trim_strand)
 
   // After a burst of load, glibc keeps the freed memory of its per-thread arenas (gRPC
   // and I/O threads); once the server is idle again, hand it back to the OS so RSS
@@ -60,11 +39,17 @@ struct HttpServer::Impl {
                   shared.active_generations.load() == 0;
       if (!idle) {
         busy_since_trim = true;
+        idle_ticks = 0;
       } else if (busy_since_trim) {
-        busy_since_trim = false;
+        // Trim 1, 3 and 10 s into the idle period: connections and gRPC calls finish
+        // tearing down (and free their buffers) after the last request ends.
+        ++idle_ticks;
+        if (idle_ticks == 1 || idle_ticks == 3 || idle_ticks == 10) {
 #if defined(__GLIBC__)
-        malloc_trim(0);
+          malloc_trim(0);
 #endif
+        }
+        if (idle_ticks >= 10) busy_since_trim = false;
       }
       TrimWhenIdle();
     });

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/api_keys.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/metrics.h"
@@ -30,7 +31,7 @@ struct HttpOptions {
   size_t max_body_bytes = size_t{1} << 20;
   size_t max_header_bytes = 16 << 10;
   int max_json_depth = 64;
-  std::vector<std::string> api_keys;  // empty = no auth
+  const ApiKeys* api_keys = nullptr;  // null or no keys = no auth; must outlive the server
   int socket_send_buffer_bytes = 0;   // SO_SNDBUF of accepted sockets (0 = OS default)
   // A request's headers and body must arrive within read_timeout of its first byte (a
   // slowloris sender is dropped); a connection may wait idle_timeout for that first byte.
@@ -39,9 +40,6 @@ struct HttpOptions {
   // Open connections; past it a new connection gets 503 and is closed at once.
   int max_connections = 8192;
 };
-
-// Constant-time check of an "Authorization" header value against the keys.
-bool CheckBearer(const std::string& header_value, const std::vector<std::string>& keys);
 
 class HttpServer {
  public:

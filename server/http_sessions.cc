@@ -123,8 +123,8 @@ bool HttpConnection::HandleSessions(const std::string& target) {
     return false;
   }
   route_ = client_held ? std::string(kClientHeld) : std::string(kPrefix);
-  if (!shared_->opts.api_keys.empty() &&
-      !CheckBearer(std::string(req_[http::field::authorization]), shared_->opts.api_keys)) {
+  if (shared_->opts.api_keys &&
+      !shared_->opts.api_keys->Allows(std::string(req_[http::field::authorization]))) {
     SendError(absl::UnauthenticatedError("a valid API key is required (Authorization: Bearer <key>)"));
     return true;
   }

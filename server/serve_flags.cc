@@ -56,7 +56,7 @@ const std::vector<FlagDef>& Defs() {
       FlagDef{"api-key", "KEY", "API key for Bearer auth on /v1/* and gRPC (repeatable; none = no auth)",
               [](ServeFlags* f, const std::string& v) { f->api_keys.push_back(v); return true; },
               [](const ServeFlags& f) { return std::string(f.api_keys.empty() ? "" : "(set)"); }},
-      STR(api_key_file, "api-key-file", "file with one API key per line"),
+      STR(api_key_file, "api-key-file", "file with one API key per line (SIGHUP re-reads it: key rotation without a restart)"),
       NUM(http_threads, "http-threads", "N", "HTTP I/O threads"),
       NUM(http_send_buffer_bytes, "http-send-buffer-bytes", "N", "kernel send buffer per HTTP connection (0 = OS default)"),
       NUM(http_read_timeout_s, "http-read-timeout", "SECONDS", "an HTTP request's headers and body must arrive within this of its first byte (slow senders are dropped)"),

@@ -148,6 +148,7 @@ void InstallSignalHandlers() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);  // re-read --api-key-file
   signal(SIGPIPE, SIG_IGN);
 }
 
@@ -179,14 +180,36 @@ int ServeMain(int argc, char** argv) {
     return 0;
   }
   if (auto s = CheckLimits(f); !s.ok()) return Fail(s);
-  if (!f.api_key_file.empty()) {
-    std::ifstream in(f.api_key_file);
-    if (!in) return Fail(absl::NotFoundError("--api-key-file: cannot read " + f.api_key_file));
-    for (std::string line; std::getline(in, line);) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-      if (!line.empty()) f.api_keys.push_back(line);
+  // --api-key flags plus --api-key-file; SIGHUP re-reads the file (ReloadApiKeys).
+  auto key_set = [&f]() -> absl::StatusOr<std::vector<std::string>> {
+    std::vector<std::string> keys = f.api_keys;
+    if (!f.api_key_file.empty()) {
+      auto from_file = ApiKeys::ReadFile(f.api_key_file);
+      if (!from_file.ok()) return absl::Status(from_file.status().code(), "--api-key-file: " + std::string(from_file.status().message()));
+      keys.insert(keys.end(), from_file->begin(), from_file->end());
     }
-  }
+    return keys;
+  };
+  auto initial_keys = key_set();
+  if (!initial_keys.ok()) return Fail(initial_keys.status());
+  ApiKeys api_keys(std::move(*initial_keys));
+  auto reload_keys = [&] {
+    if (f.api_key_file.empty()) {
+      SLOG(INFO) << "SIGHUP: no --api-key-file to re-read; API keys unchanged";
+      return;
+    }
+    auto keys = key_set();
+    if (!keys.ok()) {
+      SLOG(ERROR) << "SIGHUP: " << keys.status().message() << "; API keys unchanged";
+    } else if (keys->empty() && api_keys.Required()) {
+      // An emptied file must not turn authentication off.
+      SLOG(ERROR) << "SIGHUP: --api-key-file has no keys; keeping the " << api_keys.size()
+                  << " current keys (authentication stays on)";
+    } else {
+      SLOG(INFO) << "SIGHUP: API keys reloaded from --api-key-file (" << keys->size() << " keys)";
+      api_keys.Replace(std::move(*keys));
+    }
+  };
   InstallSignalHandlers();
 
   // Model.
@@ -296,7 +319,7 @@ int ServeMain(int argc, char** argv) {
   ho.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
   ho.max_header_bytes = static_cast<size_t>(f.max_header_bytes);
   ho.max_json_depth = f.max_json_depth;
-  ho.api_keys = f.api_keys;
+  ho.api_keys = &api_keys;
   ho.socket_send_buffer_bytes = f.http_send_buffer_bytes;
   ho.read_timeout = absl::Seconds(f.http_read_timeout_s);
   ho.idle_timeout = absl::Seconds(f.http_idle_timeout_s);
@@ -305,7 +328,7 @@ int ServeMain(int argc, char** argv) {
   if (auto s = http.Start(); !s.ok()) return Fail(s);
   SLOG(INFO) << "HTTP listening on " << f.host << ":" << http.port();
 
-  GrpcServer grpc(&service, &metrics, f.api_keys);
+  GrpcServer grpc(&service, &metrics, &api_keys);
   int grpc_port = -1;
   if (f.grpc_port >= 0) {
     auto p = grpc.Start(f.host, f.grpc_port);
@@ -324,14 +347,17 @@ int ServeMain(int argc, char** argv) {
   metrics.ready->Set(1);
   SLOG(INFO) << "ready: serving '" << name << "' on " << backend_name;
 
-  int sig = WaitSignal(-1);
+  int sig = 0;
+  while ((sig = WaitSignal(-1)) == SIGHUP) reload_keys();
   SLOG(INFO) << "received " << (sig == SIGTERM ? "SIGTERM" : "SIGINT") << ": draining (grace "
              << f.drain_grace_s << "s); readiness is now false";
   scheduler.BeginDrain(absl::Seconds(f.drain_grace_s));
   grpc.SetNotServing();
   absl::Time until = absl::Now() + absl::Seconds(f.drain_grace_s) + absl::Seconds(5);
   while (!scheduler.WaitIdle(absl::Milliseconds(100)) && absl::Now() < until) {
-    if (WaitSignal(0) != 0) {
+    if (const int again = WaitSignal(0); again == SIGHUP) {
+      reload_keys();
+    } else if (again != 0) {
       SLOG(WARNING) << "second signal: ending running requests now";
       scheduler.BeginDrain(absl::ZeroDuration());
     }
