@@ -35,8 +35,10 @@ struct HttpServer::Impl {
     trim_timer.async_wait([this](beast::error_code ec) {
       if (ec) return;
       Scheduler& sch = shared.service->scheduler();
-      bool idle = sch.running() == 0 && sch.waiting() == 0 &&
-                  shared.active_generations.load() == 0;
+      // Scheduler idleness only: a connection still flushing (or not yet noticed as gone)
+      // must not keep the memory of the whole burst (seen: RSS stuck at its peak for 30 s
+      // while one vanished client's connection lingered).
+      bool idle = sch.running() == 0 && sch.waiting() == 0;
       if (!idle) {
         busy_since_trim = true;
         idle_ticks = 0;
