@@ -323,8 +323,6 @@ bool Scheduler::RunStep() {
     owners.push_back(a.get());
     --budget;
   }
-  // Prefill chunks: fixed boundaries (multiples of prefill_chunk: from the start, or from a
-  // prefix-cache hit off that grid, first up to the grid), never split by load.
   // Decode items feeding a generated token need their logits only for sampling: the
   // backend samples them where it can (pointers into `specs`, sized up front).
   std::vector<DeviceSampling> specs;
@@ -338,6 +336,8 @@ bool Scheduler::RunStep() {
       items[i].sample = &specs.back();
     }
   }
+  // Prefill chunks: fixed boundaries (multiples of prefill_chunk: from the start, or from a
+  // prefix-cache hit off that grid, first up to the grid), never split by load.
   bool any_prefill = false;
   for (auto& a : active_) {
     size_t left = a->feed.size() - a->fed;

@@ -207,6 +207,10 @@ void Scheduler::WarnDiskFull(const std::string& name, absl::Time now) {
 
 void Scheduler::StartBackgroundSave(const std::string& name, Stored& st, absl::Time now) {
   if (!writer_ || st.write_id != 0 || st.tier == SessionTier::kDisk) return;
+  // Each queued save holds a copy of its session (the exported state or the host bytes):
+  // at most two at a time (one writing, one waiting), the rest wait for a later pass.
+  constexpr int kMaxSavesInFlight = 2;
+  if (writer_->InFlight() >= kMaxSavesInFlight) return;
   SessionWriter::Job job;
   job.name = name;
   job.id = next_write_id_++;
