@@ -170,6 +170,13 @@ int32_t ArgMax(const float* logits, int vocab) {
 
 Sampler::Sampler(const SamplingParams& p, const Tokenizer* tok) : p_(p), tok_(tok), rng_(p.seed) {}
 
+void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust, float* logits, int vocab) {
+  for (const auto& [t, v] : adjust) {
+    if (t < 0 || t >= vocab) continue;
+    logits[t] = v == std::numeric_limits<float>::infinity() ? kNegInf : logits[t] - v;
+  }
+}
+
 float Sampler::Penalty(double count) const {
   return static_cast<float>(static_cast<double>(p_.presence_penalty) +
                             count * static_cast<double>(p_.frequency_penalty));

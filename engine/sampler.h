@@ -41,6 +41,11 @@ struct SampleResult {
   std::vector<TokenLogprob> top;  // top_logprobs entries, most likely first
 };
 
+// Applies DeviceSampling::adjust to a logits row as a backend does (+inf bans: the logit
+// becomes -inf; any other value is subtracted); ids outside [0, vocab) are skipped. The
+// host reference of the GPU sampler's first step (kernels/sample.cu).
+void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust, float* logits, int vocab);
+
 class Sampler {
  public:
   Sampler(const SamplingParams& p, const Tokenizer* tok);

@@ -100,10 +100,9 @@ class FakeBackend : public Backend {
         continue;
       }
       const DeviceSampling& ds = *in.sample;
-      for (const auto& [t, v] : ds.adjust) {
+      for (const auto& [t, v] : ds.adjust)
         if (t < 0 || t >= V) return absl::InvalidArgumentError("fake: adjusted token out of range");
-        r[t] = v == std::numeric_limits<float>::infinity() ? -v : r[t] - v;
-      }
+      ApplyDeviceAdjustments(ds.adjust, r, V);
       SamplingParams p;
       p.temperature = ds.temperature;
       p.top_p = ds.top_p;

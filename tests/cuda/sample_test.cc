@@ -33,7 +33,7 @@ struct Case {
 
 // Host reference: the adjustments as a backend applies them, then Sampler::SampleAdjusted.
 SampleResult HostSample(Case c) {
-  for (const auto& [t, v] : c.adjust) c.logits[t] = v == kInf ? -kInf : c.logits[t] - v;
+  ApplyDeviceAdjustments(c.adjust, c.logits.data(), static_cast<int>(c.logits.size()));
   Sampler s(c.p, nullptr);
   return s.SampleAdjusted(c.logits.data(), static_cast<int>(c.logits.size()), c.u);
 }
