@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/model.h"
 #include "engine/session_state.h"
 
@@ -20,7 +21,7 @@ namespace rwkvx {
 using SessionId = uint64_t;
 
 // Sampling inside the backend (Backend::SupportsDeviceSampling): the backend draws the
-// token itself, with engine/sampler.h's semantics, and returns only its id. Built by
+// token itself, with engine/sampling/sampler.h's semantics, and returns only its id. Built by
 // Sampler::DeviceSpec, which applies the request's penalties and generator; the caller
 // then records the token with Sampler::Accept as usual.
 struct DeviceSampling {
@@ -106,7 +107,25 @@ class Backend {
   virtual MemoryInfo Memory() const = 0;
   // Upper bound on the bytes one session can grow to (with compression on), for admission.
   virtual size_t MaxSessionBytes() const = 0;
+
+  // Memory reservations (docs/MEMORY.md). SessionBytesFor: the bytes a session holds
+  // once `kv_tokens` tokens went into it (each sparse block holding that many KV rows,
+  // the compression cap applied): an upper bound of SessionBytes of any such session,
+  // shared storage counted fully. Pure arithmetic on the model's shape: unlike the rest of
+  // this interface, any thread may call it.
+  virtual size_t SessionBytesFor(size_t kv_tokens) const = 0;
+  // Bytes Memory().used_bytes grows by when `id` is fed `tokens` more tokens in one step
+  // (new KV rows, copies of pages it shares); 0 for an unknown session.
+  virtual size_t StepBytes(SessionId id, size_t tokens) const = 0;
+  // False once the backend is poisoned (a sticky device error): no step, export or new
+  // session can be trusted any more; the server must exit and be restarted.
+  virtual bool Healthy() const { return true; }
 };
+
+// An error that poisons the backend (the device context is lost): carries a payload that
+// IsBackendLost recognises. The scheduler makes the server not-ready and exit on it.
+absl::Status BackendLostError(absl::string_view message);
+bool IsBackendLost(const absl::Status& s);
 
 struct CpuBackendOptions {
   int threads = 0;               // 0 = hardware concurrency
@@ -122,6 +141,20 @@ struct CudaBackendOptions {
   int device = 0;
   bool bf16 = false;            // weights in bf16 instead of fp16
   double gpu_memory_fraction = 0.9;
+  // Session memory cap in bytes on top of the card's fraction (0 = the fraction alone):
+  // the same meaning as the CPU backend's memory_budget_bytes (--memory-budget-bytes).
+  size_t memory_budget_bytes = 0;
+  // The step workspace is allocated once at start for steps of up to this many token rows
+  // and sessions (the scheduler's --max-batch-tokens and --max-sessions), so that it never
+  // grows mid-run and session memory is admitted against a fixed figure. 0 = grow on demand.
+  int reserve_step_rows = 0;
+  int reserve_step_items = 0;
+  // Pure decode steps are captured into CUDA graphs and replayed (false: every step runs
+  // its kernels eagerly, e.g. to see each kernel in a profiler).
+  bool cuda_graphs = true;
+  // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
+  // sequential kernel). docs/CUDA.md.
+  bool wkv_chunked = true;
 };
 // Returns Unavailable (with the reason) when no usable GPU or the build has no CUDA.
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(std::shared_ptr<const Model> model,

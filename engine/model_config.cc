@@ -12,6 +12,7 @@ absl::Status SparseAttnConfig::Validate() const {
   if (full_attn_threshold < -1) return absl::InvalidArgumentError("full-attention threshold must be >= 0");
   if (max_kv_cache_size < 0) return absl::InvalidArgumentError("max_kv_cache_size must be >= 0");
   if (kv_cache_window_size < 0) return absl::InvalidArgumentError("kv_cache_window_size must be >= 0");
+  if (context_length < 0) return absl::InvalidArgumentError("ctx_len must be >= 0");
   if (max_kv_cache_size > 0 && min_kv_cache_size <= kv_cache_window_size)
     return absl::InvalidArgumentError(absl::StrCat(
         "min_kv_cache_size (", min_kv_cache_size, ") must exceed kv_cache_window_size (",
@@ -42,7 +43,7 @@ absl::Status ApplySparseAttnJson(const std::string& json_text, SparseAttnConfig*
                                  "decode_attn_mode", "attn_mode", "max_kv_cache_size",
                                  "kv_cache_window_size", "min_kv_cache_size", "reference",
                                  "moba_chunk_size", "moba_topk", "attn_chunk_size", "attn_topk",
-                                 "short_sequence_criteria"};
+                                 "short_sequence_criteria", "ctx_len", "context_length"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool ok = false;
     for (const char* k : kKnown) ok |= (it.key() == k);
@@ -61,6 +62,9 @@ absl::Status ApplySparseAttnJson(const std::string& json_text, SparseAttnConfig*
   if (auto s = get_int("max_kv_cache_size", &cfg->max_kv_cache_size); !s.ok()) return s;
   if (auto s = get_int("kv_cache_window_size", &cfg->kv_cache_window_size); !s.ok()) return s;
   if (auto s = get_int("min_kv_cache_size", &cfg->min_kv_cache_size); !s.ok()) return s;
+  for (const char* k : {"ctx_len", "context_length"}) {
+    auto s = get_int(k, &cfg->context_length); if (!s.ok()) return s;
+  }
   std::string str;
   for (const char* k : {"decode_attn_mode", "attn_mode"}) {
     str.clear();

@@ -34,6 +34,9 @@ struct SparseAttnConfig {
   int kv_cache_window_size = 2000;
   int min_kv_cache_size = 16000;
   ReferenceRules rules = ReferenceRules::k01;
+  // The context (tokens) the model declares it handles (sidecar "ctx_len"); 0 = none
+  // declared. The server's default prompt cap follows it (docs/SERVER.md).
+  int context_length = 0;
 
   int Threshold() const { return full_attn_threshold >= 0 ? full_attn_threshold : chunk_size * topk; }
   // Checks ranges (chunk >= 1, topk >= 1, window < min when compressing, ...).
@@ -42,7 +45,7 @@ struct SparseAttnConfig {
 
 // Parses a JSON object of overrides (keys as in docs/MODEL.md: chunk_size, topk,
 // full_attn_threshold, prefill_attn_mode, decode_attn_mode, max_kv_cache_size,
-// kv_cache_window_size, min_kv_cache_size, reference) into `cfg`.
+// kv_cache_window_size, min_kv_cache_size, reference, ctx_len) into `cfg`.
 absl::Status ApplySparseAttnJson(const std::string& json_text, SparseAttnConfig* cfg);
 
 // The execution order of blocks: entries >= 0 are RWKV block ids, entries < 0 are

@@ -3,6 +3,7 @@
 // A plain value; owned by whoever holds it (a snapshot, a backend's export). The CPU
 // backend keeps its sessions in its own paged form (engine/cpu/cpu_session.h) and
 // converts on export/import.
+// Threads: none of its own; a value is used by one thread at a time.
 #pragma once
 
 #include <cstddef>

@@ -56,15 +56,23 @@ uint32_t GetU32(std::string_view b, size_t off) {
   return v;
 }
 
-// The total size the header implies for model `m`, if the header is readable (any later
-// check may still refuse the snapshot). Never trusts sizes: bounded and overflow-safe.
-std::optional<size_t> ExpectedSize(const Model& m, std::string_view b) {
-  if (b.size() < 16) return std::nullopt;
+// The header JSON of `b` (bounded: never trusts the length), or nullopt.
+std::optional<nlohmann::json> HeaderOf(std::string_view b) {
+  if (b.size() < 16 || std::memcmp(b.data(), kMagic, 8) != 0) return std::nullopt;
   const uint32_t hlen = GetU32(b, 12);
   if (hlen > b.size() - 16 || !JsonNestingWithin(b.substr(16, hlen), 8)) return std::nullopt;
   nlohmann::json hdr = nlohmann::json::parse(b.substr(16, hlen), nullptr, false);
-  if (hdr.is_discarded() || !hdr.is_object() || !hdr.contains("kv_rows") || !hdr["kv_rows"].is_array())
-    return std::nullopt;
+  if (hdr.is_discarded() || !hdr.is_object()) return std::nullopt;
+  return hdr;
+}
+
+// The total size the header implies for model `m`, if the header is readable (any later
+// check may still refuse the snapshot). Never trusts sizes: bounded and overflow-safe.
+std::optional<size_t> ExpectedSize(const Model& m, std::string_view b) {
+  auto h = HeaderOf(b);
+  if (!h || !h->contains("kv_rows") || !(*h)["kv_rows"].is_array()) return std::nullopt;
+  const nlohmann::json& hdr = *h;
+  const uint32_t hlen = GetU32(b, 12);
   const auto& s = m.shape;
   if (static_cast<int>(hdr["kv_rows"].size()) != s.n_attn_layer) return std::nullopt;
   const size_t C = s.n_embd, HNN = static_cast<size_t>(s.n_head) * s.head_size * s.head_size;
@@ -77,6 +85,32 @@ std::optional<size_t> ExpectedSize(const Model& m, std::string_view b) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> StampSnapshot(std::string_view b, const SnapshotOwner& owner) {
+  auto hdr = HeaderOf(b);
+  if (!hdr || b.size() < 20 + GetU32(b, 12)) return absl::InvalidArgumentError("invalid snapshot: unreadable header");
+  const size_t payload_at = 16 + GetU32(b, 12);
+  (*hdr)["owner"] = owner.owner;
+  (*hdr)["generation"] = owner.generation;
+  const std::string h = hdr->dump();
+  std::string out(b.substr(0, 12));
+  PutU32(out, static_cast<uint32_t>(h.size()));
+  out += h;
+  out.append(b.substr(payload_at, b.size() - 4 - payload_at));
+  const uint32_t crc = crc32(0L, reinterpret_cast<const Bytef*>(out.data()), out.size());
+  PutU32(out, crc);
+  return out;
+}
+
+std::optional<SnapshotOwner> SnapshotOwnerOf(std::string_view head) {
+  auto hdr = HeaderOf(head);
+  if (!hdr) return std::nullopt;
+  SnapshotOwner o;
+  if (hdr->contains("owner") && (*hdr)["owner"].is_string()) o.owner = (*hdr)["owner"].get<std::string>();
+  if (hdr->contains("generation") && (*hdr)["generation"].is_number_unsigned())
+    o.generation = (*hdr)["generation"].get<uint64_t>();
+  return o;
+}
 
 uint64_t ModelFingerprint(const Model& m) {
   const auto& s = m.shape;
@@ -95,7 +129,7 @@ uint64_t ModelFingerprint(const Model& m) {
 }
 
 std::string SerializeSnapshot(const Model& m, const SessionState& st,
-                              const std::vector<int32_t>* pending) {
+                              const std::vector<int32_t>* pending, const SnapshotOwner* owner) {
   const auto& s = m.shape;
   nlohmann::json kv = nlohmann::json::array();
   for (const auto& a : st.attn) kv.push_back(a.ct);
@@ -112,6 +146,10 @@ std::string SerializeSnapshot(const Model& m, const SessionState& st,
       {"tokens_seen", st.tokens_seen},
       {"kv_rows", kv}};
   if (pending && !pending->empty()) hdr["pending_tokens"] = *pending;
+  if (owner) {
+    hdr["owner"] = owner->owner;
+    hdr["generation"] = owner->generation;
+  }
   const std::string h = hdr.dump();
   std::string out(kMagic, 8);
   PutU32(out, kSnapshotVersion);

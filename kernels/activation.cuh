@@ -1,5 +1,8 @@
 // Elementwise activation of a float32 GEMM output into a half GEMM input:
 // LoRA hidden layers (none / tanh / sigmoid) and the channel mix's relu(x)^2.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -5,6 +5,9 @@
 //   full:   [0, ct + 1)
 //   sparse: the selected chunks' rows (B each), then the tail [(ct div B) * B, ct + 1).
 // Scale 1/sqrt(64), no mask, no positions. Items with len != 1 are skipped.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -2,7 +2,12 @@
 // it. The key/value cache of a session-layer is one contiguous buffer [cap, C] of fp16;
 // rows [0, ct) were cached before the step, the step's `len` rows are appended at
 // [ct, ct + len) before attention runs (kv_append). `sums` holds running per-chunk key sums
-// [cap / chunk + 1, C] float32 (chunk c covers cache rows [c*B, (c+1)*B)).
+// [cap / chunk + 2, C] float32 (chunk c covers cache rows [c*B, (c+1)*B); rows [0, cap)
+// touch at most cap / chunk + 1 chunks, the allocation has one row to spare).
+// Plain data: the host fills it and uploads it (the engine owns the buffers it points to);
+// kernels read it and write through it (kv_append) in the stream order of their launches.
+// Threads: a plain struct filled on the host by the CUDA backend's step thread and read by
+// the attention kernels; its pointers are device memory owned by the backend.
 #pragma once
 #include <cuda_fp16.h>
 

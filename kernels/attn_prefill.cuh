@@ -5,6 +5,9 @@
 //                                  new token; the cache is ignored)
 // Tiled on CUDA cores: a block holds 32 queries of one head and walks 64-row key tiles
 // through shared memory with an online softmax. Scale 1/sqrt(64).
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

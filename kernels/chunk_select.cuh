@@ -2,6 +2,9 @@
 // chunk of the cache (chunks = ct div B) by dot(q, chunk key sum) / B over all C (one
 // selection shared by all heads) and keep the top-k (ties: the lower chunk first).
 // Cost O(chunks * C) per item thanks to the running sums.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

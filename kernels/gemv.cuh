@@ -9,6 +9,9 @@
 // LoRA up-projections another. Each job may apply an activation before a half store
 // (the LoRA hidden layers, the channel mix's relu^2), exactly as LaunchActivation would
 // on the float result. Every output is computed the same way alone or in a group.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

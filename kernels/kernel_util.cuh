@@ -1,5 +1,8 @@
 // Small device helpers shared by the kernels: half/bf16 stores selected at run time,
 // warp and block reductions. Header-only; no state.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 
 #include <cuda_bf16.h>

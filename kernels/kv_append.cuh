@@ -1,6 +1,9 @@
 // Appends a step's keys and values to each item's cache (fp16) at rows [ct, ct+len), and
 // folds the float32 keys into the running per-chunk key sums (deterministic: one writer per
 // chunk and column, rows summed in order).
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

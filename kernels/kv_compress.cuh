@@ -4,6 +4,9 @@
 // the `keep` rows with the largest vote are kept in descending vote order (ties: lower row
 // first), followed by the window rows [npast, ct). The result is gathered into `new_k/v`
 // (rows [0, keep + ct - npast)); each head may keep different rows.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -1,5 +1,8 @@
 // LayerNorm over rows of C floats: out = (x - mean) / sqrt(var + eps) * w + b.
 // Optionally gathers rows (row_index) and writes a float32 and/or a half copy.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

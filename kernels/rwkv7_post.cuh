@@ -1,5 +1,8 @@
 // RWKV-7 output: per row and head, GroupNorm of y (eps 64e-5, affine ln_x), plus the bonus
 // (sum_j r_j*k_j*r_k[h,j]) * v, times the gate g; written as the Wo GEMM's half input.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

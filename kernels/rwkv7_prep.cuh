@@ -4,6 +4,9 @@
 //   k  <- k * (1 + (a - 1) * k_a)
 //   v  <- first layer: v_first = v;  else v + (v_first - v) * sigmoid(v0 + vg)
 //   w  <- exp(-exp(-0.5) * sigmoid(w0 + w))   (w: the W2 LoRA output; decay in (0,1))
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,266 +1,262 @@
-#include <cfloat>
-#include <climits>
-
-#include "kernels/kernel_util.cuh"
+// The sampler's kernels (kernels/sample.cuh). Grid (row, split): block (r, s) owns ids
+// [s * chunk, min(V, (s + 1) * chunk)) of row r. In launch order:
+//   Max     adjustments in the chunk, the chunk's maximum (NaN cleaned)
+//   Stats   the row's maximum from the chunks'; per chunk: the fixed-point mass, the lowest
+//           id at the maximum (greedy), the lowest id whose probability rounds to 1 (top-k
+//           1), the draw weights' sum for rows top-k / top-p leave alone
+//   Round   (top-k, then top-p; 6 each) one radix digit of the k-th largest probability /
+//           of the top-p cutoff: every block merges the previous round's per-chunk
+//           histograms (fixed order, integers), advances the selection, and builds its
+//           chunk's histogram of the next digit in per-thread shared-memory columns
+//   Tie     top-k's final state; ties at the k-th value counted per chunk
+//   TieCut  the block holding the last kept tie finds its id (id order)
+//   Weight  per chunk the sum of the kept tokens' weights p ** (1 / T)
+//   Draw    the block whose chunk holds the draw walks it in id order; one block per row
+//           writes (token, logprob)
+// Every cross-block quantity is an integer or a maximum, so the split changes no bit.
 #include "kernels/sample.cuh"
 
+#include "kernels/sample_impl.cuh"
+
 namespace rwkvx::kernels {
+
+using namespace sample_detail;
+
 namespace {
 
-constexpr int kThreads = 1024;
-constexpr int kWarps = kThreads / 32;
-constexpr float kFix = 1099511627776.0f;  // 2^40: fixed-point unit of a relative probability
-using u64 = unsigned long long;
-
-struct Smem {
-  float f[kWarps];
-  int i[kWarps];
-  u64 u[kWarps];
-  double d[kWarps];
-  unsigned hist32[256];
-  u64 hist64[256];
-  unsigned prefix;
-  int need, sel_count, found, tie_cut, token;
-  u64 above;
-};
-
-struct MaxF {
-  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
-struct MinI {
-  __device__ int operator()(int a, int b) const { return a < b ? a : b; }
-};
-struct Plus {
-  template <class T>
-  __device__ T operator()(T a, T b) const { return a + b; }
-};
-
-// Reduction over the block in a fixed order (warp butterflies, then warps in index order):
-// the same inputs give the same result bit for bit. Every thread gets it.
-template <class T, class Op>
-__device__ T BlockReduce(T v, T* scratch, Op op) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  T t = scratch[0];
-  for (int w = 1; w < kWarps; ++w) t = op(t, scratch[w]);
-  return t;
-}
-
-// Exclusive prefix sum over threads in index order; `total` gets the block's sum.
-template <class T>
-__device__ T BlockExclusiveScan(T v, T* scratch, T* total) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  T inc = v;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const T n = __shfl_up_sync(0xffffffffu, inc, o);
-    if (lane >= o) inc += n;
-  }
-  __syncthreads();
-  if (lane == 31) scratch[warp] = inc;
-  __syncthreads();
-  T before = 0, all = 0;
-  for (int w = 0; w < kWarps; ++w) {
-    if (w < warp) before += scratch[w];
-    all += scratch[w];
-  }
-  *total = all;
-  return before + inc - v;
-}
-
-// The host Sampler's cleaning: NaN never wins; if some logit is +inf, the +inf tokens
-// share all the probability (logit 0) and every other token gets -inf.
-__device__ __forceinline__ float Clean(float x, bool posinf_mode) {
-  if (posinf_mode) return x == INFINITY ? 0.f : -INFINITY;
-  return isnan(x) ? -INFINITY : x;
-}
-
-__device__ __forceinline__ u64 Fix(float e) { return static_cast<u64>(e * kFix); }
-
-__global__ void __launch_bounds__(kThreads, 1) SampleKernel(SampleParams p) {
+__global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo g) {
   __shared__ Smem sm;
-  const SampleItem it = p.items[blockIdx.x];
-  const int V = p.V, tid = threadIdx.x;
-  float* l = p.logits + static_cast<size_t>(it.row) * V;
-
-  // 1. Bans and penalties (each token at most once, so no two threads touch one logit).
-  for (int a = tid; a < it.nadj; a += kThreads) {
-    const int t = p.adj_tok[it.adj0 + a];
-    const float v = p.adj_val[it.adj0 + a];
-    if (t >= 0 && t < V) l[t] = (v == INFINITY) ? -INFINITY : l[t] - v;
+  const Blk b(p, g, nullptr);
+  // Bans and penalties in this chunk (each token at most once: no two threads share one).
+  for (int a = threadIdx.x; a < b.it.nadj; a += kT) {
+    const int t = p.adj_tok[b.it.adj0 + a];
+    const float v = p.adj_val[b.it.adj0 + a];
+    if (t >= b.c0 && t < b.c1) b.l[t] = (v == INFINITY) ? -INFINITY : b.l[t] - v;
   }
   __syncthreads();
-
-  // 2. The maximum, the lowest id holding it, and the normaliser.
   float m = -INFINITY;
-  for (int i = tid; i < V; i += kThreads) m = fmaxf(m, Clean(l[i], false));
+  ForChunk(b.l, b.c0, b.c1, [&](int, float x) { m = fmaxf(m, Clean(x, false)); });
   m = BlockReduce(m, sm.f, MaxF());
-  const bool posinf = m == INFINITY;
-  if (posinf) m = 0.f;
-  if (m == -INFINITY) {  // everything banned: end of text with log-probability -inf
-    if (tid == 0) {
-      p.out_token[blockIdx.x] = 0;
-      p.out_logprob[blockIdx.x] = -INFINITY;
+  if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].max = m;
+}
+
+__global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
+  const Blk b(p, g, &sc);
+  const float m = b.m;
+  const bool posinf = b.posinf;
+  if (m == -INFINITY) return;  // everything banned
+  const bool plain = !b.md.greedy && !b.md.top1 && !b.md.topk && !b.md.topp;
+  const Keep all;
+  int best = INT_MAX, best1 = INT_MAX;
+  u64 tot = 0, w = 0;
+  ForChunk(b.l, b.c0, b.c1, [&](int i, float v) {
+    const float x = Clean(v, posinf);
+    const float e = expf(x - m);
+    if (x == m) best = min(best, i);
+    if (e == 1.f) best1 = min(best1, i);
+    tot += Fix(e);
+    if (plain) w += Weight(i, x, m, b.md.inv_t, all);
+  });
+  best = BlockReduce(best, sm.i, MinI());
+  best1 = BlockReduce(best1, sm.i, MinI());
+  tot = BlockReduce(tot, sm.u, Plus());
+  w = BlockReduce(w, sm.u, Plus());
+  if (threadIdx.x == 0) {
+    Part& pt = sc.part[b.r * g.S + b.s];
+    pt.best = best;
+    pt.best1 = best1;
+    pt.tot = tot;
+    pt.w = w;
+  }
+}
+
+// Round `round` of top-k (kMass false: counts of all tokens) or top-p (kMass true: masses
+// of the tokens top-k keeps).
+template <bool kMass>
+__global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Geo g, int round) {
+  __shared__ Smem sm;
+  __shared__ u64 h[kBins][kT];  // one column per thread: no atomics, no bank conflicts
+  const Blk b(p, g, &sc);
+  if (!(kMass ? b.md.topp : b.md.topk)) return;
+  const float m = b.m;
+  const bool posinf = b.posinf;
+  if (m == -INFINITY) return;
+  RowState& rs = sc.row[b.r];
+  Sel* slots = kMass ? rs.p : rs.k;
+  Sel st;
+  if (round == 0) {
+    st.prefix = 0;
+    st.found = 1;
+    st.last = 0;
+    if (kMass) {  // target: top_p of the whole mass (before top-k), at least one unit
+      u64 tot = 0;
+      for (int q = 0; q < g.S; ++q) tot += sc.part[b.r * g.S + q].tot;
+      const double want = ceil(static_cast<double>(b.it.top_p) * static_cast<double>(tot));
+      st.need = want < 1.0 ? 1ull : static_cast<u64>(want);
+    } else {
+      st.need = static_cast<u64>(b.it.top_k);
+    }
+    if (b.s == 0 && threadIdx.x == 0) slots[0] = st;
+  } else {
+    st = Advance(sc, slots[round - 1], b.r, b.s, g.S, round, &slots[round], sm);
+  }
+  if (!st.found) return;
+  const int shift = 30 - kBits * (round + 1);
+  const unsigned above = ~0u << (shift + kBits);  // bits already selected
+  const Keep keep = kMass ? KeepOf(rs, b.md, false) : Keep();
+#pragma unroll
+  for (int d = 0; d < kBins; ++d) h[d][threadIdx.x] = 0;
+  ForChunk(b.l, b.c0, b.c1, [&](int i, float v) {
+    const float e = expf(Clean(v, posinf) - m);
+    const unsigned key = __float_as_uint(e);
+    if ((key & above) != st.prefix) return;
+    if (kMass && !keep(i, key)) return;
+    h[(key >> shift) & (kBins - 1)][threadIdx.x] += kMass ? Fix(e) : 1ull;
+  });
+  __syncthreads();
+  // Bin t / 4 from four threads of 32 columns each (rotated by lane: no bank conflicts).
+  const int bin = threadIdx.x >> 2, q = threadIdx.x & 3, lane = threadIdx.x & 31;
+  u64 t = 0;
+  for (int c = 0; c < 32; ++c) t += h[bin][q * 32 + ((c + lane) & 31)];
+  t += __shfl_xor_sync(0xffffffffu, t, 1);
+  t += __shfl_xor_sync(0xffffffffu, t, 2);
+  u64* out = sc.hist + ((static_cast<size_t>(round & 1) * gridDim.x + b.r) * g.S + b.s) * kBins;
+  if (q == 0) out[bin] = t;
+}
+
+__global__ void __launch_bounds__(kT) TieKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
+  const Blk b(p, g, &sc);
+  if (!b.md.topk || b.m == -INFINITY) return;
+  RowState& rs = sc.row[b.r];
+  const Sel f = Advance(sc, rs.k[kRounds - 1], b.r, b.s, g.S, kRounds, &rs.k[kRounds], sm);
+  if (!(f.need < f.last)) return;  // every token at the k-th value stays
+  u64 n = 0;
+  ForChunk(b.l, b.c0, b.c1, [&](int, float v) { n += b.Key(v) == f.prefix; });
+  n = BlockReduce(n, sm.u, Plus());
+  if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].ties = n;
+}
+
+// The block whose chunk holds the last kept tie (ties in id order) records its id.
+__global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
+  const Blk b(p, g, &sc);
+  if (!b.md.topk || b.m == -INFINITY) return;
+  const Sel f = sc.row[b.r].k[kRounds];
+  if (!(f.need < f.last)) return;
+  const Part* pt = sc.part + b.r * g.S;
+  u64 start = 0;
+  for (int q = 0; q < b.s; ++q) start += pt[q].ties;
+  if (!(start < f.need && f.need <= start + pt[b.s].ties)) return;  // elsewhere
+  const int cut = FindInChunk(b.l, b.c0, b.c1, f.need - start - 1,
+                              [&](int, float v) -> u64 { return b.Key(v) == f.prefix; }, sm);
+  if (threadIdx.x == 0) sc.row[b.r].tie_cut = cut;
+}
+
+__global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
+  const Blk b(p, g, &sc);
+  if (!b.md.topk && !b.md.topp) return;
+  const float m = b.m;
+  const bool posinf = b.posinf;
+  if (m == -INFINITY) return;
+  RowState& rs = sc.row[b.r];
+  Keep keep = KeepOf(rs, b.md, false);
+  if (b.md.topp) {  // top-p's result (block (r, 0) records it for the draw)
+    const Sel f = Advance(sc, rs.p[kRounds - 1], b.r, b.s, g.S, kRounds, &rs.p[kRounds], sm);
+    if (f.found) keep.cutoff = f.prefix;
+  }
+  u64 w = 0;
+  ForChunk(b.l, b.c0, b.c1, [&](int i, float v) { w += Weight(i, Clean(v, posinf), m, b.md.inv_t, keep); });
+  w = BlockReduce(w, sm.u, Plus());
+  if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].w = w;
+}
+
+__global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
+  const Blk b(p, g, &sc);
+  const Part* pt = sc.part + b.r * g.S;
+  auto write = [&](int token, float lp) {
+    if (threadIdx.x == 0) {
+      p.out_token[b.r] = token;
+      p.out_logprob[b.r] = lp;
+    }
+  };
+  if (b.m == -INFINITY) {  // everything banned: end of text with log-probability -inf
+    if (b.s == 0) write(0, -INFINITY);
+    return;
+  }
+  int best = INT_MAX, best1 = INT_MAX;
+  u64 tot = 0, total = 0, start = 0;
+  for (int q = 0; q < g.S; ++q) {
+    best = min(best, pt[q].best);
+    best1 = min(best1, pt[q].best1);
+    tot += pt[q].tot;
+    total += pt[q].w;
+    if (q < b.s) start += pt[q].w;
+  }
+  const float log_z = b.m + static_cast<float>(log(static_cast<double>(tot) / static_cast<double>(kFix)));
+  auto logprob = [&](int t) { return Clean(b.l[t], b.posinf) - log_z; };
+  const Mode& md = b.md;
+  if (md.greedy || (!md.top1 && total == 0)) {
+    if (b.s == 0) write(best, logprob(best));
+    return;
+  }
+  if (md.top1) {  // the lowest id at probability 1, unless p ** (1 / T) underflows there
+    if (b.s == 0) {
+      if (best1 == INT_MAX) best1 = best;  // (expf(0) is 1: not reached)
+      const int t = Weight(best1, Clean(b.l[best1], b.posinf), b.m, md.inv_t, Keep()) > 0 ? best1 : best;
+      write(t, logprob(t));
     }
     return;
   }
-  int best = INT_MAX;
-  double s = 0.0;
-  for (int i = tid; i < V; i += kThreads) {
-    const float x = Clean(l[i], posinf);
-    if (x == m && i < best) best = i;
-    s += expf(x - m);
-  }
-  best = BlockReduce(best, sm.i, MinI());
-  s = BlockReduce(s, sm.d, Plus());
-  const float log_z = m + static_cast<float>(log(s));
-
-  int token = best;
-  const float inv_t = static_cast<float>(1.0 / static_cast<double>(it.temperature));
-  if (it.temperature > 0.f && inv_t < FLT_MAX) {
-    auto E = [&](int i) { return expf(Clean(l[i], posinf) - m); };
-    // Per-thread contiguous ranges, for the passes that need id order.
-    const int per = (V + kThreads - 1) / kThreads;
-    const int lo = min(V, tid * per), hi = min(V, lo + per);
-
-    // 3. Top-k: the k-th largest probability by radix selection over its bit pattern
-    //    (non-negative floats order like their bits), 8 bits a pass; among ties at it,
-    //    the lowest ids stay.
-    unsigned kth = 0;
-    int tie_cut = V;  // kept by top-k: key > kth, or key == kth and id <= tie_cut
-    if (it.top_k > 0 && it.top_k < V) {
-      unsigned prefix = 0, mask = 0;
-      int need = it.top_k;
-      for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int b = tid; b < 256; b += kThreads) sm.hist32[b] = 0;
-        __syncthreads();
-        for (int i = tid; i < V; i += kThreads) {
-          const unsigned k = __float_as_uint(E(i));
-          if ((k & mask) == prefix) atomicAdd(&sm.hist32[(k >> shift) & 255u], 1u);
-        }
-        __syncthreads();
-        if (tid == 0) {
-          int acc = 0, b = 255;
-          for (; b > 0; --b) {
-            if (acc + static_cast<int>(sm.hist32[b]) >= need) break;
-            acc += sm.hist32[b];
-          }
-          sm.need = need - acc;
-          sm.prefix = prefix | (static_cast<unsigned>(b) << shift);
-          sm.sel_count = sm.hist32[b];
-        }
-        __syncthreads();
-        need = sm.need;
-        prefix = sm.prefix;
-        mask |= 255u << shift;
-      }
-      kth = prefix;
-      if (need < sm.sel_count) {  // only the first `need` ties (in id order) stay
-        int cnt = 0;
-        for (int i = lo; i < hi; ++i) cnt += __float_as_uint(E(i)) == kth;
-        int all = 0;
-        const int start = BlockExclusiveScan(cnt, sm.i, &all);
-        if (start < need && start + cnt >= need) {
-          int r = start;
-          for (int i = lo; i < hi; ++i)
-            if (__float_as_uint(E(i)) == kth && ++r == need) {
-              sm.tie_cut = i;
-              break;
-            }
-        }
-        __syncthreads();
-        tie_cut = sm.tie_cut;
-      }
-    }
-    auto kept_k = [&](int i, unsigned key) { return key > kth || (key == kth && i <= tie_cut); };
-
-    // 4. Top-p: the cutoff is the largest probability v whose kept mass at or above v
-    //    reaches top_p of the whole mass; radix selection over sums per bin.
-    unsigned cutoff = 0;
-    if (it.top_p < 1.f) {
-      u64 tot = 0;
-      for (int i = tid; i < V; i += kThreads) tot += Fix(E(i));
-      tot = BlockReduce(tot, sm.u, Plus());
-      const double want = ceil(static_cast<double>(it.top_p) * static_cast<double>(tot));
-      const u64 target = want < 1.0 ? 1ull : static_cast<u64>(want);
-      unsigned prefix = 0, mask = 0;
-      u64 above = 0;
-      bool found = true;
-      for (int shift = 24; shift >= 0 && found; shift -= 8) {
-        for (int b = tid; b < 256; b += kThreads) sm.hist64[b] = 0;
-        __syncthreads();
-        for (int i = tid; i < V; i += kThreads) {
-          const float e = E(i);
-          const unsigned k = __float_as_uint(e);
-          if ((k & mask) == prefix && kept_k(i, k)) atomicAdd(&sm.hist64[(k >> shift) & 255u], Fix(e));
-        }
-        __syncthreads();
-        if (tid == 0) {
-          u64 acc = above;
-          int b = 255;
-          for (; b >= 0; --b) {
-            if (acc + sm.hist64[b] >= target) break;
-            acc += sm.hist64[b];
-          }
-          sm.found = b >= 0;
-          sm.above = acc;
-          sm.prefix = prefix | (static_cast<unsigned>(b < 0 ? 0 : b) << shift);
-        }
-        __syncthreads();
-        found = sm.found;
-        above = sm.above;
-        prefix = sm.prefix;
-        mask |= 255u << shift;
-      }
-      cutoff = found ? prefix : 0u;  // not reached (top-k kept too little): keep all kept
-    }
-
-    // 5. The draw: weights probs ** (1 / T) over the kept tokens, walked in id order.
-    auto weight = [&](int i) -> u64 {
-      const float x = Clean(l[i], posinf);
-      const float e = expf(x - m);
-      const unsigned k = __float_as_uint(e);
-      if (!kept_k(i, k) || k < cutoff) return 0;
-      return Fix(inv_t == 1.f ? e : expf((x - m) * inv_t));
-    };
-    u64 part = 0;
-    for (int i = lo; i < hi; ++i) part += weight(i);
-    u64 total = 0;
-    const u64 start = BlockExclusiveScan(part, sm.u, &total);
-    if (tid == 0) sm.token = best;
-    __syncthreads();
-    if (total > 0) {
-      u64 x = static_cast<u64>(it.uniform * static_cast<double>(total));
-      if (x >= total) x = total - 1;
-      if (start <= x && x < start + part) {
-        u64 acc = start;
-        for (int i = lo; i < hi; ++i) {
-          acc += weight(i);
-          if (acc > x) {
-            sm.token = i;
-            break;
-          }
-        }
-      }
-    }
-    __syncthreads();
-    token = sm.token;
-  }
-  if (tid == 0) {
-    p.out_token[blockIdx.x] = token;
-    p.out_logprob[blockIdx.x] = Clean(l[token], posinf) - log_z;
-  }
+  u64 x = static_cast<u64>(b.it.uniform * static_cast<double>(total));
+  if (x >= total) x = total - 1;
+  if (!(start <= x && x < start + pt[b.s].w)) return;  // another chunk holds the draw
+  const Keep keep = (md.topk || md.topp) ? KeepOf(sc.row[b.r], md, true) : Keep();
+  const int t = FindInChunk(b.l, b.c0, b.c1, x - start, [&](int i, float v) {
+    return Weight(i, Clean(v, b.posinf), b.m, md.inv_t, keep);
+  }, sm);
+  const int token = t >= 0 ? t : best;
+  write(token, logprob(token));
 }
 
 }  // namespace
 
+size_t SampleScratchBytes(int n, int V) {
+  if (n <= 0) return 0;
+  const Geo g = GeoFor(n, V);
+  return Align(sizeof(Part) * n * g.S) + Align(sizeof(u64) * 2 * n * g.S * kBins) + Align(sizeof(RowState) * n);
+}
+
+unsigned SamplePasses(const SampleItem* items, int n, int V) {
+  unsigned passes = 0;
+  for (int i = 0; i < n; ++i) {
+    const Mode md = ModeOf(items[i], V);
+    if (md.topk) passes |= kSampleTopK;
+    if (md.topp) passes |= kSampleTopP;
+  }
+  return passes;
+}
+
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   if (p.n == 0) return cudaSuccess;
-  SampleKernel<<<p.n, kThreads, 0, s>>>(p);
+  if (p.scratch == nullptr || p.V <= 0) return cudaErrorInvalidValue;
+  const Geo g = GeoFor(p.n, p.V);
+  const Scratch sc = Carve(p.scratch, p.n, g.S);
+  const dim3 grid(p.n, g.S);
+  MaxKernel<<<grid, kT, 0, s>>>(p, sc, g);
+  StatsKernel<<<grid, kT, 0, s>>>(p, sc, g);
+  if (p.passes & kSampleTopK) {
+    for (int r = 0; r < kRounds; ++r) RoundKernel<false><<<grid, kT, 0, s>>>(p, sc, g, r);
+    TieKernel<<<grid, kT, 0, s>>>(p, sc, g);
+    TieCutKernel<<<grid, kT, 0, s>>>(p, sc, g);
+  }
+  if (p.passes & kSampleTopP)
+    for (int r = 0; r < kRounds; ++r) RoundKernel<true><<<grid, kT, 0, s>>>(p, sc, g, r);
+  if (p.passes & (kSampleTopK | kSampleTopP)) WeightKernel<<<grid, kT, 0, s>>>(p, sc, g);
+  DrawKernel<<<grid, kT, 0, s>>>(p, sc, g);
   return cudaGetLastError();
 }
 

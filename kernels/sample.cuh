@@ -1,15 +1,26 @@
-// Token sampling on the GPU with the host Sampler's semantics (engine/sampler.h,
+// Token sampling on the GPU with the host Sampler's semantics (engine/sampling/sampler.h,
 // docs/SAMPLING.md): logit adjustments (bans, penalties), non-finite logits, softmax,
 // top-k, top-p, probs ** (1 / temperature), one draw from a uniform the host supplies.
-// One block per sampled row; only (token, logprob) goes back to the host.
+// Only (token, logprob) goes back to the host.
 //
-// Sums are fixed-point integers (2^-40 units of a probability relative to the top token),
-// so the result does not depend on the order of additions: the same logits and uniform
-// give the same token on every run. The host computes the same quantities in floating
-// point; the two can differ only where the draw or a top-p cutoff falls within ~1e-7 of
-// a boundary (docs/SAMPLING.md, "Sampling on the GPU").
+// Each row is split over several blocks at small batch (one block per row at large batch);
+// a short sequence of kernels passes per-(row, split) partials through `scratch`. Greedy
+// and top-k 1 rows stop after the max and sum passes; rows that neither top-k nor top-p
+// restrict draw right after them; top-k / top-p run radix selections over the probability
+// bits (5 bits a pass). Sums are fixed-point integers (2^-40 units of a probability
+// relative to the top token), so results do not depend on the order of additions nor on
+// the split: the same logits and uniform give the same token and log-probability bits on
+// every run and at every batch size. The host computes the same quantities in floating
+// point; the two can differ only where the draw or a top-p cutoff falls within ~1e-7 of a
+// boundary (docs/SAMPLING.md, "Sampling on the GPU").
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernels, except
+// SamplePasses' argument (host memory, read at once).
 #pragma once
 #include <cuda_runtime.h>
+
+#include <cstddef>
 
 namespace rwkvx::kernels {
 
@@ -22,6 +33,10 @@ struct SampleItem {
   int adj0 = 0, nadj = 0;   // this row's adjustments: adj_tok/adj_val[adj0, adj0 + nadj)
 };
 
+// The selection passes a launch runs (SampleParams::passes). A row that needs a pass the
+// launch leaves out is sampled wrongly: take the value from SamplePasses.
+enum SamplePass : unsigned { kSampleTopK = 1u, kSampleTopP = 2u, kSampleAllPasses = 3u };
+
 struct SampleParams {
   float* logits = nullptr;          // [*, V] float32; adjusted in place
   const SampleItem* items = nullptr;  // [n]
@@ -32,7 +47,15 @@ struct SampleParams {
   int n = 0, V = 0;
   int* out_token = nullptr;      // [n]
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
+  void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
+  unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
 };
+
+// Scratch bytes for n rows of V tokens on the current device (its SM count sets the split).
+size_t SampleScratchBytes(int n, int V);
+// The passes rows of `items` (host memory, [n]) need: kSampleTopK where a row's top-k
+// restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p.
+unsigned SamplePasses(const SampleItem* items, int n, int V);
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s);
 
 }  // namespace rwkvx::kernels

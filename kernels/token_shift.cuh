@@ -2,6 +2,9 @@
 //   out_m[r] = u[r] + (prev(r) - u[r]) * mix_m,
 // prev(r) = u[r-1] inside the same item, the item's saved state for its first row.
 // Then the item's state <- u[last row]. Rows of one item are consecutive.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -4,6 +4,9 @@
 //   sa_i = sum_j S_ij * (-kk_j);  S_ij <- S_ij*w_j + sa_i*kk_j*a_j + v_i*k_j;  y_i = sum_j S_ij*r_j
 // The state lives in each item's state block, TRANSPOSED on the GPU: element (i, j) of head
 // h is at state[h*4096 + j*64 + i], so thread i reads column-contiguous, coalesced.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,15 +1,14 @@
 #include "kernels/kernel_util.cuh"
 #include "kernels/wkv7_chunked.cuh"
+#include "kernels/wkv7_inner.cuh"
 
 namespace rwkvx::kernels {
 namespace {
-constexpr int N = 64;
-constexpr int P = 4;        // threads per state row
-constexpr int J = N / P;    // columns per thread
+constexpr int N = wkv7::kN;
+constexpr int P = wkv7::kP;  // threads per state row
+constexpr int J = wkv7::kJ;  // columns per thread
 constexpr int L = kWkv7ChunkLen;
-constexpr int TC = 16;      // tokens staged per pass
-constexpr int SEG = J + 4;  // padded 16-column segment (conflict-free float4 reads)
-static_assert(L % TC == 0, "chunk length must be a multiple of the staging pass");
+static_assert(L % wkv7::kTC == 0, "chunk length must be a multiple of the staging pass");
 
 struct Scratch {  // views of one (item, chunk, head) slot
   float *P, *D, *Q, *Y0;
@@ -21,11 +20,12 @@ __device__ __forceinline__ Scratch Slot(float* base, int item, int g, int h, int
 
 // Pass A. grid (seg_chunks, H, items * 2), 256 threads. z = item * 2 + mode: mode 0 runs X
 // from I with v = 0 (writes P = X_L and Q_t = X_t r_t), mode 1 runs D from 0 (writes D_L and
-// y0_t). Thread t owns columns [(t%4)*16, +16) of row t/4, as in the sequential kernel.
+// y0_t). The token loop is the sequential kernel's (wkv7::Wkv7Tokens): thread t owns
+// columns [(t%4)*16, +16) of row t/4.
 __global__ void __launch_bounds__(N * P) Wkv7ChunkAKernel(Wkv7ChunkedParams cp, int chunk0) {
   const Wkv7Params& p = cp.base;
-  __shared__ __align__(16) float sh[TC][5][P][SEG];
-  __shared__ float sv[TC][N];
+  __shared__ __align__(16) wkv7::StageRwk sh;
+  __shared__ wkv7::StageV sv;
   const int g = blockIdx.x, h = blockIdx.y, item = blockIdx.z >> 1, mode = blockIdx.z & 1;
   const int len = p.item_len[item];
   const int t0 = (chunk0 + g) * L;
@@ -38,65 +38,8 @@ __global__ void __launch_bounds__(N * P) Wkv7ChunkAKernel(Wkv7ChunkedParams cp, 
   for (int jj = 0; jj < J; ++jj) s[jj] = (mode == 0 && j0 + jj == i) ? 1.f : 0.f;
   const Scratch out = Slot(cp.scratch, item, g, h, cp.seg_chunks, p.H);
   float* yout = mode == 0 ? out.Q : out.Y0;
-  for (int c0 = 0; c0 < n_tok; c0 += TC) {
-    const int n = min(TC, n_tok - c0);
-    __syncthreads();
-#pragma unroll
-    for (int q = 0; q < TC * N / (N * P); ++q) {
-      const int e = t + q * N * P;
-      const int tok = e / N, c = e % N;
-      if (tok < n) {
-        const size_t o = static_cast<size_t>(row0 + c0 + tok) * p.C + h * N + c;
-        const float kk = p.kk[o];
-        float* d = &sh[tok][0][c / J][c % J];
-        d[0 * P * SEG] = p.r[o];
-        d[1 * P * SEG] = p.w[o];
-        d[2 * P * SEG] = p.k[o];
-        d[3 * P * SEG] = -kk;
-        d[4 * P * SEG] = kk * p.a[o];
-        sv[tok][c] = mode == 0 ? 0.f : p.v[o];
-      }
-    }
-    __syncthreads();
-#pragma unroll 2
-    for (int tok = 0; tok < n; ++tok) {
-      const float4* r4 = reinterpret_cast<const float4*>(sh[tok][0][part]);
-      const float4* w4 = reinterpret_cast<const float4*>(sh[tok][1][part]);
-      const float4* k4 = reinterpret_cast<const float4*>(sh[tok][2][part]);
-      const float4* n4 = reinterpret_cast<const float4*>(sh[tok][3][part]);
-      const float4* b4 = reinterpret_cast<const float4*>(sh[tok][4][part]);
-      float sa0 = 0.f, sa1 = 0.f, sa2 = 0.f, sa3 = 0.f;
-#pragma unroll
-      for (int q = 0; q < J / 4; ++q) {
-        const float4 nk = n4[q];
-        sa0 += s[4 * q] * nk.x;
-        sa1 += s[4 * q + 1] * nk.y;
-        sa2 += s[4 * q + 2] * nk.z;
-        sa3 += s[4 * q + 3] * nk.w;
-      }
-      float sa = (sa0 + sa1) + (sa2 + sa3);
-      sa += __shfl_xor_sync(0xffffffffu, sa, 1);
-      sa += __shfl_xor_sync(0xffffffffu, sa, 2);
-      const float vi = sv[tok][i];
-      float y0 = 0.f, y1 = 0.f, y2 = 0.f, y3 = 0.f;
-#pragma unroll
-      for (int q = 0; q < J / 4; ++q) {
-        const float4 w = w4[q], b = b4[q], k = k4[q], r = r4[q];
-        s[4 * q] = s[4 * q] * w.x + sa * b.x + vi * k.x;
-        s[4 * q + 1] = s[4 * q + 1] * w.y + sa * b.y + vi * k.y;
-        s[4 * q + 2] = s[4 * q + 2] * w.z + sa * b.z + vi * k.z;
-        s[4 * q + 3] = s[4 * q + 3] * w.w + sa * b.w + vi * k.w;
-        y0 += s[4 * q] * r.x;
-        y1 += s[4 * q + 1] * r.y;
-        y2 += s[4 * q + 2] * r.z;
-        y3 += s[4 * q + 3] * r.w;
-      }
-      float y = (y0 + y1) + (y2 + y3);
-      y += __shfl_xor_sync(0xffffffffu, y, 1);
-      y += __shfl_xor_sync(0xffffffffu, y, 2);
-      if (part == 0) yout[(c0 + tok) * N + i] = y;
-    }
-  }
+  wkv7::Wkv7Tokens(s, sh, sv, p, row0, n_tok, h, /*zero_v=*/mode == 0,
+                   [&](int tok, float y) { yout[tok * N + i] = y; });
   // Final X (or D), row-major [i][j].
   float* fin = (mode == 0 ? out.P : out.D) + i * N + j0;
 #pragma unroll
@@ -228,11 +171,12 @@ cudaError_t LaunchWkv7Chunked(const Wkv7ChunkedParams& p, cudaStream_t s) {
   if (p.seg_chunks < 1 || !p.scratch || b.H * N != b.C) return cudaErrorInvalidValue;
   const int chunks = (p.max_len + L - 1) / L;
   const int pairs = b.items * b.H;  // pass B splits each (item, head) over rows when few
+  const int max_blocks = 2 * p.sm_count;
   for (int c0 = 0; c0 < chunks; c0 += p.seg_chunks) {
     Wkv7ChunkAKernel<<<dim3(p.seg_chunks, b.H, b.items * 2), N * P, 0, s>>>(p, c0);
-    if (pairs * 4 <= 264)
+    if (pairs * 4 <= max_blocks)
       Wkv7ChunkBKernel<4><<<dim3(b.H, b.items, 4), N * P, 0, s>>>(p, c0);
-    else if (pairs * 2 <= 264)
+    else if (pairs * 2 <= max_blocks)
       Wkv7ChunkBKernel<2><<<dim3(b.H, b.items, 2), N * P, 0, s>>>(p, c0);
     else
       Wkv7ChunkBKernel<1><<<dim3(b.H, b.items, 1), N * P, 0, s>>>(p, c0);

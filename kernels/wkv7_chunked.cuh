@@ -12,7 +12,11 @@
 // so nothing grows. The result differs from the sequential kernel by float rounding only.
 // Items are processed in segments of `seg_chunks` chunks (bounded scratch): the launcher
 // loops over segments; state is read and written by pass B in the items' state blocks
-// (transposed layout, as in wkv7.cuh).
+// (transposed layout, as in wkv7.cuh). The launcher may be called from any host thread; the
+// caller owns every buffer and keeps them alive until the stream has run the launches.
+// Threads: the launcher enqueues on the caller's stream and returns at once; call it from
+// the thread that owns that stream (the CUDA backend's step). Params are plain values;
+// every pointer is device memory owned by the caller and must outlive the kernel.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -29,6 +33,8 @@ struct Wkv7ChunkedParams {
   int max_len = 0;          // longest item of the step (rows)
   float* scratch = nullptr;  // [items][seg_chunks][H] * kWkv7ChunkFloats floats
   int seg_chunks = 0;       // chunks per item per segment (>= 1)
+  int sm_count = 132;       // the device's SMs: pass B splits an (item, head) over up to 4
+                            // blocks while that keeps at most 2 blocks per SM
 };
 // Floats of scratch needed for `items` items with segments of `seg_chunks` chunks.
 inline size_t Wkv7ChunkedScratchFloats(int items, int seg_chunks, int H) {

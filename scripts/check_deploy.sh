@@ -64,7 +64,7 @@ done
 
 echo "== cross-references"
 overlays=("${rendered[@]:0:${#rendered[@]}-1}")
-"$PY" deploy/check/crossref.py --flags server/serve_flags.cc --metrics server/metrics.cc \
+"$PY" deploy/check/crossref.py --flags server/app/serve_flags.cc --metrics server/metrics/metrics.cc \
   --envoy deploy/envoy/envoy.yaml --adapter "${rendered[-1]}" \
   --envoy-version "$ENVOY_VERSION" "${overlays[@]}"
 

@@ -53,8 +53,8 @@ for stage in $stages; do
     profile)
       # Per-kernel times of one prefill step (0.2B shape, PROFILE_T tokens) under Nsight Compute.
       if [ -n "${PROFILE_DECODE_CTX:-}" ]; then
-        RWKVX_CUDA_GRAPHS=0 RWKVX_PROFILE_DECODE=$PROFILE_DECODE_CTX timeout ${PROFILE_TIMEOUT:-200} ncu --profile-from-start off \
-          --print-summary per-kernel --metrics gpu__time_duration.sum "$BIN/bench_engine" --shape 0.2b \
+        RWKVX_PROFILE_DECODE=$PROFILE_DECODE_CTX timeout ${PROFILE_TIMEOUT:-200} ncu --profile-from-start off \
+          --print-summary per-kernel --metrics gpu__time_duration.sum "$BIN/bench_engine" --shape 0.2b --cuda-graphs 0 \
           > "$OUT/profile.txt" 2>&1
       else
         RWKVX_PROFILE_PREFILL=${PROFILE_T:-4096} timeout ${PROFILE_TIMEOUT:-200} ncu --profile-from-start off \

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Run HERE (no GPU needed): builds cuda_tests and bench_engine for sm_90a in build-dev and
 # copies them, with the shared libraries the GPU machine lacks (abseil, OpenBLAS, gtest...),
-# into .devbin/ (git-ignored through .git/info/exclude) for the `device` tool to carry.
+# into .devbin/ (git-ignored by .gitignore; carry it to the `device` tool by name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.devbin/' .git/info/exclude 2>/dev/null || echo '/.devbin/' >> .git/info/exclude
 cmake -S . -B build-dev -G Ninja -DRWKVX_SERVER=OFF -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null
 cmake --build build-dev -j"${JOBS:-2}" --target cuda_tests bench_engine
 rm -rf .devbin && mkdir -p .devbin/lib

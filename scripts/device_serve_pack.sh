@@ -4,11 +4,24 @@
 # and downloads the openai client wheels for the device's Python 3.12 into .whl/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build-gpu -G Ninja -DRWKVX_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-gpu -j2 --target rwkvx
+# BUILD_DIR=build reuses the main build (its default architectures include sm_90a).
+BUILD=${BUILD_DIR:-build-gpu}
+if [ -z "${BUILD_DIR:-}" ]; then
+  cmake -S . -B build-gpu -G Ninja -DRWKVX_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$BUILD" -j2 --target rwkvx
 rm -rf .gpulibs && mkdir -p .gpulibs
-cp build-gpu/rwkvx .gpulibs/
-ldd build-gpu/rwkvx | awk '/=> \//{print $3}' | grep -v -E '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
+cp "$BUILD"/rwkvx .gpulibs/
+cp ../shared/data/rwkv_vocab_v20230424.txt .gpulibs/
+# With the main build, the engine's test and benchmark binaries travel too (the device
+# scripts run them from .gpulibs/); BASE_BENCH=path adds an earlier bench_engine as
+# bench_engine_base for a before/after ratio in the same call.
+if [ -n "${BUILD_DIR:-}" ] && [ -x "$BUILD/tests/cuda_tests" ]; then
+  cmake --build "$BUILD" -j2 --target cuda_tests bench_engine
+  cp "$BUILD/tests/cuda_tests" "$BUILD/bench/engine/bench_engine" .gpulibs/
+  [ -n "${BASE_BENCH:-}" ] && cp "$BASE_BENCH" .gpulibs/bench_engine_base
+fi
+for b in .gpulibs/rwkvx .gpulibs/cuda_tests .gpulibs/bench_engine; do [ -x "$b" ] && ldd "$b"; done | sort -u | awk '/=> \//{print $3}' | grep -v -E '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
   grep -v '^/usr/local/cuda' | while read -r lib; do cp -L "$lib" .gpulibs/; done
 strip .gpulibs/rwkvx .gpulibs/*.so* 2>/dev/null || true
 # The device image has OpenSSL 3 (its Python links it); leaving it out keeps the carry
@@ -16,7 +29,20 @@ strip .gpulibs/rwkvx .gpulibs/*.so* 2>/dev/null || true
 rm -f .gpulibs/libcrypto.so.3 .gpulibs/libssl.so.3
 du -sh .gpulibs
 rm -rf .whl
+# The e2e suite's clients, at the versions of .venv (scripts/setup.sh), for Python 3.12.
+PKGS="openai pydantic pydantic-core jiter distro sniffio annotated-types typing-inspection typing-extensions
+  httpx httpcore httpx2 httpcore2 h11 idna truststore anyio certifi grpcio grpcio-tools grpcio-health-checking
+  grpcio-reflection protobuf pytest-timeout"
+specs=$(.venv/bin/python -m pip list --format=freeze 2>/dev/null | python3 -c '
+import sys
+want = set(sys.argv[1].split())
+norm = lambda n: n.lower().replace("_", "-")
+print(" ".join(l.strip() for l in sys.stdin if norm(l.split("==")[0]) in want))' "$PKGS")
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-  "openai<2" "pydantic==2.11.7" "pydantic-core==2.33.2" distro "jiter<0.11" sniffio annotated-types \
-  typing-inspection "typing-extensions>=4.14"
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $specs
+du -sh .whl
+# The carry limit is 64 MiB: the libraries travel xz-compressed (unpacked there by the
+# device scripts when .gpulibs/ is absent).
+rm -rf .gpupack && mkdir -p .gpupack
+tar -cJf .gpupack/gpulibs.tar.xz .gpulibs
+du -sh .gpupack

@@ -11,7 +11,7 @@ APT_PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev nlohmann-json3-dev libboost-dev libboost-system-dev libopenblas-dev
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
-  clang libclang-rt-14-dev prometheus python3-venv)
+  clang libclang-rt-14-dev prometheus python3-venv json-schema-test-suite)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -52,6 +52,15 @@ void ApiKeys::Replace(std::vector<std::string> keys) {
   keys_ = std::move(next);
 }
 
+absl::Status CheckApiKey(const ApiKeys* keys, const std::string& authorization,
+                         KeyCarrier carrier) {
+  if (keys == nullptr || keys->Allows(authorization)) return absl::OkStatus();
+  return absl::UnauthenticatedError(
+      carrier == KeyCarrier::kHttpHeader
+          ? "a valid API key is required (Authorization: Bearer <key>)"
+          : "a valid API key is required (metadata authorization: Bearer <key>)");
+}
+
 absl::StatusOr<std::vector<std::string>> ApiKeys::ReadFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError("cannot read " + path);

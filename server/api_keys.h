@@ -1,7 +1,9 @@
-// API keys for Bearer auth on the HTTP /v1/* routes and every gRPC method. The set can be
-// replaced while serving (SIGHUP re-reads --api-key-file: key rotation without a restart);
-// readers see either the old set or the new one, never a mix.
-// Threads: any thread may call Allows / Required; Replace from one thread (the main one).
+// API keys for Bearer auth on the HTTP /v1/* routes and every gRPC method, and the one
+// auth check both frontends run (CheckApiKey). The set can be replaced while serving
+// (SIGHUP re-reads --api-key-file: key rotation without a restart); readers see either
+// the old set or the new one, never a mix.
+// Threads: any thread may call Allows / Required / CheckApiKey; Replace from one thread
+// (the main one). ServeMain owns the ApiKeys; the frontends hold a const pointer.
 #pragma once
 
 #include <memory>
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace rwkvx {
@@ -34,5 +37,14 @@ class ApiKeys {
   mutable std::mutex mu_;
   std::shared_ptr<const std::vector<std::string>> keys_;
 };
+
+// Where a client puts its key (named in the error message).
+enum class KeyCarrier { kHttpHeader, kGrpcMetadata };
+
+// The auth check of every protected call: OK when `keys` is null or holds no key, or when
+// `authorization` (the HTTP header / gRPC metadata value) is "Bearer <k>" for a held key;
+// else Unauthenticated with a message saying how to send one.
+absl::Status CheckApiKey(const ApiKeys* keys, const std::string& authorization,
+                         KeyCarrier carrier);
 
 }  // namespace rwkvx

@@ -1,5 +1,6 @@
 #include "server/errors.h"
 
+#include "absl/strings/cord.h"
 #include "nlohmann/json.hpp"
 
 namespace rwkvx {
@@ -56,6 +57,15 @@ std::string OpenAiErrorJsonRaw(const std::string& message, const char* type, con
 std::string OpenAiErrorJson(const absl::Status& s) {
   const ErrorMapping& m = MapStatusCode(s.code());
   return OpenAiErrorJsonRaw(ClientMessage(s), m.openai_type, m.openai_code);
+}
+
+absl::Status Unshared(const absl::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  absl::Status out(s.code(), std::string(s.message()));
+  s.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) {
+    out.SetPayload(url, absl::Cord(std::string(payload)));
+  });
+  return out;
 }
 
 }  // namespace rwkvx

@@ -30,4 +30,10 @@ std::string OpenAiErrorJson(const absl::Status& s);
 // The same body for a transport-level error the HTTP layer detects itself (413, 431, 404).
 std::string OpenAiErrorJsonRaw(const std::string& message, const char* type, const char* code);
 
+// A deep copy of `s` with its own heap rep (code, message, payloads). Every status handed
+// to another thread goes through this: copies of one absl::Status share a refcounted rep
+// whose release runs inside the (uninstrumented) Abseil library, so one rep fanned out to
+// several threads is a reported race under ThreadSanitizer and an ownership puzzle anyway.
+absl::Status Unshared(const absl::Status& s);
+
 }  // namespace rwkvx

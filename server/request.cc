@@ -1,5 +1,7 @@
 #include "server/request.h"
 
+#include "server/errors.h"
+
 namespace rwkvx {
 
 const char* FinishReasonName(FinishReason r) {
@@ -66,6 +68,7 @@ bool RequestStream::Push(GenerateEvent ev) {
 
 void RequestStream::PushFinal(GenerateEvent ev) {
   ev.final = true;
+  ev.status = Unshared(ev.status);  // the reader's thread owns its own rep
   {
     std::lock_guard<std::mutex> l(mu_);
     buffered_bytes_ += EventBytes(ev);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -21,7 +22,9 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "engine/sampler.h"
+#include "engine/sampling/grammar/token_masks.h"
+#include "engine/sampling/sampler.h"
+#include "engine/session_state.h"
 
 namespace rwkvx {
 
@@ -47,8 +50,18 @@ struct GenerateRequest {
   std::vector<int32_t> stop_tokens;       // generation ends at any of these (not emitted)
   bool stop_at_end_of_text = true;        // token 0
   bool logprobs = false;                  // fill TokenEvent::logprob / top
+  // End of text and stop_tokens are banned until this many tokens were generated.
+  int min_tokens = 0;
+  // Structured output: every generated token is allowed by this grammar (compiled by the
+  // service, shared read-only); the request ends with kStop when the grammar is complete
+  // and allows nothing more, or at end of text once it is complete. Null: unconstrained.
+  std::shared_ptr<const grammar::TokenGrammar> grammar;
   absl::Time deadline = absl::InfiniteFuture();
   std::string session_name;  // non-empty: continue a stored session (gRPC sessions)
+  // Start from this initial state (--initial-state) instead of zeros; `initial_space`
+  // keeps its prefix-cache checkpoints apart (server/initial_states.h). Null/0: zeros.
+  std::shared_ptr<const SessionState> initial_state;
+  int initial_space = 0;
   absl::Time arrival = absl::Now();  // set by the service when the request is built
 };
 

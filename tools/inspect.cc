@@ -8,7 +8,7 @@
 #include <cstring>
 #include <string>
 
-#include "engine/checkpoint.h"
+#include "engine/checkpoint/checkpoint.h"
 #include "engine/model.h"
 #include "nlohmann/json.hpp"
 #include "tools/subcommands.h"

@@ -5,6 +5,9 @@
 
 #include "engine/cpu/blas_setup.h"
 #include "tools/subcommands.h"
+#ifdef RWKVX_HAVE_SERVER
+#include "server/app/serve_main.h"
+#endif
 
 namespace {
 
@@ -21,6 +24,7 @@ const Subcommand kSubcommands[] = {
     {"replay", rwkvx::ReplayMain, "run a token script through the CPU engine, write logits (parity tool)"},
     {"inspect", rwkvx::InspectMain, "print a checkpoint's inferred model shape as JSON"},
     {"tokenize", rwkvx::TokenizeMain, "encode text to token ids or decode ids to text"},
+    {"grammar", rwkvx::GrammarMain, "compile a GBNF grammar or JSON schema, match texts, print token masks"},
 };
 
 void Usage(FILE* f) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/backend.h"
+#include "engine/initial_state.h"
 #include "engine/model.h"
 #include "tools/cli_args.h"
 #include "tools/subcommands.h"
@@ -34,6 +35,7 @@ flags (unset ones take the reference defaults, with --max-kv-cache-size 0):
   --prefill-attn-mode chunk|full  prefill mode (default chunk)
   --reference 0.1|0.2          which package generation's defaults to use (default 0.1)
   --threads N                  CPU threads (default: all cores)
+  --initial-state PATH         start from this state-tuning file (blocks.N.att.time_state)
 )";
 
 absl::Status Run(const CliArgs& a) {
@@ -119,7 +121,14 @@ absl::Status Run(const CliArgs& a) {
   CpuBackendOptions opts;
   opts.threads = static_cast<int>(*threads);
   auto backend = MakeCpuBackend(model, opts);
-  auto sid = backend->CreateSession();
+  absl::StatusOr<SessionId> sid = absl::UnknownError("no session");
+  if (a.Has("initial-state")) {
+    auto st = LoadInitialStateFile(a.Get("initial-state"), model->shape);
+    if (!st.ok()) return st.status();
+    sid = backend->ImportSession(*st);
+  } else {
+    sid = backend->CreateSession();
+  }
   if (!sid.ok()) return sid.status();
   std::ofstream out(a.Get("out"), std::ios::binary);
   if (!out) return absl::PermissionDeniedError("cannot write " + a.Get("out"));
@@ -140,7 +149,7 @@ int ReplayMain(int argc, char** argv) {
   auto a = CliArgs::Parse(argc, argv,
                           {"model", "script", "out", "moba-chunk-size", "moba-topk", "full-attn-threshold",
                            "max-kv-cache-size", "kv-cache-window-size", "min-kv-cache-size", "attn-mode",
-                           "prefill-attn-mode", "reference", "threads", "help"},
+                           "prefill-attn-mode", "reference", "threads", "initial-state", "help"},
                           {"help"});
   if (!a.ok()) {
     std::fprintf(stderr, "rwkvx replay: %s\n\n%s", std::string(a.status().message()).c_str(), kUsage);

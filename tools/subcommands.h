@@ -6,5 +6,5 @@ namespace rwkvx {
 int ReplayMain(int argc, char** argv);    // tools/replay.cc: parity tool
 int InspectMain(int argc, char** argv);   // tools/inspect.cc: print a checkpoint's shape
 int TokenizeMain(int argc, char** argv);  // tools/tokenize.cc: encode/decode files
-int ServeMain(int argc, char** argv);     // server/serve_main.cc: the server
+int GrammarMain(int argc, char** argv);   // tools/grammar.cc: grammars, matching, masks
 }  // namespace rwkvx

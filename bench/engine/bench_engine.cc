@@ -1,7 +1,5 @@
 // bench_engine: measures the CUDA backend on random-weight RWKV-X models of the released
-// shapes. Usage:
-//   bench_engine --shape 0.2b|3.6b|tiny [--decode-ctx 1024,8192,...] [--prefill 1024,...]
-//                [--batch 1,16,...] [--batch-ctx 1024,8192] [--steps 32] [--json out.json]
+// shapes. Usage: bench_engine --help (kUsage below).
 // Never asserts on timings. Each Step returns after its logits are on the host, so a wall
 // clock around Step is the end-to-end step latency.
 #include <algorithm>
@@ -70,6 +68,18 @@ bool Fill(Backend& b, SessionId s, int n, int chunk, int V, uint32_t seed) {
   return true;
 }
 
+constexpr const char* kUsage =
+    "usage: bench_engine [--shape 0.2b|3.6b|tiny] [--decode-ctx 1K,8K,...] [--prefill 1K,4K,...]\n"
+    "                    [--batch 1,16,...] [--batch-ctx 1K,8K] [--mem-ctx 8K,...] [--steps 32]\n"
+    "                    [--fill-chunk 16384] [--cuda-graphs 1|0] [--wkv-chunked 1|0] [--hbm-tbps F]\n"
+    "                    [--json out.json]\n"
+    "  --cuda-graphs 0   run decode steps eagerly instead of replaying CUDA graphs\n"
+    "                    (CudaBackendOptions::cuda_graphs; e.g. to see each kernel in a profiler)\n"
+    "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
+    "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
+    "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
+    "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit.\n";
+
 struct Args {
   std::string shape = "0.2b";
   std::vector<int> decode_ctx = Ints("1K,8K,32K,64K,128K");
@@ -79,6 +89,9 @@ struct Args {
   std::vector<int> mem_ctx = Ints("8K,20000,128K");
   int steps = 32;
   int fill_chunk = 16384;
+  bool cuda_graphs = true;
+  bool wkv_chunked = true;
+  double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
 };
 
@@ -88,6 +101,11 @@ struct Args {
 int main(int argc, char** argv) {
   using namespace rwkvx;
   Args a;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const char* v = argv[i + 1];
@@ -99,8 +117,11 @@ int main(int argc, char** argv) {
     else if (k == "--mem-ctx") a.mem_ctx = Ints(v);
     else if (k == "--steps") a.steps = std::atoi(v);
     else if (k == "--fill-chunk") a.fill_chunk = std::atoi(v);
+    else if (k == "--cuda-graphs") a.cuda_graphs = std::atoi(v) != 0;
+    else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
+    else if (k == "--hbm-tbps") a.hbm_tbps = std::atof(v);
     else if (k == "--json") a.json = v;
-    else { std::fprintf(stderr, "unknown flag %s\n", k.c_str()); return 2; }
+    else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
   }
   if (const std::string why = CudaUnavailableReason(); !why.empty()) {
     std::printf("bench_engine: no GPU: %s\n", why.c_str());
@@ -124,11 +145,22 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   std::printf("card: %s (%d SMs, %.1f GiB)\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+  // The floor column's bandwidth: the card's peak (DDR: two transfers a clock) unless given.
+  int mem_khz = 0, bus_bits = 0;
+  cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, 0);
+  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0);
+  const double queried_tbps = mem_khz * 1e3 * bus_bits * 2 / 8 / 1e12;
+  const bool hbm_given = a.hbm_tbps > 0;
+  const double hbm = (hbm_given ? a.hbm_tbps : queried_tbps) * 1e12;  // bytes/s
+  std::printf("memory bandwidth for the floor column: %.2f TB/s (%s; the card reports %d MHz x %d bits x 2 = %.2f TB/s)\n",
+              hbm / 1e12, hbm_given ? "--hbm-tbps" : "queried", mem_khz / 1000, bus_bits, queried_tbps);
   auto t0 = Clock::now();
   auto model = MakeRandomModel(s, 1234, a.shape);
   auto t1 = Clock::now();
   CudaBackendOptions o;
   o.gpu_memory_fraction = 0.92;
+  o.cuda_graphs = a.cuda_graphs;
+  o.wkv_chunked = a.wkv_chunked;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }
   Backend& b = **be;
@@ -164,7 +196,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   // Same for one decode step (one session at the given context); run it with
-  // RWKVX_CUDA_GRAPHS=0 to see each kernel.
+  // --cuda-graphs 0 to see each kernel.
   if (const char* pc = std::getenv("RWKVX_PROFILE_DECODE")) {
     auto id = *b.CreateSession();
     Fill(b, id, std::atoi(pc), a.fill_chunk, V, 3);
@@ -309,20 +341,25 @@ int main(int argc, char** argv) {
           (pass == 0 ? ms : pass == 1 ? ms_nl : ms_smp) = Median(t);
         }
       }
-      // Floor bytes per step: weights once + each session's RWKV state read and written +
-      // its attended KV rows (min(ctx, threshold-ish) rows x C x k,v x fp16 x sparse layers).
+      // Floor bytes per step: weights once, except the embedding table (float32 [V, C], of
+      // which a step reads one row per token) + each session's embedding row, RWKV state read
+      // and written and attended KV rows (min(ctx, threshold-ish) rows x C x k,v x fp16 x
+      // sparse layers).
       const double kv_rows = std::min<double>(ctx + 1, model->attn.Threshold() + model->attn.chunk_size);
-      const double bytes = b.Memory().weights_bytes + B * (state_bytes + kv_rows * s.n_embd * 2 * 2 * s.n_attn_layer);
+      const double emb_bytes = static_cast<double>(s.vocab) * s.n_embd * 4;
+      const double bytes = b.Memory().weights_bytes - emb_bytes +
+                           B * (s.n_embd * 4.0 + state_bytes + kv_rows * s.n_embd * 2 * 2 * s.n_attn_layer);
       char label[64];
       std::snprintf(label, sizeof label, "B %d, ctx %d", B, ctx);
       if (ok) {
-        std::printf("%-28s %10.3f %12.0f %12.3f %12.0f %12.3f %12.0f %12.3f  (HBM floor %.3f ms at 3.35 TB/s = %.0f%%)\n",
+        std::printf("%-28s %10.3f %12.0f %12.3f %12.0f %12.3f %12.0f %12.3f  (HBM floor %.3f ms at %.2f TB/s = %.0f%%)\n",
                     label, ms, B / (ms / 1000), ms_nl, B / (ms_nl / 1000), ms_smp, B / (ms_smp / 1000), bytes / 1e9,
-                    bytes / 3.35e12 * 1000, 100.0 * (bytes / 3.35e12 * 1000) / ms_nl);
+                    bytes / hbm * 1000, hbm / 1e12, 100.0 * (bytes / hbm * 1000) / ms_nl);
         js << (first ? "" : ",") << "{\"B\":" << B << ",\"ctx\":" << ctx << ",\"ms_per_step\":" << ms
            << ",\"tokens_per_s\":" << B / (ms / 1000) << ",\"ms_per_step_no_logits\":" << ms_nl
            << ",\"tokens_per_s_no_logits\":" << B / (ms_nl / 1000) << ",\"ms_per_step_sampled\":" << ms_smp
-           << ",\"tokens_per_s_sampled\":" << B / (ms_smp / 1000) << ",\"floor_bytes\":" << bytes << "}";
+           << ",\"tokens_per_s_sampled\":" << B / (ms_smp / 1000) << ",\"floor_bytes\":" << bytes
+           << ",\"floor_bytes_per_s\":" << hbm << "}";
         first = false;
       } else {
         std::printf("%-28s %10s (did not fit: memory)\n", label, "n/a");

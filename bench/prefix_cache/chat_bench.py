@@ -34,6 +34,29 @@ def metric(base, name):
     return 0.0
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def host_info():
+    return {"machine": platform.machine(), "cpu_model": cpu_model(), "cpus": os.cpu_count(),
+            "load_avg_1m": os.getloadavg()[0]}
+
+
+def write_json(path, out):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+    print("wrote", path)
+
+
 def user_message(turn, chars):
     base = (f"Turn {turn}. Please consider the following note and answer briefly: "
             "the committee met on a rainy Tuesday to review the budget, the schedule, "
@@ -79,11 +102,13 @@ def main():
     ap.add_argument("--turns", type=int, default=20)
     ap.add_argument("--user-chars", type=int, default=240, help="characters per user message")
     ap.add_argument("--max-tokens", type=int, default=48, help="tokens per answer")
-    ap.add_argument("--cache-bytes", type=int, default=2 << 30, help="--prefix-cache-bytes when on")
+    ap.add_argument("--cache-bytes", type=int, default=2 << 30,
+                    help="--prefix-cache-bytes when on; -1: no flag (the server's default size)")
     ap.add_argument("--out", default="bench/prefix_cache/results.json")
     ap.add_argument("server_flags", nargs="*", help="extra rwkvx serve flags (after --)")
     a = ap.parse_args()
-    configs = {"off": ["--prefix-cache-bytes", "0"], "on": ["--prefix-cache-bytes", str(a.cache_bytes)]}
+    on_flags = [] if a.cache_bytes == -1 else ["--prefix-cache-bytes", str(a.cache_bytes)]
+    configs = {"off": ["--prefix-cache-bytes", "0"], "on": on_flags}
     runs = {}
     for name, flags in configs.items():
         proc, base = start_server(a.bin, ["--backend", "cpu", *flags, *a.server_flags])
@@ -97,12 +122,14 @@ def main():
             proc.wait(timeout=60)
     same = [r["answer"] for r in runs["off"]] == [r["answer"] for r in runs["on"]]
     print(f"{'turn':>4} {'prompt':>7} {'prefill off':>11} {'prefill on':>10} "
-          f"{'TTFT off ms':>11} {'TTFT on ms':>10} {'TTFT ratio':>10}")
+          f"{'TTFT off ms':>11} {'TTFT on ms':>10} {'TTFT ratio':>10} {'wall off ms':>11} {'wall on ms':>10}")
     for off, on in zip(runs["off"], runs["on"]):
         ratio = off["ttft_s"] / on["ttft_s"] if on["ttft_s"] > 0 else float("nan")
         print(f"{off['turn']:>4} {off['prompt_tokens']:>7} {off['prefilled_tokens']:>11} "
               f"{on['prefilled_tokens']:>10} {off['ttft_s'] * 1e3:>11.1f} {on['ttft_s'] * 1e3:>10.1f} "
-              f"{ratio:>10.2f}")
+              f"{ratio:>10.2f} {off['total_s'] * 1e3:>11.1f} {on['total_s'] * 1e3:>10.1f}")
+    wall_off = sum(r["total_s"] for r in runs["off"])
+    wall_on = sum(r["total_s"] for r in runs["on"])
     sum_off = sum(r["prefilled_tokens"] for r in runs["off"])
     sum_on = sum(r["prefilled_tokens"] for r in runs["on"])
     ttft_off = sum(r["ttft_s"] for r in runs["off"])
@@ -114,21 +141,20 @@ def main():
     print(f"sum of TTFT: off {ttft_off:.2f} s, on {ttft_on:.2f} s; median TTFT of turns "
           f"{a.turns // 2 + 1}-{a.turns}: off {med_off * 1e3:.1f} ms, on {med_on * 1e3:.1f} ms "
           f"({med_off / med_on:.1f}x)")
+    print(f"sum of wall time per turn: off {wall_off:.2f} s, on {wall_on:.2f} s ({wall_off / wall_on:.2f}x)")
     print(f"identical answers with and without the cache: {same}")
     print(f"cache metrics (on): {runs['on_metrics']}")
     out = {"bench": "prefix_cache_chat", "turns": a.turns, "user_chars": a.user_chars,
            "max_tokens": a.max_tokens, "server_flags": a.server_flags,
-           "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
-                    "load_avg_1m": os.getloadavg()[0]},
+           "cache_bytes_flag": a.cache_bytes,
+           "host": host_info(),
+           "wall_sum_s": {"off": wall_off, "on": wall_on},
            "identical_answers": same, "prefilled_tokens": {"off": sum_off, "on": sum_on},
            "ttft_sum_s": {"off": ttft_off, "on": ttft_on},
            "ttft_median_second_half_s": {"off": med_off, "on": med_on},
            "cache_metrics_on": runs["on_metrics"],
            "turns_off": runs["off"], "turns_on": runs["on"]}
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(out, f, indent=1)
-    print("wrote", a.out)
+    write_json(a.out, out)
     return 0 if same else 1
 
 

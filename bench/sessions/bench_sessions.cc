@@ -20,7 +20,7 @@
 #include "engine/model.h"
 #include "engine/snapshot.h"
 #include "nlohmann/json.hpp"
-#include "server/session_files.h"
+#include "server/sessions/session_files.h"
 
 namespace {
 

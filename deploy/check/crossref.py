@@ -2,7 +2,7 @@
 """Checks the rendered manifests against each other and against the server's source:
 what kubernetes-validate (one object at a time, no CRDs) cannot see.
 
-  crossref.py --flags server/serve_flags.cc --metrics server/metrics.cc \
+  crossref.py --flags server/app/serve_flags.cc --metrics server/metrics/metrics.cc \
               --envoy deploy/envoy/envoy.yaml --adapter RENDERED_MONITORING.yaml \
               --envoy-version 1.40.0 RENDERED_OVERLAY.yaml...
 

@@ -16,7 +16,11 @@ untouched. Checked:
   3. gRPC calls (ListModels) with `x-session-id` metadata reach the replica of the HTTP
      requests (when grpcio is importable);
   4. SIGTERM on one replica (drain): its sessions are served by the others, and every
-     other session stays where it was (consistent hashing moves only the dead share).
+     other session stays where it was (consistent hashing moves only the dead share);
+  5. named sessions (/v1/sessions) carry across the stopped replica: the replicas share
+     one --session-dir (the PVC in Kubernetes), the stopped one saves its sessions, and
+     their new replicas continue them exactly (greedy tokens and top-5 logprobs equal
+     those of twin sessions with the same history on replicas that kept running).
 Which replica served a request is read from each replica's own /metrics counters.
 """
 import argparse
@@ -95,6 +99,16 @@ def served_by(live, http_port, fn, index):
         time.sleep(0.02)
 
 
+def session_turn(front_http, sid, prompt):
+    """One greedy completion of named session `sid` through the front proxy (routed by
+    its path): the tokens with their logprobs and top-5 alternatives."""
+    code, body = http(f"http://127.0.0.1:{front_http}/v1/sessions/{sid}/completions",
+                      {"prompt": prompt, "max_tokens": 6, "temperature": 0, "logprobs": 5,
+                       "ignore_eos": True})
+    assert code == 200, (sid, code, body)
+    return json.loads(body)["choices"][0]["logprobs"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--envoy", required=True)
@@ -143,7 +157,8 @@ def main():
         for h in HOSTS:
             procs[h] = subprocess.Popen(
                 [a.rwkvx, "serve", "--host", h, "--http-port", str(http_port), "--grpc-port",
-                 str(grpc_port), "--threads", "1", "--drain-grace", "2"],
+                 str(grpc_port), "--threads", "1", "--drain-grace", "2",
+                 "--session-dir", os.path.join(tmp, "sessions")],
                 stdout=log, stderr=subprocess.STDOUT)
         for h in HOSTS:  # all up before Envoy's first health check
             for _ in range(100):
@@ -218,6 +233,17 @@ def main():
             print("affinity: gRPC calls with x-session-id metadata reach the same replicas")
 
         victim = max(spread, key=spread.get)
+        # Named sessions homed on the victim, each with a twin (the same calls) elsewhere.
+        pairs = list(zip([s for s in sessions if home[s] == victim][:4],
+                         [s for s in sessions if home[s] != victim][:4]))
+        turns = [" and then", " the river"]
+        for i, pair in enumerate(pairs):
+            for sid in pair:
+                code, body = http(f"http://127.0.0.1:{front_http}/v1/sessions",
+                                  {"session_id": sid, "prompt": f"Story {i}:"}, {"x-session-id": sid})
+                assert code == 200, (sid, code, body)
+            first = [session_turn(front_http, sid, turns[0]) for sid in pair]
+            assert first[0] == first[1], f"twins {pair} differ before the stop"
         procs[victim].send_signal(signal.SIGTERM)
         procs[victim].wait(timeout=30)
         live = [h for h in HOSTS if h != victim]
@@ -231,6 +257,11 @@ def main():
                 kept += 1
         print(f"failover: replica {victim} stopped; its {moved} sessions served by the others, "
               f"the other {kept} stayed on their replicas")
+        for moved_sid, twin in pairs:
+            got, want = session_turn(front_http, moved_sid, turns[1]), session_turn(front_http, twin, turns[1])
+            assert got == want, f"{moved_sid} did not continue exactly on its new replica"
+        print(f"failover: {len(pairs)} named sessions of {victim} continued exactly on their new replicas "
+              "(loaded from the shared --session-dir)")
         print("envoy affinity: ok")
         return 0
     except BaseException:

@@ -1,6 +1,8 @@
 // CpuBackend: the exact float32 reference engine behind engine::Backend.
 #include <cblas.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -31,6 +33,7 @@ class CpuBackend final : public Backend {
       for (size_t j = 0; j < model_->attn_blocks.size(); ++j) attn_half_[j] = cpu::ToHalf(model_->attn_blocks[j]);
       head_half_ = cpu::ToHalf(model_->head);
     }
+    fixed_zero_ = cpu::CpuSession::FromState(SessionState::Zero(model_->shape), model_->shape.n_embd, nullptr).Bytes();
   }
 
   std::string Name() const override { return "cpu"; }
@@ -74,8 +77,7 @@ class CpuBackend final : public Backend {
   absl::StatusOr<SessionId> ForkSession(SessionId id) override {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
-    const size_t page = 2 * cpu::kKvPageRows * model_->shape.n_embd * sizeof(float);
-    if (auto s = CheckBudget(it->second.FixedBytes() + it->second.attn.size() * page); !s.ok()) return s;
+    if (auto s = CheckBudget(it->second.FixedBytes() + it->second.attn.size() * PageBytes()); !s.ok()) return s;
     cpu::CpuSession child = it->second.Fork();
     const SessionId cid = next_id_++;
     fixed_ += child.FixedBytes();
@@ -149,18 +151,42 @@ class CpuBackend final : public Backend {
     return mi;
   }
   size_t MaxSessionBytes() const override {
-    const auto& s = model_->shape;
-    const auto& a = model_->attn;
-    cpu::CpuSession z = cpu::CpuSession::FromState(SessionState::Zero(s), s.n_embd, nullptr);
     // Compression bounds each sparse block's cache to max_kv_cache_size + one prefill chunk;
     // without compression there is no bound, so report the fixed part only.
-    size_t kv_rows = a.max_kv_cache_size > 0 ? a.max_kv_cache_size + a.Threshold() : 0;
-    const size_t sums = kv_rows / a.chunk_size * s.n_embd * sizeof(double);  // chunk key sums
-    kv_rows = (kv_rows + cpu::kKvPageRows - 1) / cpu::kKvPageRows * cpu::kKvPageRows;  // whole pages
-    return z.Bytes() + s.n_attn_layer * (kv_rows * 2 * s.n_embd * sizeof(float) + sums);
+    return model_->attn.max_kv_cache_size > 0 ? SessionBytesFor(SIZE_MAX) : SessionBytesFor(0);
+  }
+  // The fixed part (RWKV state, shift states) plus, per sparse block, whole KV pages of
+  // min(kv_tokens, cap) rows and the chunk key sums of its complete chunks.
+  size_t SessionBytesFor(size_t kv_tokens) const override {
+    const auto& s = model_->shape;
+    const auto& a = model_->attn;
+    size_t rows = kv_tokens;
+    if (a.max_kv_cache_size > 0) rows = std::min<size_t>(rows, a.max_kv_cache_size + a.Threshold());
+    const size_t sums = rows / a.chunk_size * s.n_embd * sizeof(double);
+    const size_t pages = (rows + cpu::kKvPageRows - 1) / cpu::kKvPageRows;
+    return fixed_zero_ + s.n_attn_layer * (pages * PageBytes() + sums);
+  }
+  // New pages past the last one, a copy of a shared, partly filled last page, new chunk
+  // sums. A block about to compress shrinks: it adds nothing.
+  size_t StepBytes(SessionId id, size_t tokens) const override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return 0;
+    const auto& a = model_->attn;
+    const size_t C = model_->shape.n_embd;
+    size_t n = 0;
+    for (const cpu::CpuAttnState& b : it->second.attn) {
+      const size_t rows = static_cast<size_t>(b.kv.rows());
+      if (a.max_kv_cache_size > 0 && rows > static_cast<size_t>(a.max_kv_cache_size)) continue;
+      const size_t P = cpu::kKvPageRows;
+      n += ((rows + tokens + P - 1) / P - (rows + P - 1) / P) * PageBytes();
+      if (rows % P != 0 && b.kv.LastPageShared()) n += PageBytes();
+      n += ((rows + tokens) / a.chunk_size - rows / a.chunk_size) * C * sizeof(double);
+    }
+    return n;
   }
 
  private:
+  size_t PageBytes() const { return 2 * cpu::kKvPageRows * model_->shape.n_embd * sizeof(float); }
   // Each live KV page once (shared pages included once) plus every session's fixed part.
   size_t UsedBytes() const { return fixed_ + static_cast<size_t>(pages_->bytes.load()); }
   absl::Status CheckBudget(size_t extra) const {
@@ -194,6 +220,7 @@ class CpuBackend final : public Backend {
   std::map<SessionId, cpu::CpuSession> sessions_;
   SessionId next_id_ = 1;
   size_t fixed_ = 0;  // sum of the sessions' FixedBytes()
+  size_t fixed_zero_ = 0;  // FixedBytes of a session with no KV rows
 };
 
 }  // namespace

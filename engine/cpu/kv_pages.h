@@ -75,6 +75,9 @@ class KvPages {
   size_t PageCount() const { return pages_.size(); }
   // Pages also held by another store.
   size_t SharedPages() const;
+  // Whether the last page is also held by another store (the next Append copies it first
+  // when it is partly filled).
+  bool LastPageShared() const { return !pages_.empty() && pages_.back().use_count() > 1; }
 
  private:
   int64_t C_ = 0;

@@ -1,14 +1,15 @@
 // CudaBackend: construction, sessions, snapshots and memory accounting. The step itself
-// is in cuda_step.cc.
+// is in cuda_step.cc and the files it names.
 #include "engine/cuda/cuda_backend.h"
 
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <cstdlib>
+#include <climits>
 #include <cstring>
 
 #include "engine/cuda/cuda_check.h"
+#include "kernels/attn_decode.cuh"
 #include "kernels/kv_append.cuh"
 
 namespace rwkvx {
@@ -75,8 +76,8 @@ absl::Status CudaBackend::Init() {
   const size_t ws_bytes = size_t{64} << 20;
   RWKVX_CUDA_RETURN(cudaMalloc(&cublas_ws_, ws_bytes));
   RWKVX_CUBLAS_RETURN(cublasSetWorkspace(cublas_, cublas_ws_, ws_bytes));
-  if (const char* g = std::getenv("RWKVX_CUDA_GRAPHS"); g && std::string(g) == "0") use_graphs_ = false;
-  if (const char* g = std::getenv("RWKVX_WKV_CHUNKED"); g && std::string(g) == "0") use_wkv_chunked_ = false;
+  // Kernel sizing (decode splits, the chunked recurrence's choice) aims at the card's SMs.
+  RWKVX_CUDA_RETURN(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, opts_.device));
   // Keep freed stream-ordered memory in the pool (KV buffers come and go every step).
   cudaMemPool_t pool;
   RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
@@ -94,7 +95,24 @@ absl::Status CudaBackend::Init() {
   const double budget = opts_.gpu_memory_fraction * static_cast<double>(total_b) -
                         static_cast<double>(total_b - free_b) - 512.0 * (1 << 20);
   budget_bytes_ = budget > 0 ? static_cast<size_t>(budget) : 0;
-  return absl::OkStatus();
+  return ReserveWorkspace();
+}
+
+// The workspace for the largest step the scheduler will plan, taken once: its size is then
+// a constant in every admission check and no step drops the captured graphs to grow it.
+absl::Status CudaBackend::ReserveWorkspace() {
+  if (opts_.reserve_step_rows <= 0) return absl::OkStatus();
+  const int items = std::max(1, opts_.reserve_step_items);
+  size_t part = 0;  // decode splits shrink as sessions grow: take the largest product
+  for (int n = 1; n <= items; ++n)
+    part = std::max(part, kernels::AttnDecodeScratchFloats(n, H_, DecodeSplits(n, INT_MAX)));
+  const size_t want = WsBytes(opts_.reserve_step_rows, items, items, part);
+  if (want > budget_bytes_)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the step workspace for ", opts_.reserve_step_rows, " tokens and ", items, " sessions per step needs ", want,
+        " bytes, more than the GPU memory budget of ", budget_bytes_,
+        " bytes: lower --max-batch-tokens or --max-sessions, or raise --gpu-memory-fraction"));
+  return EnsureWorkspace(opts_.reserve_step_rows, items, items, part);
 }
 
 CudaBackend::~CudaBackend() {
@@ -108,6 +126,7 @@ CudaBackend::~CudaBackend() {
   if (cublas_ws_) cudaFree(cublas_ws_);
   if (meta_dev_) cudaFree(meta_dev_);
   if (meta_host_) cudaFreeHost(meta_host_);
+  if (samp_scratch_) cudaFree(samp_scratch_);
   if (stream_) cudaStreamSynchronize(stream_);
   dev_.reset();
   if (cublas_) cublasDestroy(cublas_);
@@ -125,6 +144,16 @@ size_t CudaBackend::SessionBytesOf(const CudaSession& s) const {
 }
 
 int CudaBackend::RoundCap(int rows) const { return (std::max(rows, 1) + 255) / 256 * 256; }
+
+int CudaBackend::GrowCap(int ct, int cap, int T) const {
+  const SparseAttnConfig& cfg = model_->attn;
+  const int need = ct + T;
+  if (need <= cap) return cap;
+  int c = RoundCap(std::max(need, cap + cap / 2));
+  if (cfg.max_kv_cache_size > 0 && need <= cfg.max_kv_cache_size + 1)
+    c = std::min(c, RoundCap(cfg.max_kv_cache_size + 2));
+  return std::max(c, RoundCap(need));
+}
 
 absl::Status CudaBackend::AllocKv(KvCache* kv, int cap) {
   const int B = model_->attn.chunk_size;
@@ -161,16 +190,6 @@ size_t CudaBackend::UsedBytes() const {
   return n;
 }
 
-size_t CudaBackend::WsBytes(int rows, int items, int logit_rows, size_t part_floats) const {
-  rows = std::max(rows, 16);
-  items = std::max(items, 16);
-  logit_rows = std::max(logit_rows, 1);
-  const size_t RC = static_cast<size_t>(rows) * C_;
-  return 12 * RC * 4 + static_cast<size_t>(rows) * maxrank_ * 12 + static_cast<size_t>(rows) * F_ * 6 + 6 * RC * 2 +
-         RC * 2 + static_cast<size_t>(logit_rows) * (V_ * 4 + C_ * 2) + part_floats * 4 + items * 16 * 4 +
-         (rows >= kWkvChunkedMinLen ? kWkvScratchBytes : 0);
-}
-
 void CudaBackend::FreeKv(KvCache* kv) {
   if (kv->k) cudaFreeAsync(kv->k, stream_);
   if (kv->v) cudaFreeAsync(kv->v, stream_);
@@ -182,8 +201,7 @@ void CudaBackend::FreeKv(KvCache* kv) {
 
 absl::StatusOr<SessionId> CudaBackend::CreateSession() {
   const size_t bytes = StateFloats() * sizeof(float);
-  if (UsedBytes() + WsBytesNow() + bytes > budget_bytes_)
-    return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
+  if (!SessionsFit(bytes)) return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
   CudaSession s;
   RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&s.state), bytes));
   RWKVX_CUDA_RETURN(cudaMemsetAsync(s.state, 0, bytes, stream_));
@@ -265,7 +283,7 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
     probe.cap = a.ct > 0 ? RoundCap(a.ct) : 0;
     extra += probe.Bytes(C_, model_->attn.chunk_size);
   }
-  if (UsedBytes() + WsBytesNow() + StateFloats() * sizeof(float) + extra > budget_bytes_)
+  if (!SessionsFit(StateFloats() * sizeof(float) + extra))
     return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
   auto id = CreateSession();
   if (!id.ok()) return id.status();
@@ -316,8 +334,7 @@ absl::StatusOr<SessionId> CudaBackend::ForkSession(SessionId src_id) {
   auto it = sessions_.find(src_id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", src_id));
   const size_t need = SessionBytesOf(it->second);
-  if (UsedBytes() + WsBytesNow() + need > budget_bytes_)
-    return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
+  if (!SessionsFit(need)) return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
   auto id = CreateSession();
   if (!id.ok()) return id.status();
   const CudaSession& src = sessions_.at(src_id);  // std::map: references survive inserts
@@ -347,6 +364,11 @@ absl::StatusOr<SessionId> CudaBackend::ForkSession(SessionId src_id) {
   return *id;
 }
 
+bool CudaBackend::SessionsFit(size_t extra, size_t ws) const {
+  if (UsedBytes() + ws + extra > budget_bytes_) return false;
+  return !opts_.memory_budget_bytes || UsedBytes() + extra <= opts_.memory_budget_bytes;
+}
+
 size_t CudaBackend::SessionBytes(SessionId id) const {
   auto it = sessions_.find(id);
   return it == sessions_.end() ? 0 : SessionBytesOf(it->second);
@@ -365,6 +387,7 @@ MemoryInfo CudaBackend::Memory() const {
   m.used_bytes = UsedBytes();
   const size_t ws = WsBytesNow();
   m.capacity_bytes = budget_bytes_ > ws ? budget_bytes_ - ws : 0;
+  if (opts_.memory_budget_bytes) m.capacity_bytes = std::min(m.capacity_bytes, opts_.memory_budget_bytes);
   m.weights_bytes = dev_ ? dev_->bytes : 0;
   return m;
 }
@@ -377,6 +400,44 @@ size_t CudaBackend::MaxSessionBytes() const {
   KvCache probe;
   probe.cap = RoundCap(rows);
   return StateFloats() * sizeof(float) + static_cast<size_t>(M_) * probe.Bytes(C_, a.chunk_size);
+}
+
+// A cache that grew to n rows in 1.5x steps has cap <= RoundCap(1.5 n); compression holds
+// it at MaxSessionBytes' cap.
+size_t CudaBackend::SessionBytesFor(size_t kv_tokens) const {
+  const SparseAttnConfig& a = model_->attn;
+  const size_t n = std::min<size_t>(kv_tokens, 1u << 30);
+  KvCache probe;
+  probe.cap = n == 0 ? 0 : RoundCap(static_cast<int>(n + n / 2));
+  if (a.max_kv_cache_size > 0) probe.cap = std::min(probe.cap, RoundCap(a.max_kv_cache_size + 2 * a.chunk_size));
+  return StateFloats() * sizeof(float) + static_cast<size_t>(M_) * probe.Bytes(C_, a.chunk_size);
+}
+
+// Growth as the step plan grows caches; a cache about to compress needs its fresh target
+// (the old one is freed after the step).
+size_t CudaBackend::StepBytes(SessionId id, size_t tokens) const {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return 0;
+  const SparseAttnConfig& a = model_->attn;
+  const int T = static_cast<int>(tokens);
+  size_t n = 0;
+  for (const KvCache& kv : it->second.kv) {
+    KvCache probe;
+    if (a.max_kv_cache_size > 0 && kv.ct > a.max_kv_cache_size) {
+      probe.cap = RoundCap(std::max(a.min_kv_cache_size + T, a.max_kv_cache_size + 2));
+      n += probe.Bytes(C_, a.chunk_size);
+    } else {
+      probe.cap = GrowCap(kv.ct, kv.cap, T);
+      n += probe.Bytes(C_, a.chunk_size) - kv.Bytes(C_, a.chunk_size);
+    }
+  }
+  return n;
+}
+
+bool CudaBackend::Healthy() const {
+  if (!stream_) return true;
+  const cudaError_t e = cudaStreamQuery(stream_);
+  return e == cudaSuccess || e == cudaErrorNotReady;
 }
 
 }  // namespace cuda

@@ -1,9 +1,17 @@
 // CudaBackend: engine::Backend on one NVIDIA GPU. Weights in fp16/bf16, RWKV state in
 // float32 (one device block per session: the "slot"), sparse-attention KV caches in fp16
-// (one growable buffer per session and sparse layer, with running per-chunk key sums).
-// A step runs every item's tokens through each projection as one cuBLAS GEMM; the rest is
-// kernels/. Same semantics as the CPU reference (engine/cpu); docs/CUDA.md.
+// (one growable buffer per session and sparse layer, with running per-chunk key sums:
+// engine/cuda/cuda_session.h). A step runs every item's tokens through each projection as
+// one cuBLAS GEMM; the rest is kernels/. Same semantics as the CPU reference (engine/cpu);
+// docs/CUDA.md. Files: cuda_backend.cc (construction, sessions, snapshots, memory),
+// cuda_step.cc (the step's phases, engine/cuda/step_plan.h lists them), model_forward.cc
+// (embedding, blocks, head), gemm.cc (projections), step_workspace.cc.
 //
+// Names of the model's sizes (members C_ .. V_ below): C channels (n_embd), H heads of 64,
+// R RWKV blocks, M sparse-attention blocks, F the channel mix's hidden size, V vocabulary.
+//
+// Ownership: the backend owns the device model, every session's buffers, the step
+// workspace, the metadata blocks and the CUDA graphs; all are freed by the destructor.
 // Threading: not thread-safe (Backend contract): one caller thread. All GPU work is issued
 // on the backend's own stream; Step returns after the logits are on the host.
 #pragma once
@@ -12,31 +20,18 @@
 #include <cuda_runtime.h>
 
 #include <map>
-#include <tuple>
 #include <memory>
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cuda/cuda_session.h"
 #include "engine/cuda/device_model.h"
+#include "engine/cuda/step_forward.h"
+#include "engine/cuda/step_plan.h"
 #include "kernels/activation.cuh"
-#include "kernels/attn_item.cuh"
+#include "kernels/gemv.cuh"
 
 namespace rwkvx::cuda {
-
-// One sparse layer's KV cache of one session.
-struct KvCache {
-  __half* k = nullptr;   // [cap, C]
-  __half* v = nullptr;   // [cap, C]
-  float* sums = nullptr; // [cap / chunk + 2, C]
-  int cap = 0, ct = 0;
-  size_t Bytes(int C, int chunk) const;
-};
-
-struct CudaSession {
-  float* state = nullptr;   // StateFloats() floats (see state offsets below)
-  std::vector<KvCache> kv;  // [M]
-  long long tokens_seen = 0;
-};
 
 class CudaBackend final : public Backend {
  public:
@@ -57,7 +52,8 @@ class CudaBackend final : public Backend {
     return RunStep(items, logits, nullptr);
   }
   // Sampling on the GPU (kernels/sample.cuh): the head's rows for sampled items never
-  // leave the device; one launch after the forward, (token, logprob) pairs come back.
+  // leave the device; the sampler's kernels run after the forward, (token, logprob) pairs
+  // come back.
   bool SupportsDeviceSampling() const override { return true; }
   absl::Status StepSampled(const std::vector<StepInput>& items, std::vector<float>* logits,
                            std::vector<SampledToken>* sampled) override {
@@ -67,10 +63,17 @@ class CudaBackend final : public Backend {
   size_t SessionKvTokens(SessionId id) const override;
   MemoryInfo Memory() const override;
   size_t MaxSessionBytes() const override;
+  size_t SessionBytesFor(size_t kv_tokens) const override;
+  size_t StepBytes(SessionId id, size_t tokens) const override;
+  // False after a sticky CUDA error (illegal address, launch failure...): the context is lost.
+  bool Healthy() const override;
 
  private:
   CudaBackend(std::shared_ptr<const Model> model, const CudaBackendOptions& opts);
   absl::Status Init();
+  absl::Status ReserveWorkspace();
+  int DecodeSplits(int nitems, int max_len) const;
+  // Step and StepSampled (sampled == nullptr for Step): the phases of step_plan.h in order.
   absl::Status RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
                        std::vector<SampledToken>* sampled);
 
@@ -83,13 +86,40 @@ class CudaBackend final : public Backend {
   size_t AttnFfnPrevOff(int j) const { return AttPrevOff(R_) + static_cast<size_t>(R_ + j) * C_; }
   size_t SessionBytesOf(const CudaSession& s) const;
 
-  // KV buffers: allocate `cap` rows, copying the first `keep_rows` rows of `old` when given.
+  // KV buffers: AllocKv gives `kv` new k, v [cap, C] and sums [cap / B + 2, C] buffers
+  // (stream-ordered from the pool; contents undefined) and sets kv->cap, leaving kv->ct
+  // alone. `kv` must hold no buffers (they would be overwritten, not freed): callers pass
+  // an empty cache and copy rows themselves. When the pool is out of memory it trims the
+  // pool and tries once more, then returns ResourceExhausted (kv unchanged).
   absl::Status AllocKv(KvCache* kv, int cap);
-  void FreeKv(KvCache* kv);
+  void FreeKv(KvCache* kv);  // stream-ordered; leaves kv empty (cap = ct = 0)
   int RoundCap(int rows) const;
+  // The capacity a cache of `ct` rows and capacity `cap` grows to for `T` more rows without
+  // compression (`cap` when they fit): 1.5x steps, held at the compression cap.
+  int GrowCap(int ct, int cap, int T) const;
 
-  // Forward pieces (cuda_step.cc).
+  // --- The step's phases (see step_plan.h); each works on step_.
+  // Validates the items, lays out rows and logit rows, plans every sparse layer's KV cache
+  // and checks the memory budget. Changes nothing but the plan.
+  absl::Status PlanStep(const std::vector<StepInput>& items, bool device_sampling, StepPlan* plan);
+  // Grows the planned caches, allocates the compaction targets (given back on failure),
+  // points the plan's AttnItems at the buffers and sizes the workspace.
+  absl::Status ReserveStep(StepPlan* plan);
+  void DropCompactionTargets(StepPlan* plan);
+  // Fills the pinned metadata block and uploads it; sets meta_ to the device views.
+  absl::Status UploadStep(const std::vector<StepInput>& items, const StepPlan& plan, const StepMetaLayout& layout);
+  // The forward (Forward below): replayed from a CUDA graph for pure decode steps.
+  absl::Status ForwardOrReplay(const StepPlan& plan);
+  // Logits to the host, device sampling, then the KV caches' new lengths and the
+  // sessions' token counts once the stream is done. The compaction targets pass from the
+  // plan to the sessions.
+  absl::Status CommitStep(StepPlan* plan, const StepMetaLayout& layout, std::vector<float>* logits,
+                          std::vector<SampledToken>* sampled);
+
+  // --- Forward pieces (model_forward.cc, gemm.cc, step_workspace.cc).
   absl::Status EnsureWorkspace(int rows, int items, int logit_rows, size_t decode_part_floats);
+  // y [rows, out] (+)= x [rows, in] · wᵀ (w a torch Linear weight [out, in], fp32
+  // accumulation): a weight-bound GEMV for at most kGemvMaxRows rows, else cuBLAS.
   absl::Status Gemm(float* y, const void* x, const void* w, int rows, int out, int in, bool accumulate);
   // Same product, output rounded to the weights' half type (fp32 accumulation).
   absl::Status GemmHalfOut(void* y, const void* x, const void* w, int rows, int out, int in);
@@ -105,8 +135,10 @@ class CudaBackend final : public Backend {
     int out, in;
     bool accumulate = false;
     kernels::Act act = kernels::Act::kNone;
+    kernels::GemvParams Gemv(bool bf16, int rows) const;  // the GEMV kernel's view
   };
   absl::Status GemmJobs(const GemmJob* jobs, int n, int rows);
+  absl::Status GemmOne(const GemmJob& job, int rows);  // one job, no activation
   // LayerNorm of ws_.x then the token-shift mixes into ws_.mixh (fused for decode steps).
   absl::Status NormShift(const float* ln_w, const float* ln_b, const float* mix, int n_mix, size_t prev_off,
                          int rows, int items);
@@ -115,7 +147,7 @@ class CudaBackend final : public Backend {
   // Embedding, blocks in model order and the head, for the planned step (no host copies):
   // the part that a decode step replays from a CUDA graph.
   absl::Status Forward(int rows, int items, int logit_rows);
-  void DropGraphs();
+  void DropGraphs() { graphs_.Clear(); }
   absl::Status ChannelMix(const float* ln_w, const float* ln_b, const float* x_k, const void* key,
                           const void* value, size_t prev_off, int rows, int items);
 
@@ -124,58 +156,39 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceModel> dev_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
-  int C_ = 0, H_ = 0, R_ = 0, M_ = 0, F_ = 0, V_ = 0, maxrank_ = 0;
+  int C_ = 0, H_ = 0, R_ = 0, M_ = 0, F_ = 0, V_ = 0, maxrank_ = 0;  // sizes: see the top
+  int sm_count_ = 0;  // the device's multiprocessors (read once by Init)
   // Session memory is admitted against budget_bytes_ (the card's fraction less what weights
   // and the CUDA context took at start), together with the step workspace it needs.
   size_t budget_bytes_ = 0;
   size_t UsedBytes() const;  // all sessions (state + KV)
   size_t WsBytes(int rows, int items, int logit_rows, size_t part_floats) const;
   size_t WsBytesNow() const { return ws_.allocs.empty() ? 0 : WsBytes(ws_.rows, ws_.items, ws_.logit_rows, ws_.part_floats); }
+  // Whether `extra` more session bytes fit beside workspace `ws` (default: today's), under
+  // both the card's budget and opts_.memory_budget_bytes (sessions only) when that is set.
+  bool SessionsFit(size_t extra, size_t ws) const;
+  bool SessionsFit(size_t extra) const { return SessionsFit(extra, WsBytesNow()); }
 
   std::map<SessionId, CudaSession> sessions_;
   SessionId next_id_ = 1;
 
-  // Per-step plan (host) and its device copy.
-  struct AttnPlan {
-    bool compress = false;
-    int keep = 0, npast = 0;
-    KvCache fresh;  // compaction target when compress
-  };
-  std::vector<std::vector<AttnPlan>> plan_;              // [M][items]
-  std::vector<std::vector<kernels::AttnItem>> attn_items_;  // [M][items]
-  std::vector<int> item_row0_, item_len_;
-  std::vector<CudaSession*> item_sess_;
-  int max_len_ = 0, decode_splits_ = 1, max_chunks_ = 0;
-  bool any_decode_ = false, any_prefill_ = false, any_sparse_ = false;
-
-  // Device metadata for the step (one upload).
+  // This step's plan (reused across steps) and the device views of its metadata block.
+  StepPlan step_;
+  StepMetaViews meta_;
   char* meta_dev_ = nullptr;
   char* meta_host_ = nullptr;  // pinned
   size_t meta_cap_ = 0;
-  int* d_tokens_ = nullptr;
-  int* d_row_item_ = nullptr;
-  int* d_item_row0_ = nullptr;
-  int* d_item_len_ = nullptr;
-  float** d_item_state_ = nullptr;
-  int* d_logit_rows_ = nullptr;
-  kernels::AttnItem* d_attn_items_ = nullptr;  // [M][items]
+  // The device sampler's scratch (kernels::SampleScratchBytes; grown on demand, at most
+  // ~20 KB per sampled row at small batch, ~600 bytes at large; outside the memory budget).
+  void* samp_scratch_ = nullptr;
+  size_t samp_scratch_cap_ = 0;
 
-  // CUDA graphs of pure decode steps, by (items, logit rows, splits, chunk cap, sparse).
-  struct GraphKey {
-    int items, logit_rows, splits, chunk_cap, sparse;
-    bool operator<(const GraphKey& o) const {
-      return std::tie(items, logit_rows, splits, chunk_cap, sparse) <
-             std::tie(o.items, o.logit_rows, o.splits, o.chunk_cap, o.sparse);
-    }
-  };
-  std::map<GraphKey, cudaGraphExec_t> graphs_;
-  bool use_graphs_ = true;
+  // CUDA graphs of pure decode steps (opts_.cuda_graphs).
+  DecodeGraphs graphs_;
   // Chunked wkv7 (kernels/wkv7_chunked.cuh) for steps with an item of at least
-  // kWkvChunkedMinLen rows and few (item, head) pairs; RWKVX_WKV_CHUNKED=0 turns it off.
+  // kWkvChunkedMinLen rows and few (item, head) pairs; opts_.wkv_chunked = false turns it off.
   static constexpr int kWkvChunkedMinLen = 128;
   static constexpr size_t kWkvScratchBytes = size_t{64} << 20;
-  bool use_wkv_chunked_ = true;
-  bool wkv_chunked_ = false;  // this step
   bool graph_mode_ = false;   // set while capturing: chunk selection uses the fixed cap
   int graph_chunk_cap_ = 0;
   bool graph_sparse_ = false;

@@ -1,5 +1,9 @@
 // Status-returning checks for CUDA runtime and cuBLAS calls (every call is checked).
+// Threads: macros and pure functions; any thread (CUDA calls act on the calling thread's
+// current device).
 #pragma once
+
+#include "engine/status_macros.h"  // RWKVX_RETURN_IF_ERROR
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -23,8 +27,3 @@
                                               " (", #expr, ")"));                  \
   } while (0)
 
-#define RWKVX_RETURN_IF_ERROR(expr)         \
-  do {                                      \
-    const absl::Status rwkvx_st_ = (expr);  \
-    if (!rwkvx_st_.ok()) return rwkvx_st_;  \
-  } while (0)

@@ -1,7 +1,7 @@
 #include "server/embedded/embedded_model.h"
 
 #include "absl/strings/str_cat.h"
-#include "engine/checkpoint.h"
+#include "engine/checkpoint/checkpoint.h"
 #include "engine/model_config.h"
 
 // The files are pulled in with the assembler's .incbin (paths from CMake). CMake re-runs

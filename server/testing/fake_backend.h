@@ -1,6 +1,11 @@
 // A deterministic fake engine::Backend for scheduler and frontend tests: the logits of a
 // session depend only on the tokens it has consumed (a running hash), never on the batch.
 // The greedy token after a history is 1 + hash % (vocab - 1): never end of text (id 0).
+// Memory: a session holds fixed_bytes plus token_bytes per token it consumed (capped at
+// cap_tokens when set); with a capacity, CreateSession / ImportSession refuse past it and
+// a Step that would grow past it fails with ResourceExhausted (counted in
+// memory_failures: the scheduler must never let that happen). Export / Import carry the
+// running hash, so a session moved out and back continues exactly.
 // Threading: like every Backend, one caller thread; the counters are atomics so that a test
 // thread may read them.
 #pragma once
@@ -13,7 +18,7 @@
 #include <thread>
 
 #include "engine/backend.h"
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 
 namespace rwkvx::testing {
 
@@ -28,15 +33,7 @@ class FakeBackend : public Backend {
   std::string Name() const override { return "fake"; }
   const Model& model() const override { return *model_; }
 
-  absl::StatusOr<SessionId> CreateSession() override {
-    if (max_sessions > 0 && static_cast<int>(sessions_.size()) >= max_sessions) {
-      return absl::ResourceExhaustedError("fake: no room");
-    }
-    SessionId id = next_++;
-    sessions_[id] = S{};
-    live.store(static_cast<int>(sessions_.size()));
-    return id;
-  }
+  absl::StatusOr<SessionId> CreateSession() override { return Add(S{}); }
   absl::Status FreeSession(SessionId id) override {
     if (!sessions_.erase(id)) return absl::NotFoundError("fake: no session");
     live.store(static_cast<int>(sessions_.size()));
@@ -47,15 +44,33 @@ class FakeBackend : public Backend {
     if (it == sessions_.end()) return absl::NotFoundError("fake: no session");
     SessionState st;
     st.tokens_seen = it->second.seen;
+    st.rwkv.resize(1);  // the hash, 16 bits per float (exact)
+    for (int i = 0; i < 4; ++i) st.rwkv[0].wkv.push_back(static_cast<float>((it->second.h >> (16 * i)) & 0xffff));
+    exports.fetch_add(1);
     return st;
   }
-  absl::StatusOr<SessionId> ImportSession(const SessionState&) override {
-    return absl::UnimplementedError("fake");
+  absl::StatusOr<SessionId> ImportSession(const SessionState& st) override {
+    if (st.rwkv.size() != 1 || st.rwkv[0].wkv.size() != 4) return absl::InvalidArgumentError("fake: bad state");
+    S s;
+    s.seen = st.tokens_seen;
+    s.h = 0;
+    for (int i = 0; i < 4; ++i) s.h |= static_cast<uint64_t>(st.rwkv[0].wkv[i]) << (16 * i);
+    return Add(s);
   }
   absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override {
     if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     steps.fetch_add(1);
     if (fail_steps.load()) return absl::InternalError("fake: step failed at /secret/path");
+    if (lose_backend.load()) {
+      healthy = false;
+      return BackendLostError("fake: device lost");
+    }
+    size_t grow = 0;
+    for (const auto& in : items) grow += StepBytes(in.session, in.tokens.size());
+    if (capacity > 0 && Used() + grow > capacity) {
+      memory_failures.fetch_add(1);
+      return absl::ResourceExhaustedError("fake: memory budget exhausted");
+    }
     const int V = model_->shape.vocab;
     logits->clear();
     int batch = 0;
@@ -114,17 +129,32 @@ class FakeBackend : public Backend {
     }
     return absl::OkStatus();
   }
-  size_t SessionBytes(SessionId id) const override { return sessions_.count(id) ? 1000 : 0; }
+  size_t SessionBytes(SessionId id) const override {
+    auto it = sessions_.find(id);
+    return it == sessions_.end() ? 0 : Bytes(static_cast<size_t>(it->second.seen));
+  }
   size_t SessionKvTokens(SessionId id) const override {
     auto it = sessions_.find(id);
     return it == sessions_.end() ? 0 : static_cast<size_t>(it->second.seen);
   }
   MemoryInfo Memory() const override {
     MemoryInfo m;
-    m.used_bytes = sessions_.size() * 1000;
+    m.used_bytes = Used();
+    m.capacity_bytes = capacity;
     return m;
   }
-  size_t MaxSessionBytes() const override { return 1000; }
+  size_t MaxSessionBytes() const override { return cap_tokens > 0 ? Bytes(cap_tokens) : fixed_bytes; }
+  // Reservations see token_bytes, not unreserved_token_bytes (growth like copy-on-write
+  // copies, which a reservation cannot foresee).
+  size_t SessionBytesFor(size_t kv_tokens) const override {
+    return fixed_bytes + token_bytes * (cap_tokens > 0 ? std::min(kv_tokens, cap_tokens) : kv_tokens);
+  }
+  size_t StepBytes(SessionId id, size_t tokens) const override {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return 0;
+    return Bytes(static_cast<size_t>(it->second.seen) + tokens) - Bytes(static_cast<size_t>(it->second.seen));
+  }
+  bool Healthy() const override { return healthy; }
 
   // Knobs and observations (set before Start, read any time).
   int step_delay_ms = 0;
@@ -135,12 +165,38 @@ class FakeBackend : public Backend {
   std::atomic<int> max_batch{0};
   bool device_sampling = false;
   std::atomic<int> device_sampled{0};  // tokens drawn through StepSampled's sample specs
+  size_t capacity = 0;  // Memory().capacity_bytes (0 = unbounded)
+  size_t fixed_bytes = 1000, token_bytes = 0, cap_tokens = 0;
+  size_t unreserved_token_bytes = 0;
+  std::atomic<int> memory_failures{0};
+  mutable std::atomic<int> exports{0};
+  std::atomic<bool> lose_backend{false};  // the next step fails as a lost device
+  bool healthy = true;
 
  private:
   struct S {
     uint64_t h = 0xcbf29ce484222325ULL;
     long long seen = 0;
   };
+  size_t Bytes(size_t seen) const {
+    return fixed_bytes + (token_bytes + unreserved_token_bytes) * (cap_tokens > 0 ? std::min(seen, cap_tokens) : seen);
+  }
+  size_t Used() const {
+    size_t n = 0;
+    for (const auto& [id, s] : sessions_) n += Bytes(static_cast<size_t>(s.seen));
+    return n;
+  }
+  absl::StatusOr<SessionId> Add(S s) {
+    if (max_sessions > 0 && static_cast<int>(sessions_.size()) >= max_sessions) {
+      return absl::ResourceExhaustedError("fake: no room");
+    }
+    if (capacity > 0 && Used() + Bytes(static_cast<size_t>(s.seen)) > capacity) return absl::ResourceExhaustedError("fake: no memory");
+    SessionId id = next_++;
+    sessions_[id] = s;
+    live.store(static_cast<int>(sessions_.size()));
+    return id;
+  }
+
   std::shared_ptr<Model> model_;
   std::map<SessionId, S> sessions_;
   SessionId next_ = 1;

@@ -21,14 +21,20 @@ namespace {
 
 
 
-std::unique_ptr<Backend> Gpu(std::shared_ptr<const Model> m, double frac = 0.5, bool bf16 = false) {
+CudaBackendOptions GpuOptions(double frac = 0.5, bool bf16 = false) {
   CudaBackendOptions o;
   o.gpu_memory_fraction = frac;
   o.bf16 = bf16;
+  return o;
+}
+
+std::unique_ptr<Backend> Gpu(std::shared_ptr<const Model> m, const CudaBackendOptions& o) {
   auto b = MakeCudaBackend(std::move(m), o);
   EXPECT_TRUE(b.ok()) << b.status();
   return b.ok() ? std::move(*b) : nullptr;
 }
+
+std::unique_ptr<Backend> Gpu(std::shared_ptr<const Model> m, double frac = 0.5) { return Gpu(std::move(m), GpuOptions(frac)); }
 
 int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
 
@@ -99,9 +105,10 @@ void Feed(Backend& cpu, Backend& gpu, SessionId sc, SessionId sg, const std::vec
 // each step is compared from the same starting state (used where the free-running
 // comparison is dominated by near-tied compression votes; see docs/CUDA.md).
 void RunParity(std::shared_ptr<Model> m, const std::vector<std::vector<int32_t>>& prefills, int decode_steps,
-               const char* label, bool resync = false, bool bf16 = false, double bound = kRelL2Bound) {
+               const char* label, bool resync = false, const CudaBackendOptions& gpu_opts = GpuOptions(),
+               double bound = kRelL2Bound) {
   auto cpu = MakeCpuBackend(m);
-  auto gpu = Gpu(m, 0.5, bf16);
+  auto gpu = Gpu(m, gpu_opts);
   ASSERT_NE(gpu, nullptr);
   auto sc = cpu->CreateSession();
   auto sg = gpu->CreateSession();
@@ -152,14 +159,55 @@ TEST(CudaBackend, ReportsUnavailableWithoutGpu) {
 }
 
 // Prefills of >= 128 tokens take the chunked wkv7 (kernels/wkv7_chunked.cuh); the same
-// script with RWKVX_WKV_CHUNKED=0 takes the sequential kernel. Both against the CPU.
+// script with CudaBackendOptions::wkv_chunked = false takes the sequential kernel. Both
+// against the CPU.
 TEST(CudaBackend, LongPrefillParity) {
   SKIP_WITHOUT_GPU();
   auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 41, "t");
   RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, chunked wkv7");
-  setenv("RWKVX_WKV_CHUNKED", "0", 1);
-  RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, sequential wkv7");
-  unsetenv("RWKVX_WKV_CHUNKED");
+  CudaBackendOptions sequential = GpuOptions();
+  sequential.wkv_chunked = false;
+  RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, sequential wkv7", false, sequential);
+}
+
+// Decode steps replayed from CUDA graphs give the same logits, bit for bit, as the same
+// steps run eagerly (CudaBackendOptions::cuda_graphs = false): the same kernels with the
+// same arguments. One and two sessions (steps of <= 4 rows take the GEMV path, no cuBLAS
+// heuristics), sparse decode across a growing chunk count (new graph keys on the way).
+TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
+  SKIP_WITHOUT_GPU();
+  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 47, "t");
+  m->attn.chunk_size = 16;
+  m->attn.topk = 2;  // threshold 32: sparse decode from the start
+  m->attn.max_kv_cache_size = 0;
+  CudaBackendOptions eager_opts = GpuOptions();
+  eager_opts.cuda_graphs = false;
+  auto graphs = Gpu(m, GpuOptions());
+  auto eager = Gpu(m, eager_opts);
+  ASSERT_NE(graphs, nullptr);
+  ASSERT_NE(eager, nullptr);
+  const SessionId g1 = *graphs->CreateSession(), g2 = *graphs->CreateSession();
+  const SessionId e1 = *eager->CreateSession(), e2 = *eager->CreateSession();
+  std::vector<float> lg, le;
+  ASSERT_TRUE(graphs->Step({{g1, Tokens(60, 1024, 21), false}, {g2, Tokens(250, 1024, 22), false}}, &lg).ok());
+  ASSERT_TRUE(eager->Step({{e1, Tokens(60, 1024, 21), false}, {e2, Tokens(250, 1024, 22), false}}, &le).ok());
+  int32_t t1 = 1, t2 = 2;
+  for (int i = 0; i < 40; ++i) {
+    // Alternate one-session and two-session steps so both graph shapes replay.
+    if (i % 3 == 0) {
+      ASSERT_TRUE(graphs->Step({{g1, {t1}, true}}, &lg).ok());
+      ASSERT_TRUE(eager->Step({{e1, {t1}, true}}, &le).ok());
+      ASSERT_EQ(lg, le) << "one-session step " << i;
+      t1 = Argmax(lg.data(), 1024);
+    } else {
+      ASSERT_TRUE(graphs->Step({{g1, {t1}, true}, {g2, {t2}, true}}, &lg).ok());
+      ASSERT_TRUE(eager->Step({{e1, {t1}, true}, {e2, {t2}, true}}, &le).ok());
+      ASSERT_EQ(lg, le) << "two-session step " << i;
+      t1 = Argmax(lg.data(), 1024);
+      t2 = Argmax(lg.data() + 1024, 1024);
+    }
+  }
+  EXPECT_EQ(graphs->SessionKvTokens(g2), eager->SessionKvTokens(e2));
 }
 
 TEST(CudaBackend, FullAttentionParity) {
@@ -202,7 +250,7 @@ TEST(CudaBackend, Bf16WeightsParity) {
   m->attn.chunk_size = 16;
   m->attn.topk = 2;
   m->attn.max_kv_cache_size = 0;
-  RunParity(m, {Tokens(20, 1024, 3), Tokens(40, 1024, 4)}, 48, "bf16", false, /*bf16=*/true, /*bound=*/1e-1);
+  RunParity(m, {Tokens(20, 1024, 3), Tokens(40, 1024, 4)}, 48, "bf16", false, GpuOptions(0.5, /*bf16=*/true), /*bound=*/1e-1);
 }
 
 // A step that mixes decode items and prefill items (what the scheduler sends) gives the

@@ -1,17 +1,22 @@
-// GPU sampling (kernels/sample.cuh) against the host Sampler (engine/sampler.h): the same
+// GPU sampling (kernels/sample.cuh) against the host Sampler (engine/sampling/sampler.h): the same
 // adjusted logits and draw must give the same token, on realistic vocabularies and on the
 // edge cases (ties at the maximum and at the k-th value, NaN, +inf, everything banned).
-// Then the backend path: CudaBackend::StepSampled against Step + the host sampler.
+// Rows are split over several blocks at small batch: the same results at B = 1 and B = 300,
+// run after run. Then the backend path: CudaBackend::StepSampled against Step + the host
+// sampler.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 
 #ifdef RWKVX_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -86,16 +91,30 @@ std::vector<Case> MakeCases(int V, uint32_t seed) {
   return cs;
 }
 
-void CheckKernel(int V, uint32_t seed) {
-  const std::vector<Case> cs = MakeCases(V, seed);
+// Device buffer freed on scope exit.
+struct DevBuf {
+  void* p = nullptr;
+  explicit DevBuf(size_t bytes) { EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(bytes, 16)), cudaSuccess); }
+  ~DevBuf() { cudaFree(p); }
+  template <class T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+struct DevResult {
+  std::vector<int> token;
+  std::vector<float> logprob;
+};
+
+// Runs the kernels on the rows of `cs` as one batch (the batch size sets the split of each
+// row over blocks). `all_passes` false: only the passes SamplePasses asks for.
+DevResult RunKernel(const std::vector<Case>& cs, bool all_passes = true) {
   const int n = static_cast<int>(cs.size());
-  std::vector<float> logits;
+  const int V = static_cast<int>(cs[0].logits.size());
   std::vector<kernels::SampleItem> items(n);
   std::vector<int> adj_tok;
   std::vector<float> adj_val;
   for (int i = 0; i < n; ++i) {
-    logits.insert(logits.end(), cs[i].logits.begin(), cs[i].logits.end());
-    items[i].row = i;
+    items[i].row = n - 1 - i;  // rows out of item order
     items[i].temperature = cs[i].p.temperature;
     items[i].top_p = cs[i].p.top_p;
     items[i].top_k = cs[i].p.top_k;
@@ -107,55 +126,67 @@ void CheckKernel(int V, uint32_t seed) {
       adj_val.push_back(v);
     }
   }
-  float *d_logits, *d_val, *d_lp;
-  int *d_tok, *d_out;
-  kernels::SampleItem* d_items;
-  ASSERT_EQ(cudaMalloc(&d_logits, logits.size() * 4), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&d_items, n * sizeof(kernels::SampleItem)), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&d_tok, adj_tok.size() * 4), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&d_val, adj_val.size() * 4), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&d_out, n * 4), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&d_lp, n * 4), cudaSuccess);
-  cudaMemcpy(d_logits, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice);
-  cudaMemcpy(d_items, items.data(), n * sizeof(kernels::SampleItem), cudaMemcpyHostToDevice);
-  cudaMemcpy(d_tok, adj_tok.data(), adj_tok.size() * 4, cudaMemcpyHostToDevice);
-  cudaMemcpy(d_val, adj_val.data(), adj_val.size() * 4, cudaMemcpyHostToDevice);
-  cudaMemset(d_out, 0xff, n * 4);  // poisoned
+  std::vector<float> rows(static_cast<size_t>(n) * V);  // item i's logits in row n - 1 - i
+  for (int i = 0; i < n; ++i)
+    std::copy(cs[i].logits.begin(), cs[i].logits.end(), rows.begin() + static_cast<size_t>(n - 1 - i) * V);
+  DevBuf d_logits(rows.size() * 4), d_items(n * sizeof(kernels::SampleItem)), d_tok(adj_tok.size() * 4),
+      d_val(adj_val.size() * 4), d_out(n * 4), d_lp(n * 4), d_scratch(kernels::SampleScratchBytes(n, V));
+  cudaMemcpy(d_logits.p, rows.data(), rows.size() * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(d_items.p, items.data(), n * sizeof(kernels::SampleItem), cudaMemcpyHostToDevice);
+  cudaMemcpy(d_tok.p, adj_tok.data(), adj_tok.size() * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(d_val.p, adj_val.data(), adj_val.size() * 4, cudaMemcpyHostToDevice);
+  cudaMemset(d_out.p, 0xff, n * 4);  // poisoned
+  cudaMemset(d_lp.p, 0xff, n * 4);
+  cudaMemset(d_scratch.p, 0xff, kernels::SampleScratchBytes(n, V));  // the kernels must not rely on zeros
   kernels::SampleParams sp;
-  sp.logits = d_logits;
-  sp.items = d_items;
-  sp.adj_tok = d_tok;
-  sp.adj_val = d_val;
+  sp.logits = d_logits.as<float>();
+  sp.items = d_items.as<kernels::SampleItem>();
+  sp.adj_tok = d_tok.as<int>();
+  sp.adj_val = d_val.as<float>();
   sp.n = n;
   sp.V = V;
-  sp.out_token = d_out;
-  sp.out_logprob = d_lp;
-  ASSERT_EQ(kernels::LaunchSample(sp, nullptr), cudaSuccess);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<int> tok(n);
-  std::vector<float> lp(n);
-  cudaMemcpy(tok.data(), d_out, n * 4, cudaMemcpyDeviceToHost);
-  cudaMemcpy(lp.data(), d_lp, n * 4, cudaMemcpyDeviceToHost);
+  sp.out_token = d_out.as<int>();
+  sp.out_logprob = d_lp.as<float>();
+  sp.scratch = d_scratch.p;
+  if (!all_passes) sp.passes = kernels::SamplePasses(items.data(), n, V);
+  EXPECT_EQ(kernels::LaunchSample(sp, nullptr), cudaSuccess);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  DevResult r;
+  r.token.resize(n);
+  r.logprob.resize(n);
+  cudaMemcpy(r.token.data(), d_out.p, n * 4, cudaMemcpyDeviceToHost);
+  cudaMemcpy(r.logprob.data(), d_lp.p, n * 4, cudaMemcpyDeviceToHost);
+  return r;
+}
+
+// The device's choices equal the host sampler's; returns how many rows drew a token other
+// than the greedy one.
+int ExpectMatchesHost(const std::vector<Case>& cs, const DevResult& d, const std::string& what) {
   int sampled_not_greedy = 0;
-  for (int i = 0; i < n; ++i) {
+  for (size_t i = 0; i < cs.size(); ++i) {
     const SampleResult want = HostSample(cs[i]);
-    EXPECT_EQ(tok[i], want.token) << "case " << i << " T=" << cs[i].p.temperature << " top_p=" << cs[i].p.top_p
-                                  << " top_k=" << cs[i].p.top_k << " u=" << cs[i].u;
+    EXPECT_EQ(d.token[i], want.token) << what << " case " << i << " T=" << cs[i].p.temperature
+                                      << " top_p=" << cs[i].p.top_p << " top_k=" << cs[i].p.top_k << " u=" << cs[i].u;
     if (std::isinf(want.logprob))
-      EXPECT_EQ(lp[i], want.logprob) << "case " << i;
+      EXPECT_EQ(d.logprob[i], want.logprob) << what << " case " << i;
     else
-      EXPECT_NEAR(lp[i], want.logprob, 1e-4f * std::max(1.f, std::fabs(want.logprob))) << "case " << i;
+      EXPECT_NEAR(d.logprob[i], want.logprob, 1e-4f * std::max(1.f, std::fabs(want.logprob))) << what << " case " << i;
     Case g = cs[i];
     g.p.temperature = 0;
     sampled_not_greedy += want.token != HostSample(g).token;
   }
-  EXPECT_GT(sampled_not_greedy, 10);  // the cases really draw
-  cudaFree(d_logits);
-  cudaFree(d_items);
-  cudaFree(d_tok);
-  cudaFree(d_val);
-  cudaFree(d_out);
-  cudaFree(d_lp);
+  return sampled_not_greedy;
+}
+
+// Same token and the same log-probability bits.
+void ExpectSameBits(const DevResult& a, size_t ia, const DevResult& b, size_t ib, const std::string& what) {
+  EXPECT_EQ(a.token[ia], b.token[ib]) << what;
+  EXPECT_EQ(std::memcmp(&a.logprob[ia], &b.logprob[ib], 4), 0) << what << ": " << a.logprob[ia] << " vs " << b.logprob[ib];
+}
+
+void CheckKernel(int V, uint32_t seed) {
+  const std::vector<Case> cs = MakeCases(V, seed);
+  EXPECT_GT(ExpectMatchesHost(cs, RunKernel(cs), "V=" + std::to_string(V)), 10);  // the cases really draw
 }
 
 TEST(CudaSample, MatchesHostSamplerWorldVocab) {
@@ -165,8 +196,101 @@ TEST(CudaSample, MatchesHostSamplerWorldVocab) {
 
 TEST(CudaSample, MatchesHostSamplerOddVocab) {
   SKIP_WITHOUT_GPU();
-  CheckKernel(1000, 2);  // fewer tokens than threads, not a multiple of anything
+  CheckKernel(1000, 2);  // fewer tokens than one block's chunk, not a multiple of anything
   CheckKernel(70001, 3);
+}
+
+// Each row alone (B = 1: split over the most blocks), then all rows twice over in one
+// batch of 300 (few blocks per row): the host's choices every time, and the same bits at
+// every batch size and on every run (integer sums, fixed merge order), with only the
+// passes the rows need or with all of them.
+TEST(CudaSample, SplitRowsAtBatch1And300AreDeterministic) {
+  SKIP_WITHOUT_GPU();
+  for (int V : {65536, 1000, 70001}) {
+    const std::string v = "V=" + std::to_string(V);
+    const std::vector<Case> cs = MakeCases(V, 10 + V % 7);
+    std::vector<Case> big;
+    for (int i = 0; i < 300; ++i) big.push_back(cs[i % cs.size()]);
+    const DevResult b300 = RunKernel(big);
+    ExpectMatchesHost(big, b300, v + " B=300");
+    const DevResult again = RunKernel(big, /*all_passes=*/false);
+    for (size_t i = 0; i < big.size(); ++i) ExpectSameBits(b300, i, again, i, v + " B=300 twice, row " + std::to_string(i));
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const std::vector<Case> one = {cs[i]};
+      const DevResult b1 = RunKernel(one, /*all_passes=*/false);
+      ExpectMatchesHost(one, b1, v + " B=1 case " + std::to_string(i));
+      ExpectSameBits(b1, 0, b300, i, v + " B=1 vs B=300, case " + std::to_string(i));
+      ExpectSameBits(b1, 0, b300, i + cs.size(), v + " B=1 vs B=300 (second copy), case " + std::to_string(i));
+    }
+  }
+}
+
+// Greedy (temperature 0, negative, NaN, or so small that 1 / T overflows) and top-k 1:
+// the lowest id at the maximum, also when the maxima lie in different blocks' chunks and
+// with NaN / +inf / banned logits; at B = 1 and in a batch.
+TEST(CudaSample, GreedyAndTopOneArePlainArgMax) {
+  SKIP_WITHOUT_GPU();
+  for (int V : {65536, 70001, 1000}) {
+    std::mt19937 g(V);
+    std::normal_distribution<float> nd(0.f, 2.f);
+    std::vector<Case> cs;
+    const float temps[] = {0.f, -1.f, std::numeric_limits<float>::quiet_NaN(), 1e-39f, 0.8f, 1.f};
+    for (int i = 0; i < 24; ++i) {
+      Case c;
+      c.logits.resize(V);
+      for (float& x : c.logits) x = nd(g);
+      const int lo = (V / 3 + 17 * i) % V;  // maxima in different chunks; `lo` the lowest id
+      for (int t : {V - 1, lo + (V - lo) / 2, lo}) c.logits[t] = 30.f;
+      if (i % 4 == 1) c.logits[lo] = std::numeric_limits<float>::quiet_NaN();  // then the next one wins
+      if (i % 4 == 2) c.adjust.emplace_back(lo, kInf);                        // banned: likewise
+      if (i % 8 == 3) {  // +inf tokens take everything
+        c.logits[V - 2] = kInf;
+        c.logits[V / 2 + 1] = kInf;
+      }
+      c.p.temperature = temps[i % 6];
+      c.p.top_k = i % 6 >= 4 ? 1 : (i % 3 == 0 ? 40 : 0);  // top-k 1 at T > 0; greedy ignores top-k/p
+      c.p.top_p = i % 2 ? 0.5f : 1.f;
+      c.u = 0.37 + 0.02 * i;
+      cs.push_back(std::move(c));
+    }
+    ExpectMatchesHost(cs, RunKernel(cs, false), "greedy batch V=" + std::to_string(V));
+    for (size_t i = 0; i < cs.size(); i += 5) {
+      const std::vector<Case> one = {cs[i]};
+      ExpectMatchesHost(one, RunKernel(one, false), "greedy B=1 V=" + std::to_string(V));
+    }
+  }
+}
+
+// Neither top-k nor top-p restricts (top_p 1 or NaN, top_k 0 or >= V): a categorical draw
+// from softmax(logits / T), uniforms from 0 to just below 1.
+TEST(CudaSample, UnrestrictedDrawMatchesHost) {
+  SKIP_WITHOUT_GPU();
+  for (int V : {65536, 70001, 1000}) {
+    std::mt19937 g(V + 1);
+    std::normal_distribution<float> nd(0.f, 1.5f);
+    std::vector<Case> cs;
+    const float temps[] = {1.f, 0.7f, 1.5f, 3.f};
+    const double us[] = {0.0, 0.5, 0.999999, 0.123, 0.87};
+    for (int i = 0; i < 40; ++i) {
+      Case c;
+      c.logits.resize(V);
+      for (float& x : c.logits) x = nd(g);
+      if (i % 10 == 9)
+        for (float& x : c.logits) x = std::round(x);  // many equal weights
+      c.p.temperature = temps[i % 4];
+      c.p.top_p = i % 3 == 0 ? std::numeric_limits<float>::quiet_NaN() : 1.f;
+      c.p.top_k = i % 5 == 0 ? V : 0;
+      c.u = us[i % 5];
+      for (int t = 0; t < 20; ++t) c.adjust.emplace_back((t * 3001 + i) % V, t % 4 == 0 ? kInf : 0.7f);
+      cs.push_back(std::move(c));
+    }
+    const std::string v = "unrestricted V=" + std::to_string(V);
+    EXPECT_GT(ExpectMatchesHost(cs, RunKernel(cs, false), v), 20);
+    for (size_t i = 0; i < cs.size(); i += 7) {
+      const std::vector<Case> one = {cs[i]};
+      ExpectMatchesHost(one, RunKernel(one, false), v + " B=1");
+    }
+  }
 }
 
 // StepSampled: sampled rows never come back as logits; host rows come back in item order;

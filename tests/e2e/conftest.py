@@ -21,6 +21,14 @@ def server():
     s.close()
 
 
+@pytest.fixture(scope="module")
+def client(server):
+    """The `openai` package against the module's server (no retries); a test module may
+    define its own `client`."""
+    import openai
+    return openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0)
+
+
 @pytest.fixture
 def make_server():
     made = []

@@ -21,6 +21,11 @@ def binary():
     return b
 
 
+def model_id(client):
+    """The served model's id, through an `openai` client."""
+    return client.models.list().data[0].id
+
+
 def wait_for(cond, what, timeout=DEADLINE_S, interval=0.02):
     """Polls cond() until truthy; fails the test after `timeout` seconds."""
     end = time.monotonic() + timeout

@@ -82,6 +82,48 @@ def test_unknown_path_and_method(server):
     assert requests.get(server.base + "/v1/completions", timeout=10).status_code == 405
 
 
+WRONG_METHODS = [
+    ("DELETE", "/v1/models", "GET"),
+    ("POST", "/v1/models", "GET"),
+    ("PUT", "/v1/models/any", "GET"),
+    ("GET", "/v1/chat/completions", "POST"),
+    ("POST", "/health", "GET"),
+    ("PUT", "/ready", "GET"),
+    ("POST", "/metrics", "GET"),
+    ("PUT", "/v1/sessions", "GET, POST"),
+    ("POST", "/v1/sessions/some-id", "GET, DELETE"),
+    ("GET", "/v1/sessions/some-id/append", "POST"),
+    ("DELETE", "/v1/sessions/some-id/snapshot", "GET, PUT, POST"),
+    ("GET", "/v1/snapshot/completions", "POST"),
+]
+
+
+@pytest.mark.parametrize("method,path,allow", WRONG_METHODS, ids=[f"{m} {p}" for m, p, _ in WRONG_METHODS])
+def test_wrong_method_is_405_with_allow(server, method, path, allow):
+    r = requests.request(method, server.base + path, timeout=10)
+    assert r.status_code == 405, r.text
+    assert r.headers["Allow"] == allow
+    err = r.json()["error"]
+    assert err["message"] and err["type"] == "invalid_request_error"
+    assert err["code"] == "method_not_allowed"
+    assert requests.get(server.base + "/v1/models", timeout=10).status_code == 200
+
+
+def test_unknown_method_is_405(server):
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as s:
+        s.sendall(b"BREW /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405"), head
+    assert b"\r\nAllow: GET\r\n" in head, head
+    assert b"method_not_allowed" in body
+    # Unknown paths stay 404 whatever the method.
+    assert requests.delete(server.base + "/v1/nothing", timeout=10).status_code == 404
+    assert requests.get(server.base + "/v1/models", timeout=10).status_code == 200
+
+
 def test_api_keys(make_server):
     s = make_server("--api-key", "sekrit-1", "--api-key", "sekrit-2")
     body = b'{"prompt": "x", "max_tokens": 2}'

@@ -1,6 +1,10 @@
 """`rwkvx serve` flags: --help documents them, bad flags fail clearly, backend choice is logged."""
+import os
+import shutil
 import socket
 import subprocess
+
+import pytest
 
 import openai
 
@@ -23,6 +27,16 @@ def test_help_documents_flags():
         assert flag + " " in out, flag
 
 
+def test_help_documents_the_limits_that_follow_the_model():
+    out = run("--help").stdout.decode()
+    prompt = out[out.index("--max-prompt-tokens"):out.index("--max-tokens ")]
+    assert "131072" in prompt and "ctx_len" in prompt
+    body = out[out.index("--max-body-bytes"):out.index("--max-header-bytes")]
+    assert "1 MiB" in body and "--max-snapshot-bytes" in body
+    r = run("--max-prompt-tokens", "-1")
+    assert r.returncode != 0 and b"--max-prompt-tokens" in r.stderr
+
+
 def test_bad_flags_fail():
     assert run("--no-such-flag", "1").returncode != 0
     assert run("--max-sessions", "zero").returncode != 0
@@ -43,10 +57,19 @@ def test_device_sampling_on_the_cpu_backend_samples_on_the_host(make_server):
     assert r.usage.completion_tokens == 4
 
 
+def test_sampling_auto_is_the_default_and_is_host_on_the_cpu_backend(make_server):
+    # --sampling auto (the default): device sampling where the backend has it (CUDA), so the
+    # CPU reference samples on the host; the log says which is in force.
+    srv = make_server("--backend", "cpu")
+    assert "sampling: host (the backend returns logits) [--sampling auto]" in srv.log_text()
+
+
 def test_backend_cuda_without_gpu_fails_clearly():
+    if os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi"):
+        # With a GPU the server starts and serves: nothing to refuse.
+        pytest.skip("a GPU is usable here; this checks machines without one")
     r = run("--backend", "cuda", "--http-port", "0", "--grpc-port", "-1")
-    if r.returncode == 0:
-        return  # a GPU is usable here
+    assert r.returncode != 0
     assert b"CUDA" in r.stderr
 
 

@@ -2,8 +2,8 @@
 
 #include <new>
 
-#include "engine/tokenizer.h"
-#include "server/scheduler.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "server/scheduling/scheduler.h"
 
 namespace rwkvx {
 

@@ -2,13 +2,14 @@
 // byte tokenizer, the server's default limits, and no running scheduler. The targets'
 // fuzz_service_stub.cc defines Scheduler::Submit to refuse every request (as a full
 // queue does), so Service::Generate runs all of its validation, tokenization and the
-// fan-out of `n` streams, and nothing is ever generated. Single-threaded.
+// fan-out of `n` streams, and nothing is ever generated. The session API
+// (service_sessions.cc) is not linked. Single-threaded.
 #pragma once
 
 #include <cstdlib>
 #include <memory>
 
-#include "server/service.h"
+#include "server/service/service.h"
 
 namespace rwkvx {
 

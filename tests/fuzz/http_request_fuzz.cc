@@ -7,7 +7,7 @@
 
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
-#include "server/openai_request.h"
+#include "server/openai/openai_request.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace http = boost::beast::http;

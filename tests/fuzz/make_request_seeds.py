@@ -25,6 +25,8 @@ COMPLETIONS = [
      "ignore_eos": True, "stop_token_ids": [0, 10], "model": "fuzz-model"},
     {"prompt": "", "max_tokens": 0},
     {"prompt": ["a", "b"]},
+    {"prompt": "Answer:", "grammar": "root ::= (\"yes\" | \"no\") [0-9]{1,3}", "logit_bias": {"65": 5, "0": -100},
+     "min_tokens": 2, "echo": True},
 ]
 CHATS = [
     {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8},
@@ -34,6 +36,19 @@ CHATS = [
                   {"role": "user", "content": [{"type": "text", "text": "and 3+3?"}]}],
      "stream": True, "logprobs": True, "top_logprobs": 2, "max_completion_tokens": 5},
     {"messages": [{"role": "user", "content": "x"}], "stop": "User:", "temperature": 0},
+    {"messages": [{"role": "user", "content": "A person"}], "response_format": {"type": "json_schema",
+     "json_schema": {"name": "p", "strict": True, "schema": {"type": "object", "properties": {
+         "name": {"type": "string", "maxLength": 8}, "age": {"type": "integer", "minimum": 0, "maximum": 99}},
+         "required": ["name", "age"], "additionalProperties": False}}}},
+    {"messages": [{"role": "user", "content": "{}"}], "response_format": {"type": "json_object"}},
+    {"messages": [{"role": "user", "content": "weather?"},
+                  {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+                   "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "sunny"}],
+     "tools": [{"type": "function", "function": {"name": "get_weather", "description": "now",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                               "required": ["city"], "$defs": {"x": {"$ref": "#"}}}}}],
+     "tool_choice": "auto"},
 ]
 
 
@@ -99,6 +114,10 @@ def main():
                            stop=["\n"], stop_token_ids=[0], top_logprobs=2, logprobs=True),
         pb.GenerateRequest(text="x", session_id="s1", ignore_eos=True, model="fuzz-model"),
         pb.GenerateRequest(text="", max_tokens=-1),
+        pb.GenerateRequest(text="{", json_schema='{"type": "object", "properties": {"a": {"enum": [1, 2]}}}',
+                           logit_bias={65: 3.0, 0: -100.0}, min_tokens=1),
+        pb.GenerateRequest(text="?", grammar='root ::= "yes" | "no"'),
+        pb.GenerateRequest(text="{", json_object=True),
     ]
     for i, r in enumerate(reqs):
         for flag in (0, 1):

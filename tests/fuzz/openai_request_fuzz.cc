@@ -1,5 +1,5 @@
 // libFuzzer target: an OpenAI JSON body (the first byte picks /v1/completions or
-// /v1/chat/completions) -> ParseOpenAiRequest (server/openai_request.cc, chat template
+// /v1/chat/completions) -> ParseOpenAiRequest (server/openai/openai_request.cc, chat template
 // included) -> Service::Generate's validation and tokenization (fuzz_service_stub.h).
 // Checks: errors are InvalidArgument with a message; what parses passes through the
 // Service without crashing and gets a clean status.
@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "server/openai_request.h"
+#include "server/openai/openai_request.h"
 #include "tests/fuzz/fuzz_service_stub.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -47,6 +47,7 @@ for t in $TARGETS; do
   case "$t" in
     fuzz_pth) dict=(-dict="$ROOT/tests/fuzz/pth.dict") ;;
     fuzz_safetensors) dict=(-dict="$ROOT/tests/fuzz/safetensors.dict") ;;
+    grammar_fuzz) dict=(-dict="$ROOT/tests/fuzz/grammar.dict") ;;
   esac
   par=()
   [ "$JOBS" -gt 1 ] && par=(-fork="$JOBS")

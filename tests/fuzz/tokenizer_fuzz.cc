@@ -1,5 +1,5 @@
 // libFuzzer target for the tokenizer layer on arbitrary bytes. Single-threaded.
-// Needs engine/utf8.cc, tokenizer.cc, tokenizer_vocab.cc, tokenizer_world.cc, sampler.cc.
+// Needs engine/tokenizer/utf8.cc, tokenizer.cc, tokenizer_vocab.cc, tokenizer_world.cc, sampler.cc.
 //
 // The first byte picks what the rest of the input is fed to:
 //   0: Encode/DecodeBytes/StreamDecoder with the byte tokenizer and, when the vocabulary is
@@ -21,10 +21,10 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/sampler.h"
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_vocab.h"
-#include "engine/utf8.h"
+#include "engine/sampling/sampler.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/tokenizer/tokenizer_vocab.h"
+#include "engine/tokenizer/utf8.h"
 
 namespace {
 

@@ -147,6 +147,41 @@ def build_model(gen, path, cfg):
     return pkg.RWKV_X(path, "cpu fp32", config=conf)
 
 
+def make_time_state(shape, seed):
+    """A random state-tuning file's tensors (RWKV-PEFT layout): blocks.{i}.att.time_state
+    [H, N, N] for every RWKV block, values of the size trained states have."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    n = shape.get("head_size", 64)
+    h = shape["n_embd"] // n
+    return {f"blocks.{i}.att.time_state": torch.randn(h, n, n, generator=g) * 0.5
+            for i in range(shape["n_rwkv_layer"])}
+
+
+def initial_state(gen, model, path):
+    """The package's state for a session that starts from the time_state file at `path`:
+    zeros everywhere but each RWKV block's wkv state."""
+    import torch
+    ts = torch.load(path, weights_only=True)
+    conf = model.config
+    c = conf.n_embd
+    rwkv = []
+    for i in range(conf.n_rwkv_layer):
+        key = f"blocks.{i}.att.time_state"
+        rwkv += [torch.zeros(c), ts.get(key, ts.get("rwkv." + key)).float().clone(), torch.zeros(c)]
+    n_side = conf.n_attn_layer if gen == "0.2" else conf.n_moba_layer
+    side = [{"k_cache": torch.zeros((1, 0, c)), "v_cache": torch.zeros((1, 0, c)),
+             "ffn_x_prev": torch.zeros(c)} for _ in range(n_side)]
+    return {"rwkv": rwkv, "attn" if gen == "0.2" else "moba": side}
+
+
+def cmd_make_state(args):
+    import torch
+    sd = make_time_state(json.loads(args.shape), args.seed)
+    dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    torch.save({k: v.to(dt) for k, v in sd.items()}, args.out)
+
+
 def cmd_run(args):
     import numpy as np
     import torch
@@ -154,7 +189,7 @@ def cmd_run(args):
     cfg = json.loads(args.config)
     model = build_model(args.gen, args.model, cfg)
     script = json.load(open(args.script))
-    state = None
+    state = initial_state(args.gen, model, args.initial_state) if args.initial_state else None
     outs = []
     for call in script["calls"]:
         toks = call["tokens"]
@@ -181,8 +216,14 @@ def main():
     r.add_argument("--script", required=True)
     r.add_argument("--out", required=True)
     r.add_argument("--config", default="{}")
+    r.add_argument("--initial-state", default="", help="a time_state file (make-state)")
+    ms = sub.add_parser("make-state")
+    ms.add_argument("--out", required=True)
+    ms.add_argument("--shape", required=True)
+    ms.add_argument("--dtype", default="fp32")
+    ms.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    {"make": cmd_make, "run": cmd_run}[args.cmd](args)
+    {"make": cmd_make, "run": cmd_run, "make-state": cmd_make_state}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@
 #include <random>
 #include <sstream>
 
-#include "engine/checkpoint.h"
-#include "engine/zip_reader.h"
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/checkpoint/zip_reader.h"
 #include "gtest/gtest.h"
 
 namespace rwkvx {

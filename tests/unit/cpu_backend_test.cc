@@ -211,6 +211,11 @@ TEST(Model, SparseConfigJson) {
   EXPECT_FALSE(ApplySparseAttnJson(R"([1,2])", &c).ok());
   EXPECT_FALSE(ApplySparseAttnJson(R"({"max_kv_cache_size": 100, "kv_cache_window_size": 50, "min_kv_cache_size": 40})", &c).ok());
   EXPECT_FALSE(ApplySparseAttnJson("{not json", &c).ok());
+  SparseAttnConfig d;
+  EXPECT_EQ(d.context_length, 0);  // none declared
+  EXPECT_TRUE(ApplySparseAttnJson(R"({"ctx_len": 65536})", &d).ok());
+  EXPECT_EQ(d.context_length, 65536);
+  EXPECT_FALSE(ApplySparseAttnJson(R"({"context_length": -1})", &d).ok());
 }
 
 }  // namespace

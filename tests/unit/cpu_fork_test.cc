@@ -9,6 +9,7 @@
 #include "engine/cpu/kv_pages.h"
 #include "engine/model.h"
 #include "engine/snapshot.h"
+#include "tests/unit/small_model.h"
 
 namespace rwkvx {
 namespace {
@@ -19,13 +20,7 @@ using Calls = std::vector<std::vector<int32_t>>;
 // top-2 (full attention up to 32 rows, then sparse decode and chunk-local prefill),
 // compression above 150 rows down to 100 (window 20). Pages are 64 rows.
 std::shared_ptr<Model> ForkModel() {
-  ModelShape s;
-  s.vocab = 300; s.n_embd = 128; s.head_size = 64; s.n_head = 2;
-  s.n_rwkv_layer = 2; s.n_attn_layer = 2; s.ffn_dim = 256;
-  s.rank_w = 8; s.rank_a = 8; s.rank_v = 4; s.rank_g = 16;
-  auto m = MakeRandomModel(s, 11, "fork-test");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;
+  auto m = testing::SmallSparseModel(128, 2, 2, 11, "fork-test");
   m->attn.max_kv_cache_size = 150;
   m->attn.min_kv_cache_size = 100;
   m->attn.kv_cache_window_size = 20;

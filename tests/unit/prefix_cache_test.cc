@@ -1,4 +1,4 @@
-// The prefix state cache (server/prefix_cache.h): radix-tree operations, LRU and budget
+// The prefix state cache (server/prefix_cache/prefix_cache.h): radix-tree operations, LRU and budget
 // with a counting fake backend; exactness through the scheduler on the CPU engine (a
 // cache-on server gives the tokens and log-probabilities of a cache-off one, below and
 // past the split-invariant length); the chat template renders turn N as a prefix of N+1.
@@ -13,11 +13,11 @@
 #include "absl/time/time.h"
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
-#include "server/chat_format.h"
-#include "server/metrics.h"
-#include "server/prefix_cache.h"
-#include "server/scheduler.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "server/service/chat_format.h"
+#include "server/metrics/metrics.h"
+#include "server/prefix_cache/prefix_cache.h"
+#include "server/scheduling/scheduler.h"
 
 namespace rwkvx {
 namespace {
@@ -59,6 +59,8 @@ class ListBackend : public Backend {
   size_t SessionKvTokens(SessionId) const override { return 0; }
   MemoryInfo Memory() const override { return {}; }
   size_t MaxSessionBytes() const override { return bytes; }
+  size_t SessionBytesFor(size_t) const override { return bytes; }
+  size_t StepBytes(SessionId, size_t) const override { return 0; }
 
   // A session whose state is `tokens`.
   SessionId Make(const std::vector<int32_t>& tokens) {
@@ -246,6 +248,30 @@ TEST(PrefixCacheTree, DuplicatesAreTouchedNotCopiedAndTheDestructorFreesAll) {
     EXPECT_EQ(c.stats().entries, 3u);
     EXPECT_EQ(be.live(), 3u);
   }
+  EXPECT_EQ(be.live(), 0u);
+}
+
+TEST(PrefixCacheTree, SpacesKeepInitialStatesApart) {
+  // A checkpoint made from an initial state (space 1) never serves a zero-state request
+  // (space 0) or another initial state (space 2), and eviction reaches every space.
+  ListBackend be;
+  PrefixCache c(&be, Opts(1 << 20), nullptr);
+  const auto a = Seq(10, 5);
+  SessionId s = be.Make(a);
+  c.Insert(a.data(), a.size(), s, nullptr, /*space=*/1);
+  ASSERT_TRUE(be.FreeSession(s).ok());
+  const auto longer = Cat(a, Seq(2, 6));
+  EXPECT_FALSE(c.Lookup(longer).has_value());
+  EXPECT_FALSE(c.Lookup(longer, nullptr, 2).has_value());
+  auto hit = c.Lookup(longer, nullptr, 1);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->tokens, 10u);
+  ASSERT_TRUE(be.FreeSession(hit->session).ok());
+  Put(be, c, a);  // the same tokens in space 0: a second, separate checkpoint
+  EXPECT_EQ(c.stats().entries, 2u);
+  EXPECT_TRUE(c.EvictOne());
+  EXPECT_TRUE(c.EvictOne());
+  EXPECT_FALSE(c.EvictOne());
   EXPECT_EQ(be.live(), 0u);
 }
 

@@ -1,7 +1,7 @@
 // Sampler tests: reproducibility, exclusion by top-k/top-p, chi-square goodness of fit to
 // the package's distribution (fixed seeds: deterministic), penalties against a direct
 // computation of the package's formula, greedy, temperature vs entropy, non-finite logits.
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include <random>
 #include <set>
 
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 
 namespace rwkvx {

@@ -3,10 +3,10 @@
 #include <future>
 #include <thread>
 
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
-#include "server/metrics.h"
-#include "server/scheduler.h"
+#include "server/metrics/metrics.h"
+#include "server/scheduling/scheduler.h"
 #include "server/testing/fake_backend.h"
 #include "server/testing/stream_collector.h"
 
@@ -264,6 +264,35 @@ TEST(SchedulerTest, StoredSessionContinues) {
   EXPECT_EQ(g.get_future().get().status().code(), absl::StatusCode::kNotFound);
 }
 
+
+// Create/append prefill whole chunks as planned steps: in the same backend calls as the
+// running requests, counted by the step metrics (the backend's step has one caller).
+TEST(SchedulerTest, SessionPrefillSharesTheStepsOfRunningRequests) {
+  SchedulerOptions o;
+  o.prefill_chunk = 8;
+  Fixture f(o, /*delay_ms=*/1);
+  GenerateRequest r;
+  r.prompt = Prompt(4, 1);
+  r.max_tokens = 1 << 30;  // decodes until cancelled, into a buffer that never fills up
+  auto s = std::make_shared<RequestStream>(std::move(r), size_t{1} << 34);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  c.WaitTokens(1);
+  std::promise<absl::StatusOr<StoredSessionInfo>> p;
+  f.sched->CreateSession("pre", Prompt(20, 3), false,
+                         [&](absl::StatusOr<StoredSessionInfo> r) { p.set_value(r); });
+  auto info = p.get_future().get();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->tokens_seen, 16);  // two whole chunks; the chunk with the last token waits
+  EXPECT_EQ(info->pending_tokens, 4);
+  EXPECT_FALSE(info->busy);
+  EXPECT_EQ(f.fake->max_batch.load(), 2);  // each chunk rode along a decode step
+  s->Cancel();
+  EXPECT_EQ(c.WaitFinal().final_event.finish, FinishReason::kCancelled);
+  ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+  f.sched->Stop();
+  EXPECT_EQ(f.metrics.steps->Value(), f.fake->steps.load());
+}
 
 }  // namespace
 }  // namespace rwkvx

@@ -8,11 +8,11 @@
 #include <memory>
 #include <vector>
 
-#include "engine/sampler.h"
-#include "engine/tokenizer.h"
+#include "engine/sampling/sampler.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
-#include "server/metrics.h"
-#include "server/scheduler.h"
+#include "server/metrics/metrics.h"
+#include "server/scheduling/scheduler.h"
 #include "server/testing/fake_backend.h"
 #include "server/testing/stream_collector.h"
 
@@ -44,7 +44,8 @@ std::vector<GenerateRequest> Requests() {
       case 0: p.temperature = 0; break;  // greedy
       case 1: p.temperature = 1.0f; break;
       case 2: p.temperature = 0.7f; p.top_p = 0.5f; break;
-      case 3: p.temperature = 1.3f; p.top_k = 20; p.presence_penalty = 0.4f; p.frequency_penalty = 0.3f; break;
+      case 3: p.temperature = 1.3f; p.top_k = 20; p.presence_penalty = 0.4f; p.frequency_penalty = 0.3f;
+              p.logit_bias = {{7, 2.5f}, {40, -3.0f}, {120, 4.0f}}; break;
       case 4: p.temperature = 1.0f; p.top_p = 0.9f; p.top_k = 50; p.banned_tokens = {5, 17, 40}; p.frequency_penalty = 1.0f; break;
       case 5: p.temperature = 2.0f; p.presence_penalty = 2.0f; break;
     }
@@ -122,6 +123,7 @@ TEST(SamplerTest, DeviceSpecReproducesSample) {
   p.presence_penalty = 0.5f;
   p.frequency_penalty = 0.25f;
   p.banned_tokens = {3, 9, 3};
+  p.logit_bias = {{2, 1.5f}, {9, 3.0f}, {11, -2.0f}, {12, 0.75f}};  // 9 stays banned
   p.seed = 42;
   Sampler a(p, nullptr), b(p, nullptr);
   const int V = 97;
@@ -149,6 +151,53 @@ TEST(SamplerTest, DeviceSpecReproducesSample) {
     a.Accept(ra.token);
     b.Accept(rb.token);
   }
+}
+
+// Zero penalties: the adjustment list holds the bans only and does not grow with the
+// generated tokens (a growing list grows the CUDA backend's step metadata, which drops
+// its captured graphs). A non-zero penalty still lists every seen token.
+TEST(SamplerTest, DeviceSpecListDoesNotGrowWithZeroPenalties) {
+  SamplingParams p;
+  p.temperature = 0.8f;
+  p.banned_tokens = {5, 2};
+  Sampler s(p, nullptr);
+  DeviceSampling ds;
+  for (int step = 0; step < 50; ++step) {
+    s.DeviceSpec({11}, &ds);
+    ASSERT_EQ(ds.adjust.size(), 3u) << "step " << step;
+    for (const auto& [t, v] : ds.adjust) EXPECT_EQ(v, std::numeric_limits<float>::infinity()) << t;
+    s.Accept(100 + step);  // a new token every step
+  }
+  EXPECT_EQ(s.occurrence().size(), 50u);
+  p.frequency_penalty = 0.5f;  // count 1 each: a penalty on every seen token
+  Sampler f(p, nullptr);
+  for (int step = 0; step < 10; ++step) f.Accept(100 + step);
+  f.DeviceSpec({11}, &ds);
+  EXPECT_EQ(ds.adjust.size(), 13u);
+}
+
+// logit_bias: added to the logits on the host; in the device list as one value per token
+// (penalty - bias), alongside the bans; a banned token's bias is dropped. With zero
+// penalties the list stays the same size step after step.
+TEST(SamplerTest, LogitBiasInTheDeviceSpec) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.banned_tokens = {4};
+  p.logit_bias = {{4, 50.0f}, {6, 30.0f}, {8, -1.0f}};
+  Sampler s(p, nullptr);
+  std::vector<float> l(10, 0.0f);
+  EXPECT_EQ(s.Sample(l.data(), 10).token, 6);  // +30 wins; the ban beats +50
+  EXPECT_EQ(l[8], -1.0f);
+  DeviceSampling ds;
+  for (int step = 0; step < 5; ++step) {
+    s.DeviceSpec({}, &ds);
+    ASSERT_EQ(ds.adjust.size(), 3u);
+    s.Accept(6);
+  }
+  std::sort(ds.adjust.begin(), ds.adjust.end());
+  EXPECT_EQ(ds.adjust[0], (std::pair<int32_t, float>{4, std::numeric_limits<float>::infinity()}));
+  EXPECT_EQ(ds.adjust[1], (std::pair<int32_t, float>{6, -30.0f}));
+  EXPECT_EQ(ds.adjust[2], (std::pair<int32_t, float>{8, 1.0f}));
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/errors.h"
-#include "server/http_server.h"
+#include "server/api_keys.h"
 
 namespace rwkvx {
 namespace {
@@ -45,6 +45,20 @@ TEST(BearerTest, ConstantTimeCompareSemantics) {
   EXPECT_FALSE(CheckBearer("bearer alpha", keys));
   EXPECT_FALSE(CheckBearer("", keys));
   EXPECT_FALSE(CheckBearer("Bearer ", keys));
+}
+
+TEST(BearerTest, OneCheckForBothFrontends) {
+  EXPECT_TRUE(CheckApiKey(nullptr, "", KeyCarrier::kHttpHeader).ok());
+  ApiKeys none;
+  EXPECT_TRUE(CheckApiKey(&none, "", KeyCarrier::kGrpcMetadata).ok());
+  ApiKeys keys({"k1"});
+  EXPECT_TRUE(CheckApiKey(&keys, "Bearer k1", KeyCarrier::kHttpHeader).ok());
+  absl::Status http = CheckApiKey(&keys, "Bearer k2", KeyCarrier::kHttpHeader);
+  absl::Status grpc = CheckApiKey(&keys, "", KeyCarrier::kGrpcMetadata);
+  EXPECT_EQ(http.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(grpc.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_NE(http.message().find("Authorization: Bearer"), std::string::npos);
+  EXPECT_NE(grpc.message().find("metadata authorization"), std::string::npos);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/openai_response.h"
+#include "server/openai/openai_response.h"
 
 namespace rwkvx {
 namespace {

@@ -1,41 +1,19 @@
-// Service validation against a scheduler over the fake backend.
+// Service against a scheduler over the fake backend: generation and its validation
+// (server_service_sessions_test.cc: the session API and the client-held flow).
+#include "tests/unit/server_service_env.h"
+
 #include <cmath>
 
-#include "engine/tokenizer.h"
 #include "gtest/gtest.h"
-#include "server/service.h"
-#include "server/testing/fake_backend.h"
 #include "server/testing/stream_collector.h"
 
 namespace rwkvx {
 namespace {
 
-struct Env {
-  Env() {
-    sched = std::make_unique<Scheduler>(std::make_unique<testing::FakeBackend>(), tok.get(),
-                                        SchedulerOptions{}, &metrics);
-    sched->Start();
-    ModelDescription d;
-    d.id = "m";
-    d.vocab = 257;
-    ServiceLimits lim;
-    lim.max_tokens = 100;
-    lim.max_prompt_tokens = 50;
-    svc = std::make_unique<Service>(sched.get(), tok.get(), d, lim);
-  }
-  std::unique_ptr<Tokenizer> tok = MakeByteTokenizer();
-  ServerMetrics metrics;
-  std::unique_ptr<Scheduler> sched;
-  std::unique_ptr<Service> svc;
-};
+using testing::ServiceEnv;
+using Env = ServiceEnv;
 
-GenerateParams Ok() {
-  GenerateParams p;
-  p.prompt_text = "hello";
-  p.max_tokens = 4;
-  p.temperature = 0;
-  return p;
-}
+GenerateParams Ok() { return testing::GreedyParams("hello", 4); }
 
 TEST(ServiceTest, GeneratesNChoices) {
   Env e;
@@ -56,9 +34,9 @@ TEST(ServiceTest, Validation) {
     EXPECT_EQ(e.svc->Generate(p).status().code(), code);
   };
   auto p = Ok(); p.model = "other"; expect(p, absl::StatusCode::kNotFound);
-  p = Ok(); p.prompt_text = ""; expect(p, absl::StatusCode::kInvalidArgument);
-  p = Ok(); p.prompt_text = std::string("\xc3\x28"); expect(p, absl::StatusCode::kInvalidArgument);
-  p = Ok(); p.prompt_text = std::string(51, 'a'); expect(p, absl::StatusCode::kInvalidArgument);
+  p = Ok(); p.prompt.text = ""; expect(p, absl::StatusCode::kInvalidArgument);
+  p = Ok(); p.prompt.text = std::string("\xc3\x28"); expect(p, absl::StatusCode::kInvalidArgument);
+  p = Ok(); p.prompt.text = std::string(51, 'a'); expect(p, absl::StatusCode::kInvalidArgument);
   p = Ok(); p.max_tokens = 0; expect(p, absl::StatusCode::kInvalidArgument);
   p = Ok(); p.max_tokens = 101; expect(p, absl::StatusCode::kInvalidArgument);
   p = Ok(); p.temperature = -1; expect(p, absl::StatusCode::kInvalidArgument);
@@ -68,9 +46,9 @@ TEST(ServiceTest, Validation) {
   p = Ok(); p.n = 0; expect(p, absl::StatusCode::kInvalidArgument);
   p = Ok(); p.top_logprobs = 21; expect(p, absl::StatusCode::kInvalidArgument);
   p = Ok(); p.stop = {""}; expect(p, absl::StatusCode::kInvalidArgument);
-  p = Ok(); p.prompt_text.reset(); p.prompt_ids = std::vector<int64_t>{1, 300};
+  p = Ok(); p.prompt.text.reset(); p.prompt.ids = std::vector<int64_t>{1, 300};
   expect(p, absl::StatusCode::kInvalidArgument);
-  p = Ok(); p.prompt_text.reset(); expect(p, absl::StatusCode::kInvalidArgument);
+  p = Ok(); p.prompt.text.reset(); expect(p, absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ServiceTest, TokenizeDetokenize) {
@@ -90,7 +68,13 @@ TEST(ChatPromptTest, Format) {
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(*p, "User: hi\n\nAssistant: hello\n\nUser: bye\nnow\n\nAssistant:");
   EXPECT_FALSE(BuildChatPrompt({}).ok());
-  EXPECT_FALSE(BuildChatPrompt({{"tool", "x"}}).ok());
+  EXPECT_FALSE(BuildChatPrompt({{"function", "x"}}).ok());
+  // Tool calls and results (tools on /v1/chat/completions).
+  auto tools = BuildChatPrompt({{"user", "w?", {}}, {"assistant", "", {{"f", R"({"a":1})"}}}, {"tool", "sun", {}}});
+  ASSERT_TRUE(tools.ok());
+  EXPECT_EQ(*tools, "User: w?\n\nAssistant: <tool_call>{\"name\":\"f\",\"arguments\":{\"a\":1}}</tool_call>"
+                    "\n\nTool: sun\n\nAssistant:");
+  EXPECT_FALSE(BuildChatPrompt({{"user", "x", {{"f", "{}"}}}}).ok());  // only the assistant calls
   auto cont = BuildChatPrompt({{"user", "q"}, {"assistant", "partial"}});
   EXPECT_EQ(*cont, "User: q\n\nAssistant: partial");
 }

@@ -1,5 +1,5 @@
 #include "gtest/gtest.h"
-#include "server/stop_text.h"
+#include "server/scheduling/stop_text.h"
 
 namespace rwkvx {
 namespace {

@@ -1,6 +1,6 @@
 // SessionFiles (the disk tier of stored sessions): atomic writes, listing, names, stale
 // temp files, and clear errors for an unusable or full directory.
-#include "server/session_files.h"
+#include "server/sessions/session_files.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -79,6 +79,37 @@ TEST(SessionFilesTest, OpenRemovesUnfinishedWritesAndKeepsTheOldFile) {
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ(*(*f)->Read("s"), "the previous snapshot");
   EXPECT_NE(access((dir + "/.tmp-123-" + SessionFiles::FileName("s")).c_str(), F_OK), 0);
+  std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(SessionFilesTest, NeighboursTempFilesAndFencedWrites) {
+  std::string dir = TempDir();
+  // Another replica is writing "held": Open must leave its temp file alone.
+  const std::string held = dir + "/.tmp-0123456789abcdef-" + SessionFiles::FileName("held");
+  const std::string stale = dir + "/.tmp-fedcba9876543210-" + SessionFiles::FileName("stale");
+  std::ofstream(held) << "half";
+  std::ofstream(stale) << "half";
+  SessionFilesOptions o{dir};
+  o.writer_id = "aaaa";
+  o.temp_is_stale = [](const std::string& name) { return name != "held"; };
+  auto f = SessionFiles::Open(o);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(access(held.c_str(), F_OK), 0);
+  EXPECT_NE(access(stale.c_str(), F_OK), 0);
+  std::ofstream(dir + "/.lease-" + SessionFiles::HexOf("x")) << "{}";  // never listed
+  ASSERT_TRUE((*f)->Write("s", "mine").ok());
+  // A fenced write (the lease was lost) leaves the old file and no temp file behind.
+  auto refused = (*f)->Write("s", "stale writer", [] { return absl::AbortedError("lost the lease"); });
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(*(*f)->Read("s"), "mine");
+  EXPECT_NE(access((dir + "/.tmp-aaaa-" + SessionFiles::FileName("s")).c_str(), F_OK), 0);
+  auto list = (*f)->List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  auto st = (*f)->Stat("s");
+  ASSERT_TRUE(st.ok() && st->has_value());
+  EXPECT_EQ((*st)->bytes, 4u);
+  EXPECT_FALSE((*(*f)->Stat("nope")).has_value());
   std::system(("rm -rf " + dir).c_str());
 }
 

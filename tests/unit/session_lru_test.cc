@@ -1,6 +1,6 @@
 // The stored-session eviction policy: least recently used first, busy sessions stay,
 // and a tier that cannot fit says so.
-#include "server/session_lru.h"
+#include "server/sessions/session_lru.h"
 
 #include <gtest/gtest.h>
 

@@ -23,6 +23,14 @@ std::shared_ptr<Model> Small(uint64_t seed) {
 
 std::string Snap(const Model& m, Backend& be, SessionId id) { return SerializeSnapshot(m, *be.ExportSession(id)); }
 
+// A session that has read tokens 1..6.
+SessionId SixTokens(Backend& be) {
+  auto a = *be.CreateSession();
+  std::vector<float> l;
+  EXPECT_TRUE(be.Step({{a, {1, 2, 3, 4, 5, 6}, true}}, &l).ok());
+  return a;
+}
+
 void FixCrc(std::string& b) {
   const uint32_t crc = crc32(0L, reinterpret_cast<const Bytef*>(b.data()), b.size() - 4);
   std::memcpy(&b[b.size() - 4], &crc, 4);
@@ -49,9 +57,7 @@ TEST(Snapshot, RestoredSessionContinuesWithIdenticalLogits) {
 TEST(Snapshot, RefusesDamagedForeignAndOtherVersions) {
   auto m = Small(1);
   auto be = MakeCpuBackend(m);
-  auto a = *be->CreateSession();
-  std::vector<float> l;
-  ASSERT_TRUE(be->Step({{a, {1, 2, 3, 4, 5, 6}, true}}, &l).ok());
+  const SessionId a = SixTokens(*be);
   const std::string good = Snap(*m, *be, a);
 
   std::string flipped = good;
@@ -82,6 +88,38 @@ TEST(Snapshot, RefusesDamagedForeignAndOtherVersions) {
   std::memcpy(&lie[12], &hlen, 4);
   FixCrc(lie);
   EXPECT_FALSE(ParseSnapshot(*m, lie).ok());
+}
+
+TEST(Snapshot, OwnerFieldsAreStampedAndOldSnapshotsStillLoad) {
+  auto m = Small(1);
+  auto be = MakeCpuBackend(m);
+  const SessionId a = SixTokens(*be);
+  const std::vector<int32_t> pending = {7, 8};
+  const std::string old = SerializeSnapshot(*m, *be->ExportSession(a), &pending);  // no owner fields
+  auto o = SnapshotOwnerOf(old);
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->owner, "");
+  EXPECT_EQ(o->generation, 0u);
+
+  const SnapshotOwner me{"0123456789abcdef", 7};
+  auto stamped = StampSnapshot(old, me);
+  ASSERT_TRUE(stamped.ok()) << stamped.status();
+  const std::string direct = SerializeSnapshot(*m, *be->ExportSession(a), &pending, &me);
+  EXPECT_EQ(*stamped, direct);  // stamping equals serializing with the owner
+  uint32_t hlen;
+  std::memcpy(&hlen, stamped->data() + 12, 4);
+  o = SnapshotOwnerOf(stamped->substr(0, 16 + hlen));  // the header alone is enough
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->owner, me.owner);
+  EXPECT_EQ(o->generation, 7u);
+  // Same state and pending tokens either way.
+  std::vector<int32_t> p1, p2;
+  auto s1 = ParseSnapshot(*m, old, &p1), s2 = ParseSnapshot(*m, *stamped, &p2);
+  ASSERT_TRUE(s1.ok() && s2.ok()) << s2.status();
+  EXPECT_EQ(p1, p2);
+  EXPECT_EQ(SerializeSnapshot(*m, *s1, &p1), SerializeSnapshot(*m, *s2, &p2));
+  EXPECT_FALSE(StampSnapshot("not a snapshot", me).ok());
+  EXPECT_FALSE(SnapshotOwnerOf("not a snapshot").has_value());
 }
 
 }  // namespace

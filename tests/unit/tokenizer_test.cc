@@ -6,22 +6,16 @@
 #include <random>
 #include <string>
 
-#include "engine/tokenizer.h"
-#include "engine/tokenizer_vocab.h"
-#include "engine/utf8.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/tokenizer/tokenizer_vocab.h"
+#include "engine/tokenizer/utf8.h"
 #include "gtest/gtest.h"
+#include "tests/unit/vocab_path.h"
 
 namespace rwkvx {
 namespace {
 
-std::string VocabPath() {
-  if (const char* v = std::getenv("RWKVX_VOCAB")) return v;
-#ifdef RWKVX_SOURCE_DIR
-  return std::string(RWKVX_SOURCE_DIR) + "/../shared/data/rwkv_vocab_v20230424.txt";
-#else
-  return "../shared/data/rwkv_vocab_v20230424.txt";
-#endif
-}
+std::string VocabPath() { return TestWorldVocabPath(); }
 
 const Tokenizer* World() {
   static const Tokenizer* tok = [] {

@@ -1,0 +1,316 @@
+// CudaBackend::Forward: embedding, the blocks in model order and the head over the
+// planned step's rows, all on the backend's stream with no host copies (the part a decode
+// step replays from a CUDA graph). Reads the plan (step_) and the uploaded metadata (meta_).
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/cuda_check.h"
+#include "kernels/activation.cuh"
+#include "kernels/attn_decode.cuh"
+#include "kernels/attn_prefill.cuh"
+#include "kernels/chunk_select.cuh"
+#include "kernels/embed.cuh"
+#include "kernels/kv_append.cuh"
+#include "kernels/kv_compress.cuh"
+#include "kernels/layernorm.cuh"
+#include "kernels/rwkv7_post.cuh"
+#include "kernels/rwkv7_prep.cuh"
+#include "kernels/token_shift.cuh"
+#include "kernels/wkv7.cuh"
+#include "kernels/wkv7_chunked.cuh"
+
+namespace rwkvx::cuda {
+
+absl::Status CudaBackend::NormShift(const float* ln_w, const float* ln_b, const float* mix, int n_mix,
+                                    size_t prev_off, int rows, int items) {
+  kernels::LayerNormParams ln;
+  ln.x = ws_.x;
+  ln.w = ln_w;
+  ln.b = ln_b;
+  ln.rows = rows;
+  ln.C = C_;
+  ln.bf16 = dev_->bf16;
+  if (step_.max_len == 1) {  // decode: one row per item, row r is item r: one fused launch
+    ln.mix = mix;
+    ln.n_mix = n_mix;
+    ln.mix_out = ws_.mixh;
+    ln.item_state = meta_.item_state;
+    ln.state_off = prev_off;
+    RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+    return absl::OkStatus();
+  }
+  ln.out = ws_.u;
+  RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+  kernels::TokenShiftParams ts;
+  ts.u = ws_.u;
+  ts.row_item = meta_.row_item;
+  ts.item_row0 = meta_.item_row0;
+  ts.item_len = meta_.item_len;
+  ts.item_state = meta_.item_state;
+  ts.state_off = prev_off;
+  ts.mix = mix;
+  ts.n_mix = n_mix;
+  ts.out = ws_.mixh;
+  ts.bf16 = dev_->bf16;
+  ts.rows = rows;
+  ts.items = items;
+  ts.C = C_;
+  RWKVX_CUDA_RETURN(kernels::LaunchTokenShift(ts, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::ChannelMix(const float* ln_w, const float* ln_b, const float* x_k, const void* key,
+                                     const void* value, size_t prev_off, int rows, int items) {
+  RWKVX_RETURN_IF_ERROR(NormShift(ln_w, ln_b, x_k, 1, prev_off, rows, items));
+  GemmJob k{};
+  k.y_half = ws_.ffnh;
+  k.tmp = ws_.ffn;
+  k.x = ws_.mixh;
+  k.w = key;
+  k.out = F_;
+  k.in = C_;
+  k.act = kernels::Act::kReluSq;
+  RWKVX_RETURN_IF_ERROR(GemmJobs(&k, 1, rows));
+  return Gemm(ws_.x, ws_.ffnh, value, rows, C_, F_, true);
+}
+
+absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
+  const DevRwkvBlock& w = dev_->rwkv[i];
+  const ModelShape& s = model_->shape;
+  const bool bf = dev_->bf16;
+  const size_t plane = static_cast<size_t>(rows) * C_ * 2;
+  auto mix = [&](int m) { return static_cast<const void*>(static_cast<char*>(ws_.mixh) + m * plane); };
+
+  RWKVX_RETURN_IF_ERROR(NormShift(w.ln1_w, w.ln1_b, w.mix6, 6, AttPrevOff(i), rows, items));
+  // mixes: 0 r, 1 w, 2 k, 3 v, 4 a, 5 g. The LoRA hidden layers go to four half planes.
+  const size_t lplane = static_cast<size_t>(rows) * maxrank_ * 2;
+  auto hid = [&](int m) { return static_cast<void*>(static_cast<char*>(ws_.lorah) + m * lplane); };
+  GemmJob down[7], up[4];
+  int nd = 0, nu = 0;
+  auto proj = [&](float* y, const void* x, const void* wt) { down[nd++] = GemmJob{y, nullptr, nullptr, x, wt, C_, C_}; };
+  auto lora = [&](int m, float* y, const void* x, const void* w1, const void* w2, int rank, kernels::Act act) {
+    down[nd++] = GemmJob{nullptr, hid(m), ws_.lora, x, w1, rank, C_, false, act};
+    up[nu++] = GemmJob{y, nullptr, nullptr, hid(m), w2, C_, rank};
+  };
+  proj(ws_.r, mix(0), w.Wr);
+  proj(ws_.k, mix(2), w.Wk);
+  proj(ws_.v, mix(3), w.Wv);
+  lora(0, ws_.w, mix(1), w.w1, w.w2, s.rank_w, kernels::Act::kTanh);
+  lora(1, ws_.a, mix(4), w.a1, w.a2, s.rank_a, kernels::Act::kNone);
+  if (i != 0) lora(2, ws_.vg, mix(3), w.v1, w.v2, s.rank_v, kernels::Act::kNone);
+  lora(3, ws_.g, mix(5), w.g1, w.g2, s.rank_g, kernels::Act::kSigmoid);
+  RWKVX_RETURN_IF_ERROR(GemmJobs(down, nd, rows));
+  RWKVX_RETURN_IF_ERROR(GemmJobs(up, nu, rows));
+
+  kernels::Rwkv7PrepParams pp;
+  pp.k = ws_.k;
+  pp.v = ws_.v;
+  pp.w = ws_.w;
+  pp.a = ws_.a;
+  pp.kk = ws_.kk;
+  pp.vg = ws_.vg;
+  pp.v_first = ws_.vfirst;
+  pp.first_layer = i == 0;
+  pp.w0 = w.w0;
+  pp.a0 = w.a0;
+  pp.v0 = w.v0;
+  pp.k_k = w.k_k;
+  pp.k_a = w.k_a;
+  pp.rows = rows;
+  pp.C = C_;
+  pp.H = H_;
+  RWKVX_CUDA_RETURN(kernels::LaunchRwkv7Prep(pp, stream_));
+  kernels::Wkv7Params wp;
+  wp.r = ws_.r;
+  wp.w = ws_.w;
+  wp.k = ws_.k;
+  wp.v = ws_.v;
+  wp.kk = ws_.kk;
+  wp.a = ws_.a;
+  wp.y = ws_.y;
+  wp.item_row0 = meta_.item_row0;
+  wp.item_len = meta_.item_len;
+  wp.item_state = meta_.item_state;
+  wp.state_off = WkvOff(i);
+  wp.items = items;
+  wp.C = C_;
+  wp.H = H_;
+  if (step_.wkv_chunked) {
+    kernels::Wkv7ChunkedParams cp;
+    cp.base = wp;
+    cp.max_len = step_.max_len;
+    cp.scratch = ws_.wkv;
+    cp.seg_chunks = std::max<int>(1, kWkvScratchBytes / sizeof(float) / (static_cast<size_t>(items) * H_ * kernels::kWkv7ChunkFloats));
+    cp.sm_count = sm_count_;
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Chunked(cp, stream_));
+  } else {
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7(wp, stream_));
+  }
+  kernels::Rwkv7PostParams po;
+  po.y = ws_.y;
+  po.r = ws_.r;
+  po.k = ws_.k;
+  po.v = ws_.v;
+  po.g = ws_.g;
+  po.ln_w = w.ln_x_w;
+  po.ln_b = w.ln_x_b;
+  po.r_k = w.r_k;
+  po.out = ws_.yh;
+  po.bf16 = bf;
+  po.rows = rows;
+  po.C = C_;
+  po.H = H_;
+  RWKVX_CUDA_RETURN(kernels::LaunchRwkv7Post(po, stream_));
+  RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
+  return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, FfnPrevOff(i), rows, items);
+}
+
+absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
+  const DevAttnBlock& w = dev_->attn[j];
+  const SparseAttnConfig& cfg = model_->attn;
+  const bool bf = dev_->bf16;
+  kernels::LayerNormParams ln;
+  ln.x = ws_.x;
+  ln.w = w.ln1_w;
+  ln.b = w.ln1_b;
+  ln.out = ws_.u;
+  ln.out_half = ws_.mixh;
+  ln.bf16 = bf;
+  ln.rows = rows;
+  ln.C = C_;
+  RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+  float* q = ws_.r;
+  const GemmJob qkv[3] = {GemmJob{q, nullptr, nullptr, ws_.mixh, w.Wq, C_, C_},
+                         GemmJob{ws_.k, nullptr, nullptr, ws_.mixh, w.Wk, C_, C_},
+                         GemmJob{ws_.v, nullptr, nullptr, ws_.mixh, w.Wv, C_, C_}};
+  RWKVX_RETURN_IF_ERROR(GemmJobs(qkv, 3, rows));
+
+  int touch = 1, max_chunks = 0;
+  bool sparse = false;
+  for (int b = 0; b < items; ++b) {
+    const AttnPlan& p = step_.attn[j][b];
+    const kernels::AttnItem& it = step_.attn_items[j][b];
+    if (p.compress) {
+      const KvCache& old = step_.sess[b]->kv[j];
+      kernels::KvCompressParams cp;
+      cp.k = old.k;
+      cp.v = old.v;
+      cp.new_k = p.fresh.k;
+      cp.new_v = p.fresh.v;
+      // Votes: q of the decode token, or the layer-normed inputs u of a prefill (reference quirk).
+      cp.q = (it.len == 1 ? q : ws_.u) + static_cast<size_t>(it.row0) * C_;
+      cp.nq = it.len;
+      cp.ct = old.ct;
+      cp.npast = p.npast;
+      cp.keep = p.keep;
+      cp.C = C_;
+      cp.H = H_;
+      RWKVX_CUDA_RETURN(kernels::LaunchKvCompress(cp, stream_));
+      kernels::ChunkSumsParams cs;
+      cs.k = p.fresh.k;
+      cs.sums = p.fresh.sums;
+      cs.ct = it.ct;
+      cs.C = C_;
+      cs.chunk = cfg.chunk_size;
+      RWKVX_CUDA_RETURN(kernels::LaunchChunkSums(cs, stream_));
+    }
+    touch = std::max(touch, (it.ct + it.len - 1) / cfg.chunk_size - it.ct / cfg.chunk_size + 1);
+    if (it.len == 1 && it.sparse) {
+      sparse = true;
+      max_chunks = std::max(max_chunks, it.ct / cfg.chunk_size);
+    }
+  }
+  if (graph_mode_) {  // a replayed graph must fit every later step with the same key
+    sparse = graph_sparse_;
+    max_chunks = graph_chunk_cap_;
+  }
+  const kernels::AttnItem* d_items = meta_.attn_items + static_cast<size_t>(j) * items;
+  kernels::KvAppendParams ap;
+  ap.items = d_items;
+  ap.row_item = meta_.row_item;
+  ap.k = ws_.k;
+  ap.v = ws_.v;
+  ap.rows = rows;
+  ap.n_items = items;
+  ap.C = C_;
+  ap.chunk = cfg.chunk_size;
+  ap.max_chunks_touched = touch;
+  RWKVX_CUDA_RETURN(kernels::LaunchKvAppend(ap, stream_));
+  if (sparse) {
+    kernels::ChunkSelectParams cs;
+    cs.items = d_items;
+    cs.q = q;
+    cs.selected = ws_.selected;
+    cs.n_items = items;
+    cs.C = C_;
+    cs.chunk = cfg.chunk_size;
+    cs.topk = cfg.topk;
+    cs.max_chunks = max_chunks;
+    RWKVX_CUDA_RETURN(kernels::LaunchChunkSelect(cs, stream_));
+  }
+  if (step_.any_decode) {
+    kernels::AttnDecodeParams dp;
+    dp.items = d_items;
+    dp.q = q;
+    dp.selected = ws_.selected;
+    dp.out = ws_.yh;
+    dp.bf16 = bf;
+    dp.part = ws_.part;
+    dp.n_items = items;
+    dp.C = C_;
+    dp.H = H_;
+    dp.chunk = cfg.chunk_size;
+    dp.topk = cfg.topk;
+    dp.splits = step_.decode_splits;
+    RWKVX_CUDA_RETURN(kernels::LaunchAttnDecode(dp, stream_));
+  }
+  if (step_.any_prefill) {
+    kernels::AttnPrefillParams pp;
+    pp.items = d_items;
+    pp.q = q;
+    pp.out = ws_.yh;
+    pp.bf16 = bf;
+    pp.n_items = items;
+    pp.C = C_;
+    pp.H = H_;
+    pp.chunk = cfg.chunk_size;
+    pp.max_len = step_.max_len;
+    RWKVX_CUDA_RETURN(kernels::LaunchAttnPrefill(pp, stream_));
+  }
+  RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
+  return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, AttnFfnPrevOff(j), rows, items);
+}
+
+absl::Status CudaBackend::Forward(int rows, int nitems, int nl) {
+  kernels::EmbedParams ep;
+  ep.emb = dev_->emb;
+  ep.tokens = meta_.tokens;
+  ep.x = ws_.x;
+  ep.rows = rows;
+  ep.C = C_;
+  RWKVX_CUDA_RETURN(kernels::LaunchEmbed(ep, stream_));
+  for (int blk : model_->order) {
+    if (blk >= 0)
+      RWKVX_RETURN_IF_ERROR(RwkvBlock(blk, rows, nitems));
+    else
+      RWKVX_RETURN_IF_ERROR(AttnBlock(-blk - 1, rows, nitems));
+  }
+  if (nl > 0) {
+    kernels::LayerNormParams ln;
+    ln.x = ws_.x;
+    ln.row_index = meta_.logit_rows;
+    ln.w = dev_->ln_out_w;
+    ln.b = dev_->ln_out_b;
+    ln.out_half = ws_.headh;
+    ln.bf16 = dev_->bf16;
+    ln.rows = nl;
+    ln.C = C_;
+    RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+    RWKVX_RETURN_IF_ERROR(Gemm(ws_.logits, ws_.headh, dev_->head, nl, V_, C_, false));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rwkvx::cuda

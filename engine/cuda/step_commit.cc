@@ -1,0 +1,69 @@
+// CudaBackend::CommitStep: after the forward, the host rows' logits go to the host and the
+// sampled rows through the sampler; the compaction targets replace the compressed caches
+// and every KV cache takes its new length (frees are stream-ordered after the step's
+// work); once the stream is done, the sessions' token counts and the sampled tokens.
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/cuda_check.h"
+#include "kernels/sample.cuh"
+
+namespace rwkvx::cuda {
+
+absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layout, std::vector<float>* logits,
+                                     std::vector<SampledToken>* sampled) {
+  StepPlan& plan = *step;
+  if (plan.n_host > 0) {
+    logits->resize(static_cast<size_t>(plan.n_host) * V_);
+    RWKVX_CUDA_RETURN(cudaMemcpyAsync(logits->data(), ws_.logits, logits->size() * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+  }
+  if (plan.n_samp > 0) {
+    const size_t scratch = kernels::SampleScratchBytes(plan.n_samp, V_);
+    if (scratch > samp_scratch_cap_) {  // no sampler work is in flight: every step ends synchronised
+      if (samp_scratch_) RWKVX_CUDA_RETURN(cudaFree(samp_scratch_));
+      samp_scratch_ = nullptr;
+      samp_scratch_cap_ = 0;
+      RWKVX_CUDA_RETURN(cudaMalloc(&samp_scratch_, scratch));
+      samp_scratch_cap_ = scratch;
+    }
+    kernels::SampleParams sp;
+    sp.logits = ws_.logits;
+    sp.items = meta_.samp;
+    sp.adj_tok = meta_.adj_tok;
+    sp.adj_val = meta_.adj_val;
+    sp.n = plan.n_samp;
+    sp.V = V_;
+    sp.out_token = meta_.out_token;
+    sp.out_logprob = meta_.out_logprob;
+    sp.scratch = samp_scratch_;
+    // Only the selection passes some row needs (the items' host copy is still in the
+    // pinned block).
+    sp.passes = kernels::SamplePasses(layout.At(meta_host_).samp, plan.n_samp, V_);
+    RWKVX_CUDA_RETURN(kernels::LaunchSample(sp, stream_));
+    RWKVX_CUDA_RETURN(cudaMemcpyAsync(meta_host_ + layout.out_tok, meta_dev_ + layout.out_tok,
+                                      layout.total - layout.out_tok, cudaMemcpyDeviceToHost, stream_));
+  }
+
+  // Host-side bookkeeping (frees are stream-ordered after the step's work).
+  for (int j = 0; j < M_; ++j)
+    for (int b = 0; b < plan.items; ++b) {
+      KvCache& kv = plan.sess[b]->kv[j];
+      AttnPlan& p = plan.attn[j][b];
+      if (p.compress) {
+        FreeKv(&kv);
+        kv = p.fresh;
+        p.fresh = KvCache{};  // the session owns it now
+      }
+      kv.ct = plan.attn_items[j][b].ct + plan.len[b];
+    }
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  RWKVX_CUDA_RETURN(cudaGetLastError());
+  for (int b = 0; b < plan.items; ++b) plan.sess[b]->tokens_seen += plan.len[b];
+  if (plan.n_samp > 0) {
+    const StepMetaViews h = layout.At(meta_host_);
+    sampled->resize(plan.n_samp);
+    for (int j = 0; j < plan.n_samp; ++j) (*sampled)[j] = SampledToken{h.out_token[j], h.out_logprob[j]};
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rwkvx::cuda

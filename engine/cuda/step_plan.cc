@@ -1,0 +1,182 @@
+// CudaBackend::PlanStep: the host-side plan of a step (rows, logit rows, per sparse layer
+// compression, KV capacity and attention paths, kernel choices) and the metadata layout.
+// Nothing on the device changes here.
+#include "engine/cuda/step_plan.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "engine/cuda/cuda_backend.h"
+#include "kernels/attn_decode.cuh"
+
+namespace rwkvx::cuda {
+namespace {
+
+bool ShouldCompress(const SparseAttnConfig& cfg, int ct) {
+  // Same trigger as the CPU reference (engine/cpu/sparse_attention.cc).
+  return cfg.max_kv_cache_size > 0 && ct > cfg.max_kv_cache_size;
+}
+
+size_t Align(size_t n) { return (n + 15) / 16 * 16; }
+
+}  // namespace
+
+StepMetaLayout StepMetaLayout::For(const StepPlan& plan, int M) {
+  const size_t rows = plan.rows, nitems = plan.items, n_samp = plan.n_samp, n_adjust = plan.n_adjust;
+  StepMetaLayout o;
+  o.tokens = 0;
+  o.row_item = Align(o.tokens + rows * sizeof(int));
+  o.row0 = Align(o.row_item + rows * sizeof(int));
+  o.len = Align(o.row0 + nitems * sizeof(int));
+  o.logit_rows = Align(o.len + nitems * sizeof(int));
+  o.state = Align(o.logit_rows + std::max<size_t>(1, plan.logit_rows.size()) * sizeof(int));
+  o.attn = Align(o.state + nitems * sizeof(float*));
+  o.samp = Align(o.attn + static_cast<size_t>(M) * nitems * sizeof(kernels::AttnItem));
+  o.adj_tok = Align(o.samp + n_samp * sizeof(kernels::SampleItem));
+  o.adj_val = Align(o.adj_tok + n_adjust * sizeof(int));
+  o.out_tok = Align(o.adj_val + n_adjust * sizeof(float));  // written by the sampler
+  o.out_lp = Align(o.out_tok + n_samp * sizeof(int));
+  o.total = Align(o.out_lp + n_samp * sizeof(float));
+  return o;
+}
+
+StepMetaViews StepMetaLayout::At(char* base) const {
+  StepMetaViews v;
+  v.tokens = reinterpret_cast<int*>(base + tokens);
+  v.row_item = reinterpret_cast<int*>(base + row_item);
+  v.item_row0 = reinterpret_cast<int*>(base + row0);
+  v.item_len = reinterpret_cast<int*>(base + len);
+  v.logit_rows = reinterpret_cast<int*>(base + logit_rows);
+  v.item_state = reinterpret_cast<float**>(base + state);
+  v.attn_items = reinterpret_cast<kernels::AttnItem*>(base + attn);
+  v.samp = reinterpret_cast<kernels::SampleItem*>(base + samp);
+  v.adj_tok = reinterpret_cast<int*>(base + adj_tok);
+  v.adj_val = reinterpret_cast<float*>(base + adj_val);
+  v.out_token = reinterpret_cast<int*>(base + out_tok);
+  v.out_logprob = reinterpret_cast<float*>(base + out_lp);
+  return v;
+}
+
+absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool device_sampling, StepPlan* plan) {
+  StepPlan& p = *plan;
+  const int nitems = static_cast<int>(items.size());
+  const SparseAttnConfig& cfg = model_->attn;
+  const int Bc = cfg.chunk_size, thr = cfg.Threshold();
+
+  // --- Validate and lay out rows.
+  p.items = nitems;
+  p.sess.assign(nitems, nullptr);
+  p.row0.assign(nitems, 0);
+  p.len.assign(nitems, 0);
+  std::set<SessionId> seen;
+  // Logit rows: those copied to the host first, then those sampled on the device.
+  std::vector<int>& logit_rows = p.logit_rows;
+  std::vector<int> samp_rows;
+  logit_rows.clear();
+  p.samp_items.clear();
+  p.n_adjust = 0;
+  int rows = 0;
+  p.max_len = 0;
+  for (int b = 0; b < nitems; ++b) {
+    const StepInput& in = items[b];
+    auto it = sessions_.find(in.session);
+    if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", in.session));
+    if (!seen.insert(in.session).second)
+      return absl::InvalidArgumentError(absl::StrCat("session ", in.session, " appears twice in one step"));
+    if (in.tokens.empty()) return absl::InvalidArgumentError("a step item has no tokens");
+    for (int32_t t : in.tokens)
+      if (t < 0 || t >= V_) return absl::InvalidArgumentError(absl::StrCat("token id ", t, " out of range"));
+    p.sess[b] = &it->second;
+    p.row0[b] = rows;
+    p.len[b] = static_cast<int>(in.tokens.size());
+    rows += p.len[b];
+    p.max_len = std::max(p.max_len, p.len[b]);
+    if (in.sample) {
+      if (!device_sampling) return absl::InvalidArgumentError("a step item asks for device sampling through Step");
+      if (!in.want_logits) return absl::InvalidArgumentError("device sampling needs want_logits");
+      for (const auto& [t, v] : in.sample->adjust)
+        if (t < 0 || t >= V_) return absl::InvalidArgumentError(absl::StrCat("adjusted token id ", t, " out of range"));
+      samp_rows.push_back(rows - 1);
+      p.samp_items.push_back(b);
+      p.n_adjust += in.sample->adjust.size();
+    } else if (in.want_logits) {
+      logit_rows.push_back(rows - 1);
+    }
+  }
+  p.rows = rows;
+  p.n_host = static_cast<int>(logit_rows.size());
+  p.n_samp = static_cast<int>(samp_rows.size());
+  logit_rows.insert(logit_rows.end(), samp_rows.begin(), samp_rows.end());
+
+  // --- Plan the sparse layers: compression, paths, KV capacity. Nothing changes yet.
+  p.attn.assign(M_, std::vector<AttnPlan>(nitems));
+  p.attn_items.assign(M_, std::vector<kernels::AttnItem>(nitems));
+  p.grows.clear();
+  size_t& extra = p.extra_kv_bytes;
+  extra = 0;
+  p.any_decode = p.any_prefill = false;
+  int maxL = 1;  // longest row span a decode item attends over
+  for (int b = 0; b < nitems; ++b) (p.len[b] == 1 ? p.any_decode : p.any_prefill) = true;
+  for (int j = 0; j < M_; ++j) {
+    for (int b = 0; b < nitems; ++b) {
+      KvCache& kv = p.sess[b]->kv[j];
+      AttnPlan& ap = p.attn[j][b];
+      const int T = p.len[b];
+      int ct = kv.ct;
+      if (ShouldCompress(cfg, ct) && cfg.min_kv_cache_size < ct && ct - cfg.kv_cache_window_size > 0) {
+        ap.compress = true;
+        ap.npast = ct - cfg.kv_cache_window_size;
+        ap.keep = std::min(cfg.min_kv_cache_size - cfg.kv_cache_window_size, ap.npast);
+        ct = ap.keep + (kv.ct - ap.npast);
+        const int need = ct + T;
+        ap.fresh.cap = RoundCap(std::max(need, cfg.max_kv_cache_size + 2));
+        extra += ap.fresh.Bytes(C_, Bc);
+      } else if (ct + T > kv.cap) {
+        const int cap = GrowCap(ct, kv.cap, T);
+        KvCache probe;
+        probe.cap = cap;
+        extra += probe.Bytes(C_, Bc) - kv.Bytes(C_, Bc);
+        p.grows.push_back({&kv, cap});
+      }
+      kernels::AttnItem& a = p.attn_items[j][b];
+      a.ct = ct;
+      a.row0 = p.row0[b];
+      a.len = T;
+      a.prefix = (T + ct <= thr || cfg.prefill_mode == AttnPrefillMode::kFull) ? 1 : 0;
+      a.sparse = (ct <= thr || cfg.decode_mode == AttnDecodeMode::kFull) ? 0 : 1;
+      if (T == 1) {
+        const int nsel = a.sparse ? std::min(cfg.topk, ct / Bc) : 0;
+        const int tail0 = a.sparse ? (ct / Bc) * Bc : 0;
+        maxL = std::max(maxL, nsel * Bc + ct + 1 - tail0);
+      }
+    }
+  }
+  {
+    const size_t ws = WsBytes(std::max(rows, ws_.rows), std::max(nitems, ws_.items),
+                              std::max<int>({1, static_cast<int>(logit_rows.size()), ws_.logit_rows}),
+                              std::max(ws_.part_floats, kernels::AttnDecodeScratchFloats(nitems, H_, 64)));
+    if (!SessionsFit(extra, ws))
+      return absl::ResourceExhaustedError(absl::StrCat("GPU memory budget exhausted: the step needs ", extra,
+                                                       " more bytes of KV cache and ", ws, " of workspace"));
+  }
+
+  // --- Kernel choices. Prefill of few sessions: the chunked recurrence spreads each
+  // (item, head) over many SMs. Decode: split each (item, head) so that the attention
+  // has about two blocks per SM.
+  p.wkv_chunked = opts_.wkv_chunked && p.max_len >= kWkvChunkedMinLen && nitems * H_ < 2 * sm_count_;
+  p.decode_splits = 1;
+  if (p.any_decode) {
+    p.decode_splits = DecodeSplits(nitems, maxL);
+  }
+  return absl::OkStatus();
+}
+
+// Key slices per (item, head) for decode attention over `max_len` keys: about two blocks
+// per SM over all items, at least 256 keys a slice, at most 64 slices.
+int CudaBackend::DecodeSplits(int nitems, int max_len) const {
+  const int want = std::max(1, (2 * sm_count_ + nitems * H_ - 1) / (nitems * H_));
+  return std::clamp(std::min(want, max_len / 256), 1, 64);
+}
+
+}  // namespace rwkvx::cuda

@@ -1,0 +1,277 @@
+// Internals of kernels/sample.cu (the sampler's kernels; the public API is kernels/sample.cuh):
+// the scratch layout, the per-row mode, block reductions, the chunk loops and the radix
+// selection step the kernels share. Include from sample.cu only.
+// Threads: device code, plus host helpers (GeoFor, Carve) called by the launcher on the
+// thread that owns the stream.
+#pragma once
+#include <algorithm>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+
+#include "kernels/sample.cuh"
+
+namespace rwkvx::kernels::sample_detail {
+
+
+constexpr int kT = 128;  // threads per block
+constexpr int kWarps = kT / 32;
+constexpr int kBits = 5, kBins = 1 << kBits;  // radix digit
+constexpr int kRounds = 6;                    // probability bits 29..0 (p < 2: bits 31, 30 are 0)
+constexpr int kMinChunk = 2048, kMaxSplits = 32;
+constexpr float kFix = 1099511627776.0f;  // 2^40: fixed-point unit of a relative probability
+using u64 = unsigned long long;
+
+struct Part {  // one (row, split)
+  float max;
+  int best, best1;
+  u64 tot, w, ties;
+};
+struct Sel {  // a radix selection before a round (after the last: the result)
+  unsigned prefix;
+  int found;
+  u64 need;  // still to cover: tokens (top-k) or mass (top-p)
+  u64 last;  // size of the bin the previous round chose (after the last: ties at the key)
+};
+struct RowState {
+  Sel k[kRounds + 1], p[kRounds + 1];
+  int tie_cut;
+};
+struct Scratch {
+  Part* part;      // [n][S]
+  u64* hist;       // [2][n][S][kBins], by round parity
+  RowState* row;   // [n]
+};
+struct Geo {
+  int S, chunk;
+};
+
+struct Mode {
+  float inv_t;
+  bool greedy, top1, topk, topp;
+};
+__host__ __device__ inline Mode ModeOf(const SampleItem& it, int V) {
+  Mode md;
+  md.inv_t = static_cast<float>(1.0 / static_cast<double>(it.temperature));
+  md.greedy = !(it.temperature > 0.f) || !(md.inv_t < FLT_MAX);
+  md.top1 = !md.greedy && it.top_k == 1 && V > 1;
+  md.topk = !md.greedy && !md.top1 && it.top_k > 1 && it.top_k < V;
+  md.topp = !md.greedy && !md.top1 && it.top_p < 1.f;
+  return md;
+}
+
+inline size_t Align(size_t b) { return (b + 255) / 256 * 256; }
+
+inline Geo GeoFor(int n, int V) {
+  int dev = 0, sms = 132;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  const int max_s = std::max(1, std::min(kMaxSplits, V / kMinChunk));
+  const int S = std::max(1, std::min(max_s, (4 * sms + n - 1) / std::max(n, 1)));
+  Geo g;
+  g.chunk = ((V + S - 1) / S + 31) / 32 * 32;
+  g.S = (V + g.chunk - 1) / g.chunk;
+  return g;
+}
+
+inline Scratch Carve(void* base, int n, int S) {
+  char* b = static_cast<char*>(base);
+  Scratch sc;
+  sc.part = reinterpret_cast<Part*>(b);
+  b += Align(sizeof(Part) * n * S);
+  sc.hist = reinterpret_cast<u64*>(b);
+  b += Align(sizeof(u64) * 2 * n * S * kBins);
+  sc.row = reinterpret_cast<RowState*>(b);
+  return sc;
+}
+
+struct Smem {
+  float f[kWarps];
+  int i[kWarps];
+  u64 u[kWarps];
+  u64 merged[kBins];
+  Sel st;
+  int token;
+};
+
+struct MaxF {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct MinI {
+  __device__ int operator()(int a, int b) const { return a < b ? a : b; }
+};
+struct Plus {
+  __device__ u64 operator()(u64 a, u64 b) const { return a + b; }
+};
+
+// Reduction over the block (every thread gets it); contains __syncthreads.
+template <class T, class Op>
+__device__ T BlockReduce(T v, T* scratch, Op op) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  T t = scratch[0];
+  for (int w = 1; w < kWarps; ++w) t = op(t, scratch[w]);
+  return t;
+}
+
+// The host Sampler's cleaning: NaN never wins; if some logit is +inf, the +inf tokens
+// share all the probability (logit 0) and every other token gets -inf.
+__device__ __forceinline__ float Clean(float x, bool posinf) {
+  if (posinf) return x == INFINITY ? 0.f : -INFINITY;
+  return isnan(x) ? -INFINITY : x;
+}
+__device__ __forceinline__ u64 Fix(float e) { return static_cast<u64>(e * kFix); }
+
+// f(i, logit) for the chunk's ids, each thread in id order, loads four at a time.
+template <class F>
+__device__ __forceinline__ void ForChunk(const float* l, int c0, int c1, F f) {
+  int i = c0 + static_cast<int>(threadIdx.x);
+  for (; i + 3 * kT < c1; i += 4 * kT) {
+    const float a = l[i], b = l[i + kT], c = l[i + 2 * kT], d = l[i + 3 * kT];
+    f(i, a);
+    f(i + kT, b);
+    f(i + 2 * kT, c);
+    f(i + 3 * kT, d);
+  }
+  for (; i < c1; i += kT) f(i, l[i]);
+}
+
+// The first id in [c0, c1) where the running sum of f(i, logit) in id order exceeds x
+// (x < the chunk's sum); -1 if none. Each warp owns a contiguous segment: segment sums,
+// then the warp holding x scans its segment 32 ids at a time. Call from all threads.
+template <class F>
+__device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int seg = ((c1 - c0 + kWarps - 1) / kWarps + 31) / 32 * 32;
+  const int w0 = min(c1, c0 + warp * seg), w1 = min(c1, w0 + seg);
+  u64 part = 0;
+  for (int i = w0 + lane; i < w1; i += 32) part += f(i, l[i]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+  if (threadIdx.x == 0) sm.token = -1;
+  if (lane == 0) sm.u[warp] = part;
+  __syncthreads();
+  u64 base = 0;
+  for (int w = 0; w < warp; ++w) base += sm.u[w];
+  if (base <= x && x < base + part) {  // warp-uniform; exactly one warp
+    for (int g = w0; g < w1; g += 32) {
+      const int i = g + lane;
+      u64 inc = i < w1 ? f(i, l[i]) : 0;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const u64 v = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += v;
+      }
+      const unsigned hit = __ballot_sync(0xffffffffu, base + inc > x);
+      if (hit) {
+        if (lane == 0) sm.token = g + __ffs(hit) - 1;
+        break;
+      }
+      base += __shfl_sync(0xffffffffu, inc, 31);
+    }
+  }
+  __syncthreads();
+  return sm.token;
+}
+
+// The row's maximum from the chunks' (+inf rows: 0, with *posinf set).
+__device__ float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
+  float m = -INFINITY;
+  for (int q = 0; q < S; ++q) m = fmaxf(m, sc.part[r * S + q].max);
+  *posinf = m == INFINITY;
+  return *posinf ? 0.f : m;
+}
+
+// What every kernel starts from: the block's row, chunk and item, and (given the chunk
+// maxima) the row's maximum m (-inf: everything banned) and +inf mode.
+struct Blk {
+  int r, s, c0, c1;
+  SampleItem it;
+  Mode md;
+  float* l;
+  float m = -INFINITY;
+  bool posinf = false;
+  __device__ Blk(const SampleParams& p, const Geo& g, const Scratch* sc) {
+    r = blockIdx.x;
+    s = blockIdx.y;
+    c0 = s * g.chunk;
+    c1 = min(p.V, c0 + g.chunk);
+    it = p.items[r];
+    md = ModeOf(it, p.V);
+    l = p.logits + static_cast<size_t>(it.row) * p.V;
+    if (sc) m = RowMax(*sc, r, g.S, &posinf);
+  }
+  // The probability's bits (the radix key) of a logit of this row.
+  __device__ unsigned Key(float v) const { return __float_as_uint(expf(Clean(v, posinf) - m)); }
+};
+
+// Which tokens the draw keeps: top-k (key > kth, or == kth with id <= tie_cut) and top-p
+// (key >= cutoff); keys are the probabilities' bits.
+struct Keep {
+  unsigned kth = 0, cutoff = 0;
+  int tie_cut = INT_MAX;
+  __device__ bool operator()(int i, unsigned key) const {
+    return (key > kth || (key == kth && i <= tie_cut)) && key >= cutoff;
+  }
+};
+__device__ Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
+  Keep k;
+  if (md.topk) {
+    const Sel& f = rs.k[kRounds];
+    k.kth = f.prefix;
+    if (f.need < f.last) k.tie_cut = rs.tie_cut;
+  }
+  if (with_top_p && md.topp && rs.p[kRounds].found) k.cutoff = rs.p[kRounds].prefix;
+  return k;
+}
+
+// The draw's weight of token i: Fix(p ** (1 / T)) if kept, else 0.
+__device__ __forceinline__ u64 Weight(int i, float x, float m, float inv_t, const Keep& keep) {
+  const float e = expf(x - m);
+  if (!keep(i, __float_as_uint(e))) return 0;
+  return Fix(inv_t == 1.f ? e : expf((x - m) * inv_t));
+}
+
+// The selection after round `round - 1` (whose digit starts at bit `shift`): merge the
+// chunks' histograms, take the highest bin where the running total reaches `need`.
+// Block (r, 0) records it. Call from all threads.
+__device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, int round, Sel* slot, Smem& sm) {
+  if (!prev.found) {  // top-p not reached: stays so (recorded for the later kernels)
+    if (s == 0 && threadIdx.x == 0) *slot = prev;
+    return prev;
+  }
+  const int shift = 30 - kBits * round;
+  const u64* h = sc.hist + (static_cast<size_t>((round - 1) & 1) * gridDim.x + r) * S * kBins;
+  if (threadIdx.x < kBins) {
+    u64 t = 0;
+    for (int q = 0; q < S; ++q) t += h[q * kBins + threadIdx.x];
+    sm.merged[threadIdx.x] = t;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    Sel st = prev;
+    u64 acc = 0;
+    int b = kBins - 1;
+    for (; b >= 0; --b) {
+      if (acc + sm.merged[b] >= prev.need) break;
+      acc += sm.merged[b];
+    }
+    if (b < 0) {
+      st.found = 0;  // top-p: the kept mass never reaches top_p (top-k always finds one)
+    } else {
+      st.prefix = prev.prefix | (static_cast<unsigned>(b) << shift);
+      st.need = prev.need - acc;
+      st.last = sm.merged[b];
+    }
+    sm.st = st;
+    if (s == 0) *slot = st;
+  }
+  __syncthreads();
+  return sm.st;
+}
+
+}  // namespace rwkvx::kernels::sample_detail

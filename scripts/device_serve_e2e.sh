@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs on the device machine, in one call: (1) the memory-pressure load (bench/serve/
+# pressure.py) against `rwkvx serve --backend cuda` on a random-weight 0.2B checkpoint
+# (official layout, made there with its PyTorch) with a small --gpu-memory-fraction, the
+# scenario where started streams used to die; (2) the e2e suite (tests/e2e) against the
+# CUDA backend (--backend auto picks the GPU); (3) the load test (tests/load) on the GPU;
+# Expects .gpupack/ or .gpulibs/ (scripts/device_serve_pack.sh: rwkvx + the libraries the
+# device lacks) and .whl/ (the clients' wheels for Python 3.12).
+# (4) serving throughput with bench/serve/loadgen.py (256 streams, short and ~512-token
+# prompts; one stream). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*,
+# e2e.log, server logs). Stages switch off with PRESSURE=0 TPUT=0 LOAD=0 E2E=.
+#   FRACTIONS="0.03" CONC=192 scripts/device_serve_e2e.sh
+set -uo pipefail
+FINAL=${OUT:-/tmp/out}
+OUT=$FINAL/r  # everything goes here, then into one archive (the tool returns at most 8 files)
+mkdir -p "$OUT"
+trap 'tar -C "$FINAL" -czf "$FINAL/results.tgz" r && rm -rf "$OUT"' EXIT
+ROOT=$PWD
+[ -d .gpulibs ] || tar -xJf .gpupack/gpulibs.tar.xz
+export LD_LIBRARY_PATH=$ROOT/.gpulibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+BIN=$ROOT/.gpulibs/rwkvx
+VOCAB=$ROOT/.gpulibs/rwkv_vocab_v20230424.txt
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>&1 | tail -2
+export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+
+python3 - <<'PY' || exit 1
+import sys, torch
+sys.path.insert(0, "tests/parity"); sys.path.insert(0, "bench/engine")
+import oracle
+from package_bench import SHAPES
+torch.save(oracle.make_state_dict(SHAPES["0.2b"], 1234), "/tmp/m02.pth")
+PY
+serve() {  # $1 = label; the rest = extra flags. Prints the URL once the ports file exists.
+  local label=$1; shift
+  rm -f /tmp/ports.json
+  "$BIN" serve --backend cuda --model /tmp/m02.pth --vocab "$VOCAB" --http-port 0 --grpc-port -1 \
+    --port-file /tmp/ports.json --max-sessions 256 --max-queue 1024 "$@" >"$OUT/server_$label.log" 2>&1 &
+  SERVER=$!
+  for _ in $(seq 600); do
+    [ -s /tmp/ports.json ] && python3 -c 'import json;json.load(open("/tmp/ports.json"))' 2>/dev/null && break
+    kill -0 $SERVER 2>/dev/null || { echo "server $label exited"; tail -5 "$OUT/server_$label.log"; return 1; }
+    sleep 0.2
+  done
+  URL=http://127.0.0.1:$(python3 -c 'import json;print(json.load(open("/tmp/ports.json"))["http_port"])')
+}
+if [ "${PRESSURE:-1}" = 1 ]; then
+  echo "| run | requests | concurrency | completed | refused | failed | wall |" | tee "$OUT/pressure.md"
+  echo "|---|---|---|---|---|---|---|" | tee -a "$OUT/pressure.md"
+  for frac in ${FRACTIONS:-0.03}; do
+    serve "frac$frac" --gpu-memory-fraction "$frac" || continue
+    timeout 900 python3 bench/serve/pressure.py --url "$URL" --concurrency "${CONC:-192}" \
+      --prompt-words "${WORDS:-3000}" --max-tokens "${MAXTOK:-64}" \
+      --label "H200 0.2B --gpu-memory-fraction $frac" --out "$OUT/pressure_frac$frac.json" | tee -a "$OUT/pressure.md"
+    curl -s "$URL/metrics" | grep -E '^rwkvx_(requests_finished|requests_rejected|preempt|session_state_bytes|steps_total)' >"$OUT/metrics_frac$frac.txt"
+    kill -INT $SERVER; wait $SERVER
+  done
+fi
+
+if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the issue's two loads
+  serve tput --max-batch-tokens 1024 --max-queue 2048 && {
+    python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 64 \
+      --max-tokens 128 --out "$OUT/tput_short.json" | tail -3
+    python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 2048 \
+      --max-tokens 128 --out "$OUT/tput_long.json" | tail -3
+    python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
+      --max-tokens 128 --out "$OUT/tput_one.json" | tail -3
+    kill -INT $SERVER; wait $SERVER
+  }
+fi
+
+if [ "${LOAD:-1}" = 1 ]; then  # tests/load: 1000 SSE + 200 gRPC streams; auto picks the GPU
+  timeout 400 python3 tests/load/load_test.py --bin "$BIN" --out "$OUT/load.json" >"$OUT/load.log" 2>&1
+  echo "load rc=$?"; tail -12 "$OUT/load.log"
+fi
+
+if [ -n "${E2E-tests/e2e}" ]; then
+  RWKVX_BIN=$BIN RWKVX_VOCAB=$VOCAB PYTHONUNBUFFERED=1 \
+    timeout 480 python3 -m pytest -q -p no:cacheprovider --timeout 150 ${E2E-tests/e2e} >"$OUT/e2e.log" 2>&1
+  echo "e2e rc=$?"; tail -15 "$OUT/e2e.log"
+fi

@@ -1,0 +1,177 @@
+#include "server/app/serve_flags.h"
+
+#include <functional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace rwkvx {
+namespace {
+
+struct FlagDef {
+  const char* name;
+  const char* arg;  // "" for booleans
+  const char* help;
+  std::function<bool(ServeFlags*, const std::string&)> set;
+  std::function<std::string(const ServeFlags&)> get;
+};
+
+template <typename T>
+bool ParseNum(const std::string& s, T* out) {
+  if constexpr (std::is_same_v<T, double>) return absl::SimpleAtod(s, out);
+  else return absl::SimpleAtoi(s, out);
+}
+
+#define STR(field, name, help) \
+  FlagDef{name, "STR", help, [](ServeFlags* f, const std::string& v) { f->field = v; return true; }, \
+          [](const ServeFlags& f) { return f.field; }}
+#define NUM(field, name, arg, help)                                                   \
+  FlagDef{name, arg, help,                                                            \
+          [](ServeFlags* f, const std::string& v) { return ParseNum(v, &f->field); }, \
+          [](const ServeFlags& f) { return absl::StrCat(f.field); }}
+
+const std::vector<FlagDef>& Defs() {
+  static const std::vector<FlagDef> defs = {
+      STR(model, "model", "checkpoint (.pth or .safetensors); empty = the embedded trained demo model"),
+      STR(vocab, "vocab", "RWKV world vocabulary file (rwkv_vocab_v20230424.txt); implies --tokenizer world"),
+      STR(tokenizer, "tokenizer", "auto | world | bytes (auto: world with --vocab, else bytes)"),
+      STR(model_name, "model-name", "name served in /v1/models and expected in 'model' (default: derived)"),
+      STR(backend, "backend", "auto | cpu | cuda (auto: CUDA when a GPU is usable, else CPU; logged)"),
+      NUM(threads, "threads", "N", "CPU backend threads (0 = all cores)"),
+      NUM(cuda_device, "cuda-device", "N", "GPU index for the CUDA backend"),
+      STR(weights, "weights",
+          "weight precision: CPU fp32 (default, exact) or fp16 (half the bytes per token); "
+          "CUDA fp16 (default) or bf16"),
+      STR(sampling, "sampling",
+          "where generated tokens are sampled: auto (default: device where the backend samples, i.e. "
+          "CUDA, else host; logged), host (every logits row is copied out) or device (inside the "
+          "backend where it can: only token ids leave the GPU; docs/SAMPLING.md)"),
+      NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
+          "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
+      NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),
+      STR(host, "host", "address to listen on (HTTP and gRPC)"),
+      NUM(http_port, "http-port", "PORT", "HTTP port (0 = pick a free port and log it)"),
+      NUM(grpc_port, "grpc-port", "PORT", "gRPC port (0 = pick a free port, -1 = no gRPC)"),
+      STR(port_file, "port-file", "write {\"http_port\":..,\"grpc_port\":..} here once listening"),
+      FlagDef{"api-key", "KEY", "API key for Bearer auth on /v1/* and gRPC (repeatable; none = no auth)",
+              [](ServeFlags* f, const std::string& v) { f->api_keys.push_back(v); return true; },
+              [](const ServeFlags& f) { return std::string(f.api_keys.empty() ? "" : "(set)"); }},
+      FlagDef{"initial-state", "NAME=PATH",
+              "a state-tuned initial RWKV state (RWKV-PEFT layout: blocks.N.att.time_state [H, N, N], .pth or "
+              ".safetensors) that requests pick with \"initial_state\": \"NAME\"; repeatable (docs/API.md)",
+              [](ServeFlags* f, const std::string& v) { f->initial_states.push_back(v); return true; },
+              [](const ServeFlags& f) { return absl::StrJoin(f.initial_states, ","); }},
+      STR(api_key_file, "api-key-file", "file with one API key per line (SIGHUP re-reads it: key rotation without a restart)"),
+      NUM(http_threads, "http-threads", "N", "HTTP I/O threads"),
+      NUM(http_send_buffer_bytes, "http-send-buffer-bytes", "N", "kernel send buffer per HTTP connection (0 = OS default)"),
+      NUM(http_read_timeout_s, "http-read-timeout", "SECONDS", "an HTTP request's headers and body must arrive within this of its first byte (slow senders are dropped)"),
+      NUM(http_idle_timeout_s, "http-idle-timeout", "SECONDS", "an HTTP connection waits this long for a request's first byte, then is closed"),
+      NUM(http_max_connections, "http-max-connections", "N", "open HTTP connections; more get 503 and are closed"),
+      NUM(max_sessions, "max-sessions", "N", "max concurrent generating sessions"),
+      NUM(max_queue, "max-queue", "N", "max waiting requests; more get 429 / RESOURCE_EXHAUSTED"),
+      NUM(max_prompt_tokens, "max-prompt-tokens", "N",
+          "max prompt tokens per request, and per session create/append (0 = the model's declared "
+          "context, sidecar ctx_len, else 131072; the start-up log says which is in force)"),
+      NUM(max_tokens, "max-tokens", "N", "max generated tokens per request (upper bound of max_tokens)"),
+      NUM(default_max_tokens, "default-max-tokens", "N", "max_tokens when the request gives none"),
+      NUM(max_batch_tokens, "max-batch-tokens", "N", "tokens per backend step (decode + prefill chunks)"),
+      NUM(prefill_chunk, "prefill-chunk", "N", "prompt tokens per session per step (chunked prefill)"),
+      NUM(request_timeout_s, "request-timeout", "SECONDS", "deadline of one request, queue time included"),
+      NUM(max_body_bytes, "max-body-bytes", "N",
+          "max HTTP request body (413 past it; 0 = 8 bytes per prompt token, at least 1 MiB: "
+          "1 MiB for 131072 tokens, which holds them as JSON ids or as text of up to ~8 bytes a "
+          "token; session snapshot uploads have their own limit, --max-snapshot-bytes)"),
+      NUM(max_header_bytes, "max-header-bytes", "N", "max HTTP request headers (431 past it)"),
+      NUM(max_json_depth, "max-json-depth", "N", "max nesting of a JSON body"),
+      NUM(stream_buffer_bytes, "stream-buffer-bytes", "N", "per-request buffer of unread events; a client slower than this is dropped"),
+      NUM(max_n, "max-n", "N", "max choices (n) per request"),
+      NUM(memory_budget_bytes, "memory-budget-bytes", "N",
+          "backend session memory budget (0 = unbounded on the CPU, the --gpu-memory-fraction alone on CUDA; on CUDA "
+          "it caps session bytes within that fraction): requests start only when their reservation (prompt + "
+          "max_tokens, compression cap applied) fits, never-fitting ones get 429 before any byte; running ones "
+          "are preempted, never failed, when sessions outgrow it (docs/MEMORY.md)"),
+      NUM(prefix_cache_bytes, "prefix-cache-bytes", "N",
+          "prefix state cache: bytes of checkpointed prompt states that later requests extending the same "
+          "tokens start from (multi-turn chat prefills only the new turn; docs/PREFIX_CACHE.md); 0 = off; "
+          "default (-1): a quarter of the backend's session memory, 1 GiB on a CPU without --memory-budget-bytes"),
+      NUM(prefix_cache_min_tokens, "prefix-cache-min-tokens", "N", "shortest token prefix the prefix cache checkpoints"),
+      NUM(max_stored_sessions, "max-stored-sessions", "N", "max named sessions (all tiers)"),
+      NUM(session_memory_bytes, "session-memory-bytes", "N", "backend-memory budget of named sessions; idle ones past it move to host memory"),
+      NUM(session_idle_timeout_s, "session-idle-timeout", "SECONDS", "named sessions idle this long are deleted (with --session-dir: moved to disk)"),
+      STR(session_dir, "session-dir", "directory of saved sessions: idle sessions spill here, all are saved on SIGTERM and listed again after a restart (empty = none)"),
+      NUM(session_host_bytes, "session-host-bytes", "N", "host-memory budget of idle named sessions kept as snapshot bytes (past it they go to --session-dir)"),
+      NUM(session_disk_bytes, "session-disk-bytes", "N", "disk budget of --session-dir (past it new sessions get 429 / RESOURCE_EXHAUSTED)"),
+      NUM(session_lease_s, "session-lease-seconds", "SECONDS", "replicas sharing --session-dir: a session in a replica's memory is leased to it; a crashed replica's sessions are served elsewhere this long after its last renewal"),
+      NUM(max_snapshot_bytes, "max-snapshot-bytes", "N", "largest session snapshot a client may upload (HTTP body, gRPC message)"),
+      NUM(testing.session_write_pause_ms, "testing-session-write-pause-ms", "MS", "TEST ONLY: pause mid-way through every session file write (crash tests)"),
+      STR(testing.session_write_gate, "testing-session-write-gate", "TEST ONLY: while this file exists, every session file write waits half-way"),
+      NUM(testing.fail_step_after, "testing-fail-step-after", "N",
+          "TEST ONLY: the Nth backend step run with every --max-sessions slot busy fails as a lost device "
+          "(not ready, requests end 503 / UNAVAILABLE, sessions saved, exit 3)"),
+      STR(testing.replica_host, "testing-replica-host", "TEST ONLY: the host name this replica's session leases give"),
+      NUM(drain_grace_s, "drain-grace", "SECONDS", "on SIGTERM: time running requests get to finish"),
+      NUM(attn_chunk_size, "attn-chunk-size", "N", "sparse attention chunk size B (-1 = model's)"),
+      NUM(attn_topk, "attn-topk", "N", "sparse attention top-k chunks (-1 = model's)"),
+      NUM(attn_full_threshold, "attn-full-threshold", "N", "full-attention threshold (-1 = chunk*topk, -2 = model's)"),
+      STR(attn_decode_mode, "attn-decode-mode", "sparse | full (empty = model's)"),
+      STR(attn_prefill_mode, "attn-prefill-mode", "chunk | full (empty = model's)"),
+      NUM(kv_max, "kv-max", "N", "KV cache size that triggers compression (0 = never; -1 = model's)"),
+      NUM(kv_window, "kv-window", "N", "KV rows always kept after compression (-1 = model's)"),
+      NUM(kv_min, "kv-min", "N", "KV rows kept by compression (-1 = model's)"),
+      STR(attn_reference, "attn-reference", "0.1 | 0.2: which official package generation's rules (empty = model's)"),
+  };
+  return defs;
+}
+
+}  // namespace
+
+std::string ServeHelp() {
+  std::string out =
+      "usage: rwkvx serve [flags]\n\n"
+      "Serves an RWKV-X model over gRPC (rwkvx.v1) and an OpenAI-compatible HTTP API.\n"
+      "With no --model it serves a small embedded byte-level model (trained; see server/embedded/MODEL_CARD.md).\n\n";
+  ServeFlags defaults;
+  for (const auto& d : Defs()) {
+    std::string left = absl::StrCat("  --", d.name, *d.arg ? absl::StrCat(" ", d.arg) : "");
+    if (left.size() < 32) left.resize(32, ' ');
+    else left += "\n" + std::string(32, ' ');
+    std::string def = d.get(defaults);
+    absl::StrAppend(&out, left, d.help, def.empty() ? "" : absl::StrCat(" [", def, "]"), "\n");
+  }
+  out += "  --help                        this text\n";
+  return out;
+}
+
+absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      f->help = true;
+      continue;
+    }
+    if (a.rfind("--", 0) != 0) return absl::InvalidArgumentError("unexpected argument: " + a);
+    std::string name = a.substr(2), value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+      has_value = true;
+    }
+    const FlagDef* def = nullptr;
+    for (const auto& d : Defs()) {
+      if (name == d.name) def = &d;
+    }
+    if (!def) return absl::InvalidArgumentError("unknown flag --" + name + " (see --help)");
+    if (!has_value) {
+      if (i + 1 >= argc) return absl::InvalidArgumentError("--" + name + " needs a value");
+      value = argv[++i];
+    }
+    if (!def->set(f, value)) {
+      return absl::InvalidArgumentError("--" + name + ": bad value '" + value + "'");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rwkvx

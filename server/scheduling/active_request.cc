@@ -1,0 +1,153 @@
+#include "server/scheduling/active_request.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "server/metrics/metrics.h"
+
+namespace rwkvx {
+namespace {
+
+// The bookkeeping every final event gets: counts, metrics, the push.
+void PushFinal(RequestStream& s, Ending e, absl::Time now, ServerMetrics* metrics) {
+  e.event.finish = e.reason;
+  e.event.status = std::move(e.status);
+  e.event.prompt_tokens = static_cast<int>(s.request().prompt.size());
+  metrics->Finished(FinishReasonName(e.reason)).Increment();
+  metrics->request_latency->Observe(absl::ToDoubleSeconds(now - s.request().arrival));
+  s.PushFinal(std::move(e.event));
+}
+
+}  // namespace
+
+ActiveRequest::ActiveRequest(std::shared_ptr<RequestStream> s, const Tokenizer* tok)
+    : stream(std::move(s)),
+      req(stream->request()),
+      sampler(req.sampling, tok),
+      tok_(tok),
+      matcher_(req.grammar ? std::make_unique<grammar::GrammarMatcher>(req.grammar) : nullptr),
+      decoder_(tok),
+      stop_(req.stop_strings) {}
+
+std::vector<int32_t> ActiveRequest::MinTokensBans() const {
+  std::vector<int32_t> bans;
+  if (generated >= req.min_tokens) return bans;
+  if (req.stop_at_end_of_text) bans.push_back(tok_->EndOfText());
+  bans.insert(bans.end(), req.stop_tokens.begin(), req.stop_tokens.end());
+  return bans;
+}
+
+void ActiveRequest::ApplyGrammarMask(float* logits, int vocab) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const int words = matcher_->token_grammar().vocab().mask_words();
+  mask_.resize(static_cast<size_t>(words));
+  matcher_->FillMask(mask_.data());
+  const int covered = std::min(vocab, words * 32);
+  const int full = covered / 32;
+  for (int w = 0; w < full; ++w) {
+    const uint32_t bits = mask_[static_cast<size_t>(w)];
+    if (bits == ~0u) continue;
+    float* l = logits + static_cast<size_t>(w) * 32;
+    for (int j = 0; j < 32; ++j) l[j] = (bits >> j) & 1u ? l[j] : kNegInf;  // branch-free: vectorises
+  }
+  for (int id = full * 32; id < covered; ++id) {
+    if (!((mask_[static_cast<size_t>(id / 32)] >> (id % 32)) & 1u)) logits[id] = kNegInf;
+  }
+  for (int id = covered; id < vocab; ++id) logits[id] = kNegInf;  // ids the vocabulary lacks
+}
+
+SampleResult ActiveRequest::SampleRow(float* logits, int vocab,
+                                      const std::vector<int32_t>& unspellable) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int32_t id : unspellable) logits[id] = kNegInf;
+  for (int32_t id : MinTokensBans()) {
+    if (id >= 0 && id < vocab) logits[id] = kNegInf;
+  }
+  if (matcher_) ApplyGrammarMask(logits, vocab);
+  return sampler.Sample(logits, vocab);
+}
+
+void ActiveRequest::DeviceSpec(const std::vector<int32_t>& unspellable, DeviceSampling* out) {
+  std::vector<int32_t> bans = MinTokensBans();
+  if (bans.empty()) {
+    sampler.DeviceSpec(unspellable, out);
+    return;
+  }
+  bans.insert(bans.end(), unspellable.begin(), unspellable.end());
+  sampler.DeviceSpec(bans, out);
+}
+
+std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, ServerMetrics* metrics) {
+  ++generated;
+  metrics->generation_tokens->Increment();
+  if (generated == 1) {
+    metrics->time_to_first_token->Observe(absl::ToDoubleSeconds(now - req.arrival));
+  } else {
+    metrics->inter_token_latency->Observe(absl::ToDoubleSeconds(now - last_token));
+  }
+  last_token = now;
+  seq.feed.push_back(r.token);  // fed next step, or kept as pending in a stored session
+
+  Ending end;
+  GenerateEvent& ev = end.event;
+  bool stopped = false;
+  bool stop_token = (req.stop_at_end_of_text && r.token == tok_->EndOfText()) ||
+                    std::find(req.stop_tokens.begin(), req.stop_tokens.end(), r.token) !=
+                        req.stop_tokens.end();
+  if (matcher_) {
+    // The mask allowed only what the grammar accepts; end of text only once it is
+    // complete, and then it ends the output whatever ignore_eos says.
+    if (r.token == tok_->EndOfText() && matcher_->IsComplete()) {
+      stop_token = true;
+    } else if (!matcher_->Accept(r.token)) {
+      return Ending{FinishReason::kError,
+                    absl::InternalError("structured output: no token the grammar allows could be drawn"), {}};
+    }
+  }
+  if (stop_token) {
+    ev.text = stop_.Add(decoder_.Flush(), &stopped);
+    if (!stopped) ev.text += stop_.Finish();
+    return end;
+  }
+  sampler.Accept(r.token);
+  TokenEvent te;
+  te.token = r.token;
+  if (req.logprobs) {
+    te.logprob = r.logprob;
+    te.top = std::move(r.top);
+  }
+  ev.tokens.push_back(std::move(te));
+  ev.text = stop_.Add(decoder_.Push(r.token), &stopped);
+  if (stopped) return end;
+  if (matcher_ && !matcher_->CanContinue()) {  // the grammar is complete: nothing may follow
+    ev.text += stop_.Add(decoder_.Flush(), &stopped);
+    if (!stopped) ev.text += stop_.Finish();
+    return end;
+  }
+  if (generated >= req.max_tokens) {
+    ev.text += stop_.Add(decoder_.Flush(), &stopped);
+    if (!stopped) ev.text += stop_.Finish();
+    end.reason = stopped ? FinishReason::kStop : FinishReason::kLength;
+    return end;
+  }
+  if (!stream->Push(std::move(ev))) {
+    return Ending{FinishReason::kSlowClient,
+                  absl::ResourceExhaustedError("the client read the stream too slowly"), {}};
+  }
+  return std::nullopt;
+}
+
+void ActiveRequest::End(Ending e, absl::Time now, ServerMetrics* metrics) {
+  seq.done = true;
+  e.event.completion_tokens = generated;
+  e.event.cached_tokens = static_cast<int>(std::min(cache_start, req.prompt.size()));
+  PushFinal(*stream, std::move(e), now, metrics);
+}
+
+void EndUnstarted(const std::shared_ptr<RequestStream>& s, FinishReason reason,
+                  absl::Status status, ServerMetrics* metrics) {
+  PushFinal(*s, Ending{reason, std::move(status), {}}, absl::Now(), metrics);
+}
+
+}  // namespace rwkvx

@@ -1,0 +1,97 @@
+// ActiveRequest: one running request on the scheduler's loop thread: its planner
+// Sequence (what is fed, what is left), its backend session, the sampler, the
+// detokenizer, the stop-text matcher, the grammar matcher of structured output (the
+// allowed-token mask applied to each logits row before sampling), and how tokens become
+// events on its RequestStream.
+// What to do with the session when the request ends (a stored session released, a
+// checkpoint adopted by the prefix cache, or freed) is the scheduler's (Scheduler::Finish).
+//
+// Ownership: owned by the scheduler (its list of running requests); shares the stream
+// with the frontend, which reads it on its own threads (RequestStream is thread-safe).
+// Threads: loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "engine/backend.h"
+#include "engine/sampling/grammar/matcher.h"
+#include "engine/sampling/sampler.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "server/request.h"
+#include "server/scheduling/step_planner.h"
+#include "server/scheduling/stop_text.h"
+
+namespace rwkvx {
+
+class ServerMetrics;
+
+// How a request ends: its reason, its status and its last event (text held back, the
+// token that ended it).
+struct Ending {
+  FinishReason reason = FinishReason::kStop;
+  absl::Status status;
+  GenerateEvent event;
+};
+
+class ActiveRequest {
+ public:
+  // `tok` must outlive the request.
+  ActiveRequest(std::shared_ptr<RequestStream> s, const Tokenizer* tok);
+
+  // Masks the ids the tokenizer cannot spell in `logits` [V], the ids min_tokens still
+  // holds back, and what the grammar does not allow; then samples on the host.
+  SampleResult SampleRow(float* logits, int vocab, const std::vector<int32_t>& unspellable);
+  // Whether the backend may draw this request's next token: a grammar needs the logits
+  // row on the host (its mask is applied there), and so do top_logprobs.
+  bool CanSampleOnDevice() const { return !matcher_ && !sampler.NeedsLogitRows(); }
+  // The backend's sampling spec: the sampler's (penalties, biases, the draw) plus the
+  // unspellable ids and the min_tokens bans.
+  void DeviceSpec(const std::vector<int32_t>& unspellable, DeviceSampling* out);
+  // Records a chosen token: appends it to the feed (fed next step, or kept pending by a
+  // stored session) and streams it, or returns how the request ends (a stop token or
+  // stop text, max_tokens, a client too slow to read).
+  std::optional<Ending> Emit(SampleResult r, absl::Time now, ServerMetrics* metrics);
+  // Marks the request done and pushes its final event (with the token counts).
+  void End(Ending e, absl::Time now, ServerMetrics* metrics);
+
+  std::shared_ptr<RequestStream> stream;
+  const GenerateRequest& req;
+  SessionId sid = 0;
+  std::string stored_name;  // "" for a session that lives only for this request
+  Sequence seq;             // the planner's view; seq.done once ended
+  uint64_t order = 0;       // start order among the running sequences
+  size_t cache_start = 0;   // prompt tokens that came from the prefix cache
+  size_t cache_shared = 0;  // prompt tokens shared with a cached key
+  std::vector<float> cached_logits;  // the whole prompt was cached: logits after it
+  // Preempted: the session's state, exported to the host (sid 0 meanwhile).
+  std::optional<SessionState> parked;
+  int generated = 0;
+  Sampler sampler;
+  absl::Time admitted, last_token;
+
+ private:
+  // The ids banned because fewer than min_tokens were generated (end of text when it
+  // stops, and the stop tokens); empty once min_tokens is reached.
+  std::vector<int32_t> MinTokensBans() const;
+  // Sets every logit the grammar does not allow next to -inf ([vocab] floats).
+  void ApplyGrammarMask(float* logits, int vocab);
+
+  const Tokenizer* tok_;
+  std::unique_ptr<grammar::GrammarMatcher> matcher_;  // null without structured output
+  std::vector<uint32_t> mask_;                        // scratch: the matcher's mask words
+  StreamDecoder decoder_;
+  StopTextMatcher stop_;
+};
+
+// The final event of a request that never started (refused at admission, cancelled,
+// timed out or shut down while waiting).
+void EndUnstarted(const std::shared_ptr<RequestStream>& s, FinishReason reason,
+                  absl::Status status, ServerMetrics* metrics);
+
+}  // namespace rwkvx

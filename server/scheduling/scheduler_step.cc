@@ -1,0 +1,186 @@
+// Scheduler: one step. PlanBatch over the running sequences (requests and stored-session
+// prefills, in start order), the one Backend::Step / StepSampled call, then
+// ApplyStepResult: tokens sampled and emitted, prompt checkpoints, prefills advanced.
+// Preemption victims are parked before the step; a lost backend ends everything (Fatal).
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/log.h"
+#include "server/scheduling/scheduler.h"
+
+namespace rwkvx {
+
+std::vector<Scheduler::Runner> Scheduler::Runners() {
+  std::vector<Runner> run;
+  run.reserve(active_.size() + prefills_.size());
+  size_t i = 0, j = 0;
+  while (i < active_.size() || j < prefills_.size()) {
+    if (j == prefills_.size() || (i < active_.size() && active_[i]->order < prefills_[j]->order)) {
+      ActiveRequest* a = active_[i++].get();
+      run.push_back(Runner{a, nullptr, &a->seq, a->sid});
+    } else {
+      SessionPrefill* p = prefills_[j++].get();
+      run.push_back(Runner{nullptr, p, &p->seq, p->sid});
+    }
+  }
+  return run;
+}
+
+bool Scheduler::RunStep() {
+  std::vector<Runner> run = Runners();
+  const bool device = opts_.device_sampling && backend_->SupportsDeviceSampling();
+  std::vector<const Sequence*> view;
+  std::vector<Sequence*> seqs;
+  for (Runner& r : run) {
+    if (r.req) {
+      // Tokens drawn in the backend are generated ones only; logits rows to the host for
+      // top_logprobs and for a grammar's mask.
+      ActiveRequest& a = *r.req;
+      a.seq.device_sample = device && a.seq.fed >= a.seq.prompt_len && a.CanSampleOnDevice();
+    }
+    view.push_back(r.seq);
+    seqs.push_back(r.seq);
+  }
+  BatchPlan plan = PlanBatch(limits_, view, MemoryNow(/*with_checkpoints=*/false));
+  // Victims: a request of its own session gives its memory back (resumed later); others
+  // sit this step out.
+  for (size_t i : plan.preempt) {
+    if (run[i].req && run[i].seq->kind == SequenceKind::kRequest) Preempt(*run[i].req);
+  }
+  if (plan.items.empty()) return false;
+
+  std::vector<StepInput> items(plan.items.size());
+  std::vector<DeviceSampling> specs;  // pointed to by `items`: sized up front
+  specs.reserve(plan.items.size());
+  for (size_t k = 0; k < plan.items.size(); ++k) {
+    const PlanItem& it = plan.items[k];
+    const Sequence& s = *seqs[it.seq];
+    items[k].session = run[it.seq].sid;
+    items[k].tokens.assign(s.feed.begin() + static_cast<std::ptrdiff_t>(s.fed),
+                           s.feed.begin() + static_cast<std::ptrdiff_t>(s.fed) + it.tokens);
+    items[k].want_logits = it.want_logits;
+    if (it.sample) {
+      specs.emplace_back();
+      run[it.seq].req->DeviceSpec(unspellable_, &specs.back());
+      items[k].sample = &specs.back();
+    }
+  }
+  std::vector<float> logits;
+  std::vector<SampledToken> sampled;
+  absl::Time t0 = absl::Now();
+  absl::Status st = RunBackendStep(items, !specs.empty(), &logits, &sampled);
+  absl::Time t1 = absl::Now();
+  metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - t0));
+  metrics_->step_batch_sessions->Observe(static_cast<double>(items.size()));
+  metrics_->step_batch_tokens->Observe(plan.total_tokens);
+  metrics_->steps->Increment();
+  if (!st.ok()) {
+    if (IsBackendLost(st) || !backend_->Healthy()) {
+      Fatal(st, plan, run);
+      return true;
+    }
+    // Planned steps never run out of memory (preemption): one that does is a bug.
+    if (absl::IsResourceExhausted(st)) SLOG(ERROR) << "BUG: a planned step ran out of memory";
+    SLOG(ERROR) << "backend step failed: " << st;
+    FailStep(plan, run);
+    return true;
+  }
+  const size_t vocab = static_cast<size_t>(backend_->model().shape.vocab);
+  for (const ItemResult& r : ApplyStepResult(plan, seqs)) {
+    if (r.prompt_tokens > 0) metrics_->prompt_tokens->Increment(static_cast<double>(r.prompt_tokens));
+    if (SessionPrefill* p = run[r.seq].prefill) {
+      AdvancePrefill(*p, static_cast<size_t>(r.tokens), t1);  // scheduler_sessions.cc
+      continue;
+    }
+    ActiveRequest& a = *run[r.seq].req;
+    float* row = r.action == ItemAction::kSampleRow ? logits.data() + r.index * vocab : nullptr;
+    if (r.checkpoint_prompt) {
+      prefix_.CheckpointPrompt(a.req.prompt, a.cache_start, a.cache_shared, a.seq.fed, a.sid, row,
+                               a.req.initial_space);
+    }
+    if (a.seq.done) continue;
+    if (r.action == ItemAction::kTakeSampled) {
+      SampleResult sr;
+      sr.token = sampled[r.index].token;
+      sr.logprob = sampled[r.index].logprob;
+      EmitToken(a, std::move(sr), t1);
+    } else if (row) {
+      HandleToken(a, row, t1);
+    }
+  }
+  return true;
+}
+
+void Scheduler::FailStep(const BatchPlan& plan, std::vector<Runner>& run) {
+  for (const PlanItem& it : plan.items) {
+    Runner& r = run[it.seq];
+    if (SessionPrefill* p = r.prefill) {
+      SLOG(ERROR) << "session '" << p->name << "': prefill step failed";
+      store_.Drop(p->name);  // its state may be inconsistent
+      EndPrefill(*p, absl::InternalError("prefill failed"));
+      continue;
+    }
+    ActiveRequest& a = *r.req;
+    if (!a.stored_name.empty()) {
+      store_.Drop(a.stored_name);  // its state may be inconsistent
+      a.stored_name.clear();
+      a.sid = 0;
+    }
+    Finish(a, FinishReason::kError, absl::InternalError("backend step failed"), {});
+  }
+}
+
+absl::Status Scheduler::RunBackendStep(const std::vector<StepInput>& items, bool sampled,
+                                       std::vector<float>* logits, std::vector<SampledToken>* drawn) {
+  if (testing_.fail_step_after > 0) {
+    int busy = 0;
+    for (const auto& a : active_) busy += !a->seq.done;
+    if (busy >= opts_.max_running && ++full_steps_ == testing_.fail_step_after) {
+      return BackendLostError(absl::StrCat("testing: step ", full_steps_,
+                                           " with every slot busy fails (--testing-fail-step-after)"));
+    }
+  }
+  return sampled ? backend_->StepSampled(items, logits, drawn) : backend_->Step(items, logits);
+}
+
+void Scheduler::Fatal(const absl::Status& st, const BatchPlan& plan, std::vector<Runner>& run) {
+  SLOG(ERROR) << "backend lost: " << st << "; not ready, ending every request, then exiting";
+  fatal_.store(true);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    draining_.store(true);  // Submit refuses, /ready and gRPC health say not serving
+  }
+  metrics_->ready->Set(0);
+  if (on_fatal_) on_fatal_();  // the owner starts draining; everything below ends at once
+  const absl::Status why =
+      absl::UnavailableError("the server lost its compute backend and is restarting; retry");
+  // The sessions the step fed may be half-advanced: dropped, their saved files (older) stay.
+  for (const PlanItem& it : plan.items) {
+    Runner& r = run[it.seq];
+    if (SessionPrefill* p = r.prefill) {
+      store_.Drop(p->name);
+      EndPrefill(*p, why);
+    } else if (!r.req->stored_name.empty()) {
+      store_.Drop(r.req->stored_name);
+      r.req->stored_name.clear();
+      r.req->sid = 0;
+    }
+  }
+  for (auto& a : active_) Finish(*a, FinishReason::kError, why, {});
+  EndPreempted(nullptr, FinishReason::kError, why);
+  EndAllWaiting(FinishReason::kError, why);
+  EndPrefills(why);
+}
+
+void Scheduler::HandleToken(ActiveRequest& a, float* logits, absl::Time now) {
+  EmitToken(a, a.SampleRow(logits, backend_->model().shape.vocab, unspellable_), now);
+}
+
+void Scheduler::EmitToken(ActiveRequest& a, SampleResult r, absl::Time now) {
+  if (auto end = a.Emit(std::move(r), now, metrics_)) {
+    Finish(a, end->reason, std::move(end->status), std::move(end->event));
+  }
+}
+
+}  // namespace rwkvx

@@ -1,0 +1,155 @@
+"""Replicas sharing one --session-dir (docs/SESSIONS.md, "Replicas"): a session saved by a
+replica that stops is served by the others, continuing exactly (the logprobs of greedy
+tokens with their top-5 alternatives equal those of one uninterrupted session); a crashed
+owner's session is served from its last saved file once its lease expires, and not
+before; one owner at a time (409 / ABORTED "held by another replica"); a replica's start
+and stop leave its neighbours' files alone. No sleeps: every wait polls a condition.
+"""
+import json
+import os
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+
+from e2e_util import wait_for
+from test_sessions import SEED, Http, reference
+
+HELD = "held by another replica"
+
+
+def lease_path(d, name):
+    return os.path.join(d, ".lease-" + name.encode().hex())
+
+
+def file_path(d, name):
+    return os.path.join(d, name.encode().hex() + ".rwkvxss")
+
+
+def replicas(make_server, d, n, *extra):
+    return [make_server(*SEED, "--session-dir", d, *extra) for _ in range(n)]
+
+
+def held_elsewhere(r):
+    return r.status_code == 409 and HELD in r.json()["error"]["message"]
+
+
+def test_handover_at_sigterm_over_three_replicas(make_server, tmp_path, grpc_stubs):
+    d = str(tmp_path / "shared")
+    calls = ["The river begins", " in the", " hills and", " ends at sea"]
+    a, b, c = replicas(make_server, d, 3)
+    ha, hb, hc = Http(a), Http(b), Http(c)
+    ref = reference(ha, "ref", calls)
+    ha.create("s1", prompt=calls[0])
+    assert ha.complete("s1", calls[1]) == ref[0]
+    # Held by A (in its memory): the others refuse it clearly, never a silent fork.
+    for r in (hb.get("s1"), hc.append("s1", "x"), hb.fork("s1", "s1-copy"), hc.snapshot("s1"),
+              hc.delete("s1"), hb.create("s1", ok=False)):
+        assert held_elsewhere(r), r.text
+    before = ha.get("s1").json()
+    # A neighbour's in-flight write of a session B holds: no other replica's start touches it.
+    hb.create("b-own", prompt="mine")
+    foreign_tmp = os.path.join(d, ".tmp-0123456789abcdef-" + "b-own".encode().hex() + ".rwkvxss")
+    open(foreign_tmp, "w").write("half of b's write")
+    e = make_server(*SEED, "--session-dir", d)
+    assert os.path.exists(foreign_tmp)
+    assert e.terminate() == 0
+    os.unlink(foreign_tmp)
+
+    assert a.terminate() == 0  # saves s1 and gives up its lease
+    assert "saved 1 sessions" in a.log_text()
+    assert not os.path.exists(lease_path(d, "s1"))
+    # B never saw s1 at its start: it finds it in the directory (get, list, completions).
+    info = hb.get("s1").json()
+    assert info["tier"] == "disk" and info["tokens"] == before["tokens"], info
+    assert "s1" in hb.list()
+    assert hb.complete("s1", calls[2]) == ref[1]
+    assert os.path.exists(lease_path(d, "s1"))
+    assert held_elsewhere(hc.get("s1"))
+    pb, pbg = grpc_stubs
+    with grpc.insecure_channel(c.grpc_target) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            pbg.InferenceStub(ch).GetSession(pb.GetSessionRequest(session_id="s1"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.ABORTED and HELD in err.value.details()
+    assert b.terminate() == 0  # saves s1 and b-own
+    assert hc.complete("s1", calls[3]) == ref[2]
+    assert set(hc.list()) == {"s1", "b-own"}
+    assert hc.delete("b-own").status_code == 200 and not os.path.exists(file_path(d, "b-own"))
+
+
+def test_crashed_owner_is_replaced_after_its_lease_expires(make_server, tmp_path):
+    """kill -9 of the owner while it writes a newer state: before the lease expires the
+    other replica answers 409; after, it serves the last saved file (nothing newer)."""
+    d = str(tmp_path / "shared")
+    gate = tmp_path / "gate"
+    calls = ["Crash", " and", " take", " over"]
+    # Two "hosts": a dead replica's lease cannot be seen dead, it has to expire.
+    a = make_server(*SEED, "--session-dir", d, "--session-lease-seconds", "3", "--testing-replica-host", "host-a",
+                    "--session-idle-timeout", "0.2", "--testing-session-write-gate", str(gate))
+    b = make_server(*SEED, "--session-dir", d, "--session-lease-seconds", "3", "--testing-replica-host", "host-b")
+    ha, hb = Http(a), Http(b)
+    ha.create("c", prompt=calls[0])
+    ha.complete("c", calls[1])
+    wait_for(lambda: ha.get("c").json()["tier"] == "disk", "the first save (lease given up)")
+    saved = ha.get("c").json()
+    saved_bytes = open(file_path(d, "c"), "rb").read()
+    gate.write_text("hold")
+    ha.complete("c", calls[2])  # A takes the lease again; its next save is held half-way
+    wait_for(lambda: a.metric("rwkvx_session_saves_in_flight") == 1, "the second save to start")
+    assert held_elsewhere(hb.get("c"))
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    expires = json.load(open(lease_path(d, "c")))["expires_ms"] / 1000.0
+    refused = []
+    first_ask = time.time()
+
+    def served():  # both replicas read one clock: B's answer must agree with the expiry
+        t0 = time.time()
+        r = hb.get("c")
+        t1 = time.time()
+        if r.status_code == 200:
+            assert t1 >= expires, "served before the owner's lease expired"
+            return r
+        assert held_elsewhere(r), r.text
+        assert t0 < expires, "refused after the owner's lease expired"
+        refused.append(r)
+        return None
+    r = wait_for(served, "the other replica to take over after the lease expired", interval=0.05)
+    assert refused or first_ask >= expires
+    info = r.json()
+    assert info["tokens"] == saved["tokens"] and info["tier"] == "disk"  # nothing newer claimed
+    assert open(file_path(d, "c"), "rb").read() == saved_bytes  # the killed write left no trace
+    ref = reference(hb, "ref", [calls[0], calls[1], calls[3]])
+    assert hb.complete("c", calls[3]) == ref[1]
+
+
+def test_two_replicas_asked_for_one_session_at_once(make_server, tmp_path):
+    d = str(tmp_path / "shared")
+    a, b, c = replicas(make_server, d, 3)
+    ha, hb, hc = Http(a), Http(b), Http(c)
+    names = [f"race-{i}" for i in range(4)]
+    for n in names:
+        ha.create(n, prompt="Who gets it")
+    assert a.terminate() == 0
+    for n in names + ["fresh-0", "fresh-1"]:
+        results = {}
+        go = threading.Barrier(2)
+
+        def ask(h, key, n=n):
+            go.wait()
+            if n.startswith("fresh"):
+                results[key] = h.create(n, prompt="new", ok=False)
+            else:
+                results[key] = h.s.post(f"{h.base}/{n}/completions",
+                                        json={"prompt": "", "max_tokens": 2}, timeout=60)
+        ts = [threading.Thread(target=ask, args=(h, k)) for k, h in (("b", hb), ("c", hc))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        codes = sorted(r.status_code for r in results.values())
+        assert codes == [200, 409], {k: (r.status_code, r.text) for k, r in results.items()}
+        loser = next(r for r in results.values() if r.status_code == 409)
+        assert held_elsewhere(loser), loser.text

@@ -1,0 +1,234 @@
+// JSON schema -> grammar: each supported keyword accepts what it should and rejects what it
+// should (compact output), and unsupported keywords are errors that name them.
+#include <cstdio>
+#include <string>
+
+#include "engine/sampling/grammar/json_schema.h"
+#include "gtest/gtest.h"
+#include "tests/unit/grammar_test_util.h"
+
+namespace rwkvx::grammar {
+namespace {
+
+using test_util::IsPrefix;
+using test_util::Matches;
+using test_util::Schema;
+
+std::string ErrorOf(const std::string& schema) {
+  auto g = CompileJsonSchema(schema);
+  EXPECT_FALSE(g.ok()) << schema;
+  if (!g.ok()) {
+    EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  return g.ok() ? "" : std::string(g.status().message());
+}
+
+TEST(GrammarJsonSchema, Primitives) {
+  auto s = Schema(R"({"type":"string"})");
+  EXPECT_TRUE(Matches(s, R"("")"));
+  EXPECT_TRUE(Matches(s, R"("a\"b\\\u00e9\n é")"));
+  EXPECT_FALSE(Matches(s, "\"a\nb\""));  // a raw control character
+  EXPECT_FALSE(Matches(s, R"("\x")"));
+  auto n = Schema(R"({"type":"number"})");
+  for (const char* ok : {"0", "-0", "12", "-3.25", "1e9", "2.5E-3"}) EXPECT_TRUE(Matches(n, ok)) << ok;
+  for (const char* bad : {"01", "1.", ".5", "+1", "1e", "- 1"}) EXPECT_FALSE(Matches(n, bad)) << bad;
+  auto i = Schema(R"({"type":"integer"})");
+  EXPECT_TRUE(Matches(i, "-17"));
+  EXPECT_FALSE(Matches(i, "1.0"));  // integers are written without a fraction
+  EXPECT_TRUE(Matches(Schema(R"({"type":"boolean"})"), "false"));
+  EXPECT_TRUE(Matches(Schema(R"({"type":"null"})"), "null"));
+  auto multi = Schema(R"({"type":["string","null"]})");
+  EXPECT_TRUE(Matches(multi, "null"));
+  EXPECT_TRUE(Matches(multi, R"("x")"));
+  EXPECT_FALSE(Matches(multi, "1"));
+}
+
+TEST(GrammarJsonSchema, StringLengths) {
+  auto s = Schema(R"({"type":"string","minLength":2,"maxLength":3})");
+  EXPECT_FALSE(Matches(s, R"("a")"));
+  EXPECT_TRUE(Matches(s, R"("ab")"));
+  EXPECT_TRUE(Matches(s, R"("a\u00e9é")"));  // length counts characters, escapes included
+  EXPECT_FALSE(Matches(s, R"("abcd")"));
+}
+
+TEST(GrammarJsonSchema, IntegerRanges) {
+  auto r = Schema(R"({"type":"integer","minimum":-15,"maximum":1234})");
+  for (int v = -40; v <= 1300; ++v) {
+    EXPECT_EQ(Matches(r, std::to_string(v)), v >= -15 && v <= 1234) << v;
+  }
+  EXPECT_FALSE(Matches(r, "007"));
+  auto ex = Schema(R"({"type":"integer","exclusiveMinimum":0,"exclusiveMaximum":10.5})");
+  for (int v = -3; v <= 13; ++v) EXPECT_EQ(Matches(ex, std::to_string(v)), v >= 1 && v <= 10) << v;
+  auto d4 = Schema(R"({"type":"integer","minimum":5,"exclusiveMinimum":true})");  // draft 4
+  EXPECT_FALSE(Matches(d4, "5"));
+  EXPECT_TRUE(Matches(d4, "6"));
+  EXPECT_TRUE(Matches(d4, "123456789012"));
+  auto neg = Schema(R"({"type":"integer","maximum":-100})");
+  EXPECT_TRUE(Matches(neg, "-100"));
+  EXPECT_TRUE(Matches(neg, "-99999"));
+  EXPECT_FALSE(Matches(neg, "-99"));
+  EXPECT_FALSE(Matches(neg, "0"));
+}
+
+TEST(GrammarJsonSchema, NumberRanges) {
+  auto r = Schema(R"({"type":"number","minimum":0,"exclusiveMaximum":10})");
+  for (const char* ok : {"0", "0.0", "0.5", "9", "9.999", "3"}) EXPECT_TRUE(Matches(r, ok)) << ok;
+  for (const char* bad : {"-0.5", "-1", "10", "10.0", "10.5", "1e3"}) EXPECT_FALSE(Matches(r, bad)) << bad;
+  auto p = Schema(R"({"type":"number","exclusiveMinimum":-2,"maximum":3})");
+  for (const char* ok : {"-1.99", "-1", "0", "3", "3.000", "2.5"}) EXPECT_TRUE(Matches(p, ok)) << ok;
+  for (const char* bad : {"-2", "-2.0", "-2.5", "3.01", "4"}) EXPECT_FALSE(Matches(p, bad)) << bad;
+}
+
+TEST(GrammarJsonSchema, FractionalNumberBounds) {
+  // Every decimal with up to 3 fraction digits in [-4, 4] against the bounds, as doubles.
+  struct Case {
+    const char* schema;
+    double lo, hi;
+    bool lo_excl, hi_excl;
+  };
+  const Case cases[] = {
+      {R"({"type":"number","minimum":-1.25,"maximum":2.5})", -1.25, 2.5, false, false},
+      {R"({"type":"number","exclusiveMinimum":-1.25,"exclusiveMaximum":0.075})", -1.25, 0.075, true, true},
+      {R"({"type":"number","exclusiveMinimum":0.1,"maximum":0.105})", 0.1, 0.105, true, false},
+      {R"({"type":"number","minimum":-3.5,"exclusiveMaximum":-0.25})", -3.5, -0.25, false, true},
+      {R"({"type":"number","exclusiveMinimum":1.5})", 1.5, 1e9, true, false},
+  };
+  for (const Case& c : cases) {
+    auto g = Schema(c.schema);
+    for (int v = -4000; v <= 4000; v += 5) {
+      for (int digits : {0, 1, 2, 3}) {
+        if (digits < 3 && v % (digits == 0 ? 1000 : digits == 1 ? 100 : 10) != 0) continue;
+        const double x = v / 1000.0;
+        char text[32];
+        std::snprintf(text, sizeof text, "%.*f", digits, x);
+        const bool want = (c.lo_excl ? x > c.lo : x >= c.lo) && (c.hi_excl ? x < c.hi : x <= c.hi);
+        EXPECT_EQ(Matches(g, text), want) << c.schema << " " << text;
+      }
+    }
+  }
+  EXPECT_FALSE(Matches(Schema(R"({"type":"number","minimum":-1})"), "-0"));  // bounded: no "-0"
+  EXPECT_EQ(ErrorOf(R"({"type":"number","minimum":1e-30})"),
+            "json schema: at #: bounds with more than 20 decimals are not supported");
+}
+
+TEST(GrammarJsonSchema, ObjectsInSchemaOrder) {
+  auto o = Schema(R"({"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"string"},
+                      "c":{"type":"boolean"}},"required":["b"]})");
+  EXPECT_TRUE(Matches(o, R"({"b":"x"})"));
+  EXPECT_TRUE(Matches(o, R"({"a":1,"b":"x","c":true})"));
+  EXPECT_TRUE(Matches(o, R"({"b":"x","c":false})"));
+  EXPECT_FALSE(Matches(o, R"({"a":1})"));            // b is required
+  EXPECT_FALSE(Matches(o, R"({"b":"x","a":1})"));    // schema order
+  EXPECT_FALSE(Matches(o, R"({"b":"x","d":1})"));    // additionalProperties omitted = false
+  EXPECT_FALSE(Matches(o, R"({ "b":"x"})"));         // no whitespace
+  EXPECT_FALSE(Matches(o, R"({"b" : "x"})"));
+  EXPECT_FALSE(Matches(o, R"({,"b":"x"})"));
+  auto none_required = Schema(R"({"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"integer"}}})");
+  EXPECT_TRUE(Matches(none_required, "{}"));
+  EXPECT_TRUE(Matches(none_required, R"({"b":2})"));
+  EXPECT_FALSE(Matches(none_required, R"({,"b":2})"));
+  EXPECT_FALSE(Matches(none_required, R"({"a":1,})"));
+}
+
+TEST(GrammarJsonSchema, AdditionalProperties) {
+  auto any = Schema(R"({"type":"object","properties":{"id":{"type":"integer"}},"additionalProperties":true})");
+  EXPECT_TRUE(Matches(any, R"({"id":1,"x":[1,{"y":null}]})"));
+  EXPECT_TRUE(Matches(any, R"({"x":"y"})"));
+  EXPECT_FALSE(Matches(any, R"({"id":1,"id":"not an integer"})"));  // a declared key is not additional
+  EXPECT_FALSE(Matches(any, R"({"x":1,"id":"s"})"));
+  EXPECT_TRUE(Matches(any, R"({"i":1,"idx":2,"\"":3})"));
+  auto typed = Schema(R"({"type":"object","additionalProperties":{"type":"integer"}})");
+  EXPECT_TRUE(Matches(typed, R"({"a":1,"b":2})"));
+  EXPECT_FALSE(Matches(typed, R"({"a":"1"})"));
+}
+
+TEST(GrammarJsonSchema, Arrays) {
+  auto a = Schema(R"({"type":"array","items":{"type":"integer"},"minItems":1,"maxItems":3})");
+  EXPECT_FALSE(Matches(a, "[]"));
+  EXPECT_TRUE(Matches(a, "[1]"));
+  EXPECT_TRUE(Matches(a, "[1,2,3]"));
+  EXPECT_FALSE(Matches(a, "[1,2,3,4]"));
+  EXPECT_FALSE(Matches(a, "[1,]"));
+  auto tuple = Schema(R"({"type":"array","prefixItems":[{"type":"string"},{"type":"integer"}],"items":{"type":"null"}})");
+  EXPECT_TRUE(Matches(tuple, "[]"));
+  EXPECT_TRUE(Matches(tuple, R"(["a"])"));
+  EXPECT_TRUE(Matches(tuple, R"(["a",1,null,null])"));
+  EXPECT_FALSE(Matches(tuple, R"(["a",null])"));
+  auto closed = Schema(R"({"type":"array","items":[{"type":"integer"}],"minItems":1})");  // draft 7 tuple, strict
+  EXPECT_TRUE(Matches(closed, "[1]"));
+  EXPECT_FALSE(Matches(closed, "[1,2]"));
+  EXPECT_TRUE(Matches(Schema(R"({"type":"array"})"), R"([1,"x",{}])"));
+}
+
+TEST(GrammarJsonSchema, EnumConstAnyOfRefs) {
+  auto e = Schema(R"({"enum":["red",3,null,{"a":[1.0]},"with \"quote\""]})");
+  for (const char* ok : {R"("red")", "3", "null", R"({"a":[1]})", R"("with \"quote\"")"}) {
+    EXPECT_TRUE(Matches(e, ok)) << ok;
+  }
+  EXPECT_FALSE(Matches(e, R"("blue")"));
+  auto typed_enum = Schema(R"({"type":"string","enum":["a",1]})");
+  EXPECT_FALSE(Matches(typed_enum, "1"));
+  EXPECT_TRUE(Matches(Schema(R"({"const":"fixed"})"), R"("fixed")"));
+  auto any = Schema(R"({"anyOf":[{"type":"integer"},{"type":"array","items":{"type":"string"}}]})");
+  EXPECT_TRUE(Matches(any, "5"));
+  EXPECT_TRUE(Matches(any, R"(["x"])"));
+  EXPECT_FALSE(Matches(any, R"("x")"));
+  auto typed_any = Schema(R"({"type":["string","integer"],"oneOf":[{"maxLength":2},{"type":"number","minimum":5},{"type":"null"}]})");
+  EXPECT_TRUE(Matches(typed_any, R"("ab")"));
+  EXPECT_FALSE(Matches(typed_any, R"("abc")"));
+  EXPECT_TRUE(Matches(typed_any, "7"));    // number & integer = integer
+  EXPECT_FALSE(Matches(typed_any, "7.5"));
+  EXPECT_TRUE(Matches(typed_any, "3"));    // the first branch: maxLength does not apply to integers
+  EXPECT_FALSE(Matches(typed_any, "null"));  // null is not among the sibling's types
+  auto rec = Schema(R"({"type":"object","properties":{"next":{"$ref":"#"},"v":{"type":"integer"}},"required":["v"]})");
+  EXPECT_TRUE(Matches(rec, R"({"next":{"next":{"v":3},"v":2},"v":1})"));
+  auto defs = Schema(R"({"definitions":{"a~b/c":{"type":"boolean"}},"$ref":"#/definitions/a~0b~1c"})");
+  EXPECT_TRUE(Matches(defs, "true"));
+  EXPECT_TRUE(Matches(Schema(R"({"allOf":[{"type":"null"}]})"), "null"));
+}
+
+TEST(GrammarJsonSchema, AnyValueAndJsonObject) {
+  auto any = Schema("{}");
+  for (const char* ok : {"1", R"("s")", "[]", R"({"a":{"b":[true,false,null]}})"}) EXPECT_TRUE(Matches(any, ok)) << ok;
+  auto obj = JsonObjectGrammar();
+  ASSERT_TRUE(obj);
+  EXPECT_TRUE(Matches(obj, R"({"a":[1,{"b":"c"}],"d":-1.5e3})"));
+  EXPECT_FALSE(Matches(obj, "[1]"));
+  EXPECT_FALSE(Matches(obj, R"({"a": 1})"));
+  EXPECT_TRUE(IsPrefix(obj, R"({"a":[1,{"b)"));
+}
+
+TEST(GrammarJsonSchema, AnnotationsAndFormatAreIgnored) {
+  auto s = Schema(R"({"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"x","title":"T",
+      "description":"D","$comment":"C","examples":["a"],"default":"a","type":"string","format":"date-time",
+      "deprecated":false,"readOnly":true,"writeOnly":false})");
+  EXPECT_TRUE(Matches(s, R"("not a date")"));
+}
+
+TEST(GrammarJsonSchema, UnsupportedKeywordsAreErrors) {
+  EXPECT_EQ(ErrorOf(R"({"type":"string","pattern":"^a"})"), "json schema: at #: unsupported keyword 'pattern'");
+  EXPECT_EQ(ErrorOf(R"({"type":"object","properties":{"a":{"not":{}}}})"),
+            "json schema: at #/properties/a: unsupported keyword 'not'");
+  EXPECT_EQ(ErrorOf(R"({"type":"array","uniqueItems":true})"),
+            "json schema: at #: unsupported keyword 'uniqueItems' (only false is accepted)");
+  EXPECT_EQ(ErrorOf(R"({"minProperties":1})"), "json schema: at #: unsupported keyword 'minProperties'");
+  EXPECT_EQ(ErrorOf(R"({"allOf":[{"type":"string"},{"maxLength":3}]})"),
+            "json schema: at #: 'allOf' is supported with exactly one schema");
+  EXPECT_EQ(ErrorOf(R"({"properties":{},"anyOf":[{}]})"), "json schema: at #: 'properties' next to 'anyOf' is not supported");
+  EXPECT_EQ(ErrorOf(R"({"type":"object","anyOf":[{"$ref":"#"}]})"),
+            "json schema: at #/anyOf/0: 'type' next to a '$ref' branch is not supported");
+  EXPECT_EQ(ErrorOf(R"({"$ref":"http://example.com/s.json"})"),
+            "json schema: at #: only local $ref ('#...') are supported, not 'http://example.com/s.json'");
+  EXPECT_EQ(ErrorOf(R"({"$ref":"#/$defs/missing"})"), "json schema: at #: $ref '#/$defs/missing' points nowhere");
+  EXPECT_EQ(ErrorOf(R"({"type":"strin"})"), "json schema: at #: unknown type 'strin'");
+  EXPECT_EQ(ErrorOf("false"), "json schema: at #: the schema false matches nothing");
+  EXPECT_EQ(ErrorOf(R"({"type":"integer","minimum":5,"maximum":4})"),
+            "json schema: at #: no integer lies within minimum/maximum");
+  EXPECT_EQ(ErrorOf(R"({"type":"string","maxLength":100000})"),
+            "json schema: at #: 'maxLength' above 2000 is not supported");
+  EXPECT_EQ(ErrorOf("{\"type\":"), "json schema: not valid JSON");
+  EXPECT_EQ(ErrorOf(std::string(100, '[') + std::string(100, ']')), "json schema: nested deeper than 64 levels");
+}
+
+}  // namespace
+}  // namespace rwkvx::grammar

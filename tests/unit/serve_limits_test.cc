@@ -1,0 +1,39 @@
+// ApplyModelLimits (server/app/builders.h): the prompt cap and the HTTP body limit follow
+// the model unless the flags set them.
+#include <gtest/gtest.h>
+
+#include "engine/model.h"
+#include "server/app/builders.h"
+
+namespace rwkvx {
+namespace {
+
+TEST(ServeLimits, PromptCapFollowsTheModel) {
+  Model m;
+  ServeFlags f;
+  ApplyModelLimits(m, &f);  // no declared context: the default cap
+  EXPECT_EQ(f.max_prompt_tokens, kDefaultPromptCap);
+  EXPECT_EQ(f.max_body_bytes, 1LL << 20);  // 8 bytes a token of 131072
+
+  m.attn.context_length = 1 << 20;
+  ServeFlags g;
+  ApplyModelLimits(m, &g);
+  EXPECT_EQ(g.max_prompt_tokens, 1 << 20);
+  EXPECT_EQ(g.max_body_bytes, 8LL << 20);
+
+  m.attn.context_length = 1000;
+  ServeFlags h;
+  ApplyModelLimits(m, &h);
+  EXPECT_EQ(h.max_prompt_tokens, 1000);
+  EXPECT_EQ(h.max_body_bytes, 1LL << 20);  // never below 1 MiB
+
+  ServeFlags explicit_flags;
+  explicit_flags.max_prompt_tokens = 4096;
+  explicit_flags.max_body_bytes = 5000;
+  ApplyModelLimits(m, &explicit_flags);
+  EXPECT_EQ(explicit_flags.max_prompt_tokens, 4096);
+  EXPECT_EQ(explicit_flags.max_body_bytes, 5000);
+}
+
+}  // namespace
+}  // namespace rwkvx
