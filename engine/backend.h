@@ -32,6 +32,10 @@ struct DeviceSampling {
   // (token, value) to apply to the logits first: value +inf bans the token (logit -inf),
   // any other value is subtracted (penalties). Each token at most once.
   std::vector<std::pair<int32_t, float>> adjust;
+  // Allowed tokens (structured output's grammar mask), applied after `adjust`: bit
+  // (id % 32) of word id / 32 set = the id may be drawn; ids past allowed.size() * 32 are
+  // banned. Empty: no mask.
+  std::vector<uint32_t> allowed;
 };
 
 struct SampledToken {

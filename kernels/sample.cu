@@ -1,6 +1,6 @@
 // The sampler's kernels (kernels/sample.cuh). Grid (row, split): block (r, s) owns ids
 // [s * chunk, min(V, (s + 1) * chunk)) of row r. In launch order:
-//   Max     adjustments in the chunk, the chunk's maximum (NaN cleaned)
+//   Max     adjustments and the mask in the chunk, the chunk's maximum (NaN cleaned)
 //   Stats   the row's maximum from the chunks'; per chunk: the fixed-point mass, the lowest
 //           id at the maximum (greedy), the lowest id whose probability rounds to 1 (top-k
 //           1), the draw weights' sum for rows top-k / top-p leave alone
@@ -32,6 +32,14 @@ __global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo 
     const int t = p.adj_tok[b.it.adj0 + a];
     const float v = p.adj_val[b.it.adj0 + a];
     if (t >= b.c0 && t < b.c1) b.l[t] = (v == INFINITY) ? -INFINITY : b.l[t] - v;
+  }
+  if (b.it.mask0 >= 0) {  // the grammar's mask (structured output), after the adjustments
+    __syncthreads();
+    const unsigned* mk = p.mask + b.it.mask0;
+    for (int i = b.c0 + threadIdx.x; i < b.c1; i += kT) {
+      const int w = i >> 5;
+      if (w >= b.it.nmask || !((mk[w] >> (i & 31)) & 1u)) b.l[i] = -INFINITY;
+    }
   }
   __syncthreads();
   float m = -INFINITY;

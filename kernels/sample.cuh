@@ -1,5 +1,6 @@
 // Token sampling on the GPU with the host Sampler's semantics (engine/sampling/sampler.h,
-// docs/SAMPLING.md): logit adjustments (bans, penalties), non-finite logits, softmax,
+// docs/SAMPLING.md): logit adjustments (bans, penalties), a mask of allowed tokens (structured
+// output), non-finite logits, softmax,
 // top-k, top-p, probs ** (1 / temperature), one draw from a uniform the host supplies.
 // Only (token, logprob) goes back to the host.
 //
@@ -31,6 +32,10 @@ struct SampleItem {
   int top_k = 0;            // <= 0 or >= V: off
   double uniform = 0.0;     // the draw, in [0, 1)
   int adj0 = 0, nadj = 0;   // this row's adjustments: adj_tok/adj_val[adj0, adj0 + nadj)
+  // This row's mask of allowed tokens, applied after the adjustments: words
+  // mask[mask0, mask0 + nmask), bit (id % 32) of word id / 32 set = allowed; ids past
+  // nmask * 32 are banned. mask0 < 0: no mask.
+  int mask0 = -1, nmask = 0;
 };
 
 // The selection passes a launch runs (SampleParams::passes). A row that needs a pass the
@@ -44,6 +49,7 @@ struct SampleParams {
   // logit becomes -inf). A token appears at most once per row.
   const int* adj_tok = nullptr;
   const float* adj_val = nullptr;
+  const unsigned* mask = nullptr;  // the rows' masks (SampleItem::mask0); null when no row has one
   int n = 0, V = 0;
   int* out_token = nullptr;      // [n]
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token

@@ -7,8 +7,11 @@
 # Expects .gpupack/ or .gpulibs/ (scripts/device_serve_pack.sh: rwkvx + the libraries the
 # device lacks) and .whl/ (the clients' wheels for Python 3.12).
 # (4) serving throughput with bench/serve/loadgen.py (256 streams, short and ~512-token
-# prompts; one stream). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*,
-# e2e.log, server logs). Stages switch off with PRESSURE=0 TPUT=0 LOAD=0 E2E=.
+# prompts; one stream). Optional first stages: CUDA_TESTS=1 runs .gpulibs/cuda_tests (and
+# compute-sanitizer memcheck on the sampler's tests), BENCH="0.2b 3.6b" runs
+# .gpulibs/bench_engine's batched decode (no logits / sampled / sampled with a grammar
+# mask). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*, e2e.log, server
+# logs, cuda_tests.log, bench_*.txt/json). Stages switch off with PRESSURE=0 TPUT=0 LOAD=0 E2E=.
 #   FRACTIONS="0.03" CONC=192 scripts/device_serve_e2e.sh
 set -uo pipefail
 FINAL=${OUT:-/tmp/out}
@@ -21,6 +24,20 @@ export LD_LIBRARY_PATH=$ROOT/.gpulibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 BIN=$ROOT/.gpulibs/rwkvx
 VOCAB=$ROOT/.gpulibs/rwkv_vocab_v20230424.txt
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+if [ "${CUDA_TESTS:-0}" = 1 ]; then
+  timeout 300 .gpulibs/cuda_tests >"$OUT/cuda_tests.log" 2>&1
+  echo "cuda_tests rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED  \]|SKIPPED \]" "$OUT/cuda_tests.log" | head -20
+  if command -v compute-sanitizer >/dev/null; then
+    timeout 200 compute-sanitizer --tool memcheck .gpulibs/cuda_tests --gtest_filter='CudaSample.GrammarMask*:CudaSample.StepSampled*' \
+      >"$OUT/memcheck_sample.log" 2>&1
+    echo "memcheck (sampler) rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck_sample.log" | head -5
+  fi
+fi
+for shape in ${BENCH:-}; do
+  timeout 150 .gpulibs/bench_engine --shape "$shape" --decode-ctx 1K --prefill 1K --batch "${BENCH_BATCH:-1,16,256,1024}" \
+    --batch-ctx 1K --mem-ctx 1K --json "$OUT/bench_$shape.json" >"$OUT/bench_$shape.txt" 2>&1
+  echo "bench $shape rc=$?"; grep -A8 "^batched decode" "$OUT/bench_$shape.txt"
+done
 pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 

@@ -30,6 +30,7 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
     sp.items = meta_.samp;
     sp.adj_tok = meta_.adj_tok;
     sp.adj_val = meta_.adj_val;
+    sp.mask = meta_.mask;
     sp.n = plan.n_samp;
     sp.V = V_;
     sp.out_token = meta_.out_token;

@@ -23,7 +23,8 @@ size_t Align(size_t n) { return (n + 15) / 16 * 16; }
 }  // namespace
 
 StepMetaLayout StepMetaLayout::For(const StepPlan& plan, int M) {
-  const size_t rows = plan.rows, nitems = plan.items, n_samp = plan.n_samp, n_adjust = plan.n_adjust;
+  const size_t rows = plan.rows, nitems = plan.items, n_samp = plan.n_samp, n_adjust = plan.n_adjust,
+               n_mask = plan.n_mask_words;
   StepMetaLayout o;
   o.tokens = 0;
   o.row_item = Align(o.tokens + rows * sizeof(int));
@@ -35,7 +36,8 @@ StepMetaLayout StepMetaLayout::For(const StepPlan& plan, int M) {
   o.samp = Align(o.attn + static_cast<size_t>(M) * nitems * sizeof(kernels::AttnItem));
   o.adj_tok = Align(o.samp + n_samp * sizeof(kernels::SampleItem));
   o.adj_val = Align(o.adj_tok + n_adjust * sizeof(int));
-  o.out_tok = Align(o.adj_val + n_adjust * sizeof(float));  // written by the sampler
+  o.mask = Align(o.adj_val + n_adjust * sizeof(float));
+  o.out_tok = Align(o.mask + n_mask * sizeof(uint32_t));  // written by the sampler
   o.out_lp = Align(o.out_tok + n_samp * sizeof(int));
   o.total = Align(o.out_lp + n_samp * sizeof(float));
   return o;
@@ -53,6 +55,7 @@ StepMetaViews StepMetaLayout::At(char* base) const {
   v.samp = reinterpret_cast<kernels::SampleItem*>(base + samp);
   v.adj_tok = reinterpret_cast<int*>(base + adj_tok);
   v.adj_val = reinterpret_cast<float*>(base + adj_val);
+  v.mask = reinterpret_cast<uint32_t*>(base + mask);
   v.out_token = reinterpret_cast<int*>(base + out_tok);
   v.out_logprob = reinterpret_cast<float*>(base + out_lp);
   return v;
@@ -76,6 +79,7 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
   logit_rows.clear();
   p.samp_items.clear();
   p.n_adjust = 0;
+  p.n_mask_words = 0;
   int rows = 0;
   p.max_len = 0;
   for (int b = 0; b < nitems; ++b) {
@@ -100,6 +104,9 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
       samp_rows.push_back(rows - 1);
       p.samp_items.push_back(b);
       p.n_adjust += in.sample->adjust.size();
+      if (in.sample->allowed.size() > static_cast<size_t>((V_ + 31) / 32))
+        return absl::InvalidArgumentError("a sampling mask is longer than the vocabulary");
+      p.n_mask_words += in.sample->allowed.size();
     } else if (in.want_logits) {
       logit_rows.push_back(rows - 1);
     }

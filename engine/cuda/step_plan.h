@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,7 @@ struct StepPlan {
   int n_host = 0, n_samp = 0;
   std::vector<int> samp_items;  // [n_samp]
   size_t n_adjust = 0;
+  size_t n_mask_words = 0;  // the sampled rows' grammar masks, concatenated
   // Sparse layers: per layer and item, the plan and the attention kernels' view (k, v,
   // sums are set by ReserveStep once the buffers exist).
   std::vector<std::vector<AttnPlan>> attn;                 // [M][items]
@@ -66,6 +68,7 @@ struct StepMetaViews {
   kernels::SampleItem* samp = nullptr;      // [n_samp]
   int* adj_tok = nullptr;                   // [n_adjust]
   float* adj_val = nullptr;                 // [n_adjust]
+  uint32_t* mask = nullptr;                 // [n_mask_words]
   int* out_token = nullptr;                 // [n_samp] written by the sampler
   float* out_logprob = nullptr;             // [n_samp] written by the sampler
 };
@@ -74,7 +77,7 @@ struct StepMetaViews {
 // upload covers [0, out_tok); the sampler's outputs [out_tok, total) come back.
 struct StepMetaLayout {
   size_t tokens = 0, row_item = 0, row0 = 0, len = 0, logit_rows = 0, state = 0, attn = 0, samp = 0, adj_tok = 0,
-         adj_val = 0, out_tok = 0, out_lp = 0, total = 0;
+         adj_val = 0, mask = 0, out_tok = 0, out_lp = 0, total = 0;
   static StepMetaLayout For(const StepPlan& plan, int M);
   StepMetaViews At(char* base) const;
 };

@@ -36,6 +36,7 @@ absl::Status CudaBackend::UploadStep(const std::vector<StepInput>& items, const 
   for (int j = 0; j < M_; ++j)
     std::copy(plan.attn_items[j].begin(), plan.attn_items[j].end(), h.attn_items + static_cast<size_t>(j) * nitems);
   int na = 0;
+  size_t nm = 0;
   for (int j = 0; j < plan.n_samp; ++j) {
     const DeviceSampling& ds = *items[plan.samp_items[j]].sample;
     kernels::SampleItem& si = h.samp[j];
@@ -49,6 +50,14 @@ absl::Status CudaBackend::UploadStep(const std::vector<StepInput>& items, const 
     for (const auto& [t, v] : ds.adjust) {
       h.adj_tok[na] = t;
       h.adj_val[na++] = v;
+    }
+    si.mask0 = -1;
+    si.nmask = 0;
+    if (!ds.allowed.empty()) {
+      si.mask0 = static_cast<int>(nm);
+      si.nmask = static_cast<int>(ds.allowed.size());
+      std::memcpy(h.mask + nm, ds.allowed.data(), ds.allowed.size() * sizeof(uint32_t));
+      nm += ds.allowed.size();
     }
   }
   // Everything up to the sampler's outputs goes up.

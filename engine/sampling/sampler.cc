@@ -170,11 +170,17 @@ int32_t ArgMax(const float* logits, int vocab) {
 
 Sampler::Sampler(const SamplingParams& p, const Tokenizer* tok) : p_(p), tok_(tok), rng_(p.seed) {}
 
-void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust, float* logits, int vocab) {
+void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust, float* logits, int vocab,
+                            const std::vector<uint32_t>* allowed) {
   for (const auto& [t, v] : adjust) {
     if (t < 0 || t >= vocab) continue;
     logits[t] = v == std::numeric_limits<float>::infinity() ? kNegInf : logits[t] - v;
   }
+  if (allowed == nullptr || allowed->empty()) return;
+  const size_t covered = std::min(static_cast<size_t>(vocab), allowed->size() * 32);
+  for (size_t id = 0; id < covered; ++id)
+    if (!(((*allowed)[id / 32] >> (id % 32)) & 1u)) logits[id] = kNegInf;
+  for (size_t id = covered; id < static_cast<size_t>(vocab); ++id) logits[id] = kNegInf;
 }
 
 float Sampler::Penalty(double count) const {

@@ -45,9 +45,11 @@ struct SampleResult {
 };
 
 // Applies DeviceSampling::adjust to a logits row as a backend does (+inf bans: the logit
-// becomes -inf; any other value is subtracted); ids outside [0, vocab) are skipped. The
-// host reference of the GPU sampler's first step (kernels/sample.cu).
-void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust, float* logits, int vocab);
+// becomes -inf; any other value is subtracted); ids outside [0, vocab) are skipped. Then,
+// where `allowed` is given and not empty, DeviceSampling::allowed's mask (ids it does not
+// allow become -inf). The host reference of the GPU sampler's first step (kernels/sample.cu).
+void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust, float* logits, int vocab,
+                            const std::vector<uint32_t>* allowed = nullptr);
 
 class Sampler {
  public:

@@ -72,10 +72,15 @@ void ActiveRequest::DeviceSpec(const std::vector<int32_t>& unspellable, DeviceSa
   std::vector<int32_t> bans = MinTokensBans();
   if (bans.empty()) {
     sampler.DeviceSpec(unspellable, out);
-    return;
+  } else {
+    bans.insert(bans.end(), unspellable.begin(), unspellable.end());
+    sampler.DeviceSpec(bans, out);
   }
-  bans.insert(bans.end(), unspellable.begin(), unspellable.end());
-  sampler.DeviceSpec(bans, out);
+  out->allowed.clear();
+  if (matcher_) {  // the same mask SampleRow applies on the host
+    out->allowed.resize(static_cast<size_t>(matcher_->token_grammar().vocab().mask_words()));
+    matcher_->FillMask(out->allowed.data());
+  }
 }
 
 std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, ServerMetrics* metrics) {

@@ -47,11 +47,11 @@ class ActiveRequest {
   // Masks the ids the tokenizer cannot spell in `logits` [V], the ids min_tokens still
   // holds back, and what the grammar does not allow; then samples on the host.
   SampleResult SampleRow(float* logits, int vocab, const std::vector<int32_t>& unspellable);
-  // Whether the backend may draw this request's next token: a grammar needs the logits
-  // row on the host (its mask is applied there), and so do top_logprobs.
-  bool CanSampleOnDevice() const { return !matcher_ && !sampler.NeedsLogitRows(); }
+  // Whether the backend may draw this request's next token: top_logprobs need the logits
+  // row on the host. A grammar goes along as a mask (DeviceSampling::allowed).
+  bool CanSampleOnDevice() const { return !sampler.NeedsLogitRows(); }
   // The backend's sampling spec: the sampler's (penalties, biases, the draw) plus the
-  // unspellable ids and the min_tokens bans.
+  // unspellable ids, the min_tokens bans and the grammar's mask of allowed tokens.
   void DeviceSpec(const std::vector<int32_t>& unspellable, DeviceSampling* out);
   // Records a chosen token: appends it to the feed (fed next step, or kept pending by a
   // stored session) and streams it, or returns how the request ends (a stop token or

@@ -117,7 +117,9 @@ class FakeBackend : public Backend {
       const DeviceSampling& ds = *in.sample;
       for (const auto& [t, v] : ds.adjust)
         if (t < 0 || t >= V) return absl::InvalidArgumentError("fake: adjusted token out of range");
-      ApplyDeviceAdjustments(ds.adjust, r, V);
+      if (ds.allowed.size() > static_cast<size_t>((V + 31) / 32))
+        return absl::InvalidArgumentError("fake: mask longer than the vocabulary");
+      ApplyDeviceAdjustments(ds.adjust, r, V, &ds.allowed);
       SamplingParams p;
       p.temperature = ds.temperature;
       p.top_p = ds.top_p;

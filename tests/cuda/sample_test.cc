@@ -33,12 +33,13 @@ struct Case {
   std::vector<float> logits;
   SamplingParams p;
   std::vector<std::pair<int32_t, float>> adjust;
+  std::vector<uint32_t> allowed;  // DeviceSampling::allowed (empty: no mask)
   double u = 0;
 };
 
 // Host reference: the adjustments as a backend applies them, then Sampler::SampleAdjusted.
 SampleResult HostSample(Case c) {
-  ApplyDeviceAdjustments(c.adjust, c.logits.data(), static_cast<int>(c.logits.size()));
+  ApplyDeviceAdjustments(c.adjust, c.logits.data(), static_cast<int>(c.logits.size()), &c.allowed);
   Sampler s(c.p, nullptr);
   return s.SampleAdjusted(c.logits.data(), static_cast<int>(c.logits.size()), c.u);
 }
@@ -113,7 +114,13 @@ DevResult RunKernel(const std::vector<Case>& cs, bool all_passes = true) {
   std::vector<kernels::SampleItem> items(n);
   std::vector<int> adj_tok;
   std::vector<float> adj_val;
+  std::vector<uint32_t> mask;
   for (int i = 0; i < n; ++i) {
+    if (!cs[i].allowed.empty()) {
+      items[i].mask0 = static_cast<int>(mask.size());
+      items[i].nmask = static_cast<int>(cs[i].allowed.size());
+      mask.insert(mask.end(), cs[i].allowed.begin(), cs[i].allowed.end());
+    }
     items[i].row = n - 1 - i;  // rows out of item order
     items[i].temperature = cs[i].p.temperature;
     items[i].top_p = cs[i].p.top_p;
@@ -130,11 +137,12 @@ DevResult RunKernel(const std::vector<Case>& cs, bool all_passes = true) {
   for (int i = 0; i < n; ++i)
     std::copy(cs[i].logits.begin(), cs[i].logits.end(), rows.begin() + static_cast<size_t>(n - 1 - i) * V);
   DevBuf d_logits(rows.size() * 4), d_items(n * sizeof(kernels::SampleItem)), d_tok(adj_tok.size() * 4),
-      d_val(adj_val.size() * 4), d_out(n * 4), d_lp(n * 4), d_scratch(kernels::SampleScratchBytes(n, V));
+      d_val(adj_val.size() * 4), d_mask(mask.size() * 4), d_out(n * 4), d_lp(n * 4), d_scratch(kernels::SampleScratchBytes(n, V));
   cudaMemcpy(d_logits.p, rows.data(), rows.size() * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(d_items.p, items.data(), n * sizeof(kernels::SampleItem), cudaMemcpyHostToDevice);
   cudaMemcpy(d_tok.p, adj_tok.data(), adj_tok.size() * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(d_val.p, adj_val.data(), adj_val.size() * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(d_mask.p, mask.data(), mask.size() * 4, cudaMemcpyHostToDevice);
   cudaMemset(d_out.p, 0xff, n * 4);  // poisoned
   cudaMemset(d_lp.p, 0xff, n * 4);
   cudaMemset(d_scratch.p, 0xff, kernels::SampleScratchBytes(n, V));  // the kernels must not rely on zeros
@@ -143,6 +151,7 @@ DevResult RunKernel(const std::vector<Case>& cs, bool all_passes = true) {
   sp.items = d_items.as<kernels::SampleItem>();
   sp.adj_tok = d_tok.as<int>();
   sp.adj_val = d_val.as<float>();
+  sp.mask = mask.empty() ? nullptr : d_mask.as<unsigned>();
   sp.n = n;
   sp.V = V;
   sp.out_token = d_out.as<int>();
@@ -221,6 +230,56 @@ TEST(CudaSample, SplitRowsAtBatch1And300AreDeterministic) {
       ExpectMatchesHost(one, b1, v + " B=1 case " + std::to_string(i));
       ExpectSameBits(b1, 0, b300, i, v + " B=1 vs B=300, case " + std::to_string(i));
       ExpectSameBits(b1, 0, b300, i + cs.size(), v + " B=1 vs B=300 (second copy), case " + std::to_string(i));
+    }
+  }
+}
+
+// Grammar masks (structured output): random sparse masks, a mask that allows one token,
+// masks shorter than the vocabulary (the ids past them banned), a mask that allows nothing
+// (token 0, log-probability -inf, as the host), together with adjustments; the host's
+// choices at B = 1 and in one batch with unmasked rows, and every drawn token allowed.
+TEST(CudaSample, GrammarMaskMatchesHost) {
+  SKIP_WITHOUT_GPU();
+  for (int V : {65536, 1000, 70001}) {
+    const std::string v = "V=" + std::to_string(V);
+    std::vector<Case> cs = MakeCases(V, 20 + V % 5);
+    std::mt19937 g(V);
+    const int words = (V + 31) / 32;
+    for (size_t i = 0; i < cs.size(); ++i) {
+      Case& c = cs[i];
+      if (i % 5 == 4) continue;  // some rows stay unmasked
+      c.allowed.assign(words, 0u);
+      switch (i % 5) {
+        case 0:  // ~3% of the tokens, scattered
+          for (int t = 0; t < V; ++t)
+            if (g() % 32 == 0) c.allowed[t / 32] |= 1u << (t % 32);
+          break;
+        case 1:  // exactly one token, in the last word
+          c.allowed[(V - 3) / 32] |= 1u << ((V - 3) % 32);
+          break;
+        case 2:  // a short mask: only the first few words, every token in them
+          c.allowed.assign(std::min(words, 3), ~0u);
+          break;
+        case 3:  // a contiguous run that spans several blocks' chunks
+          for (int t = V / 4; t < V / 4 + V / 3; ++t) c.allowed[t / 32] |= 1u << (t % 32);
+          break;
+      }
+    }
+    Case none = cs[0];
+    none.allowed.assign(words, 0u);
+    cs.push_back(none);
+    ExpectMatchesHost(cs, RunKernel(cs, false), v + " batch");
+    const DevResult batch = RunKernel(cs);
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const std::vector<Case> one = {cs[i]};
+      const DevResult b1 = RunKernel(one, false);
+      ExpectMatchesHost(one, b1, v + " B=1 case " + std::to_string(i));
+      ExpectSameBits(b1, 0, batch, i, v + " B=1 vs batch, case " + std::to_string(i));
+      const std::vector<uint32_t>& a = cs[i].allowed;
+      if (a.empty() || std::isinf(batch.logprob[i])) continue;
+      const int t = batch.token[i];
+      EXPECT_TRUE(t / 32 < static_cast<int>(a.size()) && ((a[t / 32] >> (t % 32)) & 1u))
+          << v << " case " << i << " drew a token its mask bans: " << t;
     }
   }
 }
@@ -323,6 +382,12 @@ TEST(CudaSample, StepSampledMatchesStepPlusHostSampler) {
       specs[i].top_k = i == 4 ? 10 : 0;
       specs[i].uniform = std::uniform_real_distribution<double>(0, 1)(g);
       specs[i].adjust = {{static_cast<int32_t>(i), kInf}, {static_cast<int32_t>(100 + i), 0.5f}};
+      specs[i].allowed.clear();
+      if (i == 3 || i == 5) {  // a grammar mask: every 7th token of the first 3000 (item 3) or 40 words
+        specs[i].allowed.assign(i == 3 ? V / 32 : 40, 0u);
+        for (int t = step % 7; t < 3000 && t / 32 < static_cast<int>(specs[i].allowed.size()); t += 7)
+          specs[i].allowed[t / 32] |= 1u << (t % 32);
+      }
       if (i % 2 == 1) ib[i].sample = &specs[i];  // odd items sampled on the GPU
     }
     std::vector<float> la, lb;
@@ -345,12 +410,25 @@ TEST(CudaSample, StepSampledMatchesStepPlusHostSampler) {
       c.p.top_p = specs[i].top_p;
       c.p.top_k = specs[i].top_k;
       c.adjust = specs[i].adjust;
+      c.allowed = specs[i].allowed;
       c.u = specs[i].uniform;
       const SampleResult want = HostSample(c);
       EXPECT_EQ(st[d].token, want.token) << "step " << step << " item " << i;
       EXPECT_NEAR(st[d].logprob, want.logprob, 1e-4f * std::max(1.f, std::fabs(want.logprob)));
       ++d;
     }
+  }
+  // A mask longer than the vocabulary is refused.
+  {
+    DeviceSampling longmask = specs[1];
+    longmask.allowed.assign(V / 32 + 1, ~0u);
+    std::vector<StepInput> in(1);
+    in[0].session = sb[1];
+    in[0].tokens = {1};
+    in[0].sample = &longmask;
+    std::vector<float> l;
+    std::vector<SampledToken> st;
+    EXPECT_FALSE((*b)->StepSampled(in, &l, &st).ok());
   }
   // Through plain Step, a sample request is refused rather than ignored.
   std::vector<StepInput> bad(1);

@@ -1,9 +1,10 @@
 // Structured output and the other output controls through the Service and the scheduler
 // (fake backend, byte tokenizer): grammars compiled on the caller's thread, bad schemas
 // and grammars refused with the reason, constrained outputs that match their grammar and
-// finish with kStop, constrained rows kept off device sampling, logit_bias and
-// min_tokens on both sampling paths.
+// finish with kStop, constrained rows sampled in the backend with the grammar's mask (the
+// same tokens as on the host), logit_bias and min_tokens on both sampling paths.
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -57,6 +58,7 @@ TEST(StructuredOutputTest, BadSchemaAndGrammarNameTheProblem) {
 }
 
 TEST(StructuredOutputTest, JsonSchemaOutputsValidateAndStop) {
+  std::vector<std::string> texts[2];
   for (bool device : {false, true}) {
     ServiceEnv e(DeviceOpts());
     e.backend->device_sampling = device;
@@ -73,10 +75,16 @@ TEST(StructuredOutputTest, JsonSchemaOutputsValidateAndStop) {
       ASSERT_TRUE(j.is_object()) << c.text;
       EXPECT_TRUE(j["ok"].is_boolean()) << c.text;
       EXPECT_TRUE(j["n"] == 1 || j["n"] == 2 || j["n"] == 3) << c.text;
+      texts[device].push_back(c.text);
     }
-    // Constrained rows never go to the device sampler.
-    EXPECT_EQ(e.backend->device_sampled.load(), device_before);
+    // Constrained rows go to the device sampler with their mask (DeviceSampling::allowed)
+    // where the backend samples; each output's first token comes from the prompt's row.
+    if (device)
+      EXPECT_GT(e.backend->device_sampled.load(), device_before + 5 * 5);
+    else
+      EXPECT_EQ(e.backend->device_sampled.load(), device_before);
   }
+  EXPECT_EQ(texts[0], texts[1]);  // the same draws and the same mask on both paths
 }
 
 TEST(StructuredOutputTest, GrammarWithEndOfTextChoice) {
