@@ -19,22 +19,26 @@ OUT=$FINAL/r  # everything goes here, then into one archive (the tool returns at
 mkdir -p "$OUT"
 trap 'tar -C "$FINAL" -czf "$FINAL/results.tgz" r && rm -rf "$OUT"' EXIT
 ROOT=$PWD
+# BUDGET_S (default 570): the whole call's seconds; each stage's timeout is capped by what is
+# left, so the results archive is written before the device tool's limit.
+END=$(( $(date +%s) + ${BUDGET_S:-570} ))
+cap() { local left=$(( END - $(date +%s) - 10 )); [ "$left" -lt 5 ] && left=5; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
 [ -d .gpulibs ] || tar -xJf .gpupack/gpulibs.tar.xz
 export LD_LIBRARY_PATH=$ROOT/.gpulibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 BIN=$ROOT/.gpulibs/rwkvx
 VOCAB=$ROOT/.gpulibs/rwkv_vocab_v20230424.txt
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ "${CUDA_TESTS:-0}" = 1 ]; then
-  timeout 300 .gpulibs/cuda_tests >"$OUT/cuda_tests.log" 2>&1
+  timeout $(cap 300) .gpulibs/cuda_tests >"$OUT/cuda_tests.log" 2>&1
   echo "cuda_tests rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED  \]|SKIPPED \]" "$OUT/cuda_tests.log" | head -20
   if command -v compute-sanitizer >/dev/null; then
-    timeout 200 compute-sanitizer --tool memcheck .gpulibs/cuda_tests --gtest_filter='CudaSample.GrammarMask*:CudaSample.StepSampled*' \
+    timeout $(cap 200) compute-sanitizer --tool memcheck .gpulibs/cuda_tests --gtest_filter='CudaSample.GrammarMask*:CudaSample.StepSampled*' \
       >"$OUT/memcheck_sample.log" 2>&1
     echo "memcheck (sampler) rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck_sample.log" | head -5
   fi
 fi
 for shape in ${BENCH:-}; do
-  timeout 150 .gpulibs/bench_engine --shape "$shape" --decode-ctx 1K --prefill 1K --batch "${BENCH_BATCH:-1,16,256,1024}" \
+  timeout $(cap 150) .gpulibs/bench_engine --shape "$shape" --decode-ctx 1K --prefill 1K --batch "${BENCH_BATCH:-1,16,256,1024}" \
     --batch-ctx 1K --mem-ctx 1K --json "$OUT/bench_$shape.json" >"$OUT/bench_$shape.txt" 2>&1
   echo "bench $shape rc=$?"; grep -A8 "^batched decode" "$OUT/bench_$shape.txt"
 done
@@ -66,7 +70,7 @@ if [ "${PRESSURE:-1}" = 1 ]; then
   echo "|---|---|---|---|---|---|---|" | tee -a "$OUT/pressure.md"
   for frac in ${FRACTIONS:-0.03}; do
     serve "frac$frac" --gpu-memory-fraction "$frac" || continue
-    timeout 900 python3 bench/serve/pressure.py --url "$URL" --concurrency "${CONC:-192}" \
+    timeout $(cap 900) python3 bench/serve/pressure.py --url "$URL" --concurrency "${CONC:-192}" \
       --prompt-words "${WORDS:-3000}" --max-tokens "${MAXTOK:-64}" \
       --label "H200 0.2B --gpu-memory-fraction $frac" --out "$OUT/pressure_frac$frac.json" | tee -a "$OUT/pressure.md"
     curl -s "$URL/metrics" | grep -E '^rwkvx_(requests_finished|requests_rejected|preempt|session_state_bytes|steps_total)' >"$OUT/metrics_frac$frac.txt"
@@ -76,23 +80,23 @@ fi
 
 if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the two loads
   serve tput --max-batch-tokens 1024 --max-queue 2048 && {
-    python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 64 \
+    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 64 \
       --max-tokens 128 --out "$OUT/tput_short.json" | tail -3
-    python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 2048 \
+    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 2048 \
       --max-tokens 128 --out "$OUT/tput_long.json" | tail -3
-    python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
+    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
       --max-tokens 128 --out "$OUT/tput_one.json" | tail -3
     kill -INT $SERVER; wait $SERVER
   }
 fi
 
 if [ "${LOAD:-1}" = 1 ]; then  # tests/load: 1000 SSE + 200 gRPC streams; auto picks the GPU
-  timeout 400 python3 tests/load/load_test.py --bin "$BIN" --out "$OUT/load.json" >"$OUT/load.log" 2>&1
+  timeout $(cap 400) python3 tests/load/load_test.py --bin "$BIN" --out "$OUT/load.json" >"$OUT/load.log" 2>&1
   echo "load rc=$?"; tail -12 "$OUT/load.log"
 fi
 
 if [ -n "${E2E-tests/e2e}" ]; then
   RWKVX_BIN=$BIN RWKVX_VOCAB=$VOCAB PYTHONUNBUFFERED=1 \
-    timeout 480 python3 -m pytest -q -p no:cacheprovider --timeout 150 ${E2E-tests/e2e} >"$OUT/e2e.log" 2>&1
+    timeout $(cap 480) python3 -m pytest -q -p no:cacheprovider --timeout $(cap 150) ${E2E-tests/e2e} >"$OUT/e2e.log" 2>&1
   echo "e2e rc=$?"; tail -15 "$OUT/e2e.log"
 fi
