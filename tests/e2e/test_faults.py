@@ -29,7 +29,9 @@ def test_disconnect_while_queued(make_server):
                                  "ignore_eos": True})
     reader = keep_reading(a)  # A must stay running: never dropped as a slow client
     wait_streaming(reader, "request A to stream")
-    assert srv.metric(RUNNING) == 1
+    # The gauges are set at the end of each loop iteration, after the step that streamed
+    # A's first token: a scrape may come between the two.
+    wait_for(lambda: srv.metric(RUNNING) == 1, "A to count as running")
     b = raw_post(srv.http_port, {"prompt": "b", "max_tokens": 4, "stream": True})
     wait_for(lambda: srv.metric(WAITING) == 1, "request B to wait")
     before = finished(srv, "cancelled")
@@ -125,7 +127,7 @@ def test_grpc_deadline_while_queued_and_running(make_server, grpc_stubs):
                                      "ignore_eos": True})
         reader = keep_reading(a)
         wait_streaming(reader, "request A to stream")
-        assert srv.metric(RUNNING) == 1
+        wait_for(lambda: srv.metric(RUNNING) == 1, "A to count as running")  # gauges lag a step
         with pytest.raises(grpc.RpcError) as e:
             list(stub.Generate(pb.GenerateRequest(text="q", max_tokens=2), timeout=1.0))
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

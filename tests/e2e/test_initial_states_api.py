@@ -91,13 +91,19 @@ def test_bad_names_and_combinations_are_refused(make_server, files, grpc_stubs):
 def test_prefix_cache_keeps_initial_states_apart(make_server, files):
     srv = serve(make_server, files, "--prefix-cache-bytes", str(1 << 28), "--prefix-cache-min-tokens", "4")
     cold = serve(make_server, files, "--prefix-cache-bytes", "0")
-    want_tuned, want_zero = greedy(cold, "tuned")[:2], greedy(cold)[:2]
-    first = greedy(srv, "tuned")
+    # Past the first point of the prefill grid (128 tokens): the CUDA backend's cache keeps
+    # only grid checkpoints (docs/PREFIX_CACHE.md), the CPU's the whole prompt.
+    prompt = " ".join([PROMPT] * 4)
+    gpu = requests.get(srv.base + "/v1/models", timeout=30).json()["data"][0]["backend"] != "cpu"
+    served = len(prompt) // 128 * 128 if gpu else len(prompt)
+    assert served > 0
+    want_tuned, want_zero = greedy(cold, "tuned", prompt)[:2], greedy(cold, prompt=prompt)[:2]
+    first = greedy(srv, "tuned", prompt)
     assert first[:2] == want_tuned and first[2] == 0
-    zero = greedy(srv)  # the same prompt from zeros: the tuned checkpoint must not serve it
+    zero = greedy(srv, prompt=prompt)  # the same prompt from zeros: the tuned checkpoint must not serve it
     assert zero[:2] == want_zero and zero[2] == 0
-    again = greedy(srv, "tuned")  # its own checkpoint serves it
-    assert again[:2] == want_tuned and again[2] == len(PROMPT)
+    again = greedy(srv, "tuned", prompt)  # its own checkpoint serves it
+    assert again[:2] == want_tuned and again[2] == served
 
 
 def test_a_bad_file_fails_start_up_naming_it(files, tmp_path):
