@@ -176,11 +176,21 @@ void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust
     if (t < 0 || t >= vocab) continue;
     logits[t] = v == std::numeric_limits<float>::infinity() ? kNegInf : logits[t] - v;
   }
-  if (allowed == nullptr || allowed->empty()) return;
-  const size_t covered = std::min(static_cast<size_t>(vocab), allowed->size() * 32);
-  for (size_t id = 0; id < covered; ++id)
-    if (!(((*allowed)[id / 32] >> (id % 32)) & 1u)) logits[id] = kNegInf;
-  for (size_t id = covered; id < static_cast<size_t>(vocab); ++id) logits[id] = kNegInf;
+  if (allowed != nullptr && !allowed->empty()) ApplyAllowedMask(allowed->data(), allowed->size(), logits, vocab);
+}
+
+void ApplyAllowedMask(const uint32_t* words, size_t nwords, float* logits, int vocab) {
+  const int covered = static_cast<int>(std::min(static_cast<size_t>(vocab), nwords * 32));
+  const int full = covered / 32;
+  for (int w = 0; w < full; ++w) {
+    const uint32_t bits = words[w];
+    if (bits == ~0u) continue;
+    float* l = logits + static_cast<size_t>(w) * 32;
+    for (int j = 0; j < 32; ++j) l[j] = (bits >> j) & 1u ? l[j] : kNegInf;  // branch-free: vectorises
+  }
+  for (int id = full * 32; id < covered; ++id)
+    if (!((words[id / 32] >> (id % 32)) & 1u)) logits[id] = kNegInf;
+  for (int id = covered; id < vocab; ++id) logits[id] = kNegInf;  // ids the mask does not reach
 }
 
 float Sampler::Penalty(double count) const {

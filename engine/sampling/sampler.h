@@ -50,6 +50,10 @@ struct SampleResult {
 // allow become -inf). The host reference of the GPU sampler's first step (kernels/sample.cu).
 void ApplyDeviceAdjustments(const std::vector<std::pair<int32_t, float>>& adjust, float* logits, int vocab,
                             const std::vector<uint32_t>* allowed = nullptr);
+// Bans (-inf) the ids of logits [vocab] that words [nwords] do not allow: bit id % 32 of
+// word id / 32 set = allowed; ids past nwords * 32 are banned. Structured output's mask, on
+// the host sampler's path and in ApplyDeviceAdjustments.
+void ApplyAllowedMask(const uint32_t* words, size_t nwords, float* logits, int vocab);
 
 class Sampler {
  public:

@@ -39,22 +39,9 @@ std::vector<int32_t> ActiveRequest::MinTokensBans() const {
 }
 
 void ActiveRequest::ApplyGrammarMask(float* logits, int vocab) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  const int words = matcher_->token_grammar().vocab().mask_words();
-  mask_.resize(static_cast<size_t>(words));
+  mask_.resize(static_cast<size_t>(matcher_->token_grammar().vocab().mask_words()));
   matcher_->FillMask(mask_.data());
-  const int covered = std::min(vocab, words * 32);
-  const int full = covered / 32;
-  for (int w = 0; w < full; ++w) {
-    const uint32_t bits = mask_[static_cast<size_t>(w)];
-    if (bits == ~0u) continue;
-    float* l = logits + static_cast<size_t>(w) * 32;
-    for (int j = 0; j < 32; ++j) l[j] = (bits >> j) & 1u ? l[j] : kNegInf;  // branch-free: vectorises
-  }
-  for (int id = full * 32; id < covered; ++id) {
-    if (!((mask_[static_cast<size_t>(id / 32)] >> (id % 32)) & 1u)) logits[id] = kNegInf;
-  }
-  for (int id = covered; id < vocab; ++id) logits[id] = kNegInf;  // ids the vocabulary lacks
+  ApplyAllowedMask(mask_.data(), mask_.size(), logits, vocab);
 }
 
 SampleResult ActiveRequest::SampleRow(float* logits, int vocab,
