@@ -35,9 +35,9 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   const int sel_rows = nsel * p.chunk;
   for (int vi = v_begin + warp; vi < v_end; vi += kWarps) {
     const int row = vi < sel_rows ? ssel[vi / p.chunk] * p.chunk + vi % p.chunk : tail0 + (vi - sel_rows);
-    const size_t o = static_cast<size_t>(row) * p.C + h * 64 + 2 * lane;
-    const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(it.k + o));
-    const float2 vf = __half22float2(*reinterpret_cast<const __half2*>(it.v + o));
+    const __half* kr = it.kv.K(row, p.C) + h * 64 + 2 * lane;
+    const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(kr));
+    const float2 vf = __half22float2(*reinterpret_cast<const __half2*>(kr + it.kv.v_off));
     const float sc = WarpSum(qx * kf.x + qy * kf.y);
     const float mn = fmaxf(m, sc);
     const float corr = expf(m - mn), pw = expf(sc - mn);

@@ -40,9 +40,9 @@ __global__ void __launch_bounds__(128) AttnPrefillKernel(AttnPrefillParams p) {
       float2 kf = make_float2(0.f, 0.f);
       __half2 vh = __float2half2_rn(0.f);
       if (row <= hi) {
-        const size_t o = static_cast<size_t>(row) * p.C + h * 64 + 2 * d2;
-        kf = __half22float2(*reinterpret_cast<const __half2*>(it.k + o));
-        vh = *reinterpret_cast<const __half2*>(it.v + o);
+        const __half* kr = it.kv.K(row, p.C) + h * 64 + 2 * d2;
+        kf = __half22float2(*reinterpret_cast<const __half2*>(kr));
+        vh = *reinterpret_cast<const __half2*>(kr + it.kv.v_off);
       }
       Ks[rr][2 * d2] = kf.x;
       Ks[rr][2 * d2 + 1] = kf.y;

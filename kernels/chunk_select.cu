@@ -14,7 +14,7 @@ __global__ void ChunkSelectKernel(ChunkSelectParams p) {
   const int nchunks = it.ct / p.chunk;
   const float* q = p.q + static_cast<size_t>(it.row0) * p.C;
   for (int c = 0; c < nchunks; ++c) {
-    const float* sum = it.sums + static_cast<size_t>(c) * p.C;
+    const float* sum = it.sums.Row(c, p.C);
     float d = 0.f;
     for (int j = threadIdx.x; j < p.C; j += blockDim.x) d += q[j] * (sum[j] / p.chunk);
     d = BlockSum(d, scratch);

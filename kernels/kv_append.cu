@@ -6,11 +6,12 @@ namespace {
 __global__ void KvAppendKernel(KvAppendParams p) {
   const int r = blockIdx.x;
   const AttnItem& it = p.items[p.row_item[r]];
-  const size_t dst = static_cast<size_t>(it.ct + (r - it.row0)) * p.C;
+  __half* dk = it.kv.K(it.ct + (r - it.row0), p.C);
+  __half* dv = dk + it.kv.v_off;
   const size_t src = static_cast<size_t>(r) * p.C;
   for (int c = threadIdx.x; c < p.C; c += blockDim.x) {
-    it.k[dst + c] = __float2half_rn(p.k[src + c]);
-    it.v[dst + c] = __float2half_rn(p.v[src + c]);
+    dk[c] = __float2half_rn(p.k[src + c]);
+    dv[c] = __float2half_rn(p.v[src + c]);
   }
 }
 
@@ -35,8 +36,9 @@ __global__ void ChunkSumUpdateKernel(KvAppendParams p) {
     s3 += k[static_cast<size_t>(r + 3) * p.C];
   }
   for (; r < n; ++r) s0 += k[static_cast<size_t>(r) * p.C];
-  const float base = c * B < it.ct ? it.sums[static_cast<size_t>(c) * p.C + col] : 0.f;
-  it.sums[static_cast<size_t>(c) * p.C + col] = base + ((s0 + s1) + (s2 + s3));
+  float* sum = it.sums.Row(c, p.C) + col;
+  const float base = c * B < it.ct ? *sum : 0.f;
+  *sum = base + ((s0 + s1) + (s2 + s3));
 }
 
 __global__ void ChunkSumsKernel(ChunkSumsParams p) {
@@ -45,8 +47,8 @@ __global__ void ChunkSumsKernel(ChunkSumsParams p) {
   if (col >= p.C) return;
   const int end = min(p.ct, (c + 1) * p.chunk);
   float s = 0.f;
-  for (int row = c * p.chunk; row < end; ++row) s += __half2float(p.k[static_cast<size_t>(row) * p.C + col]);
-  p.sums[static_cast<size_t>(c) * p.C + col] = s;
+  for (int row = c * p.chunk; row < end; ++row) s += __half2float(p.kv.K(row, p.C)[col]);
+  p.sums.Row(c, p.C)[col] = s;
 }
 }  // namespace
 

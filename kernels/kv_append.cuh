@@ -1,4 +1,5 @@
-// Appends a step's keys and values to each item's cache (fp16) at rows [ct, ct+len), and
+// Appends a step's keys and values to each item's cache (fp16, paged: attn_item.cuh) at
+// rows [ct, ct+len), and
 // folds the float32 keys into the running per-chunk key sums (deterministic: one writer per
 // chunk and column, rows summed in order).
 // Threads: the launcher enqueues on the caller's stream and returns at once; call it from
@@ -22,10 +23,11 @@ struct KvAppendParams {
 };
 cudaError_t LaunchKvAppend(const KvAppendParams& p, cudaStream_t s);
 
-// Recomputes the chunk sums of rows [0, ct) from the fp16 cache (after compaction).
+// Recomputes the chunk sums of rows [0, ct) from the fp16 cache (after compaction or an
+// import): chunks [0, ceil(ct / chunk)).
 struct ChunkSumsParams {
-  const __half* k = nullptr;  // [ct, C]
-  float* sums = nullptr;      // [ceil(ct / chunk), C]
+  KvView kv;    // rows [0, ct)
+  SumView sums;
   int ct = 0, C = 0, chunk = 2048;
 };
 cudaError_t LaunchChunkSums(const ChunkSumsParams& p, cudaStream_t s);

@@ -14,7 +14,7 @@ __global__ void VoteStatsKernel(KvCompressParams p, float* stat_m, float* stat_l
   const float2 q = *reinterpret_cast<const float2*>(p.q + static_cast<size_t>(qi) * p.C + h * 64 + 2 * lane);
   float m = -INFINITY, l = 0.f;
   for (int t = warp; t < p.npast; t += 4) {
-    const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(p.k + static_cast<size_t>(t) * p.C + h * 64 + 2 * lane));
+    const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(p.kv.K(t, p.C) + h * 64 + 2 * lane));
     const float sc = WarpSum(q.x * kf.x + q.y * kf.y) * 0.125f;
     const float mn = fmaxf(m, sc);
     l = l * expf(m - mn) + expf(sc - mn);
@@ -41,9 +41,10 @@ __global__ void __launch_bounds__(128) VoteKernel(KvCompressParams p, const floa
   const int t = blockIdx.x * blockDim.x + threadIdx.x;
   float kr[64];
   if (t < p.npast) {
+    const __half* krow = p.kv.K(t, p.C) + h * 64;
 #pragma unroll
     for (int d = 0; d < 64; d += 2) {
-      const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(p.k + static_cast<size_t>(t) * p.C + h * 64 + d));
+      const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(krow + d));
       kr[d] = kf.x;
       kr[d + 1] = kf.y;
     }
@@ -77,11 +78,14 @@ __global__ void __launch_bounds__(128) VoteKernel(KvCompressParams p, const floa
 // grid (new_ct), 256 threads.
 __global__ void CompactKernel(KvCompressParams p, const int* sorted_index) {
   const int n = blockIdx.x;
+  __half* dk = p.out.K(n, p.C);
+  __half* dv = dk + p.out.v_off;
   for (int c = threadIdx.x; c < p.C; c += blockDim.x) {
     const int h = c / 64;
     const int src = n < p.keep ? sorted_index[static_cast<size_t>(h) * p.npast + n] : p.npast + (n - p.keep);
-    p.new_k[static_cast<size_t>(n) * p.C + c] = p.k[static_cast<size_t>(src) * p.C + c];
-    p.new_v[static_cast<size_t>(n) * p.C + c] = p.v[static_cast<size_t>(src) * p.C + c];
+    const __half* sk = p.kv.K(src, p.C);
+    dk[c] = sk[c];
+    dv[c] = sk[p.kv.v_off + c];
   }
 }
 

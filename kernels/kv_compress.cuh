@@ -3,7 +3,8 @@
 // scale 1/sqrt(64), softmax over the older rows only, summed over the queries); per head
 // the `keep` rows with the largest vote are kept in descending vote order (ties: lower row
 // first), followed by the window rows [npast, ct). The result is gathered into `new_k/v`
-// (rows [0, keep + ct - npast)); each head may keep different rows.
+// (rows [0, keep + ct - npast)); each head may keep different rows. Both caches are paged
+// (kernels/attn_item.cuh); `out` must not share pages with `kv`.
 // Threads: the launcher enqueues on the caller's stream and returns at once; call it from
 // the thread that owns that stream (the CUDA backend's step). Params are plain values;
 // every pointer is device memory owned by the caller and must outlive the kernel.
@@ -11,13 +12,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "kernels/attn_item.cuh"
+
 namespace rwkvx::kernels {
 
 struct KvCompressParams {
-  const __half* k = nullptr;  // [ct, C] old cache
-  const __half* v = nullptr;
-  __half* new_k = nullptr;    // [keep + ct - npast, C]
-  __half* new_v = nullptr;
+  KvView kv;                  // the old cache, rows [0, ct)
+  KvView out;                 // the new cache, rows [0, keep + ct - npast) written
   const float* q = nullptr;   // [nq, C] float32 voting rows
   int nq = 0, ct = 0, npast = 0, keep = 0, C = 0, H = 0;
   float* votes = nullptr;     // optional out [H, npast] (tests); else scratch is used

@@ -34,12 +34,6 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(std::shared_ptr<const M
 
 namespace cuda {
 
-size_t KvCache::Bytes(int C, int chunk) const {
-  if (cap == 0) return 0;
-  return static_cast<size_t>(cap) * C * 2 * sizeof(__half) +
-         static_cast<size_t>(cap / chunk + 2) * C * sizeof(float);
-}
-
 CudaBackend::CudaBackend(std::shared_ptr<const Model> model, const CudaBackendOptions& opts)
     : model_(std::move(model)), opts_(opts) {
   const ModelShape& s = model_->shape;
@@ -95,6 +89,7 @@ absl::Status CudaBackend::Init() {
   const double budget = opts_.gpu_memory_fraction * static_cast<double>(total_b) -
                         static_cast<double>(total_b - free_b) - 512.0 * (1 << 20);
   budget_bytes_ = budget > 0 ? static_cast<size_t>(budget) : 0;
+  pool_ = std::make_unique<KvPagePool>(PageBytes(), size_t{64} << 20);
   return ReserveWorkspace();
 }
 
@@ -118,7 +113,7 @@ absl::Status CudaBackend::ReserveWorkspace() {
 CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamSynchronize(stream_);
   for (auto& [id, s] : sessions_) {
-    for (auto& kv : s.kv) FreeKv(&kv);
+    for (auto& kv : s.kv) ReleaseCache(&kv);
     cudaFree(s.state);
   }
   DropGraphs();
@@ -128,6 +123,7 @@ CudaBackend::~CudaBackend() {
   if (meta_host_) cudaFreeHost(meta_host_);
   if (samp_scratch_) cudaFree(samp_scratch_);
   if (stream_) cudaStreamSynchronize(stream_);
+  pool_.reset();
   dev_.reset();
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -135,68 +131,6 @@ CudaBackend::~CudaBackend() {
 
 size_t CudaBackend::StateFloats() const {
   return static_cast<size_t>(R_) * (H_ * 4096 + 2 * C_) + static_cast<size_t>(M_) * C_;
-}
-
-size_t CudaBackend::SessionBytesOf(const CudaSession& s) const {
-  size_t n = StateFloats() * sizeof(float);
-  for (const auto& kv : s.kv) n += kv.Bytes(C_, model_->attn.chunk_size);
-  return n;
-}
-
-int CudaBackend::RoundCap(int rows) const { return (std::max(rows, 1) + 255) / 256 * 256; }
-
-int CudaBackend::GrowCap(int ct, int cap, int T) const {
-  const SparseAttnConfig& cfg = model_->attn;
-  const int need = ct + T;
-  if (need <= cap) return cap;
-  int c = RoundCap(std::max(need, cap + cap / 2));
-  if (cfg.max_kv_cache_size > 0 && need <= cfg.max_kv_cache_size + 1)
-    c = std::min(c, RoundCap(cfg.max_kv_cache_size + 2));
-  return std::max(c, RoundCap(need));
-}
-
-absl::Status CudaBackend::AllocKv(KvCache* kv, int cap) {
-  const int B = model_->attn.chunk_size;
-  const size_t kvb = static_cast<size_t>(cap) * C_ * sizeof(__half);
-  const size_t sb = static_cast<size_t>(cap / B + 2) * C_ * sizeof(float);
-  void* p[3] = {nullptr, nullptr, nullptr};
-  const size_t sizes[3] = {kvb, kvb, sb};
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    cudaError_t e = cudaSuccess;
-    for (int i = 0; i < 3 && e == cudaSuccess; ++i) e = cudaMallocAsync(&p[i], sizes[i], stream_);
-    if (e == cudaSuccess) {
-      kv->k = static_cast<__half*>(p[0]);
-      kv->v = static_cast<__half*>(p[1]);
-      kv->sums = static_cast<float*>(p[2]);
-      kv->cap = cap;
-      return absl::OkStatus();
-    }
-    if (e != cudaErrorMemoryAllocation) RWKVX_CUDA_RETURN(e);
-    cudaGetLastError();  // not sticky: clear it
-    for (void*& q : p)
-      if (q) cudaFreeAsync(q, stream_), q = nullptr;
-    // Give the pool's cached blocks back to the driver and try once more.
-    RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
-    cudaMemPool_t pool;
-    RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
-    RWKVX_CUDA_RETURN(cudaMemPoolTrimTo(pool, 0));
-  }
-  return absl::ResourceExhaustedError("GPU memory exhausted while allocating a KV cache");
-}
-
-size_t CudaBackend::UsedBytes() const {
-  size_t n = 0;
-  for (const auto& [id, s] : sessions_) n += SessionBytesOf(s);
-  return n;
-}
-
-void CudaBackend::FreeKv(KvCache* kv) {
-  if (kv->k) cudaFreeAsync(kv->k, stream_);
-  if (kv->v) cudaFreeAsync(kv->v, stream_);
-  if (kv->sums) cudaFreeAsync(kv->sums, stream_);
-  kv->k = kv->v = nullptr;
-  kv->sums = nullptr;
-  kv->cap = kv->ct = 0;
 }
 
 absl::StatusOr<SessionId> CudaBackend::CreateSession() {
@@ -215,11 +149,12 @@ absl::StatusOr<SessionId> CudaBackend::CreateSession() {
 absl::Status CudaBackend::FreeSession(SessionId id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
-  for (auto& kv : it->second.kv) FreeKv(&kv);
+  for (auto& kv : it->second.kv) ReleaseCache(&kv);
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   RWKVX_CUDA_RETURN(cudaFree(it->second.state));
   sessions_.erase(it);
-  return absl::OkStatus();
+  // Slabs nobody uses go back to the driver (one is kept against churn).
+  return pool_->ReleaseEmptySlabs(1);
 }
 
 absl::StatusOr<SessionState> CudaBackend::ExportSession(SessionId id) const {
@@ -233,13 +168,16 @@ absl::StatusOr<SessionState> CudaBackend::ExportSession(SessionId id) const {
   out.rwkv.resize(R_);
   out.attn.resize(M_);
   std::vector<std::vector<__half>> hk(M_), hv(M_);
+  const size_t page_halves = static_cast<size_t>(kernels::kKvPageRows) * C_;
   for (int j = 0; j < M_; ++j) {
     const KvCache& kv = s.kv[j];
     hk[j].resize(static_cast<size_t>(kv.ct) * C_);
     hv[j].resize(static_cast<size_t>(kv.ct) * C_);
-    if (kv.ct > 0) {
-      RWKVX_CUDA_RETURN(cudaMemcpyAsync(hk[j].data(), kv.k, hk[j].size() * 2, cudaMemcpyDeviceToHost, stream_));
-      RWKVX_CUDA_RETURN(cudaMemcpyAsync(hv[j].data(), kv.v, hv[j].size() * 2, cudaMemcpyDeviceToHost, stream_));
+    for (int pg = 0; pg * kernels::kKvPageRows < kv.ct; ++pg) {
+      const size_t off = pg * page_halves, n = std::min(page_halves, hk[j].size() - off);
+      const __half* page = static_cast<const __half*>(kv.kv.pages[pg]);
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(hk[j].data() + off, page, n * 2, cudaMemcpyDeviceToHost, stream_));
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(hv[j].data() + off, page + page_halves, n * 2, cudaMemcpyDeviceToHost, stream_));
     }
   }
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
@@ -279,9 +217,7 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
     if (a.ffn_prev.size() != static_cast<size_t>(C_) || a.ct < 0 ||
         a.k.size() != static_cast<size_t>(a.ct) * C_ || a.v.size() != a.k.size())
       return absl::InvalidArgumentError("session state: attention layer of the wrong size");
-    KvCache probe;
-    probe.cap = a.ct > 0 ? RoundCap(a.ct) : 0;
-    extra += probe.Bytes(C_, model_->attn.chunk_size);
+    extra += CacheBytesFor(a.ct);
   }
   if (!SessionsFit(StateFloats() * sizeof(float) + extra))
     return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
@@ -304,22 +240,32 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
     std::copy(a.ffn_prev.begin(), a.ffn_prev.end(), blk.begin() + AttnFfnPrevOff(j));
   }
   RWKVX_CUDA_RETURN(cudaMemcpyAsync(s.state, blk.data(), blk.size() * sizeof(float), cudaMemcpyHostToDevice, stream_));
+  const size_t page_halves = static_cast<size_t>(kernels::kKvPageRows) * C_;
   for (int j = 0; j < M_; ++j) {
     const AttnLayerState& a = st.attn[j];
     if (a.ct == 0) continue;
     KvCache& kv = s.kv[j];
-    RWKVX_RETURN_IF_ERROR(AllocKv(&kv, RoundCap(a.ct)));
+    absl::Status rs = ReserveRows(&kv, a.ct);
+    if (rs.ok()) rs = SyncCache(&kv, nullptr);
+    if (!rs.ok()) {
+      (void)FreeSession(*id);
+      return rs;
+    }
     std::vector<__half> hk(a.k.size()), hv(a.v.size());
     for (size_t e = 0; e < hk.size(); ++e) {
       hk[e] = __float2half_rn(a.k[e]);
       hv[e] = __float2half_rn(a.v[e]);
     }
-    RWKVX_CUDA_RETURN(cudaMemcpyAsync(kv.k, hk.data(), hk.size() * 2, cudaMemcpyHostToDevice, stream_));
-    RWKVX_CUDA_RETURN(cudaMemcpyAsync(kv.v, hv.data(), hv.size() * 2, cudaMemcpyHostToDevice, stream_));
+    for (int pg = 0; pg < kv.kv.size(); ++pg) {
+      const size_t off = pg * page_halves, n = std::min(page_halves, hk.size() - off);
+      __half* page = static_cast<__half*>(kv.kv.pages[pg]);
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(page, hk.data() + off, n * 2, cudaMemcpyHostToDevice, stream_));
+      RWKVX_CUDA_RETURN(cudaMemcpyAsync(page + page_halves, hv.data() + off, n * 2, cudaMemcpyHostToDevice, stream_));
+    }
     kv.ct = a.ct;
     kernels::ChunkSumsParams cs;
-    cs.k = kv.k;
-    cs.sums = kv.sums;
+    cs.kv = KvViewOf(kv);
+    cs.sums = SumViewOf(kv);
     cs.ct = kv.ct;
     cs.C = C_;
     cs.chunk = model_->attn.chunk_size;
@@ -331,10 +277,8 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
 }
 
 absl::StatusOr<SessionId> CudaBackend::ForkSession(SessionId src_id) {
-  auto it = sessions_.find(src_id);
-  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", src_id));
-  const size_t need = SessionBytesOf(it->second);
-  if (!SessionsFit(need)) return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
+  if (sessions_.find(src_id) == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", src_id));
+  // Only the state block is new: the KV pages are shared until one side writes.
   auto id = CreateSession();
   if (!id.ok()) return id.status();
   const CudaSession& src = sessions_.at(src_id);  // std::map: references survive inserts
@@ -342,96 +286,20 @@ absl::StatusOr<SessionId> CudaBackend::ForkSession(SessionId src_id) {
   dst.tokens_seen = src.tokens_seen;
   RWKVX_CUDA_RETURN(cudaMemcpyAsync(dst.state, src.state, StateFloats() * sizeof(float), cudaMemcpyDeviceToDevice,
                                     stream_));
-  const int B = model_->attn.chunk_size;
   for (int j = 0; j < M_; ++j) {
-    const KvCache& from = src.kv[j];
-    if (from.cap == 0) continue;
-    if (absl::Status a = AllocKv(&dst.kv[j], from.cap); !a.ok()) {
-      (void)FreeSession(*id);
-      return a;
-    }
     KvCache& to = dst.kv[j];
-    const size_t kvb = static_cast<size_t>(from.ct) * C_ * sizeof(__half);
-    const size_t sb = static_cast<size_t>(from.cap / B + 2) * C_ * sizeof(float);
-    if (kvb > 0) {
-      RWKVX_CUDA_RETURN(cudaMemcpyAsync(to.k, from.k, kvb, cudaMemcpyDeviceToDevice, stream_));
-      RWKVX_CUDA_RETURN(cudaMemcpyAsync(to.v, from.v, kvb, cudaMemcpyDeviceToDevice, stream_));
+    to.kv.pages = src.kv[j].kv.pages;
+    to.sums.pages = src.kv[j].sums.pages;
+    to.ct = src.kv[j].ct;
+    for (void* p : to.kv.pages) pool_->Ref(p);
+    for (void* p : to.sums.pages) pool_->Ref(p);
+    if (absl::Status st = SyncCache(&to, nullptr); !st.ok()) {
+      (void)FreeSession(*id);
+      return st;
     }
-    RWKVX_CUDA_RETURN(cudaMemcpyAsync(to.sums, from.sums, sb, cudaMemcpyDeviceToDevice, stream_));
-    to.ct = from.ct;
   }
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   return *id;
-}
-
-bool CudaBackend::SessionsFit(size_t extra, size_t ws) const {
-  if (UsedBytes() + ws + extra > budget_bytes_) return false;
-  return !opts_.memory_budget_bytes || UsedBytes() + extra <= opts_.memory_budget_bytes;
-}
-
-size_t CudaBackend::SessionBytes(SessionId id) const {
-  auto it = sessions_.find(id);
-  return it == sessions_.end() ? 0 : SessionBytesOf(it->second);
-}
-
-size_t CudaBackend::SessionKvTokens(SessionId id) const {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return 0;
-  size_t n = 0;
-  for (const auto& kv : it->second.kv) n += kv.ct;
-  return n;
-}
-
-MemoryInfo CudaBackend::Memory() const {
-  MemoryInfo m;
-  m.used_bytes = UsedBytes();
-  const size_t ws = WsBytesNow();
-  m.capacity_bytes = budget_bytes_ > ws ? budget_bytes_ - ws : 0;
-  if (opts_.memory_budget_bytes) m.capacity_bytes = std::min(m.capacity_bytes, opts_.memory_budget_bytes);
-  m.weights_bytes = dev_ ? dev_->bytes : 0;
-  return m;
-}
-
-size_t CudaBackend::MaxSessionBytes() const {
-  const SparseAttnConfig& a = model_->attn;
-  // With compression the cache stays under max + one prefill chunk; without it, unbounded:
-  // report the full-attention threshold plus a chunk as the planning figure.
-  const int rows = a.max_kv_cache_size > 0 ? a.max_kv_cache_size + 2 * a.chunk_size : a.Threshold() + a.chunk_size;
-  KvCache probe;
-  probe.cap = RoundCap(rows);
-  return StateFloats() * sizeof(float) + static_cast<size_t>(M_) * probe.Bytes(C_, a.chunk_size);
-}
-
-// A cache that grew to n rows in 1.5x steps has cap <= RoundCap(1.5 n); compression holds
-// it at MaxSessionBytes' cap.
-size_t CudaBackend::SessionBytesFor(size_t kv_tokens) const {
-  const SparseAttnConfig& a = model_->attn;
-  const size_t n = std::min<size_t>(kv_tokens, 1u << 30);
-  KvCache probe;
-  probe.cap = n == 0 ? 0 : RoundCap(static_cast<int>(n + n / 2));
-  if (a.max_kv_cache_size > 0) probe.cap = std::min(probe.cap, RoundCap(a.max_kv_cache_size + 2 * a.chunk_size));
-  return StateFloats() * sizeof(float) + static_cast<size_t>(M_) * probe.Bytes(C_, a.chunk_size);
-}
-
-// Growth as the step plan grows caches; a cache about to compress needs its fresh target
-// (the old one is freed after the step).
-size_t CudaBackend::StepBytes(SessionId id, size_t tokens) const {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return 0;
-  const SparseAttnConfig& a = model_->attn;
-  const int T = static_cast<int>(tokens);
-  size_t n = 0;
-  for (const KvCache& kv : it->second.kv) {
-    KvCache probe;
-    if (a.max_kv_cache_size > 0 && kv.ct > a.max_kv_cache_size) {
-      probe.cap = RoundCap(std::max(a.min_kv_cache_size + T, a.max_kv_cache_size + 2));
-      n += probe.Bytes(C_, a.chunk_size);
-    } else {
-      probe.cap = GrowCap(kv.ct, kv.cap, T);
-      n += probe.Bytes(C_, a.chunk_size) - kv.Bytes(C_, a.chunk_size);
-    }
-  }
-  return n;
 }
 
 bool CudaBackend::Healthy() const {

@@ -1,11 +1,12 @@
 // CudaBackend: engine::Backend on one NVIDIA GPU. Weights in fp16/bf16, RWKV state in
 // float32 (one device block per session: the "slot"), sparse-attention KV caches in fp16
-// (one growable buffer per session and sparse layer, with running per-chunk key sums:
-// engine/cuda/cuda_session.h). A step runs every item's tokens through each projection as
+// in pages of one pool, shared copy-on-write by forks, with running per-chunk key sums in
+// pages of the same pool (engine/cuda/cuda_session.h, engine/cuda/kv_pool.h). A step runs every item's tokens through each projection as
 // one cuBLAS GEMM; the rest is kernels/. Same semantics as the CPU reference (engine/cpu);
 // docs/CUDA.md. Files: cuda_backend.cc (construction, sessions, snapshots, memory),
 // cuda_step.cc (the step's phases, engine/cuda/step_plan.h lists them), model_forward.cc
-// (embedding, blocks, head), gemm.cc (projections), step_workspace.cc.
+// (embedding, blocks, head), gemm.cc (projections), step_workspace.cc, kv_pages.cc (paged
+// KV caches and the memory figures).
 //
 // Names of the model's sizes (members C_ .. V_ below): C channels (n_embd), H heads of 64,
 // R RWKV blocks, M sparse-attention blocks, F the channel mix's hidden size, V vocabulary.
@@ -26,6 +27,7 @@
 #include "engine/backend.h"
 #include "engine/cuda/cuda_session.h"
 #include "engine/cuda/device_model.h"
+#include "engine/cuda/kv_pool.h"
 #include "engine/cuda/step_forward.h"
 #include "engine/cuda/step_plan.h"
 #include "kernels/activation.cuh"
@@ -45,8 +47,8 @@ class CudaBackend final : public Backend {
   absl::Status FreeSession(SessionId id) override;
   absl::StatusOr<SessionState> ExportSession(SessionId id) const override;
   absl::StatusOr<SessionId> ImportSession(const SessionState& state) override;
-  // A device-to-device copy of the state and KV buffers (no host round trip, no
-  // rounding: the copy continues bit for bit like the original). Pages are not shared yet.
+  // A device-to-device copy of the state block; the KV pages are shared copy-on-write (no
+  // host round trip, no rounding: the copy continues bit for bit like the original).
   absl::StatusOr<SessionId> ForkSession(SessionId id) override;
   absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override {
     return RunStep(items, logits, nullptr);
@@ -86,17 +88,34 @@ class CudaBackend final : public Backend {
   size_t AttnFfnPrevOff(int j) const { return AttPrevOff(R_) + static_cast<size_t>(R_ + j) * C_; }
   size_t SessionBytesOf(const CudaSession& s) const;
 
-  // KV buffers: AllocKv gives `kv` new k, v [cap, C] and sums [cap / B + 2, C] buffers
-  // (stream-ordered from the pool; contents undefined) and sets kv->cap, leaving kv->ct
-  // alone. `kv` must hold no buffers (they would be overwritten, not freed): callers pass
-  // an empty cache and copy rows themselves. When the pool is out of memory it trims the
-  // pool and tries once more, then returns ResourceExhausted (kv unchanged).
-  absl::Status AllocKv(KvCache* kv, int cap);
-  void FreeKv(KvCache* kv);  // stream-ordered; leaves kv empty (cap = ct = 0)
-  int RoundCap(int rows) const;
-  // The capacity a cache of `ct` rows and capacity `cap` grows to for `T` more rows without
-  // compression (`cap` when they fit): 1.5x steps, held at the compression cap.
-  int GrowCap(int ct, int cap, int T) const;
+  // --- Paged KV caches (kv_pages.cc). A page: kernels::kKvPageRows rows of K and V, or as
+  // many chunk-sum rows (the same bytes).
+  size_t PageBytes() const;
+  int KvPagesFor(long long rows) const;   // KV pages that hold `rows` rows
+  int SumPagesFor(long long rows) const;  // chunk-sum pages for the chunks of `rows` rows
+  size_t CacheBytesFor(long long rows) const;
+  // Pages a step of T more rows adds to `kv`: new pages and copies of the shared pages it
+  // writes into.
+  int StepPages(const KvCache& kv, int T) const;
+  absl::Status GrowTable(PageTable* t, int pages);  // appends fresh pages up to `pages`
+  // Copy-on-write: every page of [first, last] that another table shares is replaced by a
+  // private copy (stream-ordered device copy).
+  absl::Status MakePrivate(PageTable* t, long long first, long long last);
+  // Makes rows [ct, ct + T) of `kv` writable: private pages where they are written, new
+  // pages past the end. A failure leaves a consistent cache (maybe with extra pages).
+  absl::Status ReserveRows(KvCache* kv, int T);
+  void ReleaseTable(PageTable* t);  // drops the page references, frees the device table
+  void ReleaseCache(KvCache* kv);   // both tables; leaves kv empty
+  // Device copies of page tables: entries past `synced` go up, through `updates` (written
+  // by a kernel when the step's metadata is up) or, when null, by a copy now.
+  struct PageUpdates {
+    std::vector<void**> dst;
+    std::vector<void*> val;
+  };
+  absl::Status SyncTable(PageTable* t, PageUpdates* updates);
+  absl::Status SyncCache(KvCache* kv, PageUpdates* updates);
+  kernels::KvView KvViewOf(const KvCache& kv) const;
+  kernels::SumView SumViewOf(const KvCache& kv) const;
 
   // --- The step's phases (see step_plan.h); each works on step_.
   // Validates the items, lays out rows and logit rows, plans every sparse layer's KV cache
@@ -106,6 +125,8 @@ class CudaBackend final : public Backend {
   // points the plan's AttnItems at the buffers and sizes the workspace.
   absl::Status ReserveStep(StepPlan* plan);
   void DropCompactionTargets(StepPlan* plan);
+  // After a step failed past ReserveStep: its sessions' device tables are sent whole again.
+  void ForgetDeviceTables(StepPlan* plan);
   // Fills the pinned metadata block and uploads it; sets meta_ to the device views.
   absl::Status UploadStep(const std::vector<StepInput>& items, const StepPlan& plan, const StepMetaLayout& layout);
   // The forward (Forward below): replayed from a CUDA graph for pure decode steps.
@@ -161,7 +182,8 @@ class CudaBackend final : public Backend {
   // Session memory is admitted against budget_bytes_ (the card's fraction less what weights
   // and the CUDA context took at start), together with the step workspace it needs.
   size_t budget_bytes_ = 0;
-  size_t UsedBytes() const;  // all sessions (state + KV)
+  std::unique_ptr<KvPagePool> pool_;  // every KV page of every session
+  size_t UsedBytes() const;  // all sessions: state blocks + KV pages in use
   size_t WsBytes(int rows, int items, int logit_rows, size_t part_floats) const;
   size_t WsBytesNow() const { return ws_.allocs.empty() ? 0 : WsBytes(ws_.rows, ws_.items, ws_.logit_rows, ws_.part_floats); }
   // Whether `extra` more session bytes fit beside workspace `ws` (default: today's), under

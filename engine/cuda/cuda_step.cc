@@ -13,14 +13,20 @@ absl::Status CudaBackend::RunStep(const std::vector<StepInput>& items, std::vect
   logits->clear();
   if (sampled) sampled->clear();
   if (items.empty()) return absl::OkStatus();
+  bool reserved = false;
   absl::Status st = [&]() -> absl::Status {
     RWKVX_RETURN_IF_ERROR(PlanStep(items, /*device_sampling=*/sampled != nullptr, &step_));
     RWKVX_RETURN_IF_ERROR(ReserveStep(&step_));
+    reserved = true;
     const StepMetaLayout layout = StepMetaLayout::For(step_, M_);
     RWKVX_RETURN_IF_ERROR(UploadStep(items, step_, layout));
     RWKVX_RETURN_IF_ERROR(ForwardOrReplay(step_));
     return CommitStep(&step_, layout, logits, sampled);
   }();
+  if (!st.ok() && reserved) {  // compaction targets not taken over are given back
+    DropCompactionTargets(&step_);
+    ForgetDeviceTables(&step_);
+  }
   // A sticky error (illegal address, launch failure) poisons the context: say so.
   if (!st.ok() && !Healthy()) return BackendLostError(absl::StrCat("CUDA context lost: ", st.message()));
   return st;

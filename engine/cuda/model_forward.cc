@@ -195,10 +195,8 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     if (p.compress) {
       const KvCache& old = step_.sess[b]->kv[j];
       kernels::KvCompressParams cp;
-      cp.k = old.k;
-      cp.v = old.v;
-      cp.new_k = p.fresh.k;
-      cp.new_v = p.fresh.v;
+      cp.kv = KvViewOf(old);
+      cp.out = it.kv;  // the compaction target's pages
       // Votes: q of the decode token, or the layer-normed inputs u of a prefill (reference quirk).
       cp.q = (it.len == 1 ? q : ws_.u) + static_cast<size_t>(it.row0) * C_;
       cp.nq = it.len;
@@ -209,8 +207,8 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
       cp.H = H_;
       RWKVX_CUDA_RETURN(kernels::LaunchKvCompress(cp, stream_));
       kernels::ChunkSumsParams cs;
-      cs.k = p.fresh.k;
-      cs.sums = p.fresh.sums;
+      cs.kv = it.kv;
+      cs.sums = it.sums;
       cs.ct = it.ct;
       cs.C = C_;
       cs.chunk = cfg.chunk_size;

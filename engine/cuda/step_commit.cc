@@ -1,7 +1,7 @@
 // CudaBackend::CommitStep: after the forward, the host rows' logits go to the host and the
 // sampled rows through the sampler; the compaction targets replace the compressed caches
-// and every KV cache takes its new length (frees are stream-ordered after the step's
-// work); once the stream is done, the sessions' token counts and the sampled tokens.
+// and every KV cache takes its new length (pages given back are reused only by work
+// queued after the step's); once the stream is done, the sessions' token counts and the sampled tokens.
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
 #include "kernels/sample.cuh"
@@ -50,8 +50,8 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
       KvCache& kv = plan.sess[b]->kv[j];
       AttnPlan& p = plan.attn[j][b];
       if (p.compress) {
-        FreeKv(&kv);
-        kv = p.fresh;
+        ReleaseCache(&kv);  // pages back to the pool (reused only by work queued after)
+        kv = std::move(p.fresh);
         p.fresh = KvCache{};  // the session owns it now
       }
       kv.ct = plan.attn_items[j][b].ct + plan.len[b];

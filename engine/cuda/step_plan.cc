@@ -37,7 +37,9 @@ StepMetaLayout StepMetaLayout::For(const StepPlan& plan, int M) {
   o.adj_tok = Align(o.samp + n_samp * sizeof(kernels::SampleItem));
   o.adj_val = Align(o.adj_tok + n_adjust * sizeof(int));
   o.mask = Align(o.adj_val + n_adjust * sizeof(float));
-  o.out_tok = Align(o.mask + n_mask * sizeof(uint32_t));  // written by the sampler
+  o.pt_dst = Align(o.mask + n_mask * sizeof(uint32_t));
+  o.pt_val = Align(o.pt_dst + plan.pt_dst.size() * sizeof(void*));
+  o.out_tok = Align(o.pt_val + plan.pt_val.size() * sizeof(void*));  // written by the sampler
   o.out_lp = Align(o.out_tok + n_samp * sizeof(int));
   o.total = Align(o.out_lp + n_samp * sizeof(float));
   return o;
@@ -56,6 +58,8 @@ StepMetaViews StepMetaLayout::At(char* base) const {
   v.adj_tok = reinterpret_cast<int*>(base + adj_tok);
   v.adj_val = reinterpret_cast<float*>(base + adj_val);
   v.mask = reinterpret_cast<uint32_t*>(base + mask);
+  v.pt_dst = reinterpret_cast<void***>(base + pt_dst);
+  v.pt_val = reinterpret_cast<void**>(base + pt_val);
   v.out_token = reinterpret_cast<int*>(base + out_tok);
   v.out_logprob = reinterpret_cast<float*>(base + out_lp);
   return v;
@@ -119,7 +123,6 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
   // --- Plan the sparse layers: compression, paths, KV capacity. Nothing changes yet.
   p.attn.assign(M_, std::vector<AttnPlan>(nitems));
   p.attn_items.assign(M_, std::vector<kernels::AttnItem>(nitems));
-  p.grows.clear();
   size_t& extra = p.extra_kv_bytes;
   extra = 0;
   p.any_decode = p.any_prefill = false;
@@ -136,15 +139,9 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
         ap.npast = ct - cfg.kv_cache_window_size;
         ap.keep = std::min(cfg.min_kv_cache_size - cfg.kv_cache_window_size, ap.npast);
         ct = ap.keep + (kv.ct - ap.npast);
-        const int need = ct + T;
-        ap.fresh.cap = RoundCap(std::max(need, cfg.max_kv_cache_size + 2));
-        extra += ap.fresh.Bytes(C_, Bc);
-      } else if (ct + T > kv.cap) {
-        const int cap = GrowCap(ct, kv.cap, T);
-        KvCache probe;
-        probe.cap = cap;
-        extra += probe.Bytes(C_, Bc) - kv.Bytes(C_, Bc);
-        p.grows.push_back({&kv, cap});
+        extra += CacheBytesFor(ct + T);  // the compaction target, written whole
+      } else {
+        extra += static_cast<size_t>(StepPages(kv, T)) * PageBytes();
       }
       kernels::AttnItem& a = p.attn_items[j][b];
       a.ct = ct;

@@ -2,9 +2,11 @@
 // layout of the step's metadata block (one pinned host block, one upload: step_upload.cc).
 // A step runs in phases, one file each:
 //   PlanStep     (step_plan.cc)    validate, lay out rows, plan each sparse layer's KV
-//                                  (compression, growth, attention paths), check memory
-//   ReserveStep  (step_reserve.cc) grow KV caches, allocate compaction targets, workspace
-//   UploadStep   (step_upload.cc)  fill the pinned metadata block and upload it
+//                                  (compression, new pages, attention paths), check memory
+//   ReserveStep  (step_reserve.cc) KV pages (new, copy-on-write, compaction targets),
+//                                  page-table updates, workspace
+//   UploadStep   (step_upload.cc)  fill the pinned metadata block, upload it, apply the
+//                                  page-table updates
 //   ForwardOrReplay (step_forward.cc) the model's forward, eager or as a CUDA graph
 //   CommitStep   (step_commit.cc)  logits / sampled tokens out, KV lengths and counters
 // Sizes in comments: C channels, H heads, M sparse-attention blocks (engine/cuda/cuda_session.h).
@@ -30,7 +32,7 @@ namespace rwkvx::cuda {
 struct AttnPlan {
   bool compress = false;
   int keep = 0, npast = 0;  // compression: keep `keep` of the first `npast` rows by votes
-  KvCache fresh;            // compaction target when compress (owned by the plan)
+  KvCache fresh;            // compaction target when compress (its pages owned by the plan)
 };
 
 struct StepPlan {
@@ -45,12 +47,14 @@ struct StepPlan {
   std::vector<int> samp_items;  // [n_samp]
   size_t n_adjust = 0;
   size_t n_mask_words = 0;  // the sampled rows' grammar masks, concatenated
-  // Sparse layers: per layer and item, the plan and the attention kernels' view (k, v,
-  // sums are set by ReserveStep once the buffers exist).
+  // Sparse layers: per layer and item, the plan and the attention kernels' view (the page
+  // tables are set by ReserveStep once the pages exist).
   std::vector<std::vector<AttnPlan>> attn;                 // [M][items]
   std::vector<std::vector<kernels::AttnItem>> attn_items;  // [M][items]
-  std::vector<std::pair<KvCache*, int>> grows;             // (cache, new cap)
-  size_t extra_kv_bytes = 0;  // KV bytes the grows and compaction targets add
+  size_t extra_kv_bytes = 0;  // KV bytes the new pages, copies and compaction targets add
+  // Device page-table entries to write before the forward (ReserveStep fills them).
+  std::vector<void**> pt_dst;
+  std::vector<void*> pt_val;
   bool any_decode = false, any_prefill = false;
   int decode_splits = 1;     // attn_decode's splits of each (item, head)
   bool wkv_chunked = false;  // kernels/wkv7_chunked.cuh for this step's recurrence
@@ -69,6 +73,8 @@ struct StepMetaViews {
   int* adj_tok = nullptr;                   // [n_adjust]
   float* adj_val = nullptr;                 // [n_adjust]
   uint32_t* mask = nullptr;                 // [n_mask_words]
+  void*** pt_dst = nullptr;                 // [page-table updates]
+  void** pt_val = nullptr;                  // [page-table updates]
   int* out_token = nullptr;                 // [n_samp] written by the sampler
   float* out_logprob = nullptr;             // [n_samp] written by the sampler
 };
@@ -77,7 +83,7 @@ struct StepMetaViews {
 // upload covers [0, out_tok); the sampler's outputs [out_tok, total) come back.
 struct StepMetaLayout {
   size_t tokens = 0, row_item = 0, row0 = 0, len = 0, logit_rows = 0, state = 0, attn = 0, samp = 0, adj_tok = 0,
-         adj_val = 0, mask = 0, out_tok = 0, out_lp = 0, total = 0;
+         adj_val = 0, mask = 0, pt_dst = 0, pt_val = 0, out_tok = 0, out_lp = 0, total = 0;
   static StepMetaLayout For(const StepPlan& plan, int M);
   StepMetaViews At(char* base) const;
 };

@@ -1,12 +1,13 @@
-// CudaBackend::ReserveStep: makes room for a planned step. Grows the KV caches the plan
-// names (rows and chunk sums copied, stream-ordered), allocates the compaction targets,
-// points the attention kernels' items at the buffers and sizes the step workspace.
-#include <cuda_fp16.h>
-
+// CudaBackend::ReserveStep: makes room for a planned step. Every KV cache the step writes
+// gets its pages (new ones past the end, private copies of shared ones it writes into);
+// compressing caches get their compaction targets; the page tables' changed entries are
+// queued for the device; the attention kernels' items point at the tables; the step
+// workspace is sized.
 #include <algorithm>
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
+#include "engine/status_macros.h"
 #include "kernels/attn_decode.cuh"
 
 namespace rwkvx::cuda {
@@ -14,55 +15,57 @@ namespace rwkvx::cuda {
 void CudaBackend::DropCompactionTargets(StepPlan* plan) {
   for (auto& layer : plan->attn)
     for (AttnPlan& p : layer) {
-      if (p.fresh.k) FreeKv(&p.fresh);
-      p.fresh = KvCache{};
+      ReleaseCache(&p.fresh);
       p.compress = false;
     }
 }
 
 absl::Status CudaBackend::ReserveStep(StepPlan* plan) {
   StepPlan& s = *plan;
-  const int Bc = model_->attn.chunk_size;
-  // --- Grow caches (copy rows and sums) and allocate compaction targets.
-  for (auto& [kv, cap] : s.grows) {
-    KvCache n;
-    RWKVX_RETURN_IF_ERROR(AllocKv(&n, cap));
-    if (kv->ct > 0) {
-      const size_t bytes = static_cast<size_t>(kv->ct) * C_ * sizeof(__half);
-      RWKVX_CUDA_RETURN(cudaMemcpyAsync(n.k, kv->k, bytes, cudaMemcpyDeviceToDevice, stream_));
-      RWKVX_CUDA_RETURN(cudaMemcpyAsync(n.v, kv->v, bytes, cudaMemcpyDeviceToDevice, stream_));
-      RWKVX_CUDA_RETURN(cudaMemcpyAsync(n.sums, kv->sums, static_cast<size_t>(kv->ct / Bc + 1) * C_ * sizeof(float),
-                                        cudaMemcpyDeviceToDevice, stream_));
-    }
-    n.ct = kv->ct;
-    FreeKv(kv);
-    *kv = n;
-  }
-  // On an allocation failure below, give back the compaction targets taken so far.
-  for (int j = 0; j < M_; ++j)
-    for (int b = 0; b < s.items; ++b) {
-      AttnPlan& p = s.attn[j][b];
-      kernels::AttnItem& a = s.attn_items[j][b];
-      if (p.compress) {
-        const int cap = p.fresh.cap;
-        p.fresh.cap = 0;
-        if (absl::Status st = AllocKv(&p.fresh, cap); !st.ok()) {
-          DropCompactionTargets(plan);
-          return st;
+  PageUpdates up;
+  absl::Status st = [&]() -> absl::Status {
+    // Pages first, then each table's device copy once (a table synced twice in one step
+    // could move while updates to its old copy are still queued).
+    for (int j = 0; j < M_; ++j)
+      for (int b = 0; b < s.items; ++b) {
+        AttnPlan& p = s.attn[j][b];
+        const kernels::AttnItem& a = s.attn_items[j][b];
+        if (p.compress) {
+          // The compaction target: rows [0, a.ct) written by the compaction, the step's
+          // rows after them.
+          RWKVX_RETURN_IF_ERROR(GrowTable(&p.fresh.kv, KvPagesFor(a.ct + a.len)));
+          RWKVX_RETURN_IF_ERROR(GrowTable(&p.fresh.sums, SumPagesFor(a.ct + a.len)));
+        } else {
+          RWKVX_RETURN_IF_ERROR(ReserveRows(&s.sess[b]->kv[j], a.len));
         }
       }
-      const KvCache& src = p.compress ? p.fresh : s.sess[b]->kv[j];
-      a.k = src.k;
-      a.v = src.v;
-      a.sums = src.sums;
-    }
-  const size_t part_floats = s.any_decode ? kernels::AttnDecodeScratchFloats(s.items, H_, s.decode_splits) : 0;
-  if (absl::Status st = EnsureWorkspace(s.rows, s.items, std::max<int>(1, s.logit_rows.size()), part_floats);
-      !st.ok()) {
+    for (int j = 0; j < M_; ++j)
+      for (int b = 0; b < s.items; ++b) {
+        AttnPlan& p = s.attn[j][b];
+        kernels::AttnItem& a = s.attn_items[j][b];
+        KvCache& kv = s.sess[b]->kv[j];
+        RWKVX_RETURN_IF_ERROR(SyncCache(&kv, &up));  // the compaction reads the old cache
+        KvCache& target = p.compress ? p.fresh : kv;
+        if (p.compress) RWKVX_RETURN_IF_ERROR(SyncCache(&target, &up));
+        a.kv = KvViewOf(target);
+        a.sums = SumViewOf(target);
+      }
+    const size_t part_floats = s.any_decode ? kernels::AttnDecodeScratchFloats(s.items, H_, s.decode_splits) : 0;
+    return EnsureWorkspace(s.rows, s.items, std::max<int>(1, s.logit_rows.size()), part_floats);
+  }();
+  if (!st.ok()) {
     DropCompactionTargets(plan);
+    ForgetDeviceTables(plan);  // queued updates are dropped: resend them next time
     return st;
   }
+  s.pt_dst = std::move(up.dst);
+  s.pt_val = std::move(up.val);
   return absl::OkStatus();
+}
+
+void CudaBackend::ForgetDeviceTables(StepPlan* plan) {
+  for (int b = 0; b < plan->items; ++b)
+    for (KvCache& kv : plan->sess[b]->kv) kv.kv.synced = kv.sums.synced = 0;
 }
 
 }  // namespace rwkvx::cuda

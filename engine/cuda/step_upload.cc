@@ -1,11 +1,13 @@
 // CudaBackend::UploadStep: the step's metadata (tokens, row -> item, item rows and state
-// blocks, per sparse layer an AttnItem per item, the sampling requests) goes into one
-// pinned block in the layout of StepMetaLayout and up in one copy.
+// blocks, per sparse layer an AttnItem per item, the sampling requests, the page-table
+// updates) goes into one pinned block in the layout of StepMetaLayout and up in one copy;
+// a kernel then writes the page-table updates.
 #include <algorithm>
 #include <cstring>
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
+#include "kernels/page_table.cuh"
 
 namespace rwkvx::cuda {
 
@@ -60,9 +62,17 @@ absl::Status CudaBackend::UploadStep(const std::vector<StepInput>& items, const 
       nm += ds.allowed.size();
     }
   }
-  // Everything up to the sampler's outputs goes up.
+  std::copy(plan.pt_dst.begin(), plan.pt_dst.end(), h.pt_dst);
+  std::copy(plan.pt_val.begin(), plan.pt_val.end(), h.pt_val);
+  // Everything up to the sampler's outputs goes up; then the page tables take their new
+  // entries (before any kernel of the step reads them).
   RWKVX_CUDA_RETURN(cudaMemcpyAsync(meta_dev_, meta_host_, layout.out_tok, cudaMemcpyHostToDevice, stream_));
   meta_ = layout.At(meta_dev_);
+  kernels::PageTableUpdateParams pu;
+  pu.dst = meta_.pt_dst;
+  pu.val = meta_.pt_val;
+  pu.n = static_cast<int>(plan.pt_dst.size());
+  RWKVX_CUDA_RETURN(kernels::LaunchPageTableUpdate(pu, stream_));
   return absl::OkStatus();
 }
 

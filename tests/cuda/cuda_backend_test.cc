@@ -242,6 +242,20 @@ TEST(CudaBackend, CompressionParity) {
   RunParity(m, {Tokens(100, 1024, 5), Tokens(24, 1024, 6)}, 80, "compress (resync)", /*resync=*/true);
 }
 
+// Caches of several KV pages (kernels::kKvPageRows = 128 rows): compaction reads and
+// writes through page tables, and decodes grow the compacted cache into new pages.
+TEST(CudaBackend, CompressionParityAcrossPages) {
+  SKIP_WITHOUT_GPU();
+  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 59, "t");
+  m->attn.chunk_size = 16;
+  m->attn.topk = 2;
+  m->attn.max_kv_cache_size = 300;
+  m->attn.kv_cache_window_size = 40;
+  m->attn.min_kv_cache_size = 200;
+  RunParity(m, {Tokens(280, 1024, 7), Tokens(60, 1024, 8)}, 120, "compress across pages (resync)",
+            /*resync=*/true);
+}
+
 // bf16 weights and GEMM inputs: 8 significant bits (2^-8 = 3.9e-3 per element, 8x fp16),
 // so the bound scales to 1e-1; observed values are in docs/CUDA.md.
 TEST(CudaBackend, Bf16WeightsParity) {

@@ -24,26 +24,13 @@
 #include "kernels/wkv7.cuh"
 #include "kernels/wkv7_chunked.cuh"
 
+#include "tests/cuda/cuda_buffers.h"
 #include "tests/cuda/cuda_test_util.h"
 
 namespace rwkvx {
 namespace {
 
 #define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
-
-template <class T>
-T* Dev(const std::vector<T>& h) {
-  T* d = nullptr;
-  EXPECT_EQ(cudaMalloc(&d, h.size() * sizeof(T) + 16), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  return d;
-}
-template <class T>
-std::vector<T> Host(const T* d, size_t n) {
-  std::vector<T> h(n);
-  EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-  return h;
-}
 
 std::vector<float> Rand(size_t n, std::mt19937& g, float lo, float hi) {
   std::uniform_real_distribution<float> d(lo, hi);
@@ -166,10 +153,13 @@ TEST(CudaKernels, DecodeAndPrefillAttentionMatchNaive) {
   SKIP_WITHOUT_GPU();
   std::mt19937 g(2);
   const int C = 128, H = 2, B = 16;
-  // item 0: decode full (ct 50); item 1: decode sparse (ct 70 -> chunks 0..3, tail 64..69);
-  // item 2: prefill prefix (ct 20, len 12); item 3: prefill chunk-local (ct 30, len 40).
+  // item 0: decode full (ct 50); item 1: decode sparse (ct 270 -> chunks 0..15, tail
+  // 256..270, chunks 12 and 1 selected: three pages); item 2: prefill prefix (ct 20, len
+  // 12); item 3: prefill chunk-local (ct 30, len 40); item 4: decode full over three pages
+  // (ct 300); item 5: prefill prefix across a page boundary (ct 120, len 30).
   struct Def { int ct, len, prefix, sparse; };
-  const std::vector<Def> defs = {{50, 1, 1, 0}, {70, 1, 1, 1}, {20, 12, 1, 0}, {30, 40, 0, 0}};
+  const std::vector<Def> defs = {{50, 1, 1, 0},  {270, 1, 1, 1}, {20, 12, 1, 0},
+                                 {30, 40, 0, 0}, {300, 1, 1, 0}, {120, 30, 1, 0}};
   int rows = 0;
   std::vector<kernels::AttnItem> items;
   std::vector<std::vector<__half>> Ks, Vs;
@@ -183,16 +173,14 @@ TEST(CudaKernels, DecodeAndPrefillAttentionMatchNaive) {
     Ks.push_back(kh);
     Vs.push_back(vh);
     kernels::AttnItem it;
-    it.k = Dev(kh);
-    it.v = Dev(vh);
-    it.sums = nullptr;
+    it.kv = UploadPaged(kh, vh, n, C).view;
     it.ct = d.ct; it.row0 = rows; it.len = d.len; it.prefix = d.prefix; it.sparse = d.sparse;
     items.push_back(it);
     for (int t = 0; t < d.len; ++t) row_item.push_back(i);
     rows += d.len;
   }
   auto q = Rand(rows * C, g, -2, 2);
-  const std::vector<int> selected = {-1, -1, 3, 1, -1, -1, -1, -1};  // topk 2: item 1 -> chunks 3, 1
+  const std::vector<int> selected = {-1, -1, 12, 1, -1, -1, -1, -1, -1, -1, -1, -1};  // topk 2: item 1
   auto* d_items = Dev(items);
   auto* d_q = Dev(q);
   __half* d_out = Dev(std::vector<__half>(rows * C, __float2half(NAN)));
@@ -215,7 +203,7 @@ TEST(CudaKernels, DecodeAndPrefillAttentionMatchNaive) {
       std::vector<int> sel;
       if (d.len == 1) {
         if (d.sparse) {
-          for (int c : {3, 1}) for (int r = c * B; r < (c + 1) * B; ++r) sel.push_back(r);
+          for (int c : {12, 1}) for (int r = c * B; r < (c + 1) * B; ++r) sel.push_back(r);
           for (int r = (d.ct / B) * B; r <= d.ct; ++r) sel.push_back(r);
         } else {
           for (int r = 0; r <= d.ct; ++r) sel.push_back(r);
@@ -248,16 +236,17 @@ TEST(CudaKernels, KvCompressMatchesReference) {
     auto q = Rand(nq * C, g, -3, 3);
     const int new_ct = keep + window;
     kernels::KvCompressParams p;
-    p.k = Dev(kh); p.v = Dev(vh);
-    p.new_k = Dev(std::vector<__half>(new_ct * C)); p.new_v = Dev(std::vector<__half>(new_ct * C));
+    p.kv = UploadPaged(kh, vh, ct, C).view;
+    const PagedKv out = UploadPaged({}, {}, new_ct, C);
+    p.out = out.view;
     p.q = Dev(q);
     p.nq = nq; p.ct = ct; p.npast = npast; p.keep = keep; p.C = C; p.H = H;
     p.votes = Dev(std::vector<float>(H * npast, NAN));
     CK(kernels::LaunchKvCompress(p, 0));
     CK(cudaDeviceSynchronize());
     auto votes = Host(p.votes, H * npast);
-    auto nk = Host(p.new_k, new_ct * C);
-    auto nv = Host(p.new_v, new_ct * C);
+    auto nk = DownloadPaged(out, new_ct, false);
+    auto nv = DownloadPaged(out, new_ct, true);
     for (int h = 0; h < H; ++h) {
       std::vector<double> ref(npast, 0.0);
       for (int i = 0; i < nq; ++i) {
