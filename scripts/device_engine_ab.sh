@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the device machine: the CUDA test suite, then an A/B of the engine benchmark in
 # one call: bench_engine_base (an earlier build) against bench_engine (this tree), each
-# shape run base, new, base, new so that the spread between two runs of one binary is seen.
+# shape run base, new, base, new so that the spread between two runs of one binary is seen;
+# MEMCHECK runs compute-sanitizer memcheck on a filter of the CUDA tests first.
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=... 
 # scripts/device_serve_pack.sh`. Results: $OUT/results.tgz and a table on stdout.
 #   AB_SHAPES="0.2b 3.6b" scripts/device_engine_ab.sh
@@ -17,6 +18,12 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,nohea
 if [ "${TESTS:-1}" = 1 ]; then
   timeout "${TESTS_TIMEOUT:-300}" "$B/cuda_tests" --gtest_filter="${TEST_FILTER:-*}" >"$OUT/cuda_tests.log" 2>&1
   echo "cuda_tests rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED  \]|tests ran" "$OUT/cuda_tests.log" | head -20
+fi
+# MEMCHECK=<gtest filter>: compute-sanitizer memcheck on those CUDA tests (e.g. the paging kernels).
+if [ -n "${MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
+  timeout "${MEMCHECK_TIMEOUT:-240}" compute-sanitizer --tool memcheck --error-exitcode 9 "$B/cuda_tests" \
+    --gtest_filter="$MEMCHECK" >"$OUT/memcheck.log" 2>&1
+  echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | head -5
 fi
 for shape in ${AB_SHAPES:-0.2b 3.6b}; do
   runs=${AB_RUNS:-base new base2 new2}

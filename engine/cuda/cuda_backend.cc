@@ -175,7 +175,7 @@ absl::StatusOr<SessionState> CudaBackend::ExportSession(SessionId id) const {
     hv[j].resize(static_cast<size_t>(kv.ct) * C_);
     for (int pg = 0; pg * kernels::kKvPageRows < kv.ct; ++pg) {
       const size_t off = pg * page_halves, n = std::min(page_halves, hk[j].size() - off);
-      const __half* page = static_cast<const __half*>(kv.kv.pages[pg]);
+      const __half* page = static_cast<const __half*>(pool_->Ptr(kv.kv.pages[pg]));
       RWKVX_CUDA_RETURN(cudaMemcpyAsync(hk[j].data() + off, page, n * 2, cudaMemcpyDeviceToHost, stream_));
       RWKVX_CUDA_RETURN(cudaMemcpyAsync(hv[j].data() + off, page + page_halves, n * 2, cudaMemcpyDeviceToHost, stream_));
     }
@@ -258,7 +258,7 @@ absl::StatusOr<SessionId> CudaBackend::ImportSession(const SessionState& st) {
     }
     for (int pg = 0; pg < kv.kv.size(); ++pg) {
       const size_t off = pg * page_halves, n = std::min(page_halves, hk.size() - off);
-      __half* page = static_cast<__half*>(kv.kv.pages[pg]);
+      __half* page = static_cast<__half*>(pool_->Ptr(kv.kv.pages[pg]));
       RWKVX_CUDA_RETURN(cudaMemcpyAsync(page, hk.data() + off, n * 2, cudaMemcpyHostToDevice, stream_));
       RWKVX_CUDA_RETURN(cudaMemcpyAsync(page + page_halves, hv.data() + off, n * 2, cudaMemcpyHostToDevice, stream_));
     }
@@ -291,8 +291,8 @@ absl::StatusOr<SessionId> CudaBackend::ForkSession(SessionId src_id) {
     to.kv.pages = src.kv[j].kv.pages;
     to.sums.pages = src.kv[j].sums.pages;
     to.ct = src.kv[j].ct;
-    for (void* p : to.kv.pages) pool_->Ref(p);
-    for (void* p : to.sums.pages) pool_->Ref(p);
+    for (int32_t p : to.kv.pages) pool_->Ref(p);
+    for (int32_t p : to.sums.pages) pool_->Ref(p);
     if (absl::Status st = SyncCache(&to, nullptr); !st.ok()) {
       (void)FreeSession(*id);
       return st;

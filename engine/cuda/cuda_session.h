@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace rwkvx::cuda {
@@ -19,7 +20,7 @@ namespace rwkvx::cuda {
 // read. Entries [0, synced) are current on the device; the rest go up before the next
 // kernel that reads the table (CudaBackend::SyncTable).
 struct PageTable {
-  std::vector<void*> pages;
+  std::vector<int32_t> pages;  // KvPagePool page ids
   void** dev = nullptr;  // [dev_cap]
   int dev_cap = 0;
   int synced = 0;

@@ -57,11 +57,12 @@ absl::Status CudaBackend::GrowTable(PageTable* t, int pages) {
 
 absl::Status CudaBackend::MakePrivate(PageTable* t, long long first, long long last) {
   for (long long pg = first; pg <= std::min<long long>(last, t->size() - 1); ++pg) {
-    void* old = t->pages[pg];
+    const int32_t old = t->pages[pg];
     if (pool_->Refs(old) <= 1) continue;
     auto page = pool_->Take();
     if (!page.ok()) return page.status();
-    RWKVX_CUDA_RETURN(cudaMemcpyAsync(*page, old, PageBytes(), cudaMemcpyDeviceToDevice, stream_));
+    RWKVX_CUDA_RETURN(
+        cudaMemcpyAsync(pool_->Ptr(*page), pool_->Ptr(old), PageBytes(), cudaMemcpyDeviceToDevice, stream_));
     pool_->Unref(old);
     t->pages[pg] = *page;
     t->synced = std::min<int>(t->synced, static_cast<int>(pg));
@@ -80,7 +81,7 @@ absl::Status CudaBackend::ReserveRows(KvCache* kv, int T) {
 }
 
 void CudaBackend::ReleaseTable(PageTable* t) {
-  for (void* p : t->pages) pool_->Unref(p);
+  for (int32_t p : t->pages) pool_->Unref(p);
   if (t->dev) cudaFreeAsync(t->dev, stream_);
   *t = PageTable{};
 }
@@ -108,11 +109,13 @@ absl::Status CudaBackend::SyncTable(PageTable* t, PageUpdates* updates) {
   if (updates) {
     for (int i = t->synced; i < t->size(); ++i) {
       updates->dst.push_back(t->dev + i);
-      updates->val.push_back(t->pages[i]);
+      updates->val.push_back(pool_->Ptr(t->pages[i]));
     }
   } else {  // pageable source: the call returns once the entries are staged
-    RWKVX_CUDA_RETURN(cudaMemcpyAsync(t->dev + t->synced, t->pages.data() + t->synced,
-                                      (t->size() - t->synced) * sizeof(void*), cudaMemcpyHostToDevice, stream_));
+    std::vector<void*> ptrs(t->size() - t->synced);
+    for (size_t i = 0; i < ptrs.size(); ++i) ptrs[i] = pool_->Ptr(t->pages[t->synced + i]);
+    RWKVX_CUDA_RETURN(
+        cudaMemcpyAsync(t->dev + t->synced, ptrs.data(), ptrs.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_));
   }
   t->synced = t->size();
   return absl::OkStatus();

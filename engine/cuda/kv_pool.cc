@@ -10,81 +10,66 @@
 namespace rwkvx::cuda {
 
 KvPagePool::KvPagePool(size_t page_bytes, size_t slab_bytes)
-    : page_bytes_(page_bytes), slab_pages_(std::max<size_t>(1, slab_bytes / page_bytes)) {}
+    : page_bytes_(page_bytes), slab_pages_(static_cast<int>(std::max<size_t>(1, slab_bytes / page_bytes))) {}
 
 KvPagePool::~KvPagePool() {
-  for (auto& [base, s] : slabs_) cudaFree(base);
+  for (char* base : slabs_)
+    if (base) cudaFree(base);
 }
 
-std::pair<KvPagePool::Slab*, size_t> KvPagePool::Find(const void* page) const {
-  const char* p = static_cast<const char*>(page);
-  auto it = slabs_.upper_bound(const_cast<char*>(p));
-  if (it == slabs_.begin()) return {nullptr, 0};
-  --it;
-  const size_t off = static_cast<size_t>(p - it->first);
-  if (off >= slab_pages_ * page_bytes_ || off % page_bytes_ != 0) return {nullptr, 0};
-  return {const_cast<Slab*>(&it->second), off / page_bytes_};
+size_t KvPagePool::slabs() const {
+  return static_cast<size_t>(std::count_if(slabs_.begin(), slabs_.end(), [](char* b) { return b != nullptr; }));
 }
 
-absl::StatusOr<void*> KvPagePool::Take() {
+absl::StatusOr<KvPagePool::PageId> KvPagePool::Take() {
   if (free_.empty()) {
     char* base = nullptr;
-    const cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&base), slab_pages_ * page_bytes_);
+    const cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&base), static_cast<size_t>(slab_pages_) * page_bytes_);
     if (e != cudaSuccess) {
       if (e != cudaErrorMemoryAllocation) RWKVX_CUDA_RETURN(e);
       cudaGetLastError();  // not sticky: clear it
       return absl::ResourceExhaustedError(
-          absl::StrCat("GPU memory exhausted: no room for another slab of KV pages (", slab_pages_ * page_bytes_,
-                       " bytes; ", used_, " pages in use)"));
+          absl::StrCat("GPU memory exhausted: no room for another slab of KV pages (",
+                       static_cast<size_t>(slab_pages_) * page_bytes_, " bytes; ", used_, " pages in use)"));
     }
-    Slab& s = slabs_[base];
-    s.refs.assign(slab_pages_, 0);
-    for (size_t i = 0; i < slab_pages_; ++i) free_.insert(base + i * page_bytes_);
+    size_t slot = std::find(slabs_.begin(), slabs_.end(), nullptr) - slabs_.begin();
+    if (slot == slabs_.size()) {
+      slabs_.push_back(nullptr);
+      slab_used_.push_back(0);
+      refs_.resize(refs_.size() + slab_pages_, 0);
+    }
+    slabs_[slot] = base;
+    for (int i = 0; i < slab_pages_; ++i) free_.insert(static_cast<PageId>(slot * slab_pages_ + i));
   }
-  char* page = *free_.begin();
+  const PageId page = *free_.begin();
   free_.erase(free_.begin());
-  auto [slab, i] = Find(page);
-  slab->refs[i] = 1;
-  ++slab->used;
+  refs_[page] = 1;
+  ++slab_used_[page / slab_pages_];
   ++used_;
   return page;
 }
 
-void KvPagePool::Ref(void* page) {
-  auto [slab, i] = Find(page);
-  if (slab) ++slab->refs[i];
-}
-
-void KvPagePool::Unref(void* page) {
-  auto [slab, i] = Find(page);
-  if (!slab || slab->refs[i] == 0) return;
-  if (--slab->refs[i] == 0) {
-    --slab->used;
+void KvPagePool::Unref(PageId page) {
+  if (refs_[page] == 0) return;
+  if (--refs_[page] == 0) {
+    --slab_used_[page / slab_pages_];
     --used_;
-    free_.insert(static_cast<char*>(page));
+    free_.insert(page);
   }
-}
-
-int KvPagePool::Refs(const void* page) const {
-  auto [slab, i] = Find(page);
-  return slab ? slab->refs[i] : 0;
 }
 
 absl::Status KvPagePool::ReleaseEmptySlabs(size_t keep_empty) {
   size_t empty = 0;
-  for (const auto& [base, s] : slabs_) empty += s.used == 0;
+  for (size_t s = 0; s < slabs_.size(); ++s) empty += slabs_[s] && slab_used_[s] == 0;
   if (empty <= keep_empty) return absl::OkStatus();
   RWKVX_CUDA_RETURN(cudaDeviceSynchronize());
   size_t kept = 0;
-  for (auto it = slabs_.begin(); it != slabs_.end();) {
-    if (it->second.used != 0 || kept++ < keep_empty) {
-      ++it;
-      continue;
-    }
-    char* base = it->first;
-    free_.erase(free_.lower_bound(base), free_.lower_bound(base + slab_pages_ * page_bytes_));
-    RWKVX_CUDA_RETURN(cudaFree(base));
-    it = slabs_.erase(it);
+  for (size_t s = 0; s < slabs_.size(); ++s) {
+    if (!slabs_[s] || slab_used_[s] != 0 || kept++ < keep_empty) continue;
+    const PageId first = static_cast<PageId>(s * slab_pages_);
+    free_.erase(free_.lower_bound(first), free_.lower_bound(first + slab_pages_));
+    RWKVX_CUDA_RETURN(cudaFree(slabs_[s]));
+    slabs_[s] = nullptr;
   }
   return absl::OkStatus();
 }

@@ -27,7 +27,7 @@ namespace {
 TEST(CudaKvPages, PoolCountsSharesAndReleases) {
   SKIP_WITHOUT_GPU();
   cuda::KvPagePool pool(4096, 4 * 4096);  // 4 pages a slab
-  std::vector<void*> pages;
+  std::vector<cuda::KvPagePool::PageId> pages;
   for (int i = 0; i < 6; ++i) {
     auto p = pool.Take();
     ASSERT_TRUE(p.ok()) << p.status();
@@ -37,6 +37,7 @@ TEST(CudaKvPages, PoolCountsSharesAndReleases) {
   EXPECT_EQ(pool.pages_used(), 6u);
   EXPECT_EQ(pool.slabs(), 2u);
   EXPECT_EQ(pool.bytes_used(), 6u * 4096);
+  EXPECT_EQ(static_cast<char*>(pool.Ptr(pages[1])) - static_cast<char*>(pool.Ptr(pages[0])), 4096);
   pool.Ref(pages[1]);
   EXPECT_EQ(pool.Refs(pages[1]), 2);
   pool.Unref(pages[1]);
