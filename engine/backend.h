@@ -156,6 +156,11 @@ struct CudaBackendOptions {
   // Pure decode steps are captured into CUDA graphs and replayed (false: every step runs
   // its kernels eagerly, e.g. to see each kernel in a profiler).
   bool cuda_graphs = true;
+  // With graphs on, a step that mixes decode items (one token) and prefill items runs as
+  // two sub-steps: the decode items first (replayed from a graph), then the prefills
+  // (eager). The weights are read twice; the decode part skips ~100s of launches. The
+  // whole step's memory is checked before either runs, so both run or neither.
+  bool split_mixed_steps = true;
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;

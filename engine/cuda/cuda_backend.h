@@ -78,6 +78,11 @@ class CudaBackend final : public Backend {
   // Step and StepSampled (sampled == nullptr for Step): the phases of step_plan.h in order.
   absl::Status RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
                        std::vector<SampledToken>* sampled);
+  absl::Status RunOneStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                          std::vector<SampledToken>* sampled);
+  // A step of decode and prefill items as two RunOneStep calls (opts_.split_mixed_steps).
+  absl::Status RunSplitStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                            std::vector<SampledToken>* sampled);
 
   // State block layout (floats): wkv [R][H][64][64] (transposed per head), att_prev [R][C],
   // ffn_prev [R][C], attention ffn_prev [M][C].

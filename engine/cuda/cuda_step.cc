@@ -1,5 +1,6 @@
 // CudaBackend::Step / StepSampled: the step's phases in order (engine/cuda/step_plan.h
 // lists them and where each one lives). Every projection is one GEMM over all rows.
+// A step mixing decode and prefill items may run as two sub-steps (split_mixed_steps).
 // A failure that leaves the context unusable (Healthy() false) is a BackendLostError.
 #include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_backend.h"
@@ -13,6 +14,41 @@ absl::Status CudaBackend::RunStep(const std::vector<StepInput>& items, std::vect
   logits->clear();
   if (sampled) sampled->clear();
   if (items.empty()) return absl::OkStatus();
+  if (opts_.cuda_graphs && opts_.split_mixed_steps) {
+    int decode = 0;
+    for (const StepInput& in : items) decode += in.tokens.size() == 1;
+    if (decode > 0 && decode < static_cast<int>(items.size())) return RunSplitStep(items, logits, sampled);
+  }
+  return RunOneStep(items, logits, sampled);
+}
+
+// Decode items first, then prefill items; the outputs are merged back into item order.
+// The whole step is planned first (validation and the memory check of both parts
+// together), so the second part cannot fail for memory after the first ran.
+absl::Status CudaBackend::RunSplitStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                                       std::vector<SampledToken>* sampled) {
+  RWKVX_RETURN_IF_ERROR(PlanStep(items, /*device_sampling=*/sampled != nullptr, &step_));
+  std::vector<StepInput> part[2];
+  for (const StepInput& in : items) part[in.tokens.size() == 1 ? 0 : 1].push_back(in);
+  std::vector<float> lg[2];
+  std::vector<SampledToken> sm[2];
+  for (int k = 0; k < 2; ++k) RWKVX_RETURN_IF_ERROR(RunOneStep(part[k], &lg[k], sampled ? &sm[k] : nullptr));
+  const size_t V = static_cast<size_t>(V_);
+  size_t lpos[2] = {0, 0}, spos[2] = {0, 0};
+  for (const StepInput& in : items) {
+    const int k = in.tokens.size() == 1 ? 0 : 1;
+    if (in.sample) {
+      sampled->push_back(sm[k][spos[k]++]);
+    } else if (in.want_logits) {
+      logits->insert(logits->end(), lg[k].begin() + lpos[k] * V, lg[k].begin() + (lpos[k] + 1) * V);
+      ++lpos[k];
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::RunOneStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                                     std::vector<SampledToken>* sampled) {
   bool reserved = false;
   absl::Status st = [&]() -> absl::Status {
     RWKVX_RETURN_IF_ERROR(PlanStep(items, /*device_sampling=*/sampled != nullptr, &step_));
