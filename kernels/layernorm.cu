@@ -3,8 +3,77 @@
 
 namespace rwkvx::kernels {
 namespace {
+constexpr int kThreads = 256;
+constexpr int kMaxMix = 6;  // RWKV-7 time mixing has six (r, w, k, v, a, g)
+
 // One block per row; two passes over the row (mean, then centred variance) like the
 // float32 reference, so the result does not suffer from E[x^2]-E[x]^2 cancellation.
+// Each thread owns the columns c = threadIdx.x + i * kThreads, i < kPer, and sums them in
+// that order (the same order as the generic kernel below: identical bits).
+//
+// Decode runs this with one row per item, i.e. one block: its time is a chain of memory
+// round trips, not bandwidth. So every load the row needs (x, w, b, the item's previous
+// vector and each mix vector) is issued at the start, before the first reduction and
+// before any store, instead of one dependent load after another (the stores to mix_out and
+// the item state could alias the inputs, which made the compiler serialize them).
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) LayerNormRegsKernel(LayerNormParams p) {
+  __shared__ float scratch[33];
+  const int r = blockIdx.x;
+  const int src = p.row_index ? p.row_index[r] : r;
+  const float* x = p.x + static_cast<size_t>(src) * p.C;  // out may alias it: read first
+  const float* __restrict__ w = p.w;
+  const float* __restrict__ b = p.b;
+  const float* __restrict__ mix = p.mix;
+  float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
+  float xv[kPer], wv[kPer], bv[kPer], sv[kPer];
+  float mv[kPer][kMaxMix];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    const bool in = c < p.C;
+    xv[i] = in ? x[c] : 0.f;
+    wv[i] = in ? __ldg(w + c) : 0.f;
+    bv[i] = in ? __ldg(b + c) : 0.f;
+    sv[i] = in && st ? st[c] : 0.f;
+#pragma unroll
+    for (int m = 0; m < kMaxMix; ++m) mv[i][m] = in && m < p.n_mix ? __ldg(mix + m * p.C + c) : 0.f;
+  }
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i)
+    if (threadIdx.x + i * kThreads < p.C) s += xv[i];
+  const float mean = BlockSum(s, scratch) / p.C;
+  float v = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i)
+    if (threadIdx.x + i * kThreads < p.C) {
+      const float d = xv[i] - mean;
+      v += d * d;
+    }
+  const float var = BlockSum(v, scratch) / p.C;
+  const float inv = 1.f / sqrtf(var + p.eps);
+  const size_t plane = static_cast<size_t>(p.rows) * p.C;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= p.C) continue;
+    const float y = (xv[i] - mean) * inv * wv[i] + bv[i];
+    const size_t o = static_cast<size_t>(r) * p.C + c;
+    if (p.out) p.out[o] = y;
+    if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
+    if (st) {
+      const float d = sv[i] - y;
+#pragma unroll
+      for (int m = 0; m < kMaxMix; ++m)
+        if (m < p.n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[i][m], p.bf16);
+      st[c] = y;
+    }
+  }
+}
+
+// Any width (C > kThreads * 16, or more than kMaxMix mixes): the same arithmetic, loads
+// as they come.
 __global__ void LayerNormKernel(LayerNormParams p) {
   __shared__ float scratch[33];
   const int r = blockIdx.x;
@@ -39,7 +108,22 @@ __global__ void LayerNormKernel(LayerNormParams p) {
 cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
   if (p.mix && (p.row_index || !p.item_state || !p.mix_out || p.n_mix < 1)) return cudaErrorInvalidValue;
-  LayerNormKernel<<<p.rows, 256, 0, s>>>(p);
+  // The register kernel keeps the row (and its mix vectors) in registers: up to 16
+  // columns a thread, at most kMaxMix mixes. out may alias x: each thread reads its own
+  // columns before it writes them, as in the generic kernel.
+  // The wide instances hold 160-230 registers a thread (one block per SM): worth it for
+  // the few rows of a decode step, not for a prefill's hundreds of rows.
+  const int per = (p.C + kThreads - 1) / kThreads;
+  const bool regs = (!p.mix || p.n_mix <= kMaxMix) && (per <= 4 || (per <= 16 && p.rows <= 128));
+  if (regs && per <= 4) {
+    LayerNormRegsKernel<4><<<p.rows, kThreads, 0, s>>>(p);
+  } else if (regs && per <= 10) {
+    LayerNormRegsKernel<10><<<p.rows, kThreads, 0, s>>>(p);
+  } else if (regs) {
+    LayerNormRegsKernel<16><<<p.rows, kThreads, 0, s>>>(p);
+  } else {
+    LayerNormKernel<<<p.rows, kThreads, 0, s>>>(p);
+  }
   return cudaGetLastError();
 }
 

@@ -78,16 +78,20 @@ if [ "${PRESSURE:-1}" = 1 ]; then
   done
 fi
 
+# TPUT_VARIANTS: label:flag,value,... servers to compare in this call (default one, "default:").
 if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the two loads
-  serve tput --max-batch-tokens 1024 --max-queue 2048 && {
+  for variant in ${TPUT_VARIANTS:-default:}; do
+    label=${variant%%:*}; flags=${variant#*:}; flags=${flags//,/ }
+    echo "tput $label ($flags)"
+    serve "tput_$label" --max-batch-tokens 1024 --max-queue 2048 $flags || continue
     timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 64 \
-      --max-tokens 128 --out "$OUT/tput_short.json" | tail -3
+      --max-tokens 128 --out "$OUT/tput_${label}_short.json" | tail -3
     timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 2048 \
-      --max-tokens 128 --out "$OUT/tput_long.json" | tail -3
+      --max-tokens 128 --out "$OUT/tput_${label}_long.json" | tail -3
     timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
-      --max-tokens 128 --out "$OUT/tput_one.json" | tail -3
+      --max-tokens 128 --out "$OUT/tput_${label}_one.json" | tail -3
     kill -INT $SERVER; wait $SERVER
-  }
+  done
 fi
 
 if [ "${LOAD:-1}" = 1 ]; then  # tests/load: 1000 SSE + 200 gRPC streams; auto picks the GPU
