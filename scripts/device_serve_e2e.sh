@@ -70,10 +70,16 @@ if [ "${PRESSURE:-1}" = 1 ]; then
   echo "|---|---|---|---|---|---|---|" | tee -a "$OUT/pressure.md"
   for frac in ${FRACTIONS:-0.03}; do
     serve "frac$frac" --gpu-memory-fraction "$frac" || continue
-    timeout $(cap 900) python3 bench/serve/pressure.py --url "$URL" --concurrency "${CONC:-192}" \
-      --prompt-words "${WORDS:-3000}" --max-tokens "${MAXTOK:-64}" \
-      --label "H200 0.2B --gpu-memory-fraction $frac" --out "$OUT/pressure_frac$frac.json" | tee -a "$OUT/pressure.md"
+    mem() { echo "$1 gpu_used_mib $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits) rss_kib $(awk '/VmRSS/{print $2}' /proc/$SERVER/status) session_state_bytes $(curl -s "$URL/metrics" | awk '/^rwkvx_session_state_bytes/{print $2}')"; }
+    mem baseline >"$OUT/memory_frac$frac.txt"
+    for round in $(seq ${PRESSURE_ROUNDS:-1}); do  # memory after each round: back to the same figure?
+      timeout $(cap 900) python3 bench/serve/pressure.py --url "$URL" --concurrency "${CONC:-192}" \
+        --prompt-words "${WORDS:-3000}" --max-tokens "${MAXTOK:-64}" \
+        --label "H200 0.2B --gpu-memory-fraction $frac (round $round)" --out "$OUT/pressure_frac${frac}_$round.json" | tee -a "$OUT/pressure.md"
+      mem "after_round_$round" >>"$OUT/memory_frac$frac.txt"
+    done
     curl -s "$URL/metrics" | grep -E '^rwkvx_(requests_finished|requests_rejected|preempt|session_state_bytes|steps_total)' >"$OUT/metrics_frac$frac.txt"
+    cat "$OUT/memory_frac$frac.txt"
     kill -INT $SERVER; wait $SERVER
   done
 fi

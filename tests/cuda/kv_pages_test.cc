@@ -210,11 +210,12 @@ TEST(CudaKvPages, ForksShareCopyOnWrite) {
 // Caches of several KV pages (kernels::kKvPageRows = 128 rows): compaction reads and
 // writes through page tables, decodes grow the compacted cache into new pages. Compared
 // step by step from the same state (the CPU imports the GPU's session before each step).
-// Steps that compress are left out of the bound: with 300 voted rows the kept order (which
-// decides the later chunking) flips on near-tied votes under fp16 rounding, which moves
-// that step's logits legitimately (CudaKernels.KvCompressMatchesReference checks the
-// selection on identical inputs); every other step must be within the bound, and the
-// argmax must agree wherever the margin is clear.
+// A sparse decode whose top-k chunk scores are nearly tied may pick another chunk on the
+// GPU (q from fp16 GEMM inputs), which moves that step's logits legitimately: observed at
+// one step of 122 here (rel-L2 0.13, with the contiguous caches of the build before
+// paging too, and gone when the trajectory changes). So at most 2 steps may exceed the
+// bound (a paging fault would break most steps after it), the argmax must agree wherever
+// the margin is clear, and the cache lengths must match.
 TEST(CudaBackend, CompressionParityAcrossPages) {
   SKIP_WITHOUT_GPU();
   auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 59, "t");
@@ -229,9 +230,10 @@ TEST(CudaBackend, CompressionParityAcrossPages) {
   auto sc = cpu->CreateSession();
   auto sg = gpu->CreateSession();
   ASSERT_TRUE(sc.ok() && sg.ok());
-  RunStats plain, all;
+  RunStats all;
   int32_t next = 0;
-  int compressed = 0;
+  int compressed = 0, outliers = 0;
+  double worst_inlier = 0;
   std::vector<std::vector<int32_t>> calls = {Tokens(280, 1024, 7), Tokens(60, 1024, 8)};
   for (int i = 0; i < 120; ++i) calls.push_back({-1});  // decodes of the CPU's greedy token
   for (auto& call : calls) {
@@ -245,23 +247,24 @@ TEST(CudaBackend, CompressionParityAcrossPages) {
     RunStats one;
     Feed(*cpu, *gpu, *sc, *sg, call, &one, &next);
     ASSERT_FALSE(::testing::Test::HasFatalFailure());
-    const bool comp = gpu->SessionKvTokens(*sg) < kv0 + 2 * call.size();  // 2 sparse layers
-    compressed += comp;
-    for (RunStats* st : {&all, comp ? nullptr : &plain}) {
-      if (!st) continue;
-      st->worst_rel = std::max(st->worst_rel, one.worst_rel);
-      st->steps += 1;
-      st->agree += one.agree;
-      st->clear += one.clear;
-      st->agree_clear += one.agree_clear;
+    compressed += gpu->SessionKvTokens(*sg) < kv0 + 2 * call.size();  // 2 sparse layers
+    if (one.worst_rel > kRelL2Bound) {
+      ++outliers;
+      std::printf("[outlier] step %d: rel-L2 %.3e\n", all.steps, one.worst_rel);
+    } else {
+      worst_inlier = std::max(worst_inlier, one.worst_rel);
     }
-    if (comp) std::printf("[compress step] rel-L2 %.3e\n", one.worst_rel);
+    all.worst_rel = std::max(all.worst_rel, one.worst_rel);
+    all.steps += 1;
+    all.agree += one.agree;
+    all.clear += one.clear;
+    all.agree_clear += one.agree_clear;
   }
-  std::printf("[parity compress across pages] steps %d (%d compressed)  worst rel-L2 without them %.3e, with %.3e  "
-              "argmax agree %d/%d (clear-margin %d/%d)\n",
-              all.steps, compressed, plain.worst_rel, all.worst_rel, all.agree, all.steps, all.agree_clear, all.clear);
+  std::printf("[parity compress across pages] steps %d (%d compressed, %d over the bound)  worst rel-L2 of the "
+              "rest %.3e  argmax agree %d/%d (clear-margin %d/%d)\n",
+              all.steps, compressed, outliers, worst_inlier, all.agree, all.steps, all.agree_clear, all.clear);
   EXPECT_GE(compressed, 2);
-  EXPECT_LE(plain.worst_rel, kRelL2Bound);
+  EXPECT_LE(outliers, 2);
   EXPECT_EQ(all.agree_clear, all.clear);
   EXPECT_EQ(cpu->SessionKvTokens(*sc), gpu->SessionKvTokens(*sg));
 }
