@@ -53,12 +53,10 @@ TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
   m->attn.chunk_size = 16;
   m->attn.topk = 2;  // threshold 32: sparse decode from the start
   m->attn.max_kv_cache_size = 0;
-  CudaBackendOptions eager_opts = GpuOptions();
-  eager_opts.cuda_graphs = false;
-  auto graphs = Gpu(m, GpuOptions());
-  auto eager = Gpu(m, eager_opts);
-  ASSERT_NE(graphs, nullptr);
-  ASSERT_NE(eager, nullptr);
+  GraphsAndEager both(m);
+  ASSERT_TRUE(both.ok());
+  Backend* graphs = both.graphs.get();
+  Backend* eager = both.eager.get();
   const SessionId g1 = *graphs->CreateSession(), g2 = *graphs->CreateSession();
   const SessionId e1 = *eager->CreateSession(), e2 = *eager->CreateSession();
   std::vector<float> lg, le;
@@ -92,12 +90,10 @@ TEST(CudaBackend, PaddedDecodeBuckets) {
   m->attn.chunk_size = 16;
   m->attn.topk = 2;
   m->attn.max_kv_cache_size = 0;
-  CudaBackendOptions eager_opts = GpuOptions();
-  eager_opts.cuda_graphs = false;
-  auto graphs = Gpu(m, GpuOptions());
-  auto eager = Gpu(m, eager_opts);
-  ASSERT_NE(graphs, nullptr);
-  ASSERT_NE(eager, nullptr);
+  GraphsAndEager both(m);
+  ASSERT_TRUE(both.ok());
+  Backend* graphs = both.graphs.get();
+  Backend* eager = both.eager.get();
   std::vector<StepInput> pre_g, pre_e;
   for (int i = 0; i < 39; ++i) {
     pre_g.push_back({*graphs->CreateSession(), Tokens(30, 1024, 100 + i), false});

@@ -97,6 +97,28 @@ inline void Feed(Backend& cpu, Backend& gpu, SessionId sc, SessionId sg, const s
   *next = ac;
 }
 
+// The CPU session replaced by an import of the GPU's, so that the next step of both starts
+// from the same state.
+inline void ResyncCpu(Backend& cpu, Backend& gpu, absl::StatusOr<SessionId>* sc, SessionId sg) {
+  auto snap = gpu.ExportSession(sg);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  ASSERT_TRUE(cpu.FreeSession(**sc).ok());
+  *sc = cpu.ImportSession(*snap);
+  ASSERT_TRUE(sc->ok()) << sc->status();
+}
+
+// A GPU backend that replays decode graphs and one that runs every step eagerly.
+struct GraphsAndEager {
+  std::unique_ptr<Backend> graphs, eager;
+  explicit GraphsAndEager(std::shared_ptr<const Model> m) {
+    CudaBackendOptions e = GpuOptions();
+    e.cuda_graphs = false;
+    graphs = Gpu(m, GpuOptions());
+    eager = Gpu(m, e);
+  }
+  bool ok() const { return graphs && eager; }
+};
+
 // resync: before every step the CPU session is replaced by an import of the GPU's state, so
 // each step is compared from the same starting state (used where the free-running
 // comparison is dominated by near-tied compression votes; see docs/CUDA.md).
@@ -112,12 +134,7 @@ inline void RunParity(std::shared_ptr<Model> m, const std::vector<std::vector<in
   RunStats st;
   int32_t next = 0;
   auto sync = [&] {
-    if (!resync) return;
-    auto snap = gpu->ExportSession(*sg);
-    ASSERT_TRUE(snap.ok());
-    ASSERT_TRUE(cpu->FreeSession(*sc).ok());
-    sc = cpu->ImportSession(*snap);
-    ASSERT_TRUE(sc.ok());
+    if (resync) ResyncCpu(*cpu, *gpu, &sc, *sg);
   };
   for (const auto& p : prefills) {
     sync();

@@ -238,11 +238,8 @@ TEST(CudaBackend, CompressionParityAcrossPages) {
   for (int i = 0; i < 120; ++i) calls.push_back({-1});  // decodes of the CPU's greedy token
   for (auto& call : calls) {
     if (call[0] < 0) call = {next};
-    auto snap = gpu->ExportSession(*sg);
-    ASSERT_TRUE(snap.ok());
-    ASSERT_TRUE(cpu->FreeSession(*sc).ok());
-    sc = cpu->ImportSession(*snap);
-    ASSERT_TRUE(sc.ok());
+    ResyncCpu(*cpu, *gpu, &sc, *sg);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
     const size_t kv0 = gpu->SessionKvTokens(*sg);
     RunStats one;
     Feed(*cpu, *gpu, *sc, *sg, call, &one, &next);
