@@ -75,12 +75,6 @@ class CudaBackend final : public Backend {
   absl::Status Init();
   absl::Status ReserveWorkspace();
   int DecodeSplits(int nitems, int max_len) const;
-  // Decode steps replayed from graphs are padded to DecodeBucket(n) items (n itself up to
-  // 16, then steps of an eighth of the power of two below n; never past the reserved
-  // workspace) with items of pad_, so that a few graphs serve every batch size.
-  int DecodeBucket(int n) const;
-  void PadDecodeStep(StepPlan* plan);
-  absl::Status CreatePad();
   // Step and StepSampled (sampled == nullptr for Step): the phases of step_plan.h in order.
   absl::Status RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
                        std::vector<SampledToken>* sampled);
@@ -203,10 +197,6 @@ class CudaBackend final : public Backend {
   bool SessionsFit(size_t extra) const { return SessionsFit(extra, WsBytesNow()); }
 
   std::map<SessionId, CudaSession> sessions_;
-  // The pad session of padded decode steps: a state block and one page per table per
-  // sparse layer, outside the sessions' accounting (taken off the budget at start).
-  CudaSession pad_;
-  size_t pad_bytes_ = 0;
   SessionId next_id_ = 1;
 
   // This step's plan (reused across steps) and the device views of its metadata block.

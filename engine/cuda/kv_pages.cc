@@ -141,12 +141,7 @@ kernels::SumView CudaBackend::SumViewOf(const KvCache& kv) const {
 
 // --- Memory figures.
 
-// The pad session's pages are not the sessions' (its bytes came off the budget at start).
-size_t CudaBackend::UsedBytes() const {
-  size_t pad_pages = 0;
-  for (const KvCache& kv : pad_.kv) pad_pages += kv.Pages();
-  return pool_->bytes_used() - pad_pages * PageBytes() + sessions_.size() * StateFloats() * sizeof(float);
-}
+size_t CudaBackend::UsedBytes() const { return pool_->bytes_used() + sessions_.size() * StateFloats() * sizeof(float); }
 
 size_t CudaBackend::SessionBytesOf(const CudaSession& s) const {
   size_t pages = 0;

@@ -49,7 +49,7 @@ const std::vector<FlagDef>& Defs() {
           "backend where it can: only token ids leave the GPU; docs/SAMPLING.md)"),
       NUM(cuda_split_mixed, "cuda-split-mixed", "0|1",
           "CUDA: run a step that mixes decoding sessions with prompt chunks as two sub-steps, the decode "
-          "part replayed from a CUDA graph (1, default) or as one eager step (0); docs/CUDA.md"),
+          "part replayed from a CUDA graph (1), or as one eager step (0, default); docs/CUDA.md"),
       NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
           "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
       NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),
