@@ -25,7 +25,7 @@ END=$(( $(date +%s) + ${BUDGET_S:-570} ))
 cap() { local left=$(( END - $(date +%s) - 10 )); [ "$left" -lt 5 ] && left=5; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
 [ -d .gpulibs ] || tar -xJf .gpupack/gpulibs.tar.xz
 export LD_LIBRARY_PATH=$ROOT/.gpulibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-BIN=$ROOT/.gpulibs/rwkvx
+BIN=${SERVE_BIN:-$ROOT/.gpulibs/rwkvx}  # SERVE_BIN: another carried build of rwkvx
 VOCAB=$ROOT/.gpulibs/rwkv_vocab_v20230424.txt
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ "${CUDA_TESTS:-0}" = 1 ]; then
