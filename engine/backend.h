@@ -158,7 +158,7 @@ struct CudaBackendOptions {
   bool cuda_graphs = true;
   // With graphs on, a step that mixes decode items (one token) and prefill items runs as
   // two sub-steps: the decode items first (replayed from a graph), then the prefills
-  // (eager). The weights are read twice; the decode part skips ~100s of launches. The
+  // (eager). The weights are read twice; the decode part is one graph launch. The
   // whole step's memory is checked before either runs, so the second part does not fail
   // for the memory budget after the first ran. Off by default (docs/CUDA.md: measured).
   bool split_mixed_steps = false;

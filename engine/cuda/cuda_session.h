@@ -33,7 +33,6 @@ struct KvCache {
   PageTable kv;    // K/V pages: row r in page r / P
   PageTable sums;  // chunk-sum pages: chunk c in page c / P
   int ct = 0;
-  int RowCap() const;  // rows the KV pages hold
   int Pages() const { return kv.size() + sums.size(); }
 };
 

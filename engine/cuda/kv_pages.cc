@@ -13,8 +13,6 @@ namespace rwkvx::cuda {
 
 using kernels::kKvPageRows;
 
-int KvCache::RowCap() const { return kv.size() * kKvPageRows; }
-
 size_t CudaBackend::PageBytes() const { return static_cast<size_t>(kKvPageRows) * C_ * 2 * sizeof(__half); }
 
 int CudaBackend::KvPagesFor(long long rows) const {

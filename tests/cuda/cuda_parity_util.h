@@ -122,9 +122,16 @@ struct GraphsAndEager {
 // resync: before every step the CPU session is replaced by an import of the GPU's state, so
 // each step is compared from the same starting state (used where the free-running
 // comparison is dominated by near-tied compression votes; see docs/CUDA.md).
+// max_outliers: steps allowed over `bound` (each printed), for a near-tie of the top-k
+// chunk scores that the GPU's fp16 rounding resolves the other way (kv_pages_test.cc).
+// `out` (optional) gets the run's figures, compress_steps included.
+struct ParityRun {
+  int steps = 0, outliers = 0, compress_steps = 0;
+  double worst_rel = 0, worst_inlier = 0;
+};
 inline void RunParity(std::shared_ptr<Model> m, const std::vector<std::vector<int32_t>>& prefills, int decode_steps,
                const char* label, bool resync = false, const CudaBackendOptions& gpu_opts = GpuOptions(),
-               double bound = kRelL2Bound) {
+               double bound = kRelL2Bound, int max_outliers = 0, ParityRun* out = nullptr) {
   auto cpu = MakeCpuBackend(m);
   auto gpu = Gpu(m, gpu_opts);
   ASSERT_NE(gpu, nullptr);
@@ -132,24 +139,37 @@ inline void RunParity(std::shared_ptr<Model> m, const std::vector<std::vector<in
   auto sg = gpu->CreateSession();
   ASSERT_TRUE(sc.ok() && sg.ok());
   RunStats st;
+  ParityRun run;
   int32_t next = 0;
-  auto sync = [&] {
+  auto step = [&](const std::vector<int32_t>& tokens) {
     if (resync) ResyncCpu(*cpu, *gpu, &sc, *sg);
+    if (::testing::Test::HasFatalFailure()) return;
+    const size_t kv0 = gpu->SessionKvTokens(*sg);
+    const double worst0 = st.worst_rel;
+    st.worst_rel = 0;
+    Feed(*cpu, *gpu, *sc, *sg, tokens, &st, &next);
+    const double rel = st.worst_rel;
+    st.worst_rel = std::max(worst0, rel);
+    run.compress_steps += gpu->SessionKvTokens(*sg) < kv0 + tokens.size() * m->shape.n_attn_layer;
+    if (rel > bound) {
+      ++run.outliers;
+      std::printf("[parity %s] step %d over the bound: rel-L2 %.3e\n", label, st.steps - 1, rel);
+    } else {
+      run.worst_inlier = std::max(run.worst_inlier, rel);
+    }
   };
-  for (const auto& p : prefills) {
-    sync();
-    Feed(*cpu, *gpu, *sc, *sg, p, &st, &next);
-  }
-  for (int i = 0; i < decode_steps && !::testing::Test::HasFatalFailure(); ++i) {
-    sync();
-    Feed(*cpu, *gpu, *sc, *sg, {next}, &st, &next);
-  }
-  std::printf("[parity %s] steps %d  worst rel-L2 %.3e  worst max|d| %.3e  argmax agree %d/%d (clear-margin %d/%d)  kv %zu/%zu\n",
-              label, st.steps, st.worst_rel, st.worst_abs, st.agree, st.steps, st.agree_clear, st.clear,
-              cpu->SessionKvTokens(*sc), gpu->SessionKvTokens(*sg));
-  EXPECT_LE(st.worst_rel, bound);
+  for (const auto& p : prefills) step(p);
+  for (int i = 0; i < decode_steps && !::testing::Test::HasFatalFailure(); ++i) step({next});
+  run.steps = st.steps;
+  run.worst_rel = st.worst_rel;
+  std::printf("[parity %s] steps %d  worst rel-L2 %.3e (%d over %.0e, the rest %.3e)  worst max|d| %.3e  argmax agree "
+              "%d/%d (clear-margin %d/%d)  compress steps %d  kv %zu/%zu\n",
+              label, st.steps, st.worst_rel, run.outliers, bound, run.worst_inlier, st.worst_abs, st.agree, st.steps,
+              st.agree_clear, st.clear, run.compress_steps, cpu->SessionKvTokens(*sc), gpu->SessionKvTokens(*sg));
+  EXPECT_LE(run.outliers, max_outliers);
   EXPECT_EQ(st.agree_clear, st.clear);
   EXPECT_EQ(cpu->SessionKvTokens(*sc), gpu->SessionKvTokens(*sg));
+  if (out) *out = run;
 }
 
 inline std::vector<int32_t> Tokens(int n, int V, uint32_t seed) {

@@ -224,46 +224,10 @@ TEST(CudaBackend, CompressionParityAcrossPages) {
   m->attn.max_kv_cache_size = 300;
   m->attn.kv_cache_window_size = 40;
   m->attn.min_kv_cache_size = 200;
-  auto cpu = MakeCpuBackend(m);
-  auto gpu = Gpu(m);
-  ASSERT_NE(gpu, nullptr);
-  auto sc = cpu->CreateSession();
-  auto sg = gpu->CreateSession();
-  ASSERT_TRUE(sc.ok() && sg.ok());
-  RunStats all;
-  int32_t next = 0;
-  int compressed = 0, outliers = 0;
-  double worst_inlier = 0;
-  std::vector<std::vector<int32_t>> calls = {Tokens(280, 1024, 7), Tokens(60, 1024, 8)};
-  for (int i = 0; i < 120; ++i) calls.push_back({-1});  // decodes of the CPU's greedy token
-  for (auto& call : calls) {
-    if (call[0] < 0) call = {next};
-    ResyncCpu(*cpu, *gpu, &sc, *sg);
-    ASSERT_FALSE(::testing::Test::HasFatalFailure());
-    const size_t kv0 = gpu->SessionKvTokens(*sg);
-    RunStats one;
-    Feed(*cpu, *gpu, *sc, *sg, call, &one, &next);
-    ASSERT_FALSE(::testing::Test::HasFatalFailure());
-    compressed += gpu->SessionKvTokens(*sg) < kv0 + 2 * call.size();  // 2 sparse layers
-    if (one.worst_rel > kRelL2Bound) {
-      ++outliers;
-      std::printf("[outlier] step %d: rel-L2 %.3e\n", all.steps, one.worst_rel);
-    } else {
-      worst_inlier = std::max(worst_inlier, one.worst_rel);
-    }
-    all.worst_rel = std::max(all.worst_rel, one.worst_rel);
-    all.steps += 1;
-    all.agree += one.agree;
-    all.clear += one.clear;
-    all.agree_clear += one.agree_clear;
-  }
-  std::printf("[parity compress across pages] steps %d (%d compressed, %d over the bound)  worst rel-L2 of the "
-              "rest %.3e  argmax agree %d/%d (clear-margin %d/%d)\n",
-              all.steps, compressed, outliers, worst_inlier, all.agree, all.steps, all.agree_clear, all.clear);
-  EXPECT_GE(compressed, 2);
-  EXPECT_LE(outliers, 2);
-  EXPECT_EQ(all.agree_clear, all.clear);
-  EXPECT_EQ(cpu->SessionKvTokens(*sc), gpu->SessionKvTokens(*sg));
+  ParityRun run;
+  RunParity(m, {Tokens(280, 1024, 7), Tokens(60, 1024, 8)}, 120, "compress across pages (resync)", /*resync=*/true,
+            GpuOptions(), kRelL2Bound, /*max_outliers=*/2, &run);
+  EXPECT_GE(run.compress_steps, 2);
 }
 
 }  // namespace
