@@ -61,6 +61,11 @@ struct MemoryInfo {
   size_t used_bytes = 0;
   size_t capacity_bytes = 0;   // budget (0 = unbounded)
   size_t weights_bytes = 0;
+  // Device memory the backend allocated itself besides the weights: session state blocks,
+  // KV page slabs (pages in use or free), the step workspace and scratch buffers (0 on the
+  // CPU); and the CUDA graphs it holds. For the metrics: what a GPU's memory figure holds.
+  size_t device_bytes = 0;
+  int graphs = 0;
 };
 
 class Backend {
@@ -162,6 +167,11 @@ struct CudaBackendOptions {
   // whole step's memory is checked before either runs, so the second part does not fail
   // for the memory budget after the first ran. Off by default (docs/CUDA.md: measured).
   bool split_mixed_steps = false;
+  // With graphs on, a pure decode step of n sessions is padded to a bucket of graph sizes
+  // (n itself up to 16, then multiples of an eighth of the power of two below n) with
+  // items of a pad session, so that a few dozen graphs serve every batch size instead of
+  // one capture per size (docs/CUDA.md: measured).
+  bool graph_buckets = true;
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;

@@ -11,7 +11,8 @@
 # compute-sanitizer memcheck on the sampler's tests), BENCH="0.2b 3.6b" runs
 # .gpulibs/bench_engine's batched decode (no logits / sampled / sampled with a grammar
 # mask). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*, e2e.log, server
-# logs, cuda_tests.log, bench_*.txt/json). Stages switch off with PRESSURE=0 TPUT=0 LOAD=0 E2E=.
+# logs, cuda_tests.log, bench_*.txt/json, ncu_batch*.txt). Stages switch off with PRESSURE=0 TPUT=0
+# LOAD=0 E2E=; PROFILE_BATCH="256" adds an ncu profile of one sampled decode step of B sessions.
 #   FRACTIONS="0.03" CONC=192 scripts/device_serve_e2e.sh
 set -uo pipefail
 FINAL=${OUT:-/tmp/out}
@@ -37,6 +38,17 @@ if [ "${CUDA_TESTS:-0}" = 1 ]; then
     echo "memcheck (sampler) rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck_sample.log" | head -5
   fi
 fi
+# PROFILE_BATCH="256": ncu per-kernel times of one sampled decode step of B sessions at 1K
+# context (0.2B shape, graphs off so that each kernel is seen; PROFILE_SHAPE to change).
+for pb in ${PROFILE_BATCH:-}; do
+  if command -v ncu >/dev/null; then
+    RWKVX_PROFILE_BATCH=$pb RWKVX_PROFILE_DECODE=${PROFILE_CTX:-1024} timeout $(cap 200) ncu --profile-from-start off \
+      --cache-control none --clock-control none --print-summary per-kernel \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" --cuda-graphs 0 >"$OUT/ncu_batch$pb.txt" 2>&1
+    echo "ncu B=$pb rc=$?"; python3 scripts/ncu_summary.py "$OUT/ncu_batch$pb.txt" | tee "$OUT/ncu_batch${pb}_summary.txt" | head -30
+  fi
+done
 for shape in ${BENCH:-}; do
   timeout $(cap 150) .gpulibs/bench_engine --shape "$shape" --decode-ctx 1K --prefill 1K --batch "${BENCH_BATCH:-1,16,256,1024}" \
     --batch-ctx 1K --mem-ctx 1K --json "$OUT/bench_$shape.json" >"$OUT/bench_$shape.txt" 2>&1
@@ -70,7 +82,11 @@ if [ "${PRESSURE:-1}" = 1 ]; then
   echo "|---|---|---|---|---|---|---|" | tee -a "$OUT/pressure.md"
   for frac in ${FRACTIONS:-0.03}; do
     serve "frac$frac" --gpu-memory-fraction "$frac" || continue
-    mem() { echo "$1 gpu_used_mib $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits) rss_kib $(awk '/VmRSS/{print $2}' /proc/$SERVER/status) session_state_bytes $(curl -s "$URL/metrics" | awk '/^rwkvx_session_state_bytes/{print $2}')"; }
+    mem() {  # nvidia-smi beside what the server says it holds (docs/METRICS.md)
+      local m; m=$(curl -s "$URL/metrics")
+      echo "$1 gpu_used_mib $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits) rss_kib $(awk '/VmRSS/{print $2}' /proc/$SERVER/status)" \
+        $(echo "$m" | awk '/^rwkvx_(session_state_bytes|prefix_cache_bytes|prefix_cache_entries|backend_device_bytes|backend_graphs) /{sub("rwkvx_", "", $1); printf "%s %s ", $1, $2}')
+    }
     mem baseline >"$OUT/memory_frac$frac.txt"
     for round in $(seq ${PRESSURE_ROUNDS:-1}); do  # memory after each round: back to the same figure?
       timeout $(cap 900) python3 bench/serve/pressure.py --url "$URL" --concurrency "${CONC:-192}" \

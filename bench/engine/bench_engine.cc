@@ -78,7 +78,8 @@ constexpr const char* kUsage =
     "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
-    "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit.\n";
+    "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
+    "  RWKVX_PROFILE_BATCH=B with it: B sessions, sampled on the GPU.\n";
 
 struct Args {
   std::string shape = "0.2b";
@@ -197,6 +198,40 @@ int main(int argc, char** argv) {
   }
   // Same for one decode step (one session at the given context); run it with
   // --cuda-graphs 0 to see each kernel.
+  // RWKVX_PROFILE_BATCH=B: the step is B sessions at that context (default 1K), each
+  // sampled on the GPU (temperature 1, top-p 0.9: the server's path).
+  if (const char* pb = std::getenv("RWKVX_PROFILE_BATCH")) {
+    const int B = std::max(1, std::atoi(pb));
+    const char* pc = std::getenv("RWKVX_PROFILE_DECODE");
+    const int ctx = pc ? std::max(1, std::atoi(pc)) : 1024;
+    std::vector<SessionId> ids;
+    for (int i = 0; i < B; ++i) ids.push_back(*b.CreateSession());
+    const int per = std::max(1, 65536 / ctx);
+    for (int i = 0; i < B; i += per) {
+      std::vector<StepInput> in;
+      for (int k = i; k < std::min(B, i + per); ++k) in.push_back({ids[k], Tokens(ctx, V, k), false});
+      if (auto st = b.Step(in, &l); !st.ok()) { std::printf("fill: %s\n", std::string(st.message()).c_str()); return 1; }
+    }
+    std::vector<DeviceSampling> specs(B);
+    for (int k = 0; k < B; ++k) {
+      specs[k].temperature = 1.0f;
+      specs[k].top_p = 0.9f;
+      specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
+    }
+    std::vector<SampledToken> drawn;
+    for (int i = 0; i < 4; ++i) {
+      std::vector<StepInput> in;
+      for (int k = 0; k < B; ++k) {
+        in.push_back({ids[k], {static_cast<int32_t>((k * 7 + i) % V)}, true});
+        in.back().sample = &specs[k];
+      }
+      if (i == 3) cudaProfilerStart();
+      auto st = b.StepSampled(in, &l, &drawn);
+      if (i == 3) cudaProfilerStop();
+      if (!st.ok()) { std::printf("step: %s\n", std::string(st.message()).c_str()); return 1; }
+    }
+    return 0;
+  }
   if (const char* pc = std::getenv("RWKVX_PROFILE_DECODE")) {
     auto id = *b.CreateSession();
     Fill(b, id, std::atoi(pc), a.fill_chunk, V, 3);

@@ -90,7 +90,23 @@ absl::Status CudaBackend::Init() {
                         static_cast<double>(total_b - free_b) - 512.0 * (1 << 20);
   budget_bytes_ = budget > 0 ? static_cast<size_t>(budget) : 0;
   pool_ = std::make_unique<KvPagePool>(PageBytes(), size_t{64} << 20);
+  if (opts_.cuda_graphs && opts_.graph_buckets) RWKVX_RETURN_IF_ERROR(CreatePad());
   return ReserveWorkspace();
+}
+
+absl::Status CudaBackend::CreatePad() {
+  const size_t bytes = StateFloats() * sizeof(float);
+  RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&pad_.state), bytes));
+  RWKVX_CUDA_RETURN(cudaMemsetAsync(pad_.state, 0, bytes, stream_));
+  pad_.kv.resize(M_);
+  for (KvCache& kv : pad_.kv) {
+    RWKVX_RETURN_IF_ERROR(ReserveRows(&kv, 1));
+    RWKVX_RETURN_IF_ERROR(SyncCache(&kv, nullptr));
+  }
+  pad_bytes_ = SessionBytesOf(pad_);
+  budget_bytes_ = budget_bytes_ > pad_bytes_ ? budget_bytes_ - pad_bytes_ : 0;
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
 }
 
 // The workspace for the largest step the scheduler will plan, taken once: its size is then
@@ -116,6 +132,8 @@ CudaBackend::~CudaBackend() {
     for (auto& kv : s.kv) ReleaseCache(&kv);
     cudaFree(s.state);
   }
+  for (auto& kv : pad_.kv) ReleaseCache(&kv);
+  if (pad_.state) cudaFree(pad_.state);
   DropGraphs();
   for (void* p : ws_.allocs) cudaFree(p);
   if (cublas_ws_) cudaFree(cublas_ws_);

@@ -75,6 +75,12 @@ class CudaBackend final : public Backend {
   absl::Status Init();
   absl::Status ReserveWorkspace();
   int DecodeSplits(int nitems, int max_len) const;
+  // Decode steps replayed from graphs are padded to DecodeBucket(n) items (n itself up to
+  // 16, then steps of an eighth of the power of two below n; never past the reserved
+  // workspace) with items of pad_, so that a few graphs serve every batch size.
+  int DecodeBucket(int n) const;
+  void PadDecodeStep(StepPlan* plan);
+  absl::Status CreatePad();
   // Step and StepSampled (sampled == nullptr for Step): the phases of step_plan.h in order.
   absl::Status RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
                        std::vector<SampledToken>* sampled);
@@ -174,6 +180,7 @@ class CudaBackend final : public Backend {
   // the part that a decode step replays from a CUDA graph.
   absl::Status Forward(int rows, int items, int logit_rows);
   void DropGraphs() { graphs_.Clear(); }
+  int GraphCount() const { return graphs_.size(); }
   absl::Status ChannelMix(const float* ln_w, const float* ln_b, const float* x_k, const void* key,
                           const void* value, size_t prev_off, int rows, int items);
 
@@ -197,6 +204,10 @@ class CudaBackend final : public Backend {
   bool SessionsFit(size_t extra) const { return SessionsFit(extra, WsBytesNow()); }
 
   std::map<SessionId, CudaSession> sessions_;
+  // The pad session of padded decode steps: a state block and one page per table per
+  // sparse layer, outside the sessions' accounting (taken off the budget at start).
+  CudaSession pad_;
+  size_t pad_bytes_ = 0;
   SessionId next_id_ = 1;
 
   // This step's plan (reused across steps) and the device views of its metadata block.

@@ -139,7 +139,12 @@ kernels::SumView CudaBackend::SumViewOf(const KvCache& kv) const {
 
 // --- Memory figures.
 
-size_t CudaBackend::UsedBytes() const { return pool_->bytes_used() + sessions_.size() * StateFloats() * sizeof(float); }
+// The pad session's pages are not the sessions' (its bytes came off the budget at start).
+size_t CudaBackend::UsedBytes() const {
+  size_t pad_pages = 0;
+  for (const KvCache& kv : pad_.kv) pad_pages += kv.Pages();
+  return pool_->bytes_used() - pad_pages * PageBytes() + sessions_.size() * StateFloats() * sizeof(float);
+}
 
 size_t CudaBackend::SessionBytesOf(const CudaSession& s) const {
   size_t pages = 0;
@@ -172,6 +177,16 @@ MemoryInfo CudaBackend::Memory() const {
   m.capacity_bytes = budget_bytes_ > ws ? budget_bytes_ - ws : 0;
   if (opts_.memory_budget_bytes) m.capacity_bytes = std::min(m.capacity_bytes, opts_.memory_budget_bytes);
   m.weights_bytes = dev_ ? dev_->bytes : 0;
+  // The stream-ordered pool (device page tables, compression scratch) keeps what it took.
+  uint64_t async_reserved = 0;
+  cudaMemPool_t mp;
+  if (cudaDeviceGetDefaultMemPool(&mp, opts_.device) == cudaSuccess &&
+      cudaMemPoolGetAttribute(mp, cudaMemPoolAttrReservedMemCurrent, &async_reserved) != cudaSuccess)
+    async_reserved = 0;
+  m.device_bytes = (sessions_.size() + (pad_.state ? 1 : 0)) * StateFloats() * sizeof(float) +
+                   (pool_ ? pool_->bytes_held() : 0) + WsBytesNow() + meta_cap_ + samp_scratch_cap_ +
+                   (cublas_ws_ ? size_t{64} << 20 : 0) + async_reserved;
+  m.graphs = GraphCount();
   return m;
 }
 

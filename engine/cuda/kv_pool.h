@@ -49,6 +49,7 @@ class KvPagePool {
   size_t pages_used() const { return used_; }
   size_t bytes_used() const { return used_ * page_bytes_; }
   size_t slabs() const;  // slabs held
+  size_t bytes_held() const { return slabs() * static_cast<size_t>(slab_pages_) * page_bytes_; }
   // cudaFree of the slabs with no page in use but the first `keep_empty` of them (kept
   // against churn); synchronises the device when it frees one.
   absl::Status ReleaseEmptySlabs(size_t keep_empty);

@@ -46,7 +46,7 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
 
   // Host-side bookkeeping (frees are stream-ordered after the step's work).
   for (int j = 0; j < M_; ++j)
-    for (int b = 0; b < plan.items; ++b) {
+    for (int b = 0; b < plan.real_items; ++b) {
       KvCache& kv = plan.sess[b]->kv[j];
       AttnPlan& p = plan.attn[j][b];
       if (p.compress) {
@@ -58,7 +58,7 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
     }
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   RWKVX_CUDA_RETURN(cudaGetLastError());
-  for (int b = 0; b < plan.items; ++b) plan.sess[b]->tokens_seen += plan.len[b];
+  for (int b = 0; b < plan.real_items; ++b) plan.sess[b]->tokens_seen += plan.len[b];
   if (plan.n_samp > 0) {
     const StepMetaViews h = layout.At(meta_host_);
     sampled->resize(plan.n_samp);

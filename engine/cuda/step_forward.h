@@ -38,6 +38,7 @@ class DecodeGraphs {
   // `forward` issues on `stream` into a new one (forward's error is returned as it is).
   absl::Status Launch(const GraphKey& key, cudaStream_t stream, const std::function<absl::Status()>& forward);
   void Clear();
+  int size() const { return static_cast<int>(graphs_.size()); }
 
  private:
   std::map<GraphKey, cudaGraphExec_t> graphs_;

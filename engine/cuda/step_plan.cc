@@ -72,7 +72,7 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
   const int Bc = cfg.chunk_size, thr = cfg.Threshold();
 
   // --- Validate and lay out rows.
-  p.items = nitems;
+  p.items = p.real_items = nitems;
   p.sess.assign(nitems, nullptr);
   p.row0.assign(nitems, 0);
   p.len.assign(nitems, 0);
@@ -156,10 +156,18 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
       }
     }
   }
+  // Pure decode steps replay CUDA graphs keyed by the item count: pad to a bucket so that
+  // a few graphs serve every count.
+  if (opts_.cuda_graphs && !p.any_prefill && pad_.state) {
+    bool any_compress = false;
+    for (const auto& layer : p.attn)
+      for (const AttnPlan& ap : layer) any_compress |= ap.compress;
+    if (!any_compress) PadDecodeStep(&p);
+  }
   {
-    const size_t ws = WsBytes(std::max(rows, ws_.rows), std::max(nitems, ws_.items),
+    const size_t ws = WsBytes(std::max(p.rows, ws_.rows), std::max(p.items, ws_.items),
                               std::max<int>({1, static_cast<int>(logit_rows.size()), ws_.logit_rows}),
-                              std::max(ws_.part_floats, kernels::AttnDecodeScratchFloats(nitems, H_, 64)));
+                              std::max(ws_.part_floats, kernels::AttnDecodeScratchFloats(p.items, H_, 64)));
     if (!SessionsFit(extra, ws))
       return absl::ResourceExhaustedError(absl::StrCat("GPU memory budget exhausted: the step needs ", extra,
                                                        " more bytes of KV cache and ", ws, " of workspace"));
@@ -168,12 +176,45 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
   // --- Kernel choices. Prefill of few sessions: the chunked recurrence spreads each
   // (item, head) over many SMs. Decode: split each (item, head) so that the attention
   // has about two blocks per SM.
-  p.wkv_chunked = opts_.wkv_chunked && p.max_len >= kWkvChunkedMinLen && nitems * H_ < 2 * sm_count_;
+  p.wkv_chunked = opts_.wkv_chunked && p.max_len >= kWkvChunkedMinLen && p.items * H_ < 2 * sm_count_;
   p.decode_splits = 1;
   if (p.any_decode) {
-    p.decode_splits = DecodeSplits(nitems, maxL);
+    p.decode_splits = DecodeSplits(p.items, maxL);
   }
   return absl::OkStatus();
+}
+
+int CudaBackend::DecodeBucket(int n) const {
+  if (n <= 16) return n;
+  int g = 1;  // an eighth of the power of two below n: at most 12.5% of the rows are pads
+  while (g * 16 < n) g *= 2;
+  int N = (n + g - 1) / g * g;
+  if (opts_.reserve_step_rows > 0) N = std::min(N, std::max(n, std::min(opts_.reserve_step_rows, opts_.reserve_step_items)));
+  return N;
+}
+
+void CudaBackend::PadDecodeStep(StepPlan* plan) {
+  StepPlan& p = *plan;
+  const int N = DecodeBucket(p.items);
+  // Pads compute logits only when every real item does, so that the graph key (items,
+  // logit rows) is the bucket's in both the common cases (all or none).
+  const bool pad_logits = static_cast<int>(p.logit_rows.size()) == p.items;
+  for (int b = p.items; b < N; ++b) {
+    p.sess.push_back(&pad_);
+    p.row0.push_back(p.rows);
+    p.len.push_back(1);
+    if (pad_logits) p.logit_rows.push_back(p.rows);  // after every real logit row: never read back
+    for (int j = 0; j < M_; ++j) {
+      p.attn[j].emplace_back();
+      kernels::AttnItem a;
+      a.ct = 0;
+      a.row0 = p.rows;
+      a.len = 1;
+      p.attn_items[j].push_back(a);
+    }
+    ++p.rows;
+  }
+  p.items = N;
 }
 
 // Key slices per (item, head) for decode attention over `max_len` keys: about two blocks

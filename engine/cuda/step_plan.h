@@ -36,8 +36,10 @@ struct AttnPlan {
 };
 
 struct StepPlan {
-  // Item b's tokens are rows [row0[b], row0[b] + len[b]) of the step.
-  int items = 0, rows = 0, max_len = 0;
+  // Item b's tokens are rows [row0[b], row0[b] + len[b]) of the step. Items [real_items,
+  // items) pad a decode step to its graph bucket: one token each, of the backend's pad
+  // session (its cache stays empty, its outputs are never read).
+  int items = 0, real_items = 0, rows = 0, max_len = 0;
   std::vector<CudaSession*> sess;  // [items] (the backend's sessions)
   std::vector<int> row0, len;      // [items]
   // Rows whose logits are computed: the n_host rows copied to the host first, then the

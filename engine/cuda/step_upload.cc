@@ -27,7 +27,7 @@ absl::Status CudaBackend::UploadStep(const std::vector<StepInput>& items, const 
   const int nitems = plan.items;
   for (int b = 0; b < nitems; ++b)
     for (int t = 0; t < plan.len[b]; ++t) {
-      h.tokens[plan.row0[b] + t] = items[b].tokens[t];
+      h.tokens[plan.row0[b] + t] = b < plan.real_items ? items[b].tokens[t] : 0;
       h.row_item[plan.row0[b] + t] = b;
     }
   std::memcpy(h.item_row0, plan.row0.data(), nitems * sizeof(int));

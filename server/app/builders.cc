@@ -76,6 +76,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.reserve_step_rows = f.max_batch_tokens;
     c.reserve_step_items = f.max_sessions;
     c.split_mixed_steps = f.cuda_split_mixed != 0;
+    c.graph_buckets = f.cuda_graph_buckets != 0;
     auto b = MakeCudaBackend(model, c);
     if (b.ok()) {
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found)";
@@ -120,6 +121,7 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (!(f.gpu_memory_fraction > 0 && f.gpu_memory_fraction <= 1))
     return bad("--gpu-memory-fraction must be in (0, 1]");
   if (f.cuda_split_mixed != 0 && f.cuda_split_mixed != 1) return bad("--cuda-split-mixed: 0 or 1");
+  if (f.cuda_graph_buckets != 0 && f.cuda_graph_buckets != 1) return bad("--cuda-graph-buckets: 0 or 1");
   return absl::OkStatus();
 }
 

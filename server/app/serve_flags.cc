@@ -50,6 +50,9 @@ const std::vector<FlagDef>& Defs() {
       NUM(cuda_split_mixed, "cuda-split-mixed", "0|1",
           "CUDA: run a step that mixes decoding sessions with prompt chunks as two sub-steps, the decode "
           "part replayed from a CUDA graph (1), or as one eager step (0, default); docs/CUDA.md"),
+      NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
+          "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
+          "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),
       NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
           "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
       NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),

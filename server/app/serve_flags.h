@@ -36,6 +36,7 @@ struct ServeFlags {
   std::string weights;             // "" | fp32 | fp16 | bf16 (see --weights)
   double gpu_memory_fraction = 0.9;
   int cuda_split_mixed = 0;
+  int cuda_graph_buckets = 1;
   long long embedded_seed = -1;    // >= 0 (no --model): random weights with this seed
   // Network.
   std::string host = "127.0.0.1";

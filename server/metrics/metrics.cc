@@ -55,6 +55,10 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                                   "Background saves of idle named sessions to --session-dir in progress.");
   session_state_bytes = Gauge(r, "rwkvx_session_state_bytes",
                               "Bytes held by all live sessions (recurrent state + sparse KV).");
+  backend_device_bytes = Gauge(r, "rwkvx_backend_device_bytes",
+                               "Device memory the backend allocated besides the weights: session state blocks, KV page "
+                               "slabs (pages in use or free), step workspace, scratch, stream-ordered pool (0 on the CPU).");
+  backend_graphs = Gauge(r, "rwkvx_backend_graphs", "CUDA graphs the backend holds for decode steps (0 on the CPU).");
   sparse_kv_tokens = Gauge(r, "rwkvx_sparse_kv_tokens",
                            "Tokens cached in sparse-attention KV stores of all live sessions.");
   ready = Gauge(r, "rwkvx_ready", "1 when the server admits new requests, else 0.");

@@ -47,6 +47,8 @@ class ServerMetrics {
   prometheus::Gauge* session_host_bytes;
   prometheus::Gauge* session_disk_bytes;
   prometheus::Gauge* session_saves_in_flight;  // background saves to --session-dir running
+  prometheus::Gauge* backend_device_bytes;   // MemoryInfo::device_bytes
+  prometheus::Gauge* backend_graphs;         // MemoryInfo::graphs
   prometheus::Gauge* sparse_kv_tokens;       // cached KV tokens over all live sessions
   prometheus::Gauge* ready;                  // 1 when accepting requests
 

@@ -81,6 +81,51 @@ TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
   EXPECT_EQ(graphs->SessionKvTokens(g2), eager->SessionKvTokens(e2));
 }
 
+// Decode steps replayed from graphs are padded to a bucket (37 and 39 sessions both run as
+// 40 rows): an item's logits do not depend on how many real items share its bucket, and
+// stay within the GEMM-order bound of the unpadded eager step.
+TEST(CudaBackend, PaddedDecodeBuckets) {
+  SKIP_WITHOUT_GPU();
+  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 61, "t");
+  m->attn.chunk_size = 16;
+  m->attn.topk = 2;
+  m->attn.max_kv_cache_size = 0;
+  GraphsAndEager both(m);
+  ASSERT_TRUE(both.ok());
+  Backend* graphs = both.graphs.get();
+  Backend* eager = both.eager.get();
+  std::vector<StepInput> pre_g, pre_e;
+  for (int i = 0; i < 39; ++i) {
+    pre_g.push_back({*graphs->CreateSession(), Tokens(30, 1024, 100 + i), false});
+    pre_e.push_back({*eager->CreateSession(), Tokens(30, 1024, 100 + i), false});
+  }
+  std::vector<float> l;
+  ASSERT_TRUE(graphs->Step(pre_g, &l).ok());
+  ASSERT_TRUE(eager->Step(pre_e, &l).ok());
+  std::vector<SessionId> forks;
+  for (const StepInput& in : pre_g) forks.push_back(*graphs->ForkSession(in.session));
+  for (int s = 0; s < 3; ++s) {
+    std::vector<StepInput> a, b, e;
+    for (int i = 0; i < 39; ++i) {
+      const int32_t t = 7 * i + s;
+      if (i < 37) a.push_back({pre_g[i].session, {t}, true});
+      if (i < 37) e.push_back({pre_e[i].session, {t}, true});
+      b.push_back({forks[i], {t}, true});
+    }
+    std::vector<float> la, lb, le;
+    ASSERT_TRUE(graphs->Step(a, &la).ok());
+    ASSERT_TRUE(graphs->Step(b, &lb).ok());
+    ASSERT_TRUE(eager->Step(e, &le).ok());
+    ASSERT_EQ(la.size(), 37u * 1024);
+    ASSERT_EQ(lb.size(), 39u * 1024);
+    EXPECT_TRUE(std::equal(la.begin(), la.end(), lb.begin())) << "step " << s;
+    const Cmp c = Compare(la, le);
+    EXPECT_LE(c.rel_l2, 2e-3) << "step " << s;
+    std::printf("[padded decode step %d] 37 vs 39 items in bucket 40: %s; vs eager unpadded rel-L2 %.2e\n", s,
+                std::equal(la.begin(), la.end(), lb.begin()) ? "identical" : "DIFFERENT", c.rel_l2);
+  }
+}
+
 TEST(CudaBackend, FullAttentionParity) {
   SKIP_WITHOUT_GPU();
   auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 7, "t");
