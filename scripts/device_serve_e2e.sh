@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.t
 if [ "${CUDA_TESTS:-0}" = 1 ]; then
   timeout $(cap 300) .gpulibs/cuda_tests >"$OUT/cuda_tests.log" 2>&1
   echo "cuda_tests rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED  \]|SKIPPED \]" "$OUT/cuda_tests.log" | head -20
-  if command -v compute-sanitizer >/dev/null; then
+  if [ "${MEMCHECK_SAMPLER:-1}" = 1 ] && command -v compute-sanitizer >/dev/null; then
     timeout $(cap 200) compute-sanitizer --tool memcheck .gpulibs/cuda_tests --gtest_filter='CudaSample.GrammarMask*:CudaSample.StepSampled*' \
       >"$OUT/memcheck_sample.log" 2>&1
     echo "memcheck (sampler) rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck_sample.log" | head -5
