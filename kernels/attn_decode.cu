@@ -4,14 +4,28 @@
 namespace rwkvx::kernels {
 namespace {
 constexpr int kWarps = 4;
+constexpr int kGroups = 4;  // rows a warp reads at once: 8 lanes per row, 8 dims (16 bytes) a lane
+constexpr int kUnroll = 2;  // rows per lane group loaded before the first is used
 
 __device__ __forceinline__ int ItemKeys(const AttnItem& it, int chunk, int nsel, int* tail0) {
   *tail0 = it.sparse ? (it.ct / chunk) * chunk : 0;
   return nsel * chunk + (it.ct + 1 - *tail0);
 }
 
-// grid (H, items, splits), 128 threads. Each warp walks rows of the slice, lane holds dims
-// 2*lane, 2*lane+1.
+__device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
+  const __half2* h2 = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __half22float2(h2[i]);
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+
+// grid (H, items, splits), 128 threads. Each warp reads kGroups rows of the slice at once
+// (lane group g = lane / 8 takes a row, lane holds dims 8 * (lane % 8) .. + 8), kUnroll
+// rows per group in flight; each group keeps its own online softmax, merged across the
+// warp's groups (fixed shuffle order) and then across the block's warps.
 __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   __shared__ float sm[kWarps], sl[kWarps];
   __shared__ float sacc[kWarps][64];
@@ -20,6 +34,7 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   const AttnItem& it = p.items[item];
   if (it.len != 1) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 3, sub = lane & 7;
   int nsel = 0;
   if (it.sparse) nsel = min(p.topk, it.ct / p.chunk);
   if (threadIdx.x < nsel) ssel[threadIdx.x] = p.selected[item * p.topk + threadIdx.x];
@@ -29,26 +44,74 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   const int span = (L + p.splits - 1) / p.splits;
   const int v_begin = split * span, v_end = min(L, v_begin + span);
 
-  const float2 q = *reinterpret_cast<const float2*>(p.q + static_cast<size_t>(it.row0) * p.C + h * 64 + 2 * lane);
-  const float qx = q.x * 0.125f, qy = q.y * 0.125f;
-  float m = -INFINITY, l = 0.f, ax = 0.f, ay = 0.f;
+  const float* qp = p.q + static_cast<size_t>(it.row0) * p.C + h * 64 + 8 * sub;
+  float q[8];
+  {
+    const float4 a = *reinterpret_cast<const float4*>(qp), b = *reinterpret_cast<const float4*>(qp + 4);
+    q[0] = a.x * 0.125f; q[1] = a.y * 0.125f; q[2] = a.z * 0.125f; q[3] = a.w * 0.125f;
+    q[4] = b.x * 0.125f; q[5] = b.y * 0.125f; q[6] = b.z * 0.125f; q[7] = b.w * 0.125f;
+  }
+  float m = -INFINITY, l = 0.f, acc[8];
+#pragma unroll
+  for (int d = 0; d < 8; ++d) acc[d] = 0.f;
   const int sel_rows = nsel * p.chunk;
-  for (int vi = v_begin + warp; vi < v_end; vi += kWarps) {
-    const int row = vi < sel_rows ? ssel[vi / p.chunk] * p.chunk + vi % p.chunk : tail0 + (vi - sel_rows);
-    const __half* kr = it.kv.K(row, p.C) + h * 64 + 2 * lane;
-    const float2 kf = __half22float2(*reinterpret_cast<const __half2*>(kr));
-    const float2 vf = __half22float2(*reinterpret_cast<const __half2*>(kr + it.kv.v_off));
-    const float sc = WarpSum(qx * kf.x + qy * kf.y);
-    const float mn = fmaxf(m, sc);
-    const float corr = expf(m - mn), pw = expf(sc - mn);
-    l = l * corr + pw;
-    ax = ax * corr + pw * vf.x;
-    ay = ay * corr + pw * vf.y;
-    m = mn;
+  constexpr int kStride = kWarps * kGroups;
+  for (int base = v_begin + warp * kGroups + g; base - g < v_end; base += kStride * kUnroll) {
+    uint4 kraw[kUnroll], vraw[kUnroll];
+    bool ok[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int vi = base + u * kStride;
+      ok[u] = vi < v_end;
+      kraw[u] = vraw[u] = make_uint4(0, 0, 0, 0);
+      if (ok[u]) {
+        const int row = vi < sel_rows ? ssel[vi / p.chunk] * p.chunk + vi % p.chunk : tail0 + (vi - sel_rows);
+        const __half* kr = it.kv.K(row, p.C) + h * 64 + 8 * sub;
+        kraw[u] = *reinterpret_cast<const uint4*>(kr);
+        vraw[u] = *reinterpret_cast<const uint4*>(kr + it.kv.v_off);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      float kf[8];
+      Unpack8(kraw[u], kf);
+      float sc = 0.f;
+#pragma unroll
+      for (int d = 0; d < 8; ++d) sc += q[d] * kf[d];
+      // Every lane shuffles (rows past the slice too): sums within the 8-lane group.
+      sc += __shfl_xor_sync(0xffffffffu, sc, 1);
+      sc += __shfl_xor_sync(0xffffffffu, sc, 2);
+      sc += __shfl_xor_sync(0xffffffffu, sc, 4);
+      if (!ok[u]) continue;
+      float vf[8];
+      Unpack8(vraw[u], vf);
+      const float mn = fmaxf(m, sc);
+      const float corr = expf(m - mn), pw = expf(sc - mn);
+      l = l * corr + pw;
+#pragma unroll
+      for (int d = 0; d < 8; ++d) acc[d] = acc[d] * corr + pw * vf[d];
+      m = mn;
+    }
+  }
+  // Merge the warp's four groups (lane groups 8 and 16 apart).
+#pragma unroll
+  for (int o = 8; o <= 16; o <<= 1) {
+    const float mo = __shfl_xor_sync(0xffffffffu, m, o), lo = __shfl_xor_sync(0xffffffffu, l, o);
+    const float M = fmaxf(m, mo);
+    const float f = m == -INFINITY ? 0.f : expf(m - M), fo = mo == -INFINITY ? 0.f : expf(mo - M);
+    l = l * f + lo * fo;
+#pragma unroll
+    for (int d = 0; d < 8; ++d) {
+      const float ao = __shfl_xor_sync(0xffffffffu, acc[d], o);
+      acc[d] = acc[d] * f + ao * fo;
+    }
+    m = M;
   }
   if (lane == 0) { sm[warp] = m; sl[warp] = l; }
-  sacc[warp][2 * lane] = ax;
-  sacc[warp][2 * lane + 1] = ay;
+  if (g == 0) {
+#pragma unroll
+    for (int d = 0; d < 8; ++d) sacc[warp][8 * sub + d] = acc[d];
+  }
   __syncthreads();
   if (threadIdx.x < 64) {
     float M = -INFINITY;

@@ -106,9 +106,9 @@ if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the issue's two loads
     label=${variant%%:*}; flags=${variant#*:}; flags=${flags//,/ }
     echo "tput $label ($flags)"
     serve "tput_$label" --max-batch-tokens 1024 --max-queue 2048 $flags || continue
-    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 64 \
+    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 --requests 1024 --prompt-len 64 \
       --max-tokens 128 --out "$OUT/tput_${label}_short.json" | tail -3
-    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 256 --requests 1024 --prompt-len 2048 \
+    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 --requests 1024 --prompt-len 2048 \
       --max-tokens 128 --out "$OUT/tput_${label}_long.json" | tail -3
     timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
       --max-tokens 128 --out "$OUT/tput_${label}_one.json" | tail -3

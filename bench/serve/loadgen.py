@@ -13,6 +13,7 @@ No thresholds: this measures, it does not judge.
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -62,12 +63,14 @@ async def one_request(session, url, prompt, max_tokens, seed):
     return {"ok": True, "ttft": ttft, "itl": itl, "latency": end - t0, "tokens": tokens}
 
 
-async def run_level(url, concurrency, n_requests, prompt_len, max_tokens):
+async def run_streams(url, concurrency, ids, prompt_len, max_tokens):
+    """Requests `ids` over `concurrency` streams; returns (results, t0, t1) on the
+    system-wide monotonic clock (time.perf_counter is CLOCK_MONOTONIC on Linux)."""
     conn = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
     results = []
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
-        queue = list(range(n_requests))
+        queue = list(ids)
 
         async def worker(wid):
             while queue:
@@ -77,7 +80,46 @@ async def run_level(url, concurrency, n_requests, prompt_len, max_tokens):
 
         t0 = time.perf_counter()
         await asyncio.gather(*[worker(w) for w in range(concurrency)])
-        wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
+    return results, t0, t1
+
+
+def client_proc(args):
+    """One client process of --procs: waits at the barrier, runs its share, returns its
+    results, its start and end, and the CPU seconds it used."""
+    url, concurrency, ids, prompt_len, max_tokens = args
+    BARRIER.wait()
+    c0 = time.process_time()
+    results, t0, t1 = asyncio.run(run_streams(url, concurrency, ids, prompt_len, max_tokens))
+    return results, t0, t1, time.process_time() - c0
+
+
+BARRIER = None
+
+
+def _init(barrier):
+    global BARRIER
+    BARRIER = barrier
+
+
+def run_level(url, concurrency, n_requests, prompt_len, max_tokens, procs=1):
+    procs = max(1, min(procs, concurrency))
+    if procs == 1:
+        c0 = time.process_time()
+        results, t0, t1 = asyncio.run(run_streams(url, concurrency, range(n_requests), prompt_len, max_tokens))
+        parts = [(results, t0, t1, time.process_time() - c0)]
+    else:  # each process takes an equal share of the streams and of the requests
+        ctx = multiprocessing.get_context("fork")
+        barrier = ctx.Barrier(procs)
+        jobs = [(url, concurrency // procs + (k < concurrency % procs), list(range(n_requests))[k::procs],
+                 prompt_len, max_tokens) for k in range(procs)]
+        with ctx.Pool(procs, initializer=_init, initargs=(barrier,)) as pool:
+            parts = pool.map(client_proc, jobs)
+    results = [r for p in parts for r in p[0]]
+    wall = max(p[2] for p in parts) - min(p[1] for p in parts)
+    # How busy the busiest client process was: near 1.0 means the client, not the server,
+    # may be what limits the figures.
+    client_busy = max(p[3] / max(1e-9, p[2] - p[1]) for p in parts)
     ok = [r for r in results if r["ok"]]
     ttft = [r["ttft"] for r in ok if r["ttft"] is not None]
     itl = [x for r in ok for x in r["itl"]]
@@ -86,6 +128,7 @@ async def run_level(url, concurrency, n_requests, prompt_len, max_tokens):
     return {
         "concurrency": concurrency, "requests": n_requests, "ok": len(ok),
         "failed": len(results) - len(ok), "wall_s": round(wall, 3),
+        "client_procs": procs, "client_cpu_busy_max": round(client_busy, 3),
         "req_per_s": round(len(ok) / wall, 3), "gen_tok_per_s": round(toks / wall, 1),
         "ttft_ms_p50": ms(pct(ttft, 50)), "ttft_ms_p90": ms(pct(ttft, 90)),
         "ttft_ms_p99": ms(pct(ttft, 99)),
@@ -126,6 +169,9 @@ def main():
     ap.add_argument("--requests", type=int, default=0, help="per level (default max(16, 2*c))")
     ap.add_argument("--prompt-len", type=int, default=64, help="prompt bytes (byte tokenizer: tokens)")
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--procs", type=int, default=1,
+                    help="client processes sharing each level's streams (at high token rates one Python "
+                         "process can be what limits the figures: see client_cpu_busy_max in the JSON)")
     ap.add_argument("--out", default="bench/serve/results.json")
     a = ap.parse_args()
     proc = None
@@ -136,7 +182,7 @@ def main():
         levels = []
         for c in [int(x) for x in a.concurrency.split(",")]:
             n = a.requests or max(16, 2 * c)
-            levels.append(asyncio.run(run_level(url, c, n, a.prompt_len, a.max_tokens)))
+            levels.append(run_level(url, c, n, a.prompt_len, a.max_tokens, a.procs))
             print(f"  c={c} done", file=sys.stderr)
     finally:
         if proc:
@@ -150,7 +196,7 @@ def main():
     with open(a.out, "w") as f:
         json.dump(out, f, indent=2)
     cols = ["concurrency", "requests", "failed", "req_per_s", "gen_tok_per_s", "ttft_ms_p50",
-            "ttft_ms_p99", "itl_ms_p50", "itl_ms_p99"]
+            "ttft_ms_p99", "itl_ms_p50", "itl_ms_p99", "client_cpu_busy_max"]
     print(" | ".join(f"{c:>13}" for c in cols))
     for l in levels:
         print(" | ".join(f"{str(l[c]):>13}" for c in cols))

@@ -218,10 +218,10 @@ void CudaBackend::PadDecodeStep(StepPlan* plan) {
 }
 
 // Key slices per (item, head) for decode attention over `max_len` keys: about two blocks
-// per SM over all items, at least 256 keys a slice, at most 64 slices.
+// per SM over all items, at least 64 keys a slice, at most 64 slices.
 int CudaBackend::DecodeSplits(int nitems, int max_len) const {
   const int want = std::max(1, (2 * sm_count_ + nitems * H_ - 1) / (nitems * H_));
-  return std::clamp(std::min(want, max_len / 256), 1, 64);
+  return std::clamp(std::min(want, max_len / 64), 1, 64);
 }
 
 }  // namespace rwkvx::cuda
