@@ -1,3 +1,4 @@
+#include "kernels/launch.cuh"
 #include "kernels/attn_decode.cuh"
 #include "kernels/kernel_util.cuh"
 
@@ -27,6 +28,8 @@ __device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
 // rows per group in flight; each group keeps its own online softmax, merged across the
 // warp's groups (fixed shuffle order) and then across the block's warps.
 __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ float sm[kWarps], sl[kWarps];
   __shared__ float sacc[kWarps][64];
   __shared__ int ssel[16];
@@ -133,6 +136,8 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
 
 // grid (H, items), 64 threads.
 __global__ void AttnDecodeCombineKernel(AttnDecodeParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const int h = blockIdx.x, item = blockIdx.y;
   const AttnItem& it = p.items[item];
   if (it.len != 1) return;
@@ -154,8 +159,8 @@ __global__ void AttnDecodeCombineKernel(AttnDecodeParams p) {
 cudaError_t LaunchAttnDecode(const AttnDecodeParams& p, cudaStream_t s) {
   if (p.n_items == 0) return cudaSuccess;
   if (p.topk > 16) return cudaErrorInvalidValue;
-  AttnDecodeKernel<<<dim3(p.H, p.n_items, p.splits), 128, 0, s>>>(p);
-  AttnDecodeCombineKernel<<<dim3(p.H, p.n_items), 64, 0, s>>>(p);
+  RWKVX_KLAUNCH(AttnDecodeKernel, dim3(p.H, p.n_items, p.splits), 128, 0, s, p);
+  RWKVX_KLAUNCH(AttnDecodeCombineKernel, dim3(p.H, p.n_items), 64, 0, s, p);
   return cudaGetLastError();
 }
 

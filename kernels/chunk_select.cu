@@ -1,3 +1,4 @@
+#include "kernels/launch.cuh"
 #include "kernels/chunk_select.cuh"
 #include "kernels/kernel_util.cuh"
 
@@ -5,6 +6,8 @@ namespace rwkvx::kernels {
 namespace {
 // grid (items), 256 threads; shared: max_chunks floats.
 __global__ void ChunkSelectKernel(ChunkSelectParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   extern __shared__ float score[];
   __shared__ float scratch[33];
   __shared__ float best_v[32];
@@ -62,7 +65,7 @@ cudaError_t LaunchChunkSelect(const ChunkSelectParams& p, cudaStream_t s) {
                                          static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
-  ChunkSelectKernel<<<p.n_items, 256, smem, s>>>(p);
+  RWKVX_KLAUNCH(ChunkSelectKernel, p.n_items, 256, smem, s, p);
   return cudaGetLastError();
 }
 

@@ -1,9 +1,12 @@
+#include "kernels/launch.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/kernel_util.cuh"
 
 namespace rwkvx::kernels {
 namespace {
 __global__ void EmbedKernel(EmbedParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const int r = blockIdx.x;
   const float* src = p.emb + static_cast<size_t>(p.tokens[r]) * p.C;
   float* dst = p.x + static_cast<size_t>(r) * p.C;
@@ -13,7 +16,7 @@ __global__ void EmbedKernel(EmbedParams p) {
 
 cudaError_t LaunchEmbed(const EmbedParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
-  EmbedKernel<<<p.rows, 256, 0, s>>>(p);
+  RWKVX_KLAUNCH(EmbedKernel, p.rows, 256, 0, s, p);
   return cudaGetLastError();
 }
 

@@ -1,5 +1,6 @@
 #include <cstdint>
 
+#include "kernels/launch.cuh"
 #include "kernels/gemv.cuh"
 #include "kernels/kernel_util.cuh"
 
@@ -28,6 +29,8 @@ __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
 // (ceil(out / 8) blocks per job).
 template <int ROWS>
 __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const int lane = threadIdx.x & 31;
   int b = blockIdx.x, j = 0;
   for (; j < gp.n_jobs - 1; ++j) {
@@ -83,10 +86,10 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
     blocks += CeilDiv(q.out, 8);
   }
   switch (rows) {
-    case 1: GemvKernel<1><<<blocks, 256, 0, s>>>(p); break;
-    case 2: GemvKernel<2><<<blocks, 256, 0, s>>>(p); break;
-    case 3: GemvKernel<3><<<blocks, 256, 0, s>>>(p); break;
-    default: GemvKernel<4><<<blocks, 256, 0, s>>>(p); break;
+    case 1: RWKVX_KLAUNCH(GemvKernel<1>, blocks, 256, 0, s, p); break;
+    case 2: RWKVX_KLAUNCH(GemvKernel<2>, blocks, 256, 0, s, p); break;
+    case 3: RWKVX_KLAUNCH(GemvKernel<3>, blocks, 256, 0, s, p); break;
+    default: RWKVX_KLAUNCH(GemvKernel<4>, blocks, 256, 0, s, p); break;
   }
   return cudaGetLastError();
 }

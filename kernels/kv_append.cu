@@ -1,9 +1,12 @@
+#include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/kv_append.cuh"
 
 namespace rwkvx::kernels {
 namespace {
 __global__ void KvAppendKernel(KvAppendParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const int r = blockIdx.x;
   const AttnItem& it = p.items[p.row_item[r]];
   __half* dk = it.kv.K(it.ct + (r - it.row0), p.C);
@@ -17,6 +20,8 @@ __global__ void KvAppendKernel(KvAppendParams p) {
 
 // grid (items, max_chunks_touched, ceil(C/128)).
 __global__ void ChunkSumUpdateKernel(KvAppendParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const AttnItem& it = p.items[blockIdx.x];
   const int col = blockIdx.z * blockDim.x + threadIdx.x;
   if (col >= p.C || it.len == 0) return;
@@ -42,6 +47,8 @@ __global__ void ChunkSumUpdateKernel(KvAppendParams p) {
 }
 
 __global__ void ChunkSumsKernel(ChunkSumsParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const int c = blockIdx.x;
   const int col = blockIdx.y * blockDim.x + threadIdx.x;
   if (col >= p.C) return;
@@ -54,14 +61,14 @@ __global__ void ChunkSumsKernel(ChunkSumsParams p) {
 
 cudaError_t LaunchKvAppend(const KvAppendParams& p, cudaStream_t s) {
   if (p.rows == 0 || p.n_items == 0) return cudaSuccess;
-  KvAppendKernel<<<p.rows, 256, 0, s>>>(p);
-  ChunkSumUpdateKernel<<<dim3(p.n_items, p.max_chunks_touched, CeilDiv(p.C, 128)), 128, 0, s>>>(p);
+  RWKVX_KLAUNCH(KvAppendKernel, p.rows, 256, 0, s, p);
+  RWKVX_KLAUNCH(ChunkSumUpdateKernel, dim3(p.n_items, p.max_chunks_touched, CeilDiv(p.C, 128)), 128, 0, s, p);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchChunkSums(const ChunkSumsParams& p, cudaStream_t s) {
   if (p.ct == 0) return cudaSuccess;
-  ChunkSumsKernel<<<dim3(CeilDiv(p.ct, p.chunk), CeilDiv(p.C, 128)), 128, 0, s>>>(p);
+  RWKVX_KLAUNCH(ChunkSumsKernel, dim3(CeilDiv(p.ct, p.chunk), CeilDiv(p.C, 128)), 128, 0, s, p);
   return cudaGetLastError();
 }
 

@@ -1,3 +1,4 @@
+#include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/layernorm.cuh"
 
@@ -18,6 +19,8 @@ constexpr int kMaxMix = 6;  // RWKV-7 time mixing has six (r, w, k, v, a, g)
 // the item state could alias the inputs, which made the compiler serialize them).
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) LayerNormRegsKernel(LayerNormParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ float scratch[33];
   const int r = blockIdx.x;
   const int src = p.row_index ? p.row_index[r] : r;
@@ -75,6 +78,8 @@ __global__ void __launch_bounds__(kThreads) LayerNormRegsKernel(LayerNormParams 
 // Any width (C > kThreads * 16, or more than kMaxMix mixes): the same arithmetic, loads
 // as they come.
 __global__ void LayerNormKernel(LayerNormParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ float scratch[33];
   const int r = blockIdx.x;
   const int src = p.row_index ? p.row_index[r] : r;
@@ -116,13 +121,13 @@ cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
   const int per = (p.C + kThreads - 1) / kThreads;
   const bool regs = (!p.mix || p.n_mix <= kMaxMix) && (per <= 4 || (per <= 16 && p.rows <= 128));
   if (regs && per <= 4) {
-    LayerNormRegsKernel<4><<<p.rows, kThreads, 0, s>>>(p);
+    RWKVX_KLAUNCH(LayerNormRegsKernel<4>, p.rows, kThreads, 0, s, p);
   } else if (regs && per <= 10) {
-    LayerNormRegsKernel<10><<<p.rows, kThreads, 0, s>>>(p);
+    RWKVX_KLAUNCH(LayerNormRegsKernel<10>, p.rows, kThreads, 0, s, p);
   } else if (regs) {
-    LayerNormRegsKernel<16><<<p.rows, kThreads, 0, s>>>(p);
+    RWKVX_KLAUNCH(LayerNormRegsKernel<16>, p.rows, kThreads, 0, s, p);
   } else {
-    LayerNormKernel<<<p.rows, kThreads, 0, s>>>(p);
+    RWKVX_KLAUNCH(LayerNormKernel, p.rows, kThreads, 0, s, p);
   }
   return cudaGetLastError();
 }

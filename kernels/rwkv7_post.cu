@@ -1,3 +1,4 @@
+#include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/rwkv7_post.cuh"
 
@@ -5,6 +6,8 @@ namespace rwkvx::kernels {
 namespace {
 // grid (rows, H), 64 threads.
 __global__ void Rwkv7PostKernel(Rwkv7PostParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ float scratch[33];
   const int c = blockIdx.y * 64 + threadIdx.x;
   const size_t o = static_cast<size_t>(blockIdx.x) * p.C + c;
@@ -20,7 +23,7 @@ __global__ void Rwkv7PostKernel(Rwkv7PostParams p) {
 
 cudaError_t LaunchRwkv7Post(const Rwkv7PostParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
-  Rwkv7PostKernel<<<dim3(p.rows, p.H), 64, 0, s>>>(p);
+  RWKVX_KLAUNCH(Rwkv7PostKernel, dim3(p.rows, p.H), 64, 0, s, p);
   return cudaGetLastError();
 }
 

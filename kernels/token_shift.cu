@@ -1,9 +1,12 @@
+#include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/token_shift.cuh"
 
 namespace rwkvx::kernels {
 namespace {
 __global__ void TokenShiftMixKernel(TokenShiftParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const int r = blockIdx.x;
   const int it = p.row_item[r];
   const bool first = r == p.item_row0[it];
@@ -19,6 +22,8 @@ __global__ void TokenShiftMixKernel(TokenShiftParams p) {
 }
 // Separate launch: the first row of an item reads the state that the last row replaces.
 __global__ void TokenShiftSaveKernel(TokenShiftParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const int it = blockIdx.x;
   const int last = p.item_row0[it] + p.item_len[it] - 1;
   const float* u = p.u + static_cast<size_t>(last) * p.C;
@@ -29,8 +34,8 @@ __global__ void TokenShiftSaveKernel(TokenShiftParams p) {
 
 cudaError_t LaunchTokenShift(const TokenShiftParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
-  TokenShiftMixKernel<<<p.rows, 256, 0, s>>>(p);
-  TokenShiftSaveKernel<<<p.items, 256, 0, s>>>(p);
+  RWKVX_KLAUNCH(TokenShiftMixKernel, p.rows, 256, 0, s, p);
+  RWKVX_KLAUNCH(TokenShiftSaveKernel, p.items, 256, 0, s, p);
   return cudaGetLastError();
 }
 

@@ -1,3 +1,4 @@
+#include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/wkv7.cuh"
 #include "kernels/wkv7_inner.cuh"
@@ -12,6 +13,8 @@ constexpr int J = wkv7::kJ;  // columns per thread
 // head's state in registers and runs the item's tokens through wkv7::Wkv7Tokens (inputs
 // staged in shared memory TC tokens at a time, conflict-free float4 reads).
 __global__ void __launch_bounds__(N * P) Wkv7Kernel(Wkv7Params p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ __align__(16) wkv7::StageRwk sh;
   __shared__ wkv7::StageV sv;
   const int h = blockIdx.x, it = blockIdx.y, t = threadIdx.x;
@@ -30,7 +33,7 @@ __global__ void __launch_bounds__(N * P) Wkv7Kernel(Wkv7Params p) {
 
 cudaError_t LaunchWkv7(const Wkv7Params& p, cudaStream_t s) {
   if (p.items == 0) return cudaSuccess;
-  Wkv7Kernel<<<dim3(p.H, p.items), N * P, 0, s>>>(p);
+  RWKVX_KLAUNCH(Wkv7Kernel, dim3(p.H, p.items), N * P, 0, s, p);
   return cudaGetLastError();
 }
 

@@ -8,6 +8,8 @@
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=...
 # scripts/device_serve_pack.sh`. Results: $OUT/results.tgz and a table on stdout.
 #   AB_SHAPES="0.2b 3.6b" AB_RUNS="base new base2 new2" scripts/device_engine_ab.sh
+# A run named <stem> with FLAGS_<stem> set and no bench_engine_<stem> carried is this
+# tree's bench_engine with those flags (AB_RUNS="base new pdl" FLAGS_pdl="--pdl 1").
 set -uo pipefail
 FINAL=${OUT:-/tmp/out}
 OUT=$FINAL/r
@@ -38,10 +40,12 @@ for shape in ${AB_SHAPES:-0.2b 3.6b}; do
   for run in $runs; do
     stem=${run%2}
     bin=$B/bench_engine; [ "$stem" != new ] && bin=$B/bench_engine_$stem
+    fv="FLAGS_$stem"; extra=${!fv:-}  # FLAGS_<stem>="--pdl 1": this tree's bench_engine with flags
+    [ -x "$bin" ] || { [ -n "$extra" ] && bin=$B/bench_engine; }
     [ -x "$bin" ] || continue
     args="--decode-ctx ${DECODE_CTX:-1K,32K} --prefill ${PREFILL:-1K,4K} --batch ${BATCH:-1,16,256}"
     [ "$shape" = 3.6b ] && args="--decode-ctx ${DECODE_CTX_36:-1K} --prefill ${PREFILL_36:-1K} --batch ${BATCH_36:-1,256}"
-    timeout $(cap ${BENCH_TIMEOUT:-120}) "$bin" --shape "$shape" $args --batch-ctx 1K --mem-ctx 8K \
+    timeout $(cap ${BENCH_TIMEOUT:-120}) "$bin" --shape "$shape" $args $extra --batch-ctx 1K --mem-ctx 8K \
       --json "$OUT/${run}_$shape.json" >"$OUT/${run}_$shape.txt" 2>&1
     echo "$shape $run rc=$?"
   done

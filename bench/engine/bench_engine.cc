@@ -71,10 +71,11 @@ bool Fill(Backend& b, SessionId s, int n, int chunk, int V, uint32_t seed) {
 constexpr const char* kUsage =
     "usage: bench_engine [--shape 0.2b|3.6b|tiny] [--decode-ctx 1K,8K,...] [--prefill 1K,4K,...]\n"
     "                    [--batch 1,16,...] [--batch-ctx 1K,8K] [--mem-ctx 8K,...] [--steps 32]\n"
-    "                    [--fill-chunk 16384] [--cuda-graphs 1|0] [--wkv-chunked 1|0] [--hbm-tbps F]\n"
+    "                    [--fill-chunk 16384] [--cuda-graphs 1|0] [--pdl 1|0] [--wkv-chunked 1|0] [--hbm-tbps F]\n"
     "                    [--json out.json]\n"
     "  --cuda-graphs 0   run decode steps eagerly instead of replaying CUDA graphs\n"
     "                    (CudaBackendOptions::cuda_graphs; e.g. to see each kernel in a profiler)\n"
+    "  --pdl 1|0         programmatic dependent launch of the step's kernels (CudaBackendOptions::pdl)\n"
     "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
@@ -91,6 +92,7 @@ struct Args {
   int steps = 32;
   int fill_chunk = 16384;
   bool cuda_graphs = true;
+  int pdl = -1;  // -1: the backend's default
   bool wkv_chunked = true;
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -119,6 +121,7 @@ int main(int argc, char** argv) {
     else if (k == "--steps") a.steps = std::atoi(v);
     else if (k == "--fill-chunk") a.fill_chunk = std::atoi(v);
     else if (k == "--cuda-graphs") a.cuda_graphs = std::atoi(v) != 0;
+    else if (k == "--pdl") a.pdl = std::atoi(v) != 0;
     else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
     else if (k == "--hbm-tbps") a.hbm_tbps = std::atof(v);
     else if (k == "--json") a.json = v;
@@ -161,6 +164,7 @@ int main(int argc, char** argv) {
   CudaBackendOptions o;
   o.gpu_memory_fraction = 0.92;
   o.cuda_graphs = a.cuda_graphs;
+  if (a.pdl >= 0) o.pdl = a.pdl != 0;
   o.wkv_chunked = a.wkv_chunked;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }

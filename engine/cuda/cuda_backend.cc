@@ -11,6 +11,7 @@
 #include "engine/cuda/cuda_check.h"
 #include "kernels/attn_decode.cuh"
 #include "kernels/kv_append.cuh"
+#include "kernels/launch.cuh"
 
 namespace rwkvx {
 
@@ -72,6 +73,9 @@ absl::Status CudaBackend::Init() {
   RWKVX_CUBLAS_RETURN(cublasSetWorkspace(cublas_, cublas_ws_, ws_bytes));
   // Kernel sizing (decode splits, the chunked recurrence's choice) aims at the card's SMs.
   RWKVX_CUDA_RETURN(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, opts_.device));
+  int cc_major = 0;
+  RWKVX_CUDA_RETURN(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, opts_.device));
+  kernels::SetPdl(opts_.pdl && cc_major >= 9);
   // Keep freed stream-ordered memory in the pool (KV buffers come and go every step).
   cudaMemPool_t pool;
   RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));

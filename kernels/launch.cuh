@@ -1,0 +1,55 @@
+// Kernel launches with programmatic dependent launch (PDL, sm_90+): a kernel launched
+// through Launch may be scheduled while the kernel before it in the stream is still
+// running, so that its launch latency and block start-up overlap that kernel's tail. Every
+// kernel launched this way calls PdlWait() before it reads or writes global memory (the
+// wait returns once the previous grid has completed and its writes are visible), then
+// PdlTrigger() to let the next kernel be scheduled in turn. Without PDL (SetPdl(false),
+// the default, or a GPU before sm_90) the launch is an ordinary stream-ordered one and
+// both calls do nothing.
+// Threads: SetPdl is called once by the backend before its first step; Launch from the
+// thread that owns the stream, like every launcher.
+#pragma once
+#include <cuda_runtime.h>
+
+namespace rwkvx::kernels {
+
+// Process-wide: whether Launch asks for programmatic stream serialization.
+void SetPdl(bool on);
+bool PdlOn();
+
+__device__ __forceinline__ void PdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void PdlTrigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// kernel<<<grid, block, smem, s>>>(params), with the PDL attribute when PdlOn().
+template <typename P>
+cudaError_t Launch(void (*kernel)(P), dim3 grid, dim3 block, size_t smem, cudaStream_t s, const P& params) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cfg.attrs = attr;
+  cfg.numAttrs = PdlOn() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, params);
+}
+
+}  // namespace rwkvx::kernels
+
+// In a launcher returning cudaError_t: Launch, returning its error if it failed.
+#define RWKVX_KLAUNCH(kernel, grid, block, smem, stream, params)                                         \
+  do {                                                                                                    \
+    const cudaError_t rwkvx_launch_e = ::rwkvx::kernels::Launch(kernel, grid, block, smem, stream, params); \
+    if (rwkvx_launch_e != cudaSuccess) return rwkvx_launch_e;                                             \
+  } while (0)
