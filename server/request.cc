@@ -54,15 +54,21 @@ bool RequestStream::PopAll(std::vector<GenerateEvent>* out) {
   return true;
 }
 
-bool RequestStream::Push(GenerateEvent ev) {
+bool RequestStream::Push(GenerateEvent ev, bool* notify_later) {
+  bool drained;
   {
     std::lock_guard<std::mutex> l(mu_);
     size_t n = EventBytes(ev);
     if (buffered_bytes_ + n > max_buffered_bytes_ && !events_.empty()) return false;
+    drained = events_.empty();
     buffered_bytes_ += n;
     events_.push_back(std::move(ev));
   }
-  Notify();
+  if (notify_later) {
+    *notify_later = drained;
+  } else {
+    Notify();
+  }
   return true;
 }
 

@@ -94,7 +94,8 @@ class RequestStream {
   GenerateRequest& mutable_request() { return request_; }  // before Submit only
 
   // Frontend side (any thread).
-  // The callback runs on the scheduler thread outside the stream's lock, so a call that
+  // The callback runs on the scheduler thread or its notifier thread (stream_notifier.h),
+  // outside the stream's lock, so a call that
   // began before SetNotify(nullptr) may still be running after it returns: the callback
   // must own (shared_ptr) or weakly reference what it touches, never a raw `this`.
   void SetNotify(std::function<void()> fn);
@@ -105,13 +106,17 @@ class RequestStream {
   bool finished() const { return finished_.load(std::memory_order_acquire); }
 
   // Scheduler side (the loop thread). Returns false (and drops the event) if the
-  // buffer would overflow; the caller then ends the request as kSlowClient.
-  bool Push(GenerateEvent ev);
+  // buffer would overflow; the caller then ends the request as kSlowClient. With
+  // `notify_later`, the reader is not woken here: *notify_later says whether the caller
+  // must call Notify() (true when the reader had drained every earlier event; otherwise a
+  // wake-up is already due and will find this event too).
+  bool Push(GenerateEvent ev, bool* notify_later = nullptr);
   // The final event always fits (it replaces the overflow policy).
   void PushFinal(GenerateEvent ev);
+  // Runs the reader's callback (if one is set). Any thread.
+  void Notify();
 
  private:
-  void Notify();
 
   GenerateRequest request_;
   const size_t max_buffered_bytes_;

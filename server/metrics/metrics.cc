@@ -72,6 +72,16 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                            .Name("rwkvx_requests_finished_total")
                            .Help("Finished requests by finish reason.")
                            .Register(r);
+  auto& sched = prometheus::BuildCounter()
+                    .Name("rwkvx_scheduler_seconds_total")
+                    .Help("Busy seconds of the scheduler thread by phase: plan (batch planning and the step's "
+                          "inputs), backend (the backend step), results (tokens applied and queued to the "
+                          "streams), other (admission, commands, bookkeeping). Idle waits are not counted.")
+                    .Register(r);
+  sched_plan_seconds = &sched.Add({{"phase", "plan"}});
+  sched_backend_seconds = &sched.Add({{"phase", "backend"}});
+  sched_results_seconds = &sched.Add({{"phase", "results"}});
+  sched_other_seconds = &sched.Add({{"phase", "other"}});
   requests_rejected = &prometheus::BuildCounter()
                            .Name("rwkvx_requests_rejected_total")
                            .Help("Requests refused before admission, by reason.")

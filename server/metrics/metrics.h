@@ -61,6 +61,11 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* requests_rejected;  // label reason
   prometheus::Family<prometheus::Counter>* http_requests;      // labels path, code
   prometheus::Family<prometheus::Counter>* grpc_requests;      // labels method, code
+  // rwkvx_scheduler_seconds_total by phase: the scheduler thread's busy time.
+  prometheus::Counter* sched_plan_seconds;
+  prometheus::Counter* sched_backend_seconds;
+  prometheus::Counter* sched_results_seconds;
+  prometheus::Counter* sched_other_seconds;
 
   // Prefix state cache (server/prefix_cache/prefix_cache.h, docs/PREFIX_CACHE.md).
   prometheus::Counter* prefix_cache_hits;

@@ -70,7 +70,8 @@ void ActiveRequest::DeviceSpec(const std::vector<int32_t>& unspellable, DeviceSa
   }
 }
 
-std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, ServerMetrics* metrics) {
+std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, ServerMetrics* metrics,
+                                         StreamNotifier* notifier) {
   ++generated;
   metrics->generation_tokens->Increment();
   if (generated == 1) {
@@ -123,10 +124,12 @@ std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, Server
     end.reason = stopped ? FinishReason::kStop : FinishReason::kLength;
     return end;
   }
-  if (!stream->Push(std::move(ev))) {
+  bool wake = false;
+  if (!stream->Push(std::move(ev), notifier ? &wake : nullptr)) {
     return Ending{FinishReason::kSlowClient,
                   absl::ResourceExhaustedError("the client read the stream too slowly"), {}};
   }
+  if (wake) notifier->Add(stream);
   return std::nullopt;
 }
 

@@ -22,6 +22,7 @@
 #include "engine/backend.h"
 #include "engine/sampling/grammar/matcher.h"
 #include "engine/sampling/sampler.h"
+#include "server/scheduling/stream_notifier.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/request.h"
 #include "server/scheduling/step_planner.h"
@@ -56,7 +57,10 @@ class ActiveRequest {
   // Records a chosen token: appends it to the feed (fed next step, or kept pending by a
   // stored session) and streams it, or returns how the request ends (a stop token or
   // stop text, max_tokens, a client too slow to read).
-  std::optional<Ending> Emit(SampleResult r, absl::Time now, ServerMetrics* metrics);
+  // With `notifier`, the stream's reader is woken from the notifier's thread (after the
+  // step's Flush) instead of here.
+  std::optional<Ending> Emit(SampleResult r, absl::Time now, ServerMetrics* metrics,
+                             StreamNotifier* notifier = nullptr);
   // Marks the request done and pushes its final event (with the token counts).
   void End(Ending e, absl::Time now, ServerMetrics* metrics);
 

@@ -142,6 +142,8 @@ void Scheduler::Loop() {
       stopping = stop_;
       drain_deadline = drain_deadline_;
     }
+    const absl::Time busy0 = absl::Now();  // rwkvx_scheduler_seconds_total: other = busy - step
+    step_busy_s_ = 0;
     RunCommands(&cmds);
     if (stopping) break;
     absl::Time now = absl::Now();
@@ -162,6 +164,7 @@ void Scheduler::Loop() {
       last_expiry_check_ = now;
     }
     if (!fatal_.load() && (!active_.empty() || !prefills_.empty())) RunStep();
+    notifier_.Flush();  // the step's stream readers wake while the next step is planned
     active_.erase(std::remove_if(active_.begin(), active_.end(),
                                  [](auto& a) { return a->seq.done; }),
                   active_.end());
@@ -171,6 +174,7 @@ void Scheduler::Loop() {
     ParkPreempted();
     running_count_.store(static_cast<int>(active_.size() + preempted_.size()));
     UpdateGauges();
+    metrics_->sched_other_seconds->Increment(std::max(0.0, absl::ToDoubleSeconds(absl::Now() - busy0) - step_busy_s_));
     {
       std::lock_guard<std::mutex> l(mu_);
       if (active_.empty() && preempted_.empty() && waiting_.empty()) idle_cv_.notify_all();

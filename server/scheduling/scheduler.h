@@ -238,6 +238,8 @@ class Scheduler {
   size_t capacity_ = 0;  // Memory().capacity_bytes at construction (Submit's refusal)
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
+  double step_busy_s_ = 0;   // this loop iteration's RunStep seconds (the metrics' phases)
+  StreamNotifier notifier_;  // wakes stream readers after each step (before thread_: outlives it)
   std::thread thread_;
 
   // Loop thread only (declared after backend_: destroyed before it).

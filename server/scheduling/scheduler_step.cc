@@ -28,6 +28,7 @@ std::vector<Scheduler::Runner> Scheduler::Runners() {
 }
 
 bool Scheduler::RunStep() {
+  const absl::Time t_plan = absl::Now();
   std::vector<Runner> run = Runners();
   const bool device = opts_.device_sampling && backend_->SupportsDeviceSampling();
   std::vector<const Sequence*> view;
@@ -71,6 +72,8 @@ bool Scheduler::RunStep() {
   absl::Time t0 = absl::Now();
   absl::Status st = RunBackendStep(items, !specs.empty(), &logits, &sampled);
   absl::Time t1 = absl::Now();
+  metrics_->sched_plan_seconds->Increment(absl::ToDoubleSeconds(t0 - t_plan));
+  metrics_->sched_backend_seconds->Increment(absl::ToDoubleSeconds(t1 - t0));
   metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - t0));
   metrics_->step_batch_sessions->Observe(static_cast<double>(items.size()));
   metrics_->step_batch_tokens->Observe(plan.total_tokens);
@@ -109,6 +112,9 @@ bool Scheduler::RunStep() {
       HandleToken(a, row, t1);
     }
   }
+  const absl::Time t2 = absl::Now();
+  metrics_->sched_results_seconds->Increment(absl::ToDoubleSeconds(t2 - t1));
+  step_busy_s_ = absl::ToDoubleSeconds(t2 - t_plan);
   return true;
 }
 
@@ -178,7 +184,7 @@ void Scheduler::HandleToken(ActiveRequest& a, float* logits, absl::Time now) {
 }
 
 void Scheduler::EmitToken(ActiveRequest& a, SampleResult r, absl::Time now) {
-  if (auto end = a.Emit(std::move(r), now, metrics_)) {
+  if (auto end = a.Emit(std::move(r), now, metrics_, &notifier_)) {
     Finish(a, end->reason, std::move(end->status), std::move(end->event));
   }
 }

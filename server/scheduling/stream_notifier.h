@@ -1,0 +1,42 @@
+// StreamNotifier: wakes the readers of request streams from a thread of its own, so that
+// the scheduler thread does not pay for a wake-up per token. During a step's results the
+// scheduler queues each stream whose reader must be told (Add: a reader that had drained
+// every earlier event); Flush hands the step's list to the notifier thread in one go, which
+// calls RequestStream::Notify on each (the frontend's callback: an asio post, a gRPC pump)
+// while the scheduler goes on with the next step.
+// Threads: Add and Flush from the scheduler thread only; the notifier thread owns what
+// Flush handed over. The destructor notifies what is still queued, then joins.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "server/request.h"
+
+namespace rwkvx {
+
+class StreamNotifier {
+ public:
+  StreamNotifier();
+  ~StreamNotifier();
+  StreamNotifier(const StreamNotifier&) = delete;
+  StreamNotifier& operator=(const StreamNotifier&) = delete;
+
+  void Add(std::shared_ptr<RequestStream> s) { pending_.push_back(std::move(s)); }
+  void Flush();
+
+ private:
+  void Run();
+
+  std::vector<std::shared_ptr<RequestStream>> pending_;  // scheduler thread
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<RequestStream>> queue_;  // guarded by mu_
+  bool stop_ = false;                                  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace rwkvx
