@@ -172,10 +172,10 @@ struct CudaBackendOptions {
   // items of a pad session, so that a few dozen graphs serve every batch size instead of
   // one capture per size (docs/CUDA.md: measured).
   bool graph_buckets = true;
-  // Programmatic dependent launch of the step's own kernels (sm_90 and later; ignored
-  // before): each may be scheduled while the previous one finishes (kernels/launch.cuh).
-  // Process-wide once set (the last backend created decides). docs/CUDA.md: measured.
-  bool pdl = false;
+  // Programmatic dependent launch of the step's own kernels in steps of up to 4 sessions
+  // (sm_90 and later; ignored before): each may be scheduled while the previous one
+  // finishes (kernels/launch.cuh). docs/CUDA.md: measured.
+  bool pdl = true;
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;

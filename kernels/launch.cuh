@@ -6,8 +6,9 @@
 // PdlTrigger() to let the next kernel be scheduled in turn. Without PDL (SetPdl(false),
 // the default, or a GPU before sm_90) the launch is an ordinary stream-ordered one and
 // both calls do nothing.
-// Threads: SetPdl is called once by the backend before its first step; Launch from the
-// thread that owns the stream, like every launcher.
+// Threads: the backend sets the switch before each step's forward (steps of few sessions
+// only); Launch from the thread that owns the stream, like every launcher. Whether a launch
+// has the attribute never changes results, only when the next kernel may be scheduled.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -75,7 +75,7 @@ absl::Status CudaBackend::Init() {
   RWKVX_CUDA_RETURN(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, opts_.device));
   int cc_major = 0;
   RWKVX_CUDA_RETURN(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, opts_.device));
-  kernels::SetPdl(opts_.pdl && cc_major >= 9);
+  pdl_ok_ = opts_.pdl && cc_major >= 9;
   // Keep freed stream-ordered memory in the pool (KV buffers come and go every step).
   cudaMemPool_t pool;
   RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));

@@ -181,6 +181,9 @@ class CudaBackend final : public Backend {
   absl::Status Forward(int rows, int items, int logit_rows);
   void DropGraphs() { graphs_.Clear(); }
   int GraphCount() const { return graphs_.size(); }
+  // opts_.pdl on a GPU that has it (sm_90+); used for steps of <= kPdlMaxItems sessions.
+  bool pdl_ok_ = false;
+  static constexpr int kPdlMaxItems = 4;
   absl::Status ChannelMix(const float* ln_w, const float* ln_b, const float* x_k, const void* key,
                           const void* value, size_t prev_off, int rows, int items);
 

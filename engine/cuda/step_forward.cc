@@ -6,6 +6,7 @@
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
+#include "kernels/launch.cuh"
 
 namespace rwkvx::cuda {
 
@@ -38,6 +39,9 @@ absl::Status DecodeGraphs::Launch(const GraphKey& key, cudaStream_t stream,
 }
 
 absl::Status CudaBackend::ForwardOrReplay(const StepPlan& plan) {
+  // PDL where it was measured to help: steps of few sessions (the GEMV path, many short
+  // kernels); a graph captured with it keeps it (graphs are keyed by the item count).
+  kernels::SetPdl(pdl_ok_ && plan.items <= kPdlMaxItems);
   const int Bc = model_->attn.chunk_size;
   const int nl = static_cast<int>(plan.logit_rows.size());
   bool any_compress = false;

@@ -84,7 +84,7 @@ TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
 // Programmatic dependent launch (CudaBackendOptions::pdl) lets a kernel start while the
 // previous one finishes; every kernel waits for it before touching memory, so the results
 // are the same bits as with ordinary launches. Prefill, then decode steps of 2 sessions
-// (the GEMV path) and of 20 (cuBLAS GEMMs between our kernels), graphs and eager.
+// (the GEMV path, where the backend uses PDL) and of 20 (without), graphs and eager.
 TEST(CudaBackend, PdlStepsEqualPlainSteps) {
   SKIP_WITHOUT_GPU();
   auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 53, "t");
