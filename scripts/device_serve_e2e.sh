@@ -100,15 +100,18 @@ if [ "${PRESSURE:-1}" = 1 ]; then
   done
 fi
 
-# TPUT_VARIANTS: label:flag,value,... servers to compare in this call (default one, "default:").
+# TPUT_VARIANTS: label:flag,value,... servers to compare in this call (default one, "default:");
+# label@name:... runs the carried .gpulibs/name (another build of rwkvx) instead.
 if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the two loads
   for variant in ${TPUT_VARIANTS:-default:}; do
     label=${variant%%:*}; flags=${variant#*:}; flags=${flags//,/ }
-    echo "tput $label ($flags)"
-    serve "tput_$label" --max-batch-tokens 1024 --max-queue 2048 $flags || continue
+    vbin=$BIN  # label@name: the carried .gpulibs/name (another build) instead of rwkvx
+    if [[ $label == *@* ]]; then vbin=$ROOT/.gpulibs/${label#*@}; label=${label%@*}; fi
+    echo "tput $label ($vbin $flags)"
+    BIN=$vbin serve "tput_$label" --max-batch-tokens 1024 --max-queue 2048 $flags || continue
     # After each load: the server's step counters, so that the backend's share of the wall
     # (rwkvx_step_duration_seconds_sum) and the mean batch are known.
-    stepstats() { curl -s "$URL/metrics" | grep -E '^rwkvx_(steps_total|step_duration_seconds_(sum|count)|step_batch_sessions_(sum|count)|step_batch_tokens_(sum|count)|backend_graphs|backend_device_bytes) ' >"$OUT/tput_${label}_$1.metrics"; }
+    stepstats() { curl -s "$URL/metrics" | grep -E '^rwkvx_(steps_total|scheduler_seconds_total\{[^}]*\}|step_duration_seconds_(sum|count)|step_batch_sessions_(sum|count)|step_batch_tokens_(sum|count)|backend_graphs|backend_device_bytes) ' >"$OUT/tput_${label}_$1.metrics"; }
     timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 --requests 1024 --prompt-len 64 \
       --max-tokens 128 --out "$OUT/tput_${label}_short.json" | tail -3
     stepstats short
