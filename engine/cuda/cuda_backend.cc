@@ -94,6 +94,13 @@ absl::Status CudaBackend::Init() {
                         static_cast<double>(total_b - free_b) - 512.0 * (1 << 20);
   budget_bytes_ = budget > 0 ? static_cast<size_t>(budget) : 0;
   pool_ = std::make_unique<KvPagePool>(PageBytes(), size_t{64} << 20);
+  {
+    // Freed sessions' state blocks are kept for new ones, up to 32 blocks and 256 MiB (an
+    // eighth of the budget at most); those bytes come off the budget now.
+    const size_t blk = StateFloats() * sizeof(float);
+    free_states_cap_ = std::min<size_t>({32, (size_t{256} << 20) / blk, budget_bytes_ / 8 / blk});
+    budget_bytes_ -= free_states_cap_ * blk;
+  }
   if (opts_.cuda_graphs && opts_.graph_buckets) RWKVX_RETURN_IF_ERROR(CreatePad());
   return ReserveWorkspace();
 }
@@ -138,6 +145,7 @@ CudaBackend::~CudaBackend() {
   }
   for (auto& kv : pad_.kv) ReleaseCache(&kv);
   if (pad_.state) cudaFree(pad_.state);
+  for (float* f : free_states_) cudaFree(f);
   DropGraphs();
   for (void* p : ws_.allocs) cudaFree(p);
   if (cublas_ws_) cudaFree(cublas_ws_);
@@ -159,12 +167,19 @@ absl::StatusOr<SessionId> CudaBackend::CreateSession() {
   const size_t bytes = StateFloats() * sizeof(float);
   if (!SessionsFit(bytes)) return absl::ResourceExhaustedError("GPU memory budget for sessions is exhausted");
   CudaSession s;
-  RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&s.state), bytes));
-  RWKVX_CUDA_RETURN(cudaMemsetAsync(s.state, 0, bytes, stream_));
+  if (!free_states_.empty()) {
+    // A block a freed session left: zeroed in stream order, after whatever still used it.
+    s.state = free_states_.back();
+    free_states_.pop_back();
+    RWKVX_CUDA_RETURN(cudaMemsetAsync(s.state, 0, bytes, stream_));
+  } else {
+    RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&s.state), bytes));
+    RWKVX_CUDA_RETURN(cudaMemsetAsync(s.state, 0, bytes, stream_));
+    RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+  }
   s.kv.resize(M_);
   const SessionId id = next_id_++;
   sessions_.emplace(id, std::move(s));
-  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   return id;
 }
 
@@ -172,8 +187,15 @@ absl::Status CudaBackend::FreeSession(SessionId id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
   for (auto& kv : it->second.kv) ReleaseCache(&kv);
-  RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
-  RWKVX_CUDA_RETURN(cudaFree(it->second.state));
+  if (free_states_.size() < free_states_cap_) {
+    // Kept for the next session (no cudaFree, no synchronisation; its bytes came off the
+    // budget at start). Work still queued on the stream may read it: the next user's
+    // memset is queued after that work.
+    free_states_.push_back(it->second.state);
+  } else {
+    RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
+    RWKVX_CUDA_RETURN(cudaFree(it->second.state));
+  }
   sessions_.erase(it);
   // Slabs nobody uses go back to the driver (one is kept against churn).
   return pool_->ReleaseEmptySlabs(1);

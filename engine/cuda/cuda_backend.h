@@ -210,6 +210,9 @@ class CudaBackend final : public Backend {
   // The pad session of padded decode steps: a state block and one page per table per
   // sparse layer, outside the sessions' accounting (taken off the budget at start).
   CudaSession pad_;
+  // State blocks of freed sessions, reused by CreateSession (at most free_states_cap_).
+  std::vector<float*> free_states_;
+  size_t free_states_cap_ = 0;
   size_t pad_bytes_ = 0;
   SessionId next_id_ = 1;
 

@@ -183,7 +183,7 @@ MemoryInfo CudaBackend::Memory() const {
   if (cudaDeviceGetDefaultMemPool(&mp, opts_.device) == cudaSuccess &&
       cudaMemPoolGetAttribute(mp, cudaMemPoolAttrReservedMemCurrent, &async_reserved) != cudaSuccess)
     async_reserved = 0;
-  m.device_bytes = (sessions_.size() + (pad_.state ? 1 : 0)) * StateFloats() * sizeof(float) +
+  m.device_bytes = (sessions_.size() + free_states_.size() + (pad_.state ? 1 : 0)) * StateFloats() * sizeof(float) +
                    (pool_ ? pool_->bytes_held() : 0) + WsBytesNow() + meta_cap_ + samp_scratch_cap_ +
                    (cublas_ws_ ? size_t{64} << 20 : 0) + async_reserved;
   m.graphs = GraphCount();

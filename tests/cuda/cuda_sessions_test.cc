@@ -132,6 +132,27 @@ TEST(CudaSessions, ForkedSessionsDivergeIndependently) {
   }
 }
 
+// A freed session's state block is kept and handed to the next new session, zeroed: the
+// new session's logits equal those of the first fresh session bit for bit, also when the
+// block is reused while the freed session's last step may still be queued.
+TEST(CudaSessions, ReusedStateBlockStartsFresh) {
+  SKIP_WITHOUT_GPU();
+  auto m = SmallModel();
+  auto gpu = Gpu(m);
+  ASSERT_NE(gpu, nullptr);
+  auto a = *gpu->CreateSession();
+  const std::vector<float> fresh = StepOne(*gpu, a, Toks(40, 9));
+  StepOne(*gpu, a, Toks(20, 10));  // the block now holds a non-zero state
+  ASSERT_TRUE(gpu->FreeSession(a).ok());
+  for (int round = 0; round < 3; ++round) {
+    auto b = *gpu->CreateSession();  // takes a's block
+    EXPECT_EQ(StepOne(*gpu, b, Toks(40, 9)), fresh) << round;
+    StepOne(*gpu, b, Toks(7, 11));
+    ASSERT_TRUE(gpu->FreeSession(b).ok());
+  }
+  EXPECT_EQ(gpu->Memory().used_bytes, 0u);
+}
+
 // What a prefix-cache hit does (prefix in one call, the rest in another) against one call,
 // below the threshold W where the reference semantics are the same. Reported, bounded.
 TEST(CudaSessions, SplitPrefillWithinHalfPrecisionBound) {
