@@ -82,6 +82,20 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   sched_backend_seconds = &sched.Add({{"phase", "backend"}});
   sched_results_seconds = &sched.Add({{"phase", "results"}});
   sched_other_seconds = &sched.Add({{"phase", "other"}});
+  auto& kinds = prometheus::BuildCounter()
+                    .Name("rwkvx_steps_by_kind_total")
+                    .Help("Backend steps by kind: decode (one token per session), mixed (decodes and prompt "
+                          "chunks), prefill (prompt chunks only).")
+                    .Register(r);
+  auto& kind_s = prometheus::BuildCounter()
+                     .Name("rwkvx_step_seconds_total")
+                     .Help("Seconds of backend steps by kind (as rwkvx_steps_by_kind_total).")
+                     .Register(r);
+  const char* kind_names[3] = {"decode", "mixed", "prefill"};
+  for (int i = 0; i < 3; ++i) {
+    steps_kind[i] = &kinds.Add({{"kind", kind_names[i]}});
+    step_kind_seconds[i] = &kind_s.Add({{"kind", kind_names[i]}});
+  }
   requests_rejected = &prometheus::BuildCounter()
                            .Name("rwkvx_requests_rejected_total")
                            .Help("Requests refused before admission, by reason.")

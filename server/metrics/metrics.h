@@ -66,6 +66,10 @@ class ServerMetrics {
   prometheus::Counter* sched_backend_seconds;
   prometheus::Counter* sched_results_seconds;
   prometheus::Counter* sched_other_seconds;
+  // Backend steps by kind: decode (one token per session), mixed (decodes and prompt
+  // chunks), prefill (prompt chunks only); count and seconds.
+  prometheus::Counter* steps_kind[3];
+  prometheus::Counter* step_kind_seconds[3];
 
   // Prefix state cache (server/prefix_cache/prefix_cache.h, docs/PREFIX_CACHE.md).
   prometheus::Counter* prefix_cache_hits;

@@ -75,6 +75,13 @@ bool Scheduler::RunStep() {
   metrics_->sched_plan_seconds->Increment(absl::ToDoubleSeconds(t0 - t_plan));
   metrics_->sched_backend_seconds->Increment(absl::ToDoubleSeconds(t1 - t0));
   metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - t0));
+  {
+    int decodes = 0;
+    for (const PlanItem& it : plan.items) decodes += it.tokens == 1 && seqs[it.seq]->fed >= seqs[it.seq]->prompt_len;
+    const int kind = decodes == static_cast<int>(plan.items.size()) ? 0 : decodes > 0 ? 1 : 2;
+    metrics_->steps_kind[kind]->Increment();
+    metrics_->step_kind_seconds[kind]->Increment(absl::ToDoubleSeconds(t1 - t0));
+  }
   metrics_->step_batch_sessions->Observe(static_cast<double>(items.size()));
   metrics_->step_batch_tokens->Observe(plan.total_tokens);
   metrics_->steps->Increment();

@@ -15,7 +15,7 @@ EXPECTED = [
     "rwkvx_request_duration_seconds", "rwkvx_queue_time_seconds",
     "rwkvx_step_duration_seconds", "rwkvx_step_batch_sessions", "rwkvx_step_batch_tokens",
     "rwkvx_requests_running", "rwkvx_requests_waiting", "rwkvx_sessions_active",
-    "rwkvx_session_state_bytes", "rwkvx_sparse_kv_tokens", "rwkvx_backend_device_bytes", "rwkvx_backend_graphs", "rwkvx_scheduler_seconds_total", "rwkvx_prompt_tokens_total",
+    "rwkvx_session_state_bytes", "rwkvx_sparse_kv_tokens", "rwkvx_backend_device_bytes", "rwkvx_backend_graphs", "rwkvx_scheduler_seconds_total", "rwkvx_steps_by_kind_total", "rwkvx_step_seconds_total", "rwkvx_prompt_tokens_total",
     "rwkvx_generation_tokens_total", "rwkvx_requests_finished_total",
 ]
 
