@@ -97,6 +97,7 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (f.max_sessions < 1) return bad("--max-sessions must be >= 1");
   if (f.max_queue < 0) return bad("--max-queue must be >= 0");
   if (f.max_batch_tokens < 1 || f.prefill_chunk < 1) return bad("--max-batch-tokens and --prefill-chunk must be >= 1");
+  if (f.prefill_interval < 1 || f.prefill_interval > 1000) return bad("--prefill-interval must be in [1, 1000]");
   if (f.max_tokens < 1 || f.default_max_tokens < 1 || f.default_max_tokens > f.max_tokens)
     return bad("need 1 <= --default-max-tokens <= --max-tokens");
   if (f.max_prompt_tokens < 0) return bad("--max-prompt-tokens must be >= 1 (0 = the model's)");
@@ -252,6 +253,7 @@ SchedulerOptions SchedulerOptionsFromFlags(const ServeFlags& f) {
   so.max_queued = f.max_queue;
   so.max_batch_tokens = f.max_batch_tokens;
   so.prefill_chunk = f.prefill_chunk;
+  so.prefill_interval = f.prefill_interval;
   so.prefix_cache_bytes = static_cast<size_t>(f.prefix_cache_bytes);
   so.prefix_cache_min_tokens = f.prefix_cache_min_tokens;
   so.device_sampling = f.sampling != "host";  // auto or device: where the backend samples

@@ -83,6 +83,10 @@ const std::vector<FlagDef>& Defs() {
       NUM(default_max_tokens, "default-max-tokens", "N", "max_tokens when the request gives none"),
       NUM(max_batch_tokens, "max-batch-tokens", "N", "tokens per backend step (decode + prefill chunks)"),
       NUM(prefill_chunk, "prefill-chunk", "N", "prompt tokens per session per step (chunked prefill)"),
+      NUM(prefill_interval, "prefill-interval", "N",
+          "while sessions are decoding, prompt chunks join a step only every N steps (the steps between "
+          "are pure decode, replayed from CUDA graphs on the GPU; a new request's first token waits up to "
+          "N-1 steps longer); 1 (default) = every step"),
       NUM(request_timeout_s, "request-timeout", "SECONDS", "deadline of one request, queue time included"),
       NUM(max_body_bytes, "max-body-bytes", "N",
           "max HTTP request body (413 past it; 0 = 8 bytes per prompt token, at least 1 MiB: "

@@ -59,6 +59,7 @@ struct ServeFlags {
   int default_max_tokens = 256;
   int max_batch_tokens = 512;
   int prefill_chunk = 128;
+  int prefill_interval = 1;
   double request_timeout_s = 600;
   long long max_body_bytes = 0;  // 0 = kBodyBytesPerPromptToken per prompt token, >= 1 MiB
   long long max_header_bytes = 16 << 10;

@@ -31,7 +31,7 @@ Scheduler::Scheduler(std::unique_ptr<Backend> backend, const Tokenizer* tokenize
       tokenizer_(tokenizer),
       opts_(opts),
       testing_(std::move(testing)),
-      limits_{opts.max_running, opts.max_batch_tokens, opts.prefill_chunk},
+      limits_{opts.max_running, opts.max_batch_tokens, opts.prefill_chunk, std::max(1, opts.prefill_interval)},
       metrics_(metrics),
       store_(backend_.get(), StoreOptions(opts), metrics),
       prefix_(backend_.get(), opts.prefix_cache_bytes, opts.prefix_cache_min_tokens,

@@ -59,6 +59,7 @@ struct SchedulerOptions {
   int max_queued = 256;        // waiting requests; past this Submit refuses at once
   int max_batch_tokens = 512;  // tokens per step (decode + prefill)
   int prefill_chunk = 128;     // prompt tokens per session per step
+  int prefill_interval = 1;    // PlannerLimits::prefill_interval (--prefill-interval)
   // Stored (named) sessions.
   int max_stored_sessions = 256;
   size_t stored_session_budget_bytes = size_t{1} << 30;
@@ -238,6 +239,7 @@ class Scheduler {
   size_t capacity_ = 0;  // Memory().capacity_bytes at construction (Submit's refusal)
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
+  int steps_since_prefill_ = 0;  // steps since the last one that took prompt chunks
   double step_busy_s_ = 0;   // this loop iteration's RunStep seconds (the metrics' phases)
   StreamNotifier notifier_;  // wakes stream readers after each step (before thread_: outlives it)
   std::thread thread_;

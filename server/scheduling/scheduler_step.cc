@@ -43,7 +43,13 @@ bool Scheduler::RunStep() {
     view.push_back(r.seq);
     seqs.push_back(r.seq);
   }
-  BatchPlan plan = PlanBatch(limits_, view, MemoryNow(/*with_checkpoints=*/false));
+  const bool hold = steps_since_prefill_ + 1 < limits_.prefill_interval;
+  BatchPlan plan = PlanBatch(limits_, view, MemoryNow(/*with_checkpoints=*/false), hold);
+  {
+    bool prompt = false;
+    for (const PlanItem& it : plan.items) prompt |= seqs[it.seq]->fed < seqs[it.seq]->prompt_len || it.tokens > 1;
+    steps_since_prefill_ = prompt ? 0 : steps_since_prefill_ + 1;
+  }
   // Victims: a request of its own session gives its memory back (resumed later); others
   // sit this step out.
   for (size_t i : plan.preempt) {

@@ -64,7 +64,7 @@ AdmissionPlan PlanAdmission(const PlannerLimits& limits, int running,
 }
 
 BatchPlan PlanBatch(const PlannerLimits& limits, const std::vector<const Sequence*>& seqs,
-                    const MemoryView& mem) {
+                    const MemoryView& mem, bool hold_prefill) {
   BatchPlan plan;
   std::vector<bool> out(seqs.size(), false);  // preempted
   if (mem.capacity_bytes > 0) {
@@ -92,6 +92,10 @@ BatchPlan PlanBatch(const PlannerLimits& limits, const std::vector<const Sequenc
     --budget;
   }
   bool any_prefill = false;
+  if (hold_prefill && !plan.items.empty()) {
+    for (const PlanItem& it : plan.items) plan.total_tokens += it.tokens;
+    return plan;
+  }
   for (size_t i = 0; i < seqs.size(); ++i) {
     const Sequence& s = *seqs[i];
     if (out[i] || !Runnable(s, limits.prefill_chunk) || Decoding(s)) continue;

@@ -30,6 +30,9 @@ struct PlannerLimits {
   int max_running = 64;        // requests running at once (stored-session prefills aside)
   int max_batch_tokens = 512;  // tokens per step, decode + prefill
   int prefill_chunk = 128;     // the grid: prompts are cut at multiples of it from the start
+  // With sequences decoding, prompt chunks join a step only every prefill_interval steps
+  // (the steps between are pure decode: CUDA-graph replays on the GPU). 1 = every step.
+  int prefill_interval = 1;
 };
 
 enum class SequenceKind {
@@ -136,8 +139,11 @@ struct BatchPlan {
 // wanting logits when the chunk ends the feed. A chunk that does not fit the remaining
 // token budget waits, except the step's first prefill chunk, which always runs (prompts
 // never starve behind many decoding sequences). Chunks never depend on the load.
+// hold_prefill (the caller's count of steps since the last one with prompt chunks is below
+// prefill_interval - 1): a step that has decoding sequences takes no prompt chunks; with
+// none decoding, prompt chunks run regardless.
 BatchPlan PlanBatch(const PlannerLimits& limits, const std::vector<const Sequence*>& seqs,
-                    const MemoryView& mem);
+                    const MemoryView& mem, bool hold_prefill = false);
 
 enum class ItemAction {
   kNone,         // nothing to emit (a prefill chunk inside the prompt)

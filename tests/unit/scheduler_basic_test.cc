@@ -97,6 +97,39 @@ TEST(SchedulerTest, BatchInvariance) {
   EXPECT_GT(f.fake->max_batch.load(), 1);
 }
 
+// --prefill-interval 4: prompts join the running decodes only every 4th step; every
+// request still gets the tokens it gets alone (chunking never depends on the load), and
+// the server's metrics count the steps by kind.
+TEST(SchedulerTest, PrefillIntervalKeepsTokensAndCountsSteps) {
+  std::vector<std::vector<int32_t>> alone;
+  {
+    Fixture f;
+    for (int i = 0; i < 12; ++i) {
+      auto s = f.Req(Prompt(5 + i * 11, i), 10);
+      StreamCollector c(s);
+      ASSERT_TRUE(f.sched->Submit(s).ok());
+      alone.push_back(c.WaitFinal().tokens);
+    }
+  }
+  SchedulerOptions o;
+  o.prefill_chunk = 16;
+  o.prefill_interval = 4;
+  Fixture f(o);
+  std::vector<std::shared_ptr<RequestStream>> ss;
+  std::vector<std::unique_ptr<StreamCollector>> cs;
+  for (int i = 0; i < 12; ++i) {
+    ss.push_back(f.Req(Prompt(5 + i * 11, i), 10));
+    cs.push_back(std::make_unique<StreamCollector>(ss.back()));
+  }
+  for (auto& s : ss) ASSERT_TRUE(f.sched->Submit(s).ok());
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(cs[i]->WaitFinal().tokens, alone[i]) << i;
+  ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+  double by_kind = 0;
+  for (int k = 0; k < 3; ++k) by_kind += f.metrics.steps_kind[k]->Value();
+  EXPECT_EQ(by_kind, f.metrics.steps->Value());
+  EXPECT_GT(f.metrics.steps_kind[0]->Value(), 0);  // pure decode steps happened
+}
+
 TEST(SchedulerTest, SeededSamplingIsReproducible) {
   Fixture f;
   std::vector<int32_t> first;

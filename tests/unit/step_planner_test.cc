@@ -186,6 +186,22 @@ TEST(StepPlannerBatch, DecodersFirstThenPrefillsInOrder) {
   EXPECT_TRUE(p.preempt.empty());
 }
 
+// --prefill-interval: a held step with decoding sequences takes no prompt chunks; with
+// nothing decoding the prompts run anyway (a hold never idles the backend).
+TEST(StepPlannerBatch, HeldPrefillWaitsOnlyBesideDecodes) {
+  std::vector<Sequence> s = {Seq(20, 0), Seq(5, 4), Seq(12, 8)};
+  BatchPlan held = PlanBatch(Limits(64, 512, 8), View(s), Mem(0, 0), /*hold_prefill=*/true);
+  ASSERT_EQ(held.items.size(), 1u);
+  EXPECT_EQ(held.items[0].seq, 1u);
+  EXPECT_EQ(held.total_tokens, 1);
+  BatchPlan free = PlanBatch(Limits(64, 512, 8), View(s), Mem(0, 0), /*hold_prefill=*/false);
+  EXPECT_EQ(free.items.size(), 3u);
+  std::vector<Sequence> only_prompts = {Seq(20, 0), Seq(12, 8)};
+  BatchPlan alone = PlanBatch(Limits(64, 512, 8), View(only_prompts), Mem(0, 0), /*hold_prefill=*/true);
+  EXPECT_EQ(alone.items.size(), 2u);
+  EXPECT_EQ(alone.total_tokens, 8 + 4);
+}
+
 TEST(StepPlannerBatch, PrefillCutsOnTheGrid) {
   PlannerLimits l = Limits(64, 512, 8);
   EXPECT_EQ(Cuts(Seq(21, 0), l), (std::vector<int>{8, 8, 5}));
