@@ -173,7 +173,13 @@ void Scheduler::Loop() {
                     prefills_.end());
     ParkPreempted();
     running_count_.store(static_cast<int>(active_.size() + preempted_.size()));
-    UpdateGauges();
+    // Gauges walk every running session: at most every 20 ms while busy, and always once
+    // the loop has nothing left to run (so a scrape after the work sees the final figures).
+    const bool settled = active_.empty() && prefills_.empty() && preempted_.empty();
+    if (settled || now - last_gauges_ >= absl::Milliseconds(20)) {
+      UpdateGauges();
+      last_gauges_ = now;
+    }
     metrics_->sched_other_seconds->Increment(std::max(0.0, absl::ToDoubleSeconds(absl::Now() - busy0) - step_busy_s_));
     {
       std::lock_guard<std::mutex> l(mu_);

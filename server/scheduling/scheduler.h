@@ -239,6 +239,7 @@ class Scheduler {
   size_t capacity_ = 0;  // Memory().capacity_bytes at construction (Submit's refusal)
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
+  absl::Time last_gauges_ = absl::InfinitePast();  // the loop's last UpdateGauges
   int steps_since_prefill_ = 0;  // steps since the last one that took prompt chunks
   double step_busy_s_ = 0;   // this loop iteration's RunStep seconds (the metrics' phases)
   StreamNotifier notifier_;  // wakes stream readers after each step (before thread_: outlives it)
