@@ -49,10 +49,7 @@ TEST(CudaBackend, LongPrefillParity) {
 // heuristics), sparse decode across a growing chunk count (new graph keys on the way).
 TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
   SKIP_WITHOUT_GPU();
-  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 47, "t");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;  // threshold 32: sparse decode from the start
-  m->attn.max_kv_cache_size = 0;
+  auto m = SparseTestModel(47);
   GraphsAndEager both(m);
   ASSERT_TRUE(both.ok());
   Backend* graphs = both.graphs.get();
@@ -87,10 +84,7 @@ TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
 // (the GEMV path, where the backend uses PDL) and of 20 (without), graphs and eager.
 TEST(CudaBackend, PdlStepsEqualPlainSteps) {
   SKIP_WITHOUT_GPU();
-  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 53, "t");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;
-  m->attn.max_kv_cache_size = 0;
+  auto m = SparseTestModel(53);
   auto run = [&](bool pdl, bool graphs) {
     CudaBackendOptions o = GpuOptions();
     o.pdl = pdl;
@@ -130,10 +124,7 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
 // stay within the GEMM-order bound of the unpadded eager step.
 TEST(CudaBackend, PaddedDecodeBuckets) {
   SKIP_WITHOUT_GPU();
-  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 61, "t");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;
-  m->attn.max_kv_cache_size = 0;
+  auto m = SparseTestModel(61);
   GraphsAndEager both(m);
   ASSERT_TRUE(both.ok());
   Backend* graphs = both.graphs.get();
@@ -178,20 +169,14 @@ TEST(CudaBackend, FullAttentionParity) {
 
 TEST(CudaBackend, SparsePathsParity) {
   SKIP_WITHOUT_GPU();
-  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 11, "t");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;  // threshold 32
-  m->attn.max_kv_cache_size = 0;
+  auto m = SparseTestModel(11);
   // prefill 20 (prefix path), prefill 40 (chunk-local: 60 > 32), then sparse decode.
   RunParity(m, {Tokens(20, 1024, 3), Tokens(40, 1024, 4)}, 96, "sparse");
 }
 
 TEST(CudaBackend, CompressionParity) {
   SKIP_WITHOUT_GPU();
-  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 13, "t");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;
-  m->attn.max_kv_cache_size = 96;
+  auto m = SparseTestModel(13, 96);
   m->attn.kv_cache_window_size = 16;
   m->attn.min_kv_cache_size = 64;
   // 100 rows, then a prefill that compresses (votes with u), then decodes that compress.
@@ -206,10 +191,7 @@ TEST(CudaBackend, CompressionParity) {
 // so the bound scales to 1e-1; observed values are in docs/CUDA.md.
 TEST(CudaBackend, Bf16WeightsParity) {
   SKIP_WITHOUT_GPU();
-  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 19, "t");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;
-  m->attn.max_kv_cache_size = 0;
+  auto m = SparseTestModel(19);
   RunParity(m, {Tokens(20, 1024, 3), Tokens(40, 1024, 4)}, 48, "bf16", false, GpuOptions(0.5, /*bf16=*/true), /*bound=*/1e-1);
 }
 

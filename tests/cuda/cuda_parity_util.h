@@ -14,6 +14,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
+#include "tests/cuda/cuda_test_util.h"
 
 namespace rwkvx {
 
@@ -31,6 +32,17 @@ inline std::unique_ptr<Backend> Gpu(std::shared_ptr<const Model> m, const CudaBa
 }
 
 inline std::unique_ptr<Backend> Gpu(std::shared_ptr<const Model> m, double frac = 0.5) { return Gpu(std::move(m), GpuOptions(frac)); }
+
+// The small sparse-attention model most CUDA tests use: C 256, 4 heads, 2 RWKV layers,
+// vocabulary 1024, chunks of 16 rows and top-2 chunks (threshold 32: sparse decode from
+// the start); max_kv_cache_size as given (0: no compression).
+inline std::shared_ptr<Model> SparseTestModel(uint64_t seed, int max_kv_cache_size = 0) {
+  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), seed, "t");
+  m->attn.chunk_size = 16;
+  m->attn.topk = 2;
+  m->attn.max_kv_cache_size = max_kv_cache_size;
+  return m;
+}
 
 inline int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
 

@@ -218,10 +218,7 @@ TEST(CudaKvPages, ForksShareCopyOnWrite) {
 // the margin is clear, and the cache lengths must match.
 TEST(CudaBackend, CompressionParityAcrossPages) {
   SKIP_WITHOUT_GPU();
-  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 59, "t");
-  m->attn.chunk_size = 16;
-  m->attn.topk = 2;
-  m->attn.max_kv_cache_size = 300;
+  auto m = SparseTestModel(59, 300);
   m->attn.kv_cache_window_size = 40;
   m->attn.min_kv_cache_size = 200;
   ParityRun run;

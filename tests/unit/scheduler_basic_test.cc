@@ -72,28 +72,39 @@ TEST(SchedulerTest, LongPromptIsChunked) {
   EXPECT_GE(f.fake->steps.load(), 8);
 }
 
-TEST(SchedulerTest, BatchInvariance) {
-  std::vector<std::vector<int32_t>> alone;
-  {
-    Fixture f;
-    for (int i = 0; i < 16; ++i) {
-      auto s = f.Req(Prompt(5 + i * 13, i), 12);
-      StreamCollector c(s);
-      ASSERT_TRUE(f.sched->Submit(s).ok());
-      alone.push_back(c.WaitFinal().tokens);
-    }
+// Prompt i is Prompt(5 + i * step, i), max_tokens `max_tokens`. Alone: each request on an
+// idle scheduler of its own; together: all submitted at once to `f`.
+std::vector<std::vector<int32_t>> RunAlone(int n, int step, int max_tokens) {
+  std::vector<std::vector<int32_t>> out;
+  Fixture f;
+  for (int i = 0; i < n; ++i) {
+    auto s = f.Req(Prompt(5 + i * step, i), max_tokens);
+    StreamCollector c(s);
+    EXPECT_TRUE(f.sched->Submit(s).ok());
+    out.push_back(c.WaitFinal().tokens);
   }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> RunTogether(Fixture& f, int n, int step, int max_tokens) {
+  std::vector<std::shared_ptr<RequestStream>> ss;
+  std::vector<std::unique_ptr<StreamCollector>> cs;
+  for (int i = 0; i < n; ++i) {
+    ss.push_back(f.Req(Prompt(5 + i * step, i), max_tokens));
+    cs.push_back(std::make_unique<StreamCollector>(ss.back()));
+  }
+  for (auto& s : ss) EXPECT_TRUE(f.sched->Submit(s).ok());
+  std::vector<std::vector<int32_t>> out;
+  for (auto& c : cs) out.push_back(c->WaitFinal().tokens);
+  return out;
+}
+
+TEST(SchedulerTest, BatchInvariance) {
+  const auto alone = RunAlone(16, 13, 12);
   SchedulerOptions o;
   o.prefill_chunk = 32;
   Fixture f(o);
-  std::vector<std::shared_ptr<RequestStream>> ss;
-  std::vector<std::unique_ptr<StreamCollector>> cs;
-  for (int i = 0; i < 16; ++i) {
-    ss.push_back(f.Req(Prompt(5 + i * 13, i), 12));
-    cs.push_back(std::make_unique<StreamCollector>(ss.back()));
-  }
-  for (auto& s : ss) ASSERT_TRUE(f.sched->Submit(s).ok());
-  for (int i = 0; i < 16; ++i) EXPECT_EQ(cs[i]->WaitFinal().tokens, alone[i]) << i;
+  EXPECT_EQ(RunTogether(f, 16, 13, 12), alone);
   EXPECT_GT(f.fake->max_batch.load(), 1);
 }
 
@@ -101,28 +112,12 @@ TEST(SchedulerTest, BatchInvariance) {
 // request still gets the tokens it gets alone (chunking never depends on the load), and
 // the server's metrics count the steps by kind.
 TEST(SchedulerTest, PrefillIntervalKeepsTokensAndCountsSteps) {
-  std::vector<std::vector<int32_t>> alone;
-  {
-    Fixture f;
-    for (int i = 0; i < 12; ++i) {
-      auto s = f.Req(Prompt(5 + i * 11, i), 10);
-      StreamCollector c(s);
-      ASSERT_TRUE(f.sched->Submit(s).ok());
-      alone.push_back(c.WaitFinal().tokens);
-    }
-  }
+  const auto alone = RunAlone(12, 11, 10);
   SchedulerOptions o;
   o.prefill_chunk = 16;
   o.prefill_interval = 4;
   Fixture f(o);
-  std::vector<std::shared_ptr<RequestStream>> ss;
-  std::vector<std::unique_ptr<StreamCollector>> cs;
-  for (int i = 0; i < 12; ++i) {
-    ss.push_back(f.Req(Prompt(5 + i * 11, i), 10));
-    cs.push_back(std::make_unique<StreamCollector>(ss.back()));
-  }
-  for (auto& s : ss) ASSERT_TRUE(f.sched->Submit(s).ok());
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(cs[i]->WaitFinal().tokens, alone[i]) << i;
+  EXPECT_EQ(RunTogether(f, 12, 11, 10), alone);
   ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
   double by_kind = 0;
   for (int k = 0; k < 3; ++k) by_kind += f.metrics.steps_kind[k]->Value();
