@@ -81,7 +81,7 @@ if [ "${PRESSURE:-1}" = 1 ]; then
   echo "| run | requests | concurrency | completed | refused | failed | wall |" | tee "$OUT/pressure.md"
   echo "|---|---|---|---|---|---|---|" | tee -a "$OUT/pressure.md"
   for frac in ${FRACTIONS:-0.03}; do
-    serve "frac$frac" --gpu-memory-fraction "$frac" || continue
+    serve "frac$frac" --gpu-memory-fraction "$frac" ${PRESSURE_FLAGS:-} || continue  # e.g. "--prefix-cache-bytes 0"
     mem() {  # nvidia-smi beside what the server says it holds (docs/METRICS.md)
       local m; m=$(curl -s "$URL/metrics")
       echo "$1 gpu_used_mib $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits) rss_kib $(awk '/VmRSS/{print $2}' /proc/$SERVER/status)" \
