@@ -61,9 +61,13 @@ struct MemoryInfo {
   size_t used_bytes = 0;
   size_t capacity_bytes = 0;   // budget (0 = unbounded)
   size_t weights_bytes = 0;
-  // Device memory the backend allocated itself besides the weights: session state blocks,
-  // KV page slabs (pages in use or free), the step workspace and scratch buffers (0 on the
-  // CPU); and the CUDA graphs it holds. For the metrics: what a GPU's memory figure holds.
+};
+
+// For the metrics only (Backend::Usage; not on the step path): device memory the backend
+// allocated itself besides the weights (session state blocks, KV page slabs with pages in
+// use or free, the step workspace, scratch, what the stream-ordered pool keeps), and the
+// CUDA graphs it holds. Zero on the CPU.
+struct DeviceUsage {
   size_t device_bytes = 0;
   int graphs = 0;
 };
@@ -114,6 +118,7 @@ class Backend {
   virtual size_t SessionBytes(SessionId id) const = 0;
   virtual size_t SessionKvTokens(SessionId id) const = 0;
   virtual MemoryInfo Memory() const = 0;
+  virtual DeviceUsage Usage() const { return {}; }
   // Upper bound on the bytes one session can grow to (with compression on), for admission.
   virtual size_t MaxSessionBytes() const = 0;
 

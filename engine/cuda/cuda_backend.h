@@ -64,6 +64,7 @@ class CudaBackend final : public Backend {
   size_t SessionBytes(SessionId id) const override;
   size_t SessionKvTokens(SessionId id) const override;
   MemoryInfo Memory() const override;
+  DeviceUsage Usage() const override;
   size_t MaxSessionBytes() const override;
   size_t SessionBytesFor(size_t kv_tokens) const override;
   size_t StepBytes(SessionId id, size_t tokens) const override;

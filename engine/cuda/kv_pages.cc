@@ -177,17 +177,22 @@ MemoryInfo CudaBackend::Memory() const {
   m.capacity_bytes = budget_bytes_ > ws ? budget_bytes_ - ws : 0;
   if (opts_.memory_budget_bytes) m.capacity_bytes = std::min(m.capacity_bytes, opts_.memory_budget_bytes);
   m.weights_bytes = dev_ ? dev_->bytes : 0;
+  return m;
+}
+
+DeviceUsage CudaBackend::Usage() const {
+  DeviceUsage u;
   // The stream-ordered pool (device page tables, compression scratch) keeps what it took.
   uint64_t async_reserved = 0;
   cudaMemPool_t mp;
   if (cudaDeviceGetDefaultMemPool(&mp, opts_.device) == cudaSuccess &&
       cudaMemPoolGetAttribute(mp, cudaMemPoolAttrReservedMemCurrent, &async_reserved) != cudaSuccess)
     async_reserved = 0;
-  m.device_bytes = (sessions_.size() + free_states_.size() + (pad_.state ? 1 : 0)) * StateFloats() * sizeof(float) +
+  u.device_bytes = (sessions_.size() + free_states_.size() + (pad_.state ? 1 : 0)) * StateFloats() * sizeof(float) +
                    (pool_ ? pool_->bytes_held() : 0) + WsBytesNow() + meta_cap_ + samp_scratch_cap_ +
                    (cublas_ws_ ? size_t{64} << 20 : 0) + async_reserved;
-  m.graphs = GraphCount();
-  return m;
+  u.graphs = GraphCount();
+  return u;
 }
 
 // Rows one sparse layer can hold at most: with compression, the cap plus a prefill chunk

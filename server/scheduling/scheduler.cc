@@ -338,9 +338,9 @@ void Scheduler::UpdateGauges() {
   metrics_->sessions_stored->Set(static_cast<double>(store_.size()));
   metrics_->session_state_bytes->Set(static_cast<double>(bytes));
   metrics_->sparse_kv_tokens->Set(static_cast<double>(kv));
-  const MemoryInfo m = backend_->Memory();
-  metrics_->backend_device_bytes->Set(static_cast<double>(m.device_bytes));
-  metrics_->backend_graphs->Set(m.graphs);
+  const DeviceUsage u = backend_->Usage();
+  metrics_->backend_device_bytes->Set(static_cast<double>(u.device_bytes));
+  metrics_->backend_graphs->Set(u.graphs);
 }
 
 }  // namespace rwkvx

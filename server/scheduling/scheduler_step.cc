@@ -45,11 +45,12 @@ bool Scheduler::RunStep() {
   }
   const bool hold = steps_since_prefill_ + 1 < limits_.prefill_interval;
   BatchPlan plan = PlanBatch(limits_, view, MemoryNow(/*with_checkpoints=*/false), hold);
-  {
-    bool prompt = false;
-    for (const PlanItem& it : plan.items) prompt |= seqs[it.seq]->fed < seqs[it.seq]->prompt_len || it.tokens > 1;
-    steps_since_prefill_ = prompt ? 0 : steps_since_prefill_ + 1;
-  }
+  // The step's kind (metrics) and --prefill-interval's count: 0 decode only (one token of
+  // a sequence past its prompt per item), 1 mixed, 2 prompt chunks only.
+  int decodes = 0;
+  for (const PlanItem& it : plan.items) decodes += it.tokens == 1 && seqs[it.seq]->fed >= seqs[it.seq]->prompt_len;
+  const int kind = decodes == static_cast<int>(plan.items.size()) ? 0 : decodes > 0 ? 1 : 2;
+  steps_since_prefill_ = kind == 0 ? steps_since_prefill_ + 1 : 0;
   // Victims: a request of its own session gives its memory back (resumed later); others
   // sit this step out.
   for (size_t i : plan.preempt) {
@@ -81,13 +82,8 @@ bool Scheduler::RunStep() {
   metrics_->sched_plan_seconds->Increment(absl::ToDoubleSeconds(t0 - t_plan));
   metrics_->sched_backend_seconds->Increment(absl::ToDoubleSeconds(t1 - t0));
   metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - t0));
-  {
-    int decodes = 0;
-    for (const PlanItem& it : plan.items) decodes += it.tokens == 1 && seqs[it.seq]->fed >= seqs[it.seq]->prompt_len;
-    const int kind = decodes == static_cast<int>(plan.items.size()) ? 0 : decodes > 0 ? 1 : 2;
-    metrics_->steps_kind[kind]->Increment();
-    metrics_->step_kind_seconds[kind]->Increment(absl::ToDoubleSeconds(t1 - t0));
-  }
+  metrics_->steps_kind[kind]->Increment();
+  metrics_->step_kind_seconds[kind]->Increment(absl::ToDoubleSeconds(t1 - t0));
   metrics_->step_batch_sessions->Observe(static_cast<double>(items.size()));
   metrics_->step_batch_tokens->Observe(plan.total_tokens);
   metrics_->steps->Increment();
