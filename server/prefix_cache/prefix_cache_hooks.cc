@@ -96,6 +96,12 @@ void PrefixCacheHooks::CheckpointPrompt(const std::vector<int32_t>& prompt, size
   if (fed == shared / chunk * chunk) put(nullptr);
 }
 
+bool PrefixCacheHooks::KeepsPromptEndLogits(size_t prompt_size, size_t start) const {
+  // CheckpointPrompt's put() at fed == prompt.size(), with the same inputs.
+  return cache_ && prompt_size > start &&
+         cache_->Checkpointable(prompt_size, start % static_cast<size_t>(prefill_chunk_) == 0);
+}
+
 bool PrefixCacheHooks::CheckpointAtFinish(const std::vector<int32_t>& feed, size_t fed,
                                           SessionId sid, FinishReason reason, int space) {
   if (!cache_ || sid == 0) return false;

@@ -52,6 +52,10 @@ class PrefixCacheHooks {
   // (may be null): the logits after token fed-1.
   void CheckpointPrompt(const std::vector<int32_t>& prompt, size_t start, size_t shared,
                         size_t fed, SessionId sid, const float* logits, int space = 0);
+  // True when CheckpointPrompt at the end of this prompt (fed == prompt_size, started at
+  // `start`) would keep the logits row with the checkpoint: only then does the prompt's
+  // last row have to reach the host (else its first token may be drawn on the device).
+  bool KeepsPromptEndLogits(size_t prompt_size, size_t start) const;
   // A plain request ended: true if the cache adopted `sid` (state of feed[0, fed)); else
   // the caller frees it.
   bool CheckpointAtFinish(const std::vector<int32_t>& feed, size_t fed, SessionId sid,

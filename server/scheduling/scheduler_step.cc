@@ -35,10 +35,14 @@ bool Scheduler::RunStep() {
   std::vector<Sequence*> seqs;
   for (Runner& r : run) {
     if (r.req) {
-      // Tokens drawn in the backend are generated ones only; logits rows to the host for
-      // top_logprobs and for a grammar's mask.
+      // Tokens drawn in the backend: generated ones, and the first one after the prompt
+      // unless the prefix cache keeps the prompt's last logits row with its checkpoint.
+      // Logits rows to the host for top_logprobs (CanSampleOnDevice).
       ActiveRequest& a = *r.req;
-      a.seq.device_sample = device && a.seq.fed >= a.seq.prompt_len && a.CanSampleOnDevice();
+      a.seq.device_sample =
+          device && a.CanSampleOnDevice() &&
+          (a.seq.fed >= a.seq.prompt_len || a.seq.kind != SequenceKind::kRequest ||
+           !prefix_.KeepsPromptEndLogits(a.req.prompt.size(), a.cache_start));
     }
     view.push_back(r.seq);
     seqs.push_back(r.seq);

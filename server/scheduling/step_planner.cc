@@ -102,7 +102,8 @@ BatchPlan PlanBatch(const PlannerLimits& limits, const std::vector<const Sequenc
     const int n = static_cast<int>(NextChunk(s, limits.prefill_chunk));
     if (n > budget && any_prefill) continue;  // waits; the step's first prefill always runs
     const bool ends_feed = s.fed + static_cast<size_t>(n) == s.feed.size();
-    plan.items.push_back(PlanItem{i, n, ends_feed, false});
+    // A prompt's last chunk: its row sampled in the backend where the sequence may be.
+    plan.items.push_back(PlanItem{i, n, ends_feed, ends_feed && s.device_sample});
     budget -= n;
     any_prefill = true;
   }
@@ -122,11 +123,11 @@ std::vector<ItemResult> ApplyStepResult(const BatchPlan& plan, const std::vector
     const size_t n = static_cast<size_t>(it.tokens);
     if (s.fed < s.prompt_len) r.prompt_tokens = std::min(n, s.prompt_len - s.fed);
     s.fed += n;
+    r.checkpoint_prompt = s.kind == SequenceKind::kRequest && s.fed <= s.prompt_len;
     if (it.sample) {
       r.action = ItemAction::kTakeSampled;
       r.index = drawn++;
     } else {
-      r.checkpoint_prompt = s.kind == SequenceKind::kRequest && s.fed <= s.prompt_len;
       if (it.want_logits) {
         r.action = ItemAction::kSampleRow;
         r.index = row++;

@@ -51,7 +51,8 @@ struct Sequence {
   size_t prompt_len = 0;      // feed[0, prompt_len) is prompt (kSessionPrefill: all of it)
   bool done = false;          // ended: in no plan
   // Set by the loop before PlanBatch: the backend may draw this sequence's next token
-  // itself (device sampling on and supported, past the prompt, no logit rows wanted).
+  // itself (device sampling on and supported, no logit rows wanted; at the end of a
+  // prompt only when the prefix cache does not keep that row).
   bool device_sample = false;
   // Memory (set by the loop when the backend has a capacity; docs/MEMORY.md):
   // reserved_bytes: what its session may grow to (Backend::SessionBytesFor of the tokens it
@@ -136,7 +137,7 @@ struct BatchPlan {
 // (want_logits; sample if device_sample); every other sequence with tokens left feeds
 // the next chunk up to the next multiple of prefill_chunk (from the start of its feed, so
 // a prefix-cache hit off the grid first feeds up to the grid), at most to FeedLimit,
-// wanting logits when the chunk ends the feed. A chunk that does not fit the remaining
+// wanting logits when the chunk ends the feed (sampled if device_sample). A chunk that does not fit the remaining
 // token budget waits, except the step's first prefill chunk, which always runs (prompts
 // never starve behind many decoding sequences). Chunks never depend on the load.
 // hold_prefill (the caller's count of steps since the last one with prompt chunks is below

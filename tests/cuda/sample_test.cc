@@ -353,7 +353,8 @@ TEST(CudaSample, UnrestrictedDrawMatchesHost) {
 }
 
 // StepSampled: sampled rows never come back as logits; host rows come back in item order;
-// the drawn tokens are the host sampler's on the same logits.
+// the drawn tokens are the host sampler's on the same logits, for single tokens and for
+// the last row of multi-token items (prompt ends) alike.
 TEST(CudaSample, StepSampledMatchesStepPlusHostSampler) {
   SKIP_WITHOUT_GPU();
   const int V = 4096;
@@ -377,6 +378,11 @@ TEST(CudaSample, StepSampledMatchesStepPlusHostSampler) {
       ia[i].session = sa[i];
       ib[i].session = sb[i];
       ia[i].tokens = ib[i].tokens = {static_cast<int32_t>((step * 31 + i * 7) % V)};
+      // Prompt ends (the server draws a prompt's first token here too): step 0 all items,
+      // step 4 a mixed step with three multi-token items beside single tokens.
+      if (step == 0 || (step == 4 && i < 3))
+        for (int t = 0; t < 2 + 5 * i; ++t) ia[i].tokens.push_back(static_cast<int32_t>((t * 13 + i) % V));
+      ib[i].tokens = ia[i].tokens;
       specs[i].temperature = i % 3 == 0 ? 0.f : 0.8f;
       specs[i].top_p = i % 2 ? 0.9f : 1.f;
       specs[i].top_k = i == 4 ? 10 : 0;

@@ -91,9 +91,9 @@ TEST(SchedulerSamplingTest, DeviceSamplingGivesTheHostSamplersTokens) {
   const std::vector<SampledRun> host = RunAll(false, &host_drawn);
   const std::vector<SampledRun> device = RunAll(true, &device_drawn);
   EXPECT_EQ(host_drawn, 0);
-  // Every generated token but each request's first (sampled from the prompt's last logits
-  // row on the host) went through the spec.
-  EXPECT_EQ(device_drawn, 6 * 39);
+  // Every generated token went through the spec, each request's first one too (the
+  // prefix cache is off: nothing keeps the prompt's last logits row).
+  EXPECT_EQ(device_drawn, 6 * 40);
   ASSERT_EQ(host.size(), device.size());
   bool any_diverse = false;
   for (size_t i = 0; i < host.size(); ++i) {
@@ -106,6 +106,52 @@ TEST(SchedulerSamplingTest, DeviceSamplingGivesTheHostSamplersTokens) {
       for (size_t t = 1; t < host[i].tokens.size(); ++t) any_diverse |= host[i].tokens[t] != host[i].tokens[0];
   }
   EXPECT_TRUE(any_diverse);
+}
+
+// The prompt's last row reaches the host only where the prefix cache keeps it with the
+// prompt's checkpoint (on a backend other than the CPU reference: prompts of a multiple of
+// prefill_chunk tokens); every other first token is drawn in the backend. Tokens are the
+// host path's either way.
+TEST(SchedulerSamplingTest, PromptEndRowToTheHostOnlyWhenTheCacheKeepsIt) {
+  auto run = [](bool device, int* drawn) {
+    auto tok = MakeByteTokenizer();
+    ServerMetrics metrics;
+    auto b = std::make_unique<testing::FakeBackend>(300);
+    b->device_sampling = device;
+    testing::FakeBackend* fake = b.get();
+    SchedulerOptions opts;
+    opts.device_sampling = true;
+    opts.prefill_chunk = 8;
+    opts.prefix_cache_bytes = size_t{1} << 20;
+    opts.prefix_cache_min_tokens = 4;
+    Scheduler sched(std::move(b), tok.get(), opts, &metrics);
+    sched.Start();
+    std::vector<std::vector<int32_t>> out;
+    for (int len : {16, 13}) {  // 16: checkpointed with its row; 13: off the grid
+      GenerateRequest r;
+      r.prompt = Prompt(len, len);
+      r.max_tokens = 10;
+      r.stop_at_end_of_text = false;
+      r.sampling.temperature = 1.0f;
+      r.sampling.seed = 7 + len;
+      auto s = std::make_shared<RequestStream>(std::move(r), 1 << 20);
+      testing::StreamCollector c(s);
+      EXPECT_TRUE(sched.Submit(s).ok());
+      auto& got = c.WaitFinal();
+      EXPECT_TRUE(got.finished);
+      out.push_back(got.tokens);
+    }
+    sched.Stop();
+    *drawn = fake->device_sampled.load();
+    return out;
+  };
+  int host_drawn = -1, device_drawn = -1;
+  const auto host = run(false, &host_drawn);
+  const auto device = run(true, &device_drawn);
+  EXPECT_EQ(host_drawn, 0);
+  EXPECT_EQ(device_drawn, 9 + 10);  // the 16-token prompt's first token came from its row
+  EXPECT_EQ(device, host);
+  for (const auto& t : host) EXPECT_EQ(t.size(), 10u);
 }
 
 TEST(SchedulerSamplingTest, TopLogprobsTakeTheHostPath) {

@@ -262,17 +262,20 @@ TEST(StepPlannerBatch, DoneAndFinishedSequencesAreLeftOut) {
   EXPECT_TRUE(PlanBatch(Limits(64, 512, 8), View(s), Mem(0, 0)).items.empty());
 }
 
-TEST(StepPlannerBatch, DeviceSamplingOnlyForDecoders) {
-  std::vector<Sequence> s = {Seq(5, 4), Seq(5, 4), Seq(9, 0)};
+TEST(StepPlannerBatch, DeviceSamplingForDecodersAndPromptEnds) {
+  std::vector<Sequence> s = {Seq(5, 4), Seq(5, 4), Seq(9, 0), Seq(20, 0)};
   s[0].device_sample = true;
-  s[2].device_sample = true;  // a prefill chunk ending the prompt still takes the row
+  s[2].device_sample = true;  // a chunk ending the prompt: its row drawn in the backend
   s[2].feed.resize(6);
+  s[3].device_sample = true;  // a chunk inside the prompt: no row at all
   BatchPlan p = PlanBatch(Limits(64, 512, 8), View(s), Mem(0, 0));
-  ASSERT_EQ(p.items.size(), 3u);
+  ASSERT_EQ(p.items.size(), 4u);
   EXPECT_TRUE(p.items[0].sample);
   EXPECT_FALSE(p.items[1].sample);
   EXPECT_TRUE(p.items[2].want_logits);
-  EXPECT_FALSE(p.items[2].sample);
+  EXPECT_TRUE(p.items[2].sample);
+  EXPECT_FALSE(p.items[3].want_logits);
+  EXPECT_FALSE(p.items[3].sample);
 }
 
 // --- Stored-session prefill (create/append) ---------------------------------------------
