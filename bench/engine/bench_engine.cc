@@ -80,7 +80,8 @@ constexpr const char* kUsage =
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
-    "  RWKVX_PROFILE_BATCH=B with it: B sessions, sampled on the GPU.\n";
+    "  RWKVX_PROFILE_BATCH=B with it: B sessions, sampled on the GPU; RWKVX_PROFILE_MIXED=D,P,T:\n"
+    "  a mixed step (D decoding sessions + P new T-token prompts, all sampled), timed and profiled.\n";
 
 struct Args {
   std::string shape = "0.2b";
@@ -234,6 +235,60 @@ int main(int argc, char** argv) {
       if (i == 3) cudaProfilerStop();
       if (!st.ok()) { std::printf("step: %s\n", std::string(st.message()).c_str()); return 1; }
     }
+    return 0;
+  }
+  // RWKVX_PROFILE_MIXED=D,P,T: a mixed step as the server runs it when new requests join:
+  // D sessions decoding (at RWKVX_PROFILE_DECODE context, default 128) beside P new
+  // sessions feeding T-token prompts, every item sampled on the GPU (temperature 1,
+  // top-p 0.9). Five such steps are timed (printed: median ms, with a pure decode step
+  // of the D sessions for comparison); the sixth runs between cudaProfilerStart/Stop.
+  if (const char* pm = std::getenv("RWKVX_PROFILE_MIXED")) {
+    int D = 192, P = 64, T = 17;
+    std::sscanf(pm, "%d,%d,%d", &D, &P, &T);
+    const char* pc = std::getenv("RWKVX_PROFILE_DECODE");
+    const int ctx = pc ? std::max(1, std::atoi(pc)) : 128;
+    std::vector<SessionId> dec;
+    for (int i = 0; i < D; ++i) {
+      dec.push_back(*b.CreateSession());
+      if (!Fill(b, dec.back(), ctx, a.fill_chunk, V, 50 + i)) return 1;
+    }
+    std::vector<DeviceSampling> specs(D + P);
+    for (int k = 0; k < D + P; ++k) {
+      specs[k].temperature = 1.0f;
+      specs[k].top_p = 0.9f;
+      specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
+    }
+    std::vector<SampledToken> drawn;
+    std::vector<double> mixed_ms, decode_ms;
+    for (int rep = 0; rep < 6; ++rep) {
+      std::vector<StepInput> in;
+      for (int k = 0; k < D; ++k) {
+        in.push_back({dec[k], {static_cast<int32_t>((k * 7 + rep) % V)}, true});
+        in.back().sample = &specs[k];
+      }
+      if (rep < 5) {  // the decode step alone (graph replay after the first)
+        auto c0 = Clock::now();
+        if (auto st = b.StepSampled(in, &l, &drawn); !st.ok()) { std::printf("decode: %s\n", std::string(st.message()).c_str()); return 1; }
+        decode_ms.push_back(Ms(c0, Clock::now()));
+        for (auto& x : in) x.tokens[0] = (x.tokens[0] + 1) % V;
+      }
+      std::vector<SessionId> fresh;
+      for (int k = 0; k < P; ++k) {
+        fresh.push_back(*b.CreateSession());
+        in.push_back({fresh.back(), Tokens(T, V, 900 + rep * P + k), true});
+        in.back().sample = &specs[D + k];
+      }
+      if (rep == 5) cudaProfilerStart();
+      auto c0 = Clock::now();
+      auto st = b.StepSampled(in, &l, &drawn);
+      const double ms = Ms(c0, Clock::now());
+      if (rep == 5) cudaProfilerStop();
+      if (!st.ok()) { std::printf("mixed: %s\n", std::string(st.message()).c_str()); return 1; }
+      if (rep < 5) mixed_ms.push_back(ms);
+      for (SessionId f : fresh) b.FreeSession(f).IgnoreError();
+    }
+    std::printf("mixed step: %d decoding (ctx %d) + %d new x %d tokens: %.3f ms (median of 5); "
+                "the decode step alone %.3f ms\n", D, ctx, P, T, Median(mixed_ms), Median(decode_ms));
     return 0;
   }
   if (const char* pc = std::getenv("RWKVX_PROFILE_DECODE")) {

@@ -235,10 +235,16 @@ void Sampler::DeviceSpec(const std::vector<int32_t>& extra_bans, DeviceSampling*
   out->top_k = p_.top_k;
   out->adjust.clear();
   // Bans win over penalties (-inf - x = -inf); each token once.
-  std::vector<int32_t> bans(p_.banned_tokens);
-  bans.insert(bans.end(), extra_bans.begin(), extra_bans.end());
-  std::sort(bans.begin(), bans.end());
-  bans.erase(std::unique(bans.begin(), bans.end()), bans.end());
+  if (!bans_valid_ || extra_bans != bans_extra_) {
+    bans_.assign(p_.banned_tokens.begin(), p_.banned_tokens.end());
+    bans_.insert(bans_.end(), extra_bans.begin(), extra_bans.end());
+    std::sort(bans_.begin(), bans_.end());
+    bans_.erase(std::unique(bans_.begin(), bans_.end()), bans_.end());
+    bans_extra_ = extra_bans;
+    bans_valid_ = true;
+  }
+  const std::vector<int32_t>& bans = bans_;
+  out->adjust.reserve(bans.size() + p_.logit_bias.size() + occurrence_.size());
   for (int32_t t : bans) out->adjust.emplace_back(t, std::numeric_limits<float>::infinity());
   // Penalties (minus biases) only where they change the logit (l - 0 == l): with zero
   // presence and frequency penalties the list holds the bans and biases alone and stays
@@ -416,6 +422,7 @@ void Sampler::TopLogprobs(const float* logits, int vocab, float log_z, SampleRes
 }
 
 void Sampler::Accept(int32_t token) {
+  if (p_.presence_penalty == 0.0f && p_.frequency_penalty == 0.0f) return;  // (sampler.h)
   const double decay = static_cast<double>(p_.penalty_decay);
   for (auto& entry : occurrence_) entry.second *= decay;
   const double add = (tok_ != nullptr && IsFreeText(tok_->TokenBytes(token))) ? 0.0 : 1.0;

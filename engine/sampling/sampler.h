@@ -77,6 +77,9 @@ class Sampler {
   bool NeedsLogitRows() const { return p_.top_logprobs > 0; }
   // Records a generated token for the penalties (the package's occurrence update: tokens
   // whose text is a substring of " \t0123456789" add 0, others 1; all counts decay first).
+  // With zero presence and frequency penalties nothing is recorded: every penalty is 0
+  // whatever the counts (presence + count * 0), so the logits and the device list are
+  // the same without them, and a token costs no map update.
   void Accept(int32_t token);
 
   // The penalty state: (token, decayed count) in first-seen order. A token is penalised
@@ -95,6 +98,10 @@ class Sampler {
   std::mt19937_64 rng_;
   std::vector<std::pair<int32_t, double>> occurrence_;
   std::unordered_map<int32_t, size_t> occurrence_index_;  // token -> index in occurrence_
+  // DeviceSpec's sorted, unique bans (banned_tokens + the extra bans), kept while the
+  // extra bans are the same as last time (the usual case: every step of a request).
+  std::vector<int32_t> bans_, bans_extra_;
+  bool bans_valid_ = false;
   // Scratch reused across steps (no allocation per token after the first).
   std::vector<float> exp_;      // [vocab] exp(logit - max)
   std::vector<int32_t> order_;  // [vocab] token ids, partially sorted (top-k)

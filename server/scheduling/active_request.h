@@ -54,6 +54,9 @@ class ActiveRequest {
   // The backend's sampling spec: the sampler's (penalties, biases, the draw) plus the
   // unspellable ids, the min_tokens bans and the grammar's mask of allowed tokens.
   void DeviceSpec(const std::vector<int32_t>& unspellable, DeviceSampling* out);
+  // The spec of this request's current step (refilled every step; its lists keep their
+  // capacity, so a step costs no allocation per request).
+  DeviceSampling spec;
   // Records a chosen token: appends it to the feed (fed next step, or kept pending by a
   // stored session) and streams it, or returns how the request ends (a stop token or
   // stop text, max_tokens, a client too slow to read).

@@ -241,6 +241,10 @@ class Scheduler {
   std::atomic<int> waiting_count_{0};
   absl::Time last_gauges_ = absl::InfinitePast();  // the loop's last UpdateGauges
   int steps_since_prefill_ = 0;  // steps since the last one that took prompt chunks
+  // RunStep's buffers, kept between steps so that their capacity is reused.
+  std::vector<StepInput> step_items_;
+  std::vector<float> step_logits_;
+  std::vector<SampledToken> step_sampled_;
   double step_busy_s_ = 0;   // this loop iteration's RunStep seconds (the metrics' phases)
   StreamNotifier notifier_;  // wakes stream readers after each step (before thread_: outlives it)
   std::thread thread_;

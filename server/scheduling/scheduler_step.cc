@@ -62,9 +62,10 @@ bool Scheduler::RunStep() {
   }
   if (plan.items.empty()) return false;
 
-  std::vector<StepInput> items(plan.items.size());
-  std::vector<DeviceSampling> specs;  // pointed to by `items`: sized up front
-  specs.reserve(plan.items.size());
+  // The step's inputs reuse last step's vectors (no allocation per item once warm).
+  std::vector<StepInput>& items = step_items_;
+  items.resize(plan.items.size());
+  bool any_sample = false;
   for (size_t k = 0; k < plan.items.size(); ++k) {
     const PlanItem& it = plan.items[k];
     const Sequence& s = *seqs[it.seq];
@@ -72,16 +73,20 @@ bool Scheduler::RunStep() {
     items[k].tokens.assign(s.feed.begin() + static_cast<std::ptrdiff_t>(s.fed),
                            s.feed.begin() + static_cast<std::ptrdiff_t>(s.fed) + it.tokens);
     items[k].want_logits = it.want_logits;
+    items[k].sample = nullptr;
     if (it.sample) {
-      specs.emplace_back();
-      run[it.seq].req->DeviceSpec(unspellable_, &specs.back());
-      items[k].sample = &specs.back();
+      ActiveRequest& a = *run[it.seq].req;
+      a.DeviceSpec(unspellable_, &a.spec);
+      items[k].sample = &a.spec;
+      any_sample = true;
     }
   }
-  std::vector<float> logits;
-  std::vector<SampledToken> sampled;
+  std::vector<float>& logits = step_logits_;
+  std::vector<SampledToken>& sampled = step_sampled_;
+  logits.clear();  // (capacity kept)
+  sampled.clear();
   absl::Time t0 = absl::Now();
-  absl::Status st = RunBackendStep(items, !specs.empty(), &logits, &sampled);
+  absl::Status st = RunBackendStep(items, any_sample, &logits, &sampled);
   absl::Time t1 = absl::Now();
   metrics_->sched_plan_seconds->Increment(absl::ToDoubleSeconds(t0 - t_plan));
   metrics_->sched_backend_seconds->Increment(absl::ToDoubleSeconds(t1 - t0));

@@ -298,6 +298,7 @@ TEST(Sampler, AcceptCountsWhitespaceAndDigitsAsZero) {
   auto tok = MakeByteTokenizer();
   SamplingParams p;
   p.penalty_decay = 1.0f;
+  p.frequency_penalty = 0.1f;  // with zero penalties nothing is counted
   Sampler s(p, tok.get());
   for (int b : {int{' '}, int{'\t'}, int{'0'}, int{'9'}, int{'x'}, int{'\n'}, 0xC3}) s.Accept(b + 1);
   s.Accept(0);  // "" is a substring of everything
