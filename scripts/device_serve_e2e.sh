@@ -12,7 +12,8 @@
 # .gpulibs/bench_engine's batched decode (no logits / sampled / sampled with a grammar
 # mask). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*, e2e.log, server
 # logs, cuda_tests.log, bench_*.txt/json, ncu_batch*.txt). Stages switch off with PRESSURE=0 TPUT=0
-# LOAD=0 E2E=; PROFILE_BATCH="256" adds an ncu profile of one sampled decode step of B sessions.
+# LOAD=0 E2E=; PROFILE_BATCH="256" adds an ncu profile of one sampled decode step of B sessions;
+# MIXED="D,P,T ..." times (MIXED_NCU=1: profiles) mixed decode + prompt steps.
 #   FRACTIONS="0.03" CONC=192 scripts/device_serve_e2e.sh
 set -uo pipefail
 FINAL=${OUT:-/tmp/out}
@@ -47,6 +48,19 @@ for pb in ${PROFILE_BATCH:-}; do
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
       .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" --cuda-graphs 0 >"$OUT/ncu_batch$pb.txt" 2>&1
     echo "ncu B=$pb rc=$?"; python3 scripts/ncu_summary.py "$OUT/ncu_batch$pb.txt" | tee "$OUT/ncu_batch${pb}_summary.txt" | head -30
+  fi
+done
+# MIXED="192,64,17 192,2,512": bench_engine's mixed step (RWKVX_PROFILE_MIXED=D,P,T: D
+# sessions decoding beside P new T-token prompts, every item sampled), timed against the
+# decode step alone; MIXED_NCU=1 adds its per-kernel ncu profile (graphs off).
+for spec in ${MIXED:-}; do
+  RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" >"$OUT/mixed_$spec.txt" 2>&1
+  echo "mixed $spec rc=$?"; grep "mixed step" "$OUT/mixed_$spec.txt"
+  if [ "${MIXED_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
+    RWKVX_PROFILE_MIXED=$spec timeout $(cap 200) ncu --profile-from-start off --cache-control none --clock-control none \
+      --print-summary per-kernel --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" --cuda-graphs 0 >"$OUT/ncu_mixed_$spec.txt" 2>&1
+    echo "ncu mixed $spec rc=$?"; python3 scripts/ncu_summary.py "$OUT/ncu_mixed_$spec.txt" | tee "$OUT/ncu_mixed_${spec}_summary.txt" | head -25
   fi
 done
 for shape in ${BENCH:-}; do

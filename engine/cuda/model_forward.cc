@@ -137,14 +137,30 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   wp.items = items;
   wp.C = C_;
   wp.H = H_;
-  if (step_.wkv_chunked) {
+  auto chunked = [&](const kernels::Wkv7Params& base) {
     kernels::Wkv7ChunkedParams cp;
-    cp.base = wp;
+    cp.base = base;
     cp.max_len = step_.max_len;
     cp.scratch = ws_.wkv;
-    cp.seg_chunks = std::max<int>(1, kWkvScratchBytes / sizeof(float) / (static_cast<size_t>(items) * H_ * kernels::kWkv7ChunkFloats));
+    cp.seg_chunks = std::max<int>(
+        1, kWkvScratchBytes / sizeof(float) / (static_cast<size_t>(base.items) * H_ * kernels::kWkv7ChunkFloats));
     cp.sm_count = sm_count_;
-    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Chunked(cp, stream_));
+    return kernels::LaunchWkv7Chunked(cp, stream_);
+  };
+  if (step_.wkv_long > 0) {  // long items chunked, the rest sequential (step_plan.h)
+    kernels::Wkv7Params lp = wp;
+    lp.item_row0 = meta_.wkv_row0;
+    lp.item_len = meta_.wkv_len;
+    lp.item_state = meta_.wkv_state;
+    lp.items = step_.wkv_long;
+    RWKVX_CUDA_RETURN(chunked(lp));
+    lp.item_row0 += step_.wkv_long;
+    lp.item_len += step_.wkv_long;
+    lp.item_state += step_.wkv_long;
+    lp.items = items - step_.wkv_long;
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7(lp, stream_));
+  } else if (step_.wkv_chunked) {
+    RWKVX_CUDA_RETURN(chunked(wp));
   } else {
     RWKVX_CUDA_RETURN(kernels::LaunchWkv7(wp, stream_));
   }

@@ -39,7 +39,11 @@ StepMetaLayout StepMetaLayout::For(const StepPlan& plan, int M) {
   o.mask = Align(o.adj_val + n_adjust * sizeof(float));
   o.pt_dst = Align(o.mask + n_mask * sizeof(uint32_t));
   o.pt_val = Align(o.pt_dst + plan.pt_dst.size() * sizeof(void*));
-  o.out_tok = Align(o.pt_val + plan.pt_val.size() * sizeof(void*));  // written by the sampler
+  const size_t nwkv = plan.wkv_long > 0 ? nitems : 0;
+  o.wkv_row0 = Align(o.pt_val + plan.pt_val.size() * sizeof(void*));
+  o.wkv_len = Align(o.wkv_row0 + nwkv * sizeof(int));
+  o.wkv_state = Align(o.wkv_len + nwkv * sizeof(int));
+  o.out_tok = Align(o.wkv_state + nwkv * sizeof(float*));  // written by the sampler
   o.out_lp = Align(o.out_tok + n_samp * sizeof(int));
   o.total = Align(o.out_lp + n_samp * sizeof(float));
   return o;
@@ -60,6 +64,9 @@ StepMetaViews StepMetaLayout::At(char* base) const {
   v.mask = reinterpret_cast<uint32_t*>(base + mask);
   v.pt_dst = reinterpret_cast<void***>(base + pt_dst);
   v.pt_val = reinterpret_cast<void**>(base + pt_val);
+  v.wkv_row0 = reinterpret_cast<int*>(base + wkv_row0);
+  v.wkv_len = reinterpret_cast<int*>(base + wkv_len);
+  v.wkv_state = reinterpret_cast<float**>(base + wkv_state);
   v.out_token = reinterpret_cast<int*>(base + out_tok);
   v.out_logprob = reinterpret_cast<float*>(base + out_lp);
   return v;
@@ -177,6 +184,22 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
   // (item, head) over many SMs. Decode: split each (item, head) so that the attention
   // has about two blocks per SM.
   p.wkv_chunked = opts_.wkv_chunked && p.max_len >= kWkvChunkedMinLen && p.items * H_ < 2 * sm_count_;
+  // Long prompt chunks beside many short items (new requests joining decoding ones): the
+  // sequential kernel would run each long item's rows on one block per head while the
+  // rest of the step waits; the long ones take the chunked kernel instead.
+  p.wkv_long = 0;
+  p.wkv_order.clear();
+  if (opts_.wkv_chunked && !p.wkv_chunked && p.max_len >= kWkvChunkedMinLen) {
+    for (int b = 0; b < p.items; ++b)
+      if (p.len[b] >= kWkvChunkedMinLen) p.wkv_order.push_back(b);
+    if (!p.wkv_order.empty() && static_cast<int>(p.wkv_order.size()) * H_ < 2 * sm_count_) {
+      p.wkv_long = static_cast<int>(p.wkv_order.size());
+      for (int b = 0; b < p.items; ++b)
+        if (p.len[b] < kWkvChunkedMinLen) p.wkv_order.push_back(b);
+    } else {
+      p.wkv_order.clear();
+    }
+  }
   p.decode_splits = 1;
   if (p.any_decode) {
     p.decode_splits = DecodeSplits(p.items, maxL);

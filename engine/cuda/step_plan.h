@@ -60,6 +60,12 @@ struct StepPlan {
   bool any_decode = false, any_prefill = false;
   int decode_splits = 1;     // attn_decode's splits of each (item, head)
   bool wkv_chunked = false;  // kernels/wkv7_chunked.cuh for this step's recurrence
+  // A step mixing long prompt chunks with other items: its wkv_long items of at least
+  // kWkvChunkedMinLen rows (few: wkv_long * H < 2 * SMs) take the chunked recurrence, the
+  // rest the sequential one. wkv_order lists the items long ones first (StepMetaViews'
+  // wkv_* arrays follow it). 0 when the whole step takes one kernel (wkv_chunked says which).
+  int wkv_long = 0;
+  std::vector<int> wkv_order;
 };
 
 // Device views of the metadata block (or the same views on the pinned host copy).
@@ -77,6 +83,9 @@ struct StepMetaViews {
   uint32_t* mask = nullptr;                 // [n_mask_words]
   void*** pt_dst = nullptr;                 // [page-table updates]
   void** pt_val = nullptr;                  // [page-table updates]
+  int* wkv_row0 = nullptr;                  // [items] item_row0 in wkv_order (split steps)
+  int* wkv_len = nullptr;                   // [items] item_len in wkv_order
+  float** wkv_state = nullptr;              // [items] item_state in wkv_order
   int* out_token = nullptr;                 // [n_samp] written by the sampler
   float* out_logprob = nullptr;             // [n_samp] written by the sampler
 };
@@ -85,7 +94,8 @@ struct StepMetaViews {
 // upload covers [0, out_tok); the sampler's outputs [out_tok, total) come back.
 struct StepMetaLayout {
   size_t tokens = 0, row_item = 0, row0 = 0, len = 0, logit_rows = 0, state = 0, attn = 0, samp = 0, adj_tok = 0,
-         adj_val = 0, mask = 0, pt_dst = 0, pt_val = 0, out_tok = 0, out_lp = 0, total = 0;
+         adj_val = 0, mask = 0, pt_dst = 0, pt_val = 0, wkv_row0 = 0, wkv_len = 0, wkv_state = 0, out_tok = 0,
+         out_lp = 0, total = 0;
   static StepMetaLayout For(const StepPlan& plan, int M);
   StepMetaViews At(char* base) const;
 };

@@ -62,6 +62,14 @@ absl::Status CudaBackend::UploadStep(const std::vector<StepInput>& items, const 
       nm += ds.allowed.size();
     }
   }
+  if (plan.wkv_long > 0) {
+    for (int k = 0; k < nitems; ++k) {
+      const int b = plan.wkv_order[k];
+      h.wkv_row0[k] = plan.row0[b];
+      h.wkv_len[k] = plan.len[b];
+      h.wkv_state[k] = plan.sess[b]->state;
+    }
+  }
   std::copy(plan.pt_dst.begin(), plan.pt_dst.end(), h.pt_dst);
   std::copy(plan.pt_val.begin(), plan.pt_val.end(), h.pt_val);
   // Everything up to the sampler's outputs goes up; then the page tables take their new

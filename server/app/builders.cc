@@ -123,6 +123,7 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
     return bad("--gpu-memory-fraction must be in (0, 1]");
   if (f.cuda_split_mixed != 0 && f.cuda_split_mixed != 1) return bad("--cuda-split-mixed: 0 or 1");
   if (f.cuda_graph_buckets != 0 && f.cuda_graph_buckets != 1) return bad("--cuda-graph-buckets: 0 or 1");
+  if (f.cuda_warmup != 0 && f.cuda_warmup != 1) return bad("--cuda-warmup: 0 or 1");
   return absl::OkStatus();
 }
 

@@ -53,6 +53,10 @@ const std::vector<FlagDef>& Defs() {
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),
+      NUM(cuda_warmup, "cuda-warmup", "0|1",
+          "CUDA: before serving, run throw-away steps (a prefill of --max-batch-tokens tokens, decode steps "
+          "of 1, 2, 4, ... --max-sessions sessions) so that lazily loaded kernels, cuBLAS choices and decode "
+          "graphs are ready before the first request (1, default), or not (0); docs/CUDA.md"),
       NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
           "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
       NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),

@@ -37,6 +37,7 @@ struct ServeFlags {
   double gpu_memory_fraction = 0.9;
   int cuda_split_mixed = 0;
   int cuda_graph_buckets = 1;
+  int cuda_warmup = 1;             // WarmUp (engine/warmup.h) before serving, CUDA only
   long long embedded_seed = -1;    // >= 0 (no --model): random weights with this seed
   // Network.
   std::string host = "127.0.0.1";

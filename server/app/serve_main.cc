@@ -14,7 +14,9 @@
 #include <fstream>
 #include <memory>
 
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "engine/warmup.h"
 #include "server/app/builders.h"
 #include "server/app/serve_flags.h"
 #include "server/grpc/grpc_server.h"
@@ -107,6 +109,17 @@ int ServeMain(int argc, char** argv) {
   auto backend = BuildBackend(f, served->model);
   if (!backend.ok()) return Fail(backend.status());
   const std::string backend_name = (*backend)->Name();
+  if (f.cuda_warmup && backend_name == "cuda") {  // before readiness: no request pays for it
+    auto w = WarmUp(**backend, f.max_batch_tokens, f.max_sessions);
+    if (w.ok()) {
+      SLOG(INFO) << "warm-up: " << w->steps << " steps (a " << f.max_batch_tokens << "-token prefill, decode steps of up to "
+                 << w->sessions << " sessions) in " << absl::StrFormat("%.2f", w->seconds) << " s [--cuda-warmup]";
+    } else if (!(*backend)->Healthy()) {
+      return Fail(w.status());
+    } else {
+      SLOG(WARNING) << "warm-up stopped: " << w.status() << " (serving anyway; the first requests pay for it)";
+    }
+  }
   ApplyPrefixCacheDefault((*backend)->Memory(), &f);
 
   ServerMetrics metrics;

@@ -244,6 +244,54 @@ TEST(CudaBackend, MixedDecodeAndPrefillStep) {
   }
 }
 
+// New prompts joining many decoding sessions: the long prompt chunks take the chunked
+// recurrence and the rest the sequential one in the same step (StepPlan::wkv_long; with
+// 152 items x 4 heads the step is not chunked whole on any GPU of up to 300 SMs). Logits
+// of every item, in that step and the decode step after it, match the CPU reference.
+TEST(CudaBackend, MixedStepChunksLongPrompts) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(47);
+  auto cpu = MakeCpuBackend(m);
+  auto gpu = Gpu(m);
+  ASSERT_NE(gpu, nullptr);
+  const int D = 150;
+  std::vector<SessionId> gs, cs;
+  std::vector<StepInput> gin, cin;
+  for (int d = 0; d < D; ++d) {
+    gs.push_back(*gpu->CreateSession());
+    cs.push_back(*cpu->CreateSession());
+    gin.push_back({gs.back(), Tokens(20, 1024, 100 + d), false});
+    cin.push_back({cs.back(), gin.back().tokens, false});
+  }
+  std::vector<float> lg, lc;
+  ASSERT_TRUE(gpu->Step(gin, &lg).ok());
+  ASSERT_TRUE(cpu->Step(cin, &lc).ok());
+  gin.clear();
+  cin.clear();
+  for (int k = 0; k < 2; ++k) {  // two long prompts (>= 128 rows: chunked)
+    gs.push_back(*gpu->CreateSession());
+    cs.push_back(*cpu->CreateSession());
+    gin.push_back({gs.back(), Tokens(k ? 160 : 200, 1024, 7 + k), true});
+    cin.push_back({cs.back(), gin.back().tokens, true});
+  }
+  for (int d = 0; d < D; ++d) {
+    gin.push_back({gs[d], {static_cast<int32_t>(3 + d)}, true});
+    cin.push_back({cs[d], {static_cast<int32_t>(3 + d)}, true});
+  }
+  for (int step = 0; step < 2; ++step) {
+    ASSERT_TRUE(gpu->Step(gin, &lg).ok());
+    ASSERT_TRUE(cpu->Step(cin, &lc).ok());
+    ASSERT_EQ(lg.size(), lc.size());
+    for (size_t i = 0; i < gin.size(); ++i) {
+      std::vector<float> a(lg.begin() + i * 1024, lg.begin() + (i + 1) * 1024);
+      std::vector<float> b(lc.begin() + i * 1024, lc.begin() + (i + 1) * 1024);
+      EXPECT_LE(Compare(a, b).rel_l2, kRelL2Bound) << "step " << step << " item " << i;
+    }
+    // Then one decode step of every session, the two new ones included.
+    for (size_t i = 0; i < gin.size(); ++i) gin[i].tokens = cin[i].tokens = {static_cast<int32_t>(11 + i)};
+  }
+}
+
 TEST(CudaBackend, BlockOrders) {
   SKIP_WITHOUT_GPU();
   for (auto [R, M] : {std::pair{3, 0}, std::pair{3, 1}, std::pair{5, 2}}) {
