@@ -109,6 +109,7 @@ int ServeMain(int argc, char** argv) {
   auto backend = BuildBackend(f, served->model);
   if (!backend.ok()) return Fail(backend.status());
   const std::string backend_name = (*backend)->Name();
+  ApplyPrefixCacheDefault((*backend)->Memory(), &f);
   if (f.cuda_warmup && backend_name == "cuda") {  // before readiness: no request pays for it
     auto w = WarmUp(**backend, f.max_batch_tokens, f.max_sessions);
     if (w.ok()) {
@@ -120,7 +121,6 @@ int ServeMain(int argc, char** argv) {
       SLOG(WARNING) << "warm-up stopped: " << w.status() << " (serving anyway; the first requests pay for it)";
     }
   }
-  ApplyPrefixCacheDefault((*backend)->Memory(), &f);
 
   ServerMetrics metrics;
   signal(SIGXFSZ, SIG_IGN);  // a file-size limit fails the session write (EFBIG), not us
