@@ -52,10 +52,15 @@ for pb in ${PROFILE_BATCH:-}; do
 done
 # MIXED="192,64,17 192,2,512": bench_engine's mixed step (RWKVX_PROFILE_MIXED=D,P,T: D
 # sessions decoding beside P new T-token prompts, every item sampled), timed against the
-# decode step alone; MIXED_NCU=1 adds its per-kernel ncu profile (graphs off).
+# decode step alone; MIXED_NCU=1 adds its per-kernel ncu profile (graphs off); MIXED_SEQ=1
+# the same step with --wkv-chunked 0 (every item on the sequential recurrence).
 for spec in ${MIXED:-}; do
   RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" >"$OUT/mixed_$spec.txt" 2>&1
   echo "mixed $spec rc=$?"; grep "mixed step" "$OUT/mixed_$spec.txt"
+  if [ "${MIXED_SEQ:-0}" = 1 ]; then  # the same step with the sequential wkv7 only (the split off)
+    RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" --wkv-chunked 0 >"$OUT/mixed_seq_$spec.txt" 2>&1
+    echo "mixed (--wkv-chunked 0) $spec rc=$?"; grep "mixed step" "$OUT/mixed_seq_$spec.txt"
+  fi
   if [ "${MIXED_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
     RWKVX_PROFILE_MIXED=$spec timeout $(cap 200) ncu --profile-from-start off --cache-control none --clock-control none \
       --print-summary per-kernel --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
