@@ -13,7 +13,8 @@
 # mask). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*, e2e.log, server
 # logs, cuda_tests.log, bench_*.txt/json, ncu_batch*.txt). Stages switch off with PRESSURE=0 TPUT=0
 # LOAD=0 E2E=; PROFILE_BATCH="256" adds an ncu profile of one sampled decode step of B sessions;
-# MIXED="D,P,T ..." times (MIXED_NCU=1: profiles) mixed decode + prompt steps.
+# MIXED="D,P,T ..." times (MIXED_NCU=1: profiles) mixed decode + prompt steps; TPUT36=1 runs
+# the 3.6B shape through the server (256 concurrent short prompts, one stream).
 #   FRACTIONS="0.03" CONC=192 scripts/device_serve_e2e.sh
 set -uo pipefail
 FINAL=${OUT:-/tmp/out}
@@ -142,6 +143,29 @@ if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the issue's two loads
     stepstats one
     kill -INT $SERVER; wait $SERVER
   done
+fi
+
+# TPUT36=1: the 3.6B shape (random fp16 weights made here, ~35 s) through the server:
+# 256 concurrent short prompts (TPUT36_REQUESTS, default 512) and one stream.
+if [ "${TPUT36:-0}" = 1 ]; then
+  python3 - <<'PY' || echo "3.6b checkpoint failed"
+import sys, torch
+sys.path.insert(0, "tests/parity"); sys.path.insert(0, "bench/engine")
+import oracle
+from package_bench import SHAPES
+sd = oracle.make_state_dict(SHAPES["3.6b"], 1234)
+torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}, "/tmp/m36.pth")
+PY
+  rm -f /tmp/m02.pth.bak; mv /tmp/m02.pth /tmp/m02.pth.bak && cp /tmp/m36.pth /tmp/m02.pth  # serve() loads /tmp/m02.pth
+  if serve tput36 --max-batch-tokens 1024 --max-queue 2048; then
+    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
+      --requests "${TPUT36_REQUESTS:-512}" --prompt-len 64 --max-tokens 128 --out "$OUT/tput36_short.json" | tail -2
+    timeout $(cap 100) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 16 --prompt-len 64 \
+      --max-tokens 128 --out "$OUT/tput36_one.json" | tail -2
+    curl -s "$URL/metrics" | grep -E '^rwkvx_(scheduler_seconds_total|step_seconds_total|steps_by_kind_total)' >"$OUT/tput36.metrics"
+    kill -INT $SERVER; wait $SERVER
+  fi
+  mv /tmp/m02.pth.bak /tmp/m02.pth
 fi
 
 if [ "${LOAD:-1}" = 1 ]; then  # tests/load: 1000 SSE + 200 gRPC streams; auto picks the GPU
