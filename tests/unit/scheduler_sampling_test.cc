@@ -54,18 +54,29 @@ std::vector<GenerateRequest> Requests() {
   return rs;
 }
 
-// All requests at once (batched steps), on a fake of vocab 300: ids 257..299 are
-// unspellable by the byte tokenizer and must be banned on both paths.
-std::vector<SampledRun> RunAll(bool device, int* device_sampled, int top_logprobs = 0) {
-  auto tok = MakeByteTokenizer();
+// A started scheduler on a fake of vocab 300 (ids 257..299 are unspellable by the byte
+// tokenizer and must be banned on both paths) that samples on the "device" or not;
+// device sampling is asked for (used only where the backend supports it).
+struct FakeSched {
+  explicit FakeSched(bool device, SchedulerOptions opts = {}) {
+    auto b = std::make_unique<testing::FakeBackend>(300);
+    b->device_sampling = device;
+    fake = b.get();
+    opts.device_sampling = true;
+    sched = std::make_unique<Scheduler>(std::move(b), tok.get(), opts, &metrics);
+    sched->Start();
+  }
+  std::unique_ptr<Tokenizer> tok = MakeByteTokenizer();
   ServerMetrics metrics;
-  auto b = std::make_unique<testing::FakeBackend>(300);
-  b->device_sampling = device;
-  testing::FakeBackend* fake = b.get();
-  SchedulerOptions opts;
-  opts.device_sampling = true;  // only used where the backend supports it
-  Scheduler sched(std::move(b), tok.get(), opts, &metrics);
-  sched.Start();
+  testing::FakeBackend* fake = nullptr;
+  std::unique_ptr<Scheduler> sched;
+};
+
+// All requests at once (batched steps).
+std::vector<SampledRun> RunAll(bool device, int* device_sampled, int top_logprobs = 0) {
+  FakeSched f(device);
+  Scheduler& sched = *f.sched;
+  const auto& tok = f.tok;
   std::vector<std::shared_ptr<RequestStream>> ss;
   std::vector<std::unique_ptr<testing::StreamCollector>> cs;
   for (GenerateRequest& r : Requests()) {
@@ -82,7 +93,7 @@ std::vector<SampledRun> RunAll(bool device, int* device_sampled, int top_logprob
     out.push_back(SampledRun{got.tokens, got.logprobs});
   }
   sched.Stop();
-  *device_sampled = fake->device_sampled.load();
+  *device_sampled = f.fake->device_sampled.load();
   return out;
 }
 
@@ -114,18 +125,12 @@ TEST(SchedulerSamplingTest, DeviceSamplingGivesTheHostSamplersTokens) {
 // host path's either way.
 TEST(SchedulerSamplingTest, PromptEndRowToTheHostOnlyWhenTheCacheKeepsIt) {
   auto run = [](bool device, int* drawn) {
-    auto tok = MakeByteTokenizer();
-    ServerMetrics metrics;
-    auto b = std::make_unique<testing::FakeBackend>(300);
-    b->device_sampling = device;
-    testing::FakeBackend* fake = b.get();
     SchedulerOptions opts;
-    opts.device_sampling = true;
     opts.prefill_chunk = 8;
     opts.prefix_cache_bytes = size_t{1} << 20;
     opts.prefix_cache_min_tokens = 4;
-    Scheduler sched(std::move(b), tok.get(), opts, &metrics);
-    sched.Start();
+    FakeSched f(device, opts);
+    Scheduler& sched = *f.sched;
     std::vector<std::vector<int32_t>> out;
     for (int len : {16, 13}) {  // 16: checkpointed with its row; 13: off the grid
       GenerateRequest r;
@@ -142,7 +147,7 @@ TEST(SchedulerSamplingTest, PromptEndRowToTheHostOnlyWhenTheCacheKeepsIt) {
       out.push_back(got.tokens);
     }
     sched.Stop();
-    *drawn = fake->device_sampled.load();
+    *drawn = f.fake->device_sampled.load();
     return out;
   };
   int host_drawn = -1, device_drawn = -1;
