@@ -173,12 +173,18 @@ void Scheduler::Loop() {
                     prefills_.end());
     ParkPreempted();
     running_count_.store(static_cast<int>(active_.size() + preempted_.size()));
-    // Gauges walk every running session: at most every 20 ms while busy, and always once
-    // the loop has nothing left to run (so a scrape after the work sees the final figures).
+    // Gauges walk every running session: at most every 20 ms while busy, but at once when
+    // the counts change (a request admitted, finished or preempted, a stored session
+    // added or dropped: a scrape after a stream's first events sees it running), and
+    // always once the loop has nothing left to run (a scrape after the work sees the final
+    // figures).
     const bool settled = active_.empty() && prefills_.empty() && preempted_.empty();
-    if (settled || now - last_gauges_ >= absl::Milliseconds(20)) {
+    const GaugeCounts counts{active_.size(), preempted_.size(), prefills_.size(), store_.size(),
+                             waiting_count_.load()};
+    if (settled || counts != last_gauge_counts_ || now - last_gauges_ >= absl::Milliseconds(20)) {
       UpdateGauges();
       last_gauges_ = now;
+      last_gauge_counts_ = counts;
     }
     metrics_->sched_other_seconds->Increment(std::max(0.0, absl::ToDoubleSeconds(absl::Now() - busy0) - step_busy_s_));
     {

@@ -240,6 +240,16 @@ class Scheduler {
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
   absl::Time last_gauges_ = absl::InfinitePast();  // the loop's last UpdateGauges
+  // What the count gauges depend on, at the last UpdateGauges (a change updates at once).
+  struct GaugeCounts {
+    size_t active = 0, preempted = 0, prefills = 0, stored = 0;
+    int waiting = 0;
+    bool operator!=(const GaugeCounts& o) const {
+      return active != o.active || preempted != o.preempted || prefills != o.prefills || stored != o.stored ||
+             waiting != o.waiting;
+    }
+  };
+  GaugeCounts last_gauge_counts_;
   int steps_since_prefill_ = 0;  // steps since the last one that took prompt chunks
   // RunStep's buffers, kept between steps so that their capacity is reused.
   std::vector<StepInput> step_items_;

@@ -60,6 +60,24 @@ TEST(SchedulerTest, GreedyRunsToLengthAndFreesSession) {
   EXPECT_EQ(f.fake->live.load(), 0);
 }
 
+// The count gauges follow admissions and endings at once, not at the next 20 ms refresh:
+// by a stream's third token (two steps after the one that admitted it) they show it running.
+TEST(SchedulerTest, CountGaugesFollowAdmissionAtOnce) {
+  Fixture f;
+  for (int round = 0; round < 3; ++round) {
+    auto s = f.Req(Prompt(4, round), 1 << 20);
+    StreamCollector c(s);
+    ASSERT_TRUE(f.sched->Submit(s).ok());
+    ASSERT_GE(c.WaitTokens(3).tokens.size(), 3u);
+    EXPECT_GE(f.metrics.sessions_active->Value(), 1) << "round " << round;
+    EXPECT_GE(f.metrics.requests_running->Value(), 1) << "round " << round;
+    s->Cancel();
+    ASSERT_TRUE(c.WaitFinal().finished);
+    ASSERT_TRUE(f.sched->WaitIdle(absl::Seconds(10)));
+    EXPECT_EQ(f.metrics.sessions_active->Value(), 0) << "round " << round;
+  }
+}
+
 TEST(SchedulerTest, LongPromptIsChunked) {
   SchedulerOptions o;
   o.prefill_chunk = 16;
