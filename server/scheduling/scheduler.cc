@@ -181,11 +181,13 @@ void Scheduler::Loop() {
     const bool settled = active_.empty() && prefills_.empty() && preempted_.empty();
     const GaugeCounts counts{active_.size(), preempted_.size(), prefills_.size(), store_.size(),
                              waiting_count_.load()};
-    if (settled || counts != last_gauge_counts_ || now - last_gauges_ >= absl::Milliseconds(20)) {
+    if (settled || now - last_gauges_ >= absl::Milliseconds(20)) {
       UpdateGauges();
       last_gauges_ = now;
-      last_gauge_counts_ = counts;
+    } else if (counts != last_gauge_counts_) {
+      UpdateCountGauges();  // the counts alone: no backend call per session
     }
+    last_gauge_counts_ = counts;
     metrics_->sched_other_seconds->Increment(std::max(0.0, absl::ToDoubleSeconds(absl::Now() - busy0) - step_busy_s_));
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -323,6 +325,20 @@ void Scheduler::Finish(ActiveRequest& a, FinishReason reason, absl::Status statu
   }
   a.sid = 0;
   a.End(Ending{reason, std::move(status), std::move(ev)}, now, metrics_);
+}
+
+void Scheduler::UpdateCountGauges() {
+  int live = static_cast<int>(store_.size());
+  int running = 0;
+  for (const auto& a : active_) {
+    if (a->seq.done) continue;
+    ++running;
+    live += a->stored_name.empty() && a->sid != 0;
+  }
+  metrics_->requests_running->Set(running + static_cast<int>(preempted_.size()));
+  metrics_->requests_waiting->Set(waiting_count_.load());
+  metrics_->sessions_active->Set(live);
+  metrics_->sessions_stored->Set(static_cast<double>(store_.size()));
 }
 
 void Scheduler::UpdateGauges() {

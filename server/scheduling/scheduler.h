@@ -204,6 +204,7 @@ class Scheduler {
   // Ends a running request: its session goes back to the store, to the prefix cache, or
   // is freed; then the final event.
   void Finish(ActiveRequest& a, FinishReason reason, absl::Status status, GenerateEvent ev);
+  void UpdateCountGauges();  // UpdateGauges' request and session counts only
   void UpdateGauges();
   // Session prefills (scheduler_sessions.cc): StartPrefill after a create/append (ends at
   // once when no whole chunk is due), EndPrefill when its last chunk ran, EndPrefills at
