@@ -180,7 +180,7 @@ void Scheduler::Loop() {
     // figures).
     const bool settled = active_.empty() && prefills_.empty() && preempted_.empty();
     const GaugeCounts counts{active_.size(), preempted_.size(), prefills_.size(), store_.size(),
-                             waiting_count_.load()};
+                             static_cast<size_t>(waiting_count_.load())};
     if (settled || now - last_gauges_ >= absl::Milliseconds(20)) {
       UpdateGauges();
       last_gauges_ = now;
@@ -342,22 +342,14 @@ void Scheduler::UpdateCountGauges() {
 }
 
 void Scheduler::UpdateGauges() {
+  UpdateCountGauges();
   size_t bytes = 0, kv = 0;
-  int live = static_cast<int>(store_.size());
-  int running = 0;
   for (const auto& a : active_) {
-    if (a->seq.done) continue;
-    ++running;
-    if (!a->stored_name.empty() || a->sid == 0) continue;
-    ++live;
+    if (a->seq.done || !a->stored_name.empty() || a->sid == 0) continue;
     bytes += backend_->SessionBytes(a->sid);
     kv += backend_->SessionKvTokens(a->sid);
   }
   store_.AddBackendUsage(&bytes, &kv);
-  metrics_->requests_running->Set(running + static_cast<int>(preempted_.size()));
-  metrics_->requests_waiting->Set(waiting_count_.load());
-  metrics_->sessions_active->Set(live);
-  metrics_->sessions_stored->Set(static_cast<double>(store_.size()));
   metrics_->session_state_bytes->Set(static_cast<double>(bytes));
   metrics_->sparse_kv_tokens->Set(static_cast<double>(kv));
   const DeviceUsage u = backend_->Usage();

@@ -28,6 +28,7 @@
 // shape, so there a request's logits (and, rarely, a sampled token) may differ with load.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -204,8 +205,8 @@ class Scheduler {
   // Ends a running request: its session goes back to the store, to the prefix cache, or
   // is freed; then the final event.
   void Finish(ActiveRequest& a, FinishReason reason, absl::Status status, GenerateEvent ev);
-  void UpdateCountGauges();  // UpdateGauges' request and session counts only
-  void UpdateGauges();
+  void UpdateCountGauges();  // the request and session counts only (no backend calls)
+  void UpdateGauges();       // the counts, then the walk over sessions for bytes and KV rows
   // Session prefills (scheduler_sessions.cc): StartPrefill after a create/append (ends at
   // once when no whole chunk is due), EndPrefill when its last chunk ran, EndPrefills at
   // shutdown.
@@ -241,16 +242,10 @@ class Scheduler {
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
   absl::Time last_gauges_ = absl::InfinitePast();  // the loop's last UpdateGauges
-  // What the count gauges depend on, at the last UpdateGauges (a change updates at once).
-  struct GaugeCounts {
-    size_t active = 0, preempted = 0, prefills = 0, stored = 0;
-    int waiting = 0;
-    bool operator!=(const GaugeCounts& o) const {
-      return active != o.active || preempted != o.preempted || prefills != o.prefills || stored != o.stored ||
-             waiting != o.waiting;
-    }
-  };
-  GaugeCounts last_gauge_counts_;
+  // What the count gauges depend on (running, preempted, prefilling, stored, waiting), as
+  // the last loop iteration saw it: a change updates them at once.
+  using GaugeCounts = std::array<size_t, 5>;
+  GaugeCounts last_gauge_counts_{};
   int steps_since_prefill_ = 0;  // steps since the last one that took prompt chunks
   // RunStep's buffers, kept between steps so that their capacity is reused.
   std::vector<StepInput> step_items_;
