@@ -84,10 +84,10 @@ import oracle
 from package_bench import SHAPES
 torch.save(oracle.make_state_dict(SHAPES["0.2b"], 1234), "/tmp/m02.pth")
 PY
-serve() {  # $1 = label; the rest = extra flags. Prints the URL once the ports file exists.
+serve() {  # $1 = label; the rest = extra flags (MODEL_PTH: another checkpoint). Sets URL once the ports file exists.
   local label=$1; shift
   rm -f /tmp/ports.json
-  "$BIN" serve --backend cuda --model /tmp/m02.pth --vocab "$VOCAB" --http-port 0 --grpc-port -1 \
+  "$BIN" serve --backend cuda --model "${MODEL_PTH:-/tmp/m02.pth}" --vocab "$VOCAB" --http-port 0 --grpc-port -1 \
     --port-file /tmp/ports.json --max-sessions 256 --max-queue 1024 "$@" >"$OUT/server_$label.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 600); do
@@ -156,8 +156,7 @@ from package_bench import SHAPES
 sd = oracle.make_state_dict(SHAPES["3.6b"], 1234)
 torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}, "/tmp/m36.pth")
 PY
-  rm -f /tmp/m02.pth.bak; mv /tmp/m02.pth /tmp/m02.pth.bak && cp /tmp/m36.pth /tmp/m02.pth  # serve() loads /tmp/m02.pth
-  if serve tput36 --max-batch-tokens 1024 --max-queue 2048; then
+  if MODEL_PTH=/tmp/m36.pth serve tput36 --max-batch-tokens 1024 --max-queue 2048; then
     timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
       --requests "${TPUT36_REQUESTS:-512}" --prompt-len 64 --max-tokens 128 --out "$OUT/tput36_short.json" | tail -2
     timeout $(cap 100) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 16 --prompt-len 64 \
@@ -165,7 +164,6 @@ PY
     curl -s "$URL/metrics" | grep -E '^rwkvx_(scheduler_seconds_total|step_seconds_total|steps_by_kind_total)' >"$OUT/tput36.metrics"
     kill -INT $SERVER; wait $SERVER
   fi
-  mv /tmp/m02.pth.bak /tmp/m02.pth
 fi
 
 if [ "${LOAD:-1}" = 1 ]; then  # tests/load: 1000 SSE + 200 gRPC streams; auto picks the GPU
