@@ -68,6 +68,18 @@ bool Fill(Backend& b, SessionId s, int n, int chunk, int V, uint32_t seed) {
   return true;
 }
 
+// Sampling specs as the server's default requests send them: temperature 1, top-p 0.9, a
+// different draw per session.
+std::vector<DeviceSampling> ServerLikeSpecs(int n) {
+  std::vector<DeviceSampling> specs(static_cast<size_t>(n));
+  for (size_t k = 0; k < specs.size(); ++k) {  // size_t: the batched table's draws as before
+    specs[k].temperature = 1.0f;
+    specs[k].top_p = 0.9f;
+    specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
+  }
+  return specs;
+}
+
 constexpr const char* kUsage =
     "usage: bench_engine [--shape 0.2b|3.6b|tiny] [--decode-ctx 1K,8K,...] [--prefill 1K,4K,...]\n"
     "                    [--batch 1,16,...] [--batch-ctx 1K,8K] [--mem-ctx 8K,...] [--steps 32]\n"
@@ -217,12 +229,7 @@ int main(int argc, char** argv) {
       for (int k = i; k < std::min(B, i + per); ++k) in.push_back({ids[k], Tokens(ctx, V, k), false});
       if (auto st = b.Step(in, &l); !st.ok()) { std::printf("fill: %s\n", std::string(st.message()).c_str()); return 1; }
     }
-    std::vector<DeviceSampling> specs(B);
-    for (int k = 0; k < B; ++k) {
-      specs[k].temperature = 1.0f;
-      specs[k].top_p = 0.9f;
-      specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
-    }
+    std::vector<DeviceSampling> specs = ServerLikeSpecs(B);
     std::vector<SampledToken> drawn;
     for (int i = 0; i < 4; ++i) {
       std::vector<StepInput> in;
@@ -252,12 +259,7 @@ int main(int argc, char** argv) {
       dec.push_back(*b.CreateSession());
       if (!Fill(b, dec.back(), ctx, a.fill_chunk, V, 50 + i)) return 1;
     }
-    std::vector<DeviceSampling> specs(D + P);
-    for (int k = 0; k < D + P; ++k) {
-      specs[k].temperature = 1.0f;
-      specs[k].top_p = 0.9f;
-      specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
-    }
+    std::vector<DeviceSampling> specs = ServerLikeSpecs(D + P);
     std::vector<SampledToken> drawn;
     std::vector<double> mixed_ms, decode_ms;
     for (int rep = 0; rep < 6; ++rep) {
@@ -410,11 +412,8 @@ int main(int argc, char** argv) {
         if (!st.ok()) { ok = false; std::printf("B=%d ctx=%d: %s\n", B, ctx, std::string(st.message()).c_str()); }
       }
       double ms = 0, ms_nl = 0, ms_smp = 0, ms_mask = 0;
-      std::vector<DeviceSampling> specs(ids.size()), masked;
+      std::vector<DeviceSampling> specs = ServerLikeSpecs(static_cast<int>(ids.size())), masked;
       for (size_t k = 0; k < specs.size(); ++k) {
-        specs[k].temperature = 1.0f;
-        specs[k].top_p = 0.9f;
-        specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
         for (int j = 0; j < 32; ++j) specs[k].adjust.emplace_back(static_cast<int32_t>((k * 131 + j * 977) % V), 0.3f);
       }
       masked = specs;
