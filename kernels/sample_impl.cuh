@@ -19,6 +19,7 @@ constexpr int kWarps = kT / 32;
 constexpr int kBits = 5, kBins = 1 << kBits;  // radix digit
 constexpr int kRounds = 6;                    // probability bits 29..0 (p < 2: bits 31, 30 are 0)
 constexpr int kMinChunk = 2048, kMaxSplits = 32;
+constexpr int kMaxCluster = 8;  // the fused kernel's blocks a row (the portable cluster size)
 constexpr float kFix = 1099511627776.0f;  // 2^40: fixed-point unit of a relative probability
 using u64 = unsigned long long;
 
@@ -42,6 +43,22 @@ struct Scratch {
   u64* hist;       // [2][n][S][kBins], by round parity
   RowState* row;   // [n]
 };
+// Loads of what another block wrote in an earlier phase, from L2 (ld.global.cg), not from
+// this SM's L1: the fused kernel's blocks exchange them across cluster barriers, without
+// the kernel boundary that would otherwise make them visible.
+template <class T>
+__device__ __forceinline__ T Ld(const T* p) {
+  return __ldcg(p);
+}
+__device__ __forceinline__ Sel LdSel(const Sel* s) {
+  Sel o;
+  o.prefix = Ld(&s->prefix);
+  o.found = Ld(&s->found);
+  o.need = Ld(&s->need);
+  o.last = Ld(&s->last);
+  return o;
+}
+
 struct Geo {
   int S, chunk;
 };
@@ -62,16 +79,19 @@ __host__ __device__ inline Mode ModeOf(const SampleItem& it, int V) {
 
 inline size_t Align(size_t b) { return (b + 255) / 256 * 256; }
 
+// S chunks of a row: chunk a multiple of 32 ids.
+inline Geo GeoOf(int V, int S) {
+  Geo g;
+  g.chunk = ((V + S - 1) / S + 31) / 32 * 32;
+  g.S = (V + g.chunk - 1) / g.chunk;
+  return g;
+}
 inline Geo GeoFor(int n, int V) {
   int dev = 0, sms = 132;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   const int max_s = std::max(1, std::min(kMaxSplits, V / kMinChunk));
-  const int S = std::max(1, std::min(max_s, (4 * sms + n - 1) / std::max(n, 1)));
-  Geo g;
-  g.chunk = ((V + S - 1) / S + 31) / 32 * 32;
-  g.S = (V + g.chunk - 1) / g.chunk;
-  return g;
+  return GeoOf(V, std::max(1, std::min(max_s, (4 * sms + n - 1) / std::max(n, 1))));
 }
 
 inline Scratch Carve(void* base, int n, int S) {
@@ -126,30 +146,70 @@ __device__ __forceinline__ float Clean(float x, bool posinf) {
 }
 __device__ __forceinline__ u64 Fix(float e) { return static_cast<u64>(e * kFix); }
 
-// f(i, logit) for the chunk's ids, each thread in id order, loads four at a time.
+// f(i, logit) for every id of [c0, c1), shared by kN threads of which this is thread t
+// (each id once, by one thread, in no particular order: every caller folds with an
+// order-free operation). A range that starts on a 16-byte boundary (rows of V % 4 == 0,
+// as the world vocabulary; chunks and segments start at multiples of 32 ids) loads 16
+// floats per thread per iteration as four float4; other ranges four floats at a time.
+template <int kN, class F>
+__device__ __forceinline__ void ForRange(const float* l, int c0, int c1, int t, F f) {
+  int i = c0;
+  if ((reinterpret_cast<size_t>(l + c0) & 15) == 0) {
+    const float4* v = reinterpret_cast<const float4*>(l + c0);
+    const int n4 = (c1 - c0) >> 2;
+    int j = t;
+    for (; j + 3 * kN < n4; j += 4 * kN) {
+      float4 q[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) q[u] = v[j + u * kN];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int id = c0 + 4 * (j + u * kN);
+        f(id, q[u].x);
+        f(id + 1, q[u].y);
+        f(id + 2, q[u].z);
+        f(id + 3, q[u].w);
+      }
+    }
+    for (; j < n4; j += kN) {
+      const float4 q = v[j];
+      const int id = c0 + 4 * j;
+      f(id, q.x);
+      f(id + 1, q.y);
+      f(id + 2, q.z);
+      f(id + 3, q.w);
+    }
+    i = c0 + 4 * n4;  // at most three ids left
+  }
+  i += t;
+  for (; i + 3 * kN < c1; i += 4 * kN) {
+    const float a = l[i], b = l[i + kN], c = l[i + 2 * kN], d = l[i + 3 * kN];
+    f(i, a);
+    f(i + kN, b);
+    f(i + 2 * kN, c);
+    f(i + 3 * kN, d);
+  }
+  for (; i < c1; i += kN) f(i, l[i]);
+}
+// The block's threads over the block's chunk.
 template <class F>
 __device__ __forceinline__ void ForChunk(const float* l, int c0, int c1, F f) {
-  int i = c0 + static_cast<int>(threadIdx.x);
-  for (; i + 3 * kT < c1; i += 4 * kT) {
-    const float a = l[i], b = l[i + kT], c = l[i + 2 * kT], d = l[i + 3 * kT];
-    f(i, a);
-    f(i + kT, b);
-    f(i + 2 * kT, c);
-    f(i + 3 * kT, d);
-  }
-  for (; i < c1; i += kT) f(i, l[i]);
+  ForRange<kT>(l, c0, c1, static_cast<int>(threadIdx.x), f);
 }
 
 // The first id in [c0, c1) where the running sum of f(i, logit) in id order exceeds x
-// (x < the chunk's sum); -1 if none. Each warp owns a contiguous segment: segment sums,
-// then the warp holding x scans its segment 32 ids at a time. Call from all threads.
+// (x < the chunk's sum); -1 if none. Each warp owns a contiguous segment: segment sums
+// (all warps), then the warp holding x walks its segment in runs of 32 x 32 ids: lane j
+// sums the run's j-th group of 32 ids (independent loads), a scan over the lanes finds the
+// group holding x, and the warp scans that group. The dependent steps are one per run
+// (~6 for a 5,000-id segment), not one per 32 ids. Call from all threads.
 template <class F>
 __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int seg = ((c1 - c0 + kWarps - 1) / kWarps + 31) / 32 * 32;
   const int w0 = min(c1, c0 + warp * seg), w1 = min(c1, w0 + seg);
   u64 part = 0;
-  for (int i = w0 + lane; i < w1; i += 32) part += f(i, l[i]);
+  ForRange<32>(l, w0, w1, lane, [&](int i, float v) { part += f(i, v); });
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
   if (threadIdx.x == 0) sm.token = -1;
@@ -158,17 +218,31 @@ __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm)
   u64 base = 0;
   for (int w = 0; w < warp; ++w) base += sm.u[w];
   if (base <= x && x < base + part) {  // warp-uniform; exactly one warp
-    for (int g = w0; g < w1; g += 32) {
-      const int i = g + lane;
-      u64 inc = i < w1 ? f(i, l[i]) : 0;
+    auto scan = [&](u64 v) {           // inclusive, over the lanes
 #pragma unroll
       for (int o = 1; o < 32; o <<= 1) {
-        const u64 v = __shfl_up_sync(0xffffffffu, inc, o);
-        if (lane >= o) inc += v;
+        const u64 up = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += up;
       }
+      return v;
+    };
+    for (int g = w0; g < w1; g += 32 * 32) {  // warp-uniform loop and exit
+      const int i0 = g + 32 * lane;
+      u64 mine = 0;
+#pragma unroll 8
+      for (int k = 0; k < 32; ++k) {
+        const int i = i0 + k;
+        if (i < w1) mine += f(i, l[i]);
+      }
+      const u64 inc = scan(mine);
       const unsigned hit = __ballot_sync(0xffffffffu, base + inc > x);
       if (hit) {
-        if (lane == 0) sm.token = g + __ffs(hit) - 1;
+        const int src = __ffs(hit) - 1;  // the group holding x
+        base += __shfl_sync(0xffffffffu, inc - mine, src);
+        const int i = g + 32 * src + lane;
+        const u64 in_group = scan(i < w1 ? f(i, l[i]) : 0);
+        const unsigned at = __ballot_sync(0xffffffffu, base + in_group > x);
+        if (lane == 0) sm.token = at ? g + 32 * src + __ffs(at) - 1 : -1;
         break;
       }
       base += __shfl_sync(0xffffffffu, inc, 31);
@@ -181,7 +255,7 @@ __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm)
 // The row's maximum from the chunks' (+inf rows: 0, with *posinf set).
 __device__ float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
   float m = -INFINITY;
-  for (int q = 0; q < S; ++q) m = fmaxf(m, sc.part[r * S + q].max);
+  for (int q = 0; q < S; ++q) m = fmaxf(m, Ld(&sc.part[r * S + q].max));
   *posinf = m == INFINITY;
   return *posinf ? 0.f : m;
 }
@@ -221,11 +295,11 @@ struct Keep {
 __device__ Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
   Keep k;
   if (md.topk) {
-    const Sel& f = rs.k[kRounds];
+    const Sel f = LdSel(&rs.k[kRounds]);
     k.kth = f.prefix;
-    if (f.need < f.last) k.tie_cut = rs.tie_cut;
+    if (f.need < f.last) k.tie_cut = Ld(&rs.tie_cut);
   }
-  if (with_top_p && md.topp && rs.p[kRounds].found) k.cutoff = rs.p[kRounds].prefix;
+  if (with_top_p && md.topp && Ld(&rs.p[kRounds].found)) k.cutoff = Ld(&rs.p[kRounds].prefix);
   return k;
 }
 
@@ -248,7 +322,7 @@ __device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, 
   const u64* h = sc.hist + (static_cast<size_t>((round - 1) & 1) * gridDim.x + r) * S * kBins;
   if (threadIdx.x < kBins) {
     u64 t = 0;
-    for (int q = 0; q < S; ++q) t += h[q * kBins + threadIdx.x];
+    for (int q = 0; q < S; ++q) t += Ld(&h[q * kBins + threadIdx.x]);
     sm.merged[threadIdx.x] = t;
   }
   __syncthreads();

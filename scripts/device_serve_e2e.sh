@@ -9,7 +9,7 @@
 # (4) serving throughput with bench/serve/loadgen.py (256 streams, short and ~512-token
 # prompts; one stream). Optional first stages: CUDA_TESTS=1 runs .gpulibs/cuda_tests (and
 # compute-sanitizer memcheck on the sampler's tests), BENCH="0.2b 3.6b" runs
-# .gpulibs/bench_engine's batched decode (no logits / sampled / sampled with a grammar
+# .gpulibs/bench_engine's (BENCH_BINS: several carried builds') batched decode (no logits / sampled / sampled with a grammar
 # mask). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*, e2e.log, server
 # logs, cuda_tests.log, bench_*.txt/json, ncu_batch*.txt). Stages switch off with PRESSURE=0 TPUT=0
 # LOAD=0 E2E=; PROFILE_BATCH="256" adds an ncu profile of one sampled decode step of B sessions;
@@ -69,10 +69,16 @@ for spec in ${MIXED:-}; do
     echo "ncu mixed $spec rc=$?"; python3 scripts/ncu_summary.py "$OUT/ncu_mixed_$spec.txt" | tee "$OUT/ncu_mixed_${spec}_summary.txt" | head -25
   fi
 done
+# BENCH_BINS="bench_engine_base bench_engine bench_engine_base bench_engine": carried builds run
+# in turn (interleaved for a same-call ratio); results bench_<bin>_<shape>[_<n>].txt/json.
+declare -A seen=()
 for shape in ${BENCH:-}; do
-  timeout $(cap 150) .gpulibs/bench_engine --shape "$shape" --decode-ctx 1K --prefill 1K --batch "${BENCH_BATCH:-1,16,256,1024}" \
-    --batch-ctx 1K --mem-ctx 1K --json "$OUT/bench_$shape.json" >"$OUT/bench_$shape.txt" 2>&1
-  echo "bench $shape rc=$?"; grep -A8 "^batched decode" "$OUT/bench_$shape.txt"
+  for bb in ${BENCH_BINS:-bench_engine}; do
+    n=$(( ${seen[$bb$shape]:-0} + 1 )); seen[$bb$shape]=$n; tag=${bb}_$shape; [ "$n" -gt 1 ] && tag=${tag}_$n
+    timeout $(cap 150) .gpulibs/$bb --shape "$shape" --decode-ctx 1K --prefill 1K --batch "${BENCH_BATCH:-1,16,256,1024}" \
+      --batch-ctx 1K --mem-ctx 1K --json "$OUT/$tag.json" >"$OUT/$tag.txt" 2>&1
+    echo "bench $tag rc=$?"; grep -A8 "^batched decode" "$OUT/$tag.txt"
+  done
 done
 pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}

@@ -172,6 +172,8 @@ class CudaBackend final : public Backend {
   };
   absl::Status GemmJobs(const GemmJob* jobs, int n, int rows);
   absl::Status GemmOne(const GemmJob& job, int rows);  // one job, no activation
+  static int BatchRun(const GemmJob* jobs, int n);     // jobs from jobs[0] GemmStrided can take
+  absl::Status GemmStrided(const GemmJob* jobs, int count, int rows);
   // LayerNorm of ws_.x then the token-shift mixes into ws_.mixh (fused for decode steps).
   absl::Status NormShift(const float* ln_w, const float* ln_b, const float* mix, int n_mix, size_t prev_off,
                          int rows, int items);

@@ -14,16 +14,17 @@ namespace rwkvx::cuda {
 
 struct DevRwkvBlock {
   const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-  const float* mix6;  // [6, C]: x_r x_w x_k x_v x_a x_g
+  const float* mix6;  // [6, C]: x_r x_k x_v x_w x_a x_g (r, k, v first: their mixes are
+                      // consecutive planes for the batched projection)
   const float *w0, *a0, *v0, *k_k, *k_a, *r_k, *ln_x_w, *ln_x_b, *ffn_x_k;
-  const void *Wr, *Wk, *Wv, *Wo;                // [C, C]
+  const void *Wr, *Wk, *Wv, *Wo;                // [C, C]; Wr, Wk, Wv one allocation, C * C apart
   const void *w1, *w2, *a1, *a2, *v1, *v2, *g1, *g2;  // [rank, C] / [C, rank]
   const void *ffn_key, *ffn_value;              // [F, C] / [C, F]
 };
 
 struct DevAttnBlock {
   const float *ln1_w, *ln1_b, *ln2_w, *ln2_b, *ffn_x_k;
-  const void *Wq, *Wk, *Wv, *Wo, *ffn_key, *ffn_value;
+  const void *Wq, *Wk, *Wv, *Wo, *ffn_key, *ffn_value;  // Wq, Wk, Wv one allocation, C * C apart
 };
 
 class DeviceModel {

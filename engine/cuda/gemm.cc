@@ -46,6 +46,37 @@ absl::Status CudaBackend::GemmHalfOut(void* y, const void* x, const void* w, int
   return GemmOne(GemmJob{nullptr, y, nullptr, x, w, out, in}, rows);
 }
 
+// How many jobs from jobs[0] run as one strided-batched GEMM: float32 outputs without an
+// activation, one shape, and weights, inputs and outputs each at one fixed non-negative
+// stride (the r, k, v projections: device_model.cc and the workspace place them so).
+int CudaBackend::BatchRun(const GemmJob* jobs, int n) {
+  auto d = [](const void* a, const void* b) { return static_cast<const char*>(b) - static_cast<const char*>(a); };
+  const GemmJob& q = jobs[0];
+  if (n < 2 || !q.y || q.act != kernels::Act::kNone) return 1;
+  const ptrdiff_t dw = d(q.w, jobs[1].w), dx = d(q.x, jobs[1].x), dy = d(q.y, jobs[1].y);
+  if (dw <= 0 || dx < 0 || dy <= 0 || dw % 2 || dx % 2 || dy % 4) return 1;
+  int run = 1;
+  for (; run < n; ++run) {
+    const GemmJob& o = jobs[run];
+    if (!o.y || o.act != kernels::Act::kNone || o.out != q.out || o.in != q.in || o.accumulate != q.accumulate ||
+        d(q.w, o.w) != run * dw || d(q.x, o.x) != run * dx || d(q.y, o.y) != run * dy)
+      break;
+  }
+  return run;
+}
+
+absl::Status CudaBackend::GemmStrided(const GemmJob* jobs, int count, int rows) {
+  auto d = [](const void* a, const void* b) { return static_cast<const char*>(b) - static_cast<const char*>(a); };
+  const GemmJob& q = jobs[0];
+  const float alpha = 1.f, beta = q.accumulate ? 1.f : 0.f;
+  const cudaDataType_t t = dev_->bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  const long long sw = d(q.w, jobs[1].w) / 2, sx = d(q.x, jobs[1].x) / 2, sy = d(q.y, jobs[1].y) / 4;
+  RWKVX_CUBLAS_RETURN(cublasGemmStridedBatchedEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, q.out, rows, q.in, &alpha, q.w, t,
+                                                 q.in, sw, q.x, t, q.in, sx, &beta, q.y, CUDA_R_32F, q.out, sy, count,
+                                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::GemmJobs(const GemmJob* jobs, int n, int rows) {
   bool grouped = rows <= kernels::kGemvMaxRows;
   for (int j = 0; j < n; ++j) grouped = grouped && jobs[j].in % 8 == 0;
@@ -60,6 +91,11 @@ absl::Status CudaBackend::GemmJobs(const GemmJob* jobs, int n, int rows) {
   }
   for (int j = 0; j < n; ++j) {
     const GemmJob& q = jobs[j];
+    if (const int run = BatchRun(jobs + j, n - j); run > 1) {
+      RWKVX_RETURN_IF_ERROR(GemmStrided(jobs + j, run, rows));
+      j += run - 1;
+      continue;
+    }
     if (q.y) {
       RWKVX_RETURN_IF_ERROR(Gemm(q.y, q.x, q.w, rows, q.out, q.in, q.accumulate));
     } else if (q.act == kernels::Act::kNone) {  // the GEMM writes the half output directly

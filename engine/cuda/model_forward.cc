@@ -84,7 +84,7 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   auto mix = [&](int m) { return static_cast<const void*>(static_cast<char*>(ws_.mixh) + m * plane); };
 
   RWKVX_RETURN_IF_ERROR(NormShift(w.ln1_w, w.ln1_b, w.mix6, 6, AttPrevOff(i), rows, items));
-  // mixes: 0 r, 1 w, 2 k, 3 v, 4 a, 5 g. The LoRA hidden layers go to four half planes.
+  // mixes: 0 r, 1 k, 2 v, 3 w, 4 a, 5 g (DevRwkvBlock::mix6). The LoRA hidden layers go to four half planes.
   const size_t lplane = static_cast<size_t>(rows) * maxrank_ * 2;
   auto hid = [&](int m) { return static_cast<void*>(static_cast<char*>(ws_.lorah) + m * lplane); };
   GemmJob down[7], up[4];
@@ -94,12 +94,12 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
     down[nd++] = GemmJob{nullptr, hid(m), ws_.lora, x, w1, rank, C_, false, act};
     up[nu++] = GemmJob{y, nullptr, nullptr, hid(m), w2, C_, rank};
   };
-  proj(ws_.r, mix(0), w.Wr);
-  proj(ws_.k, mix(2), w.Wk);
-  proj(ws_.v, mix(3), w.Wv);
-  lora(0, ws_.w, mix(1), w.w1, w.w2, s.rank_w, kernels::Act::kTanh);
+  proj(ws_.r, mix(0), w.Wr);  // r, k, v: one strided-batched GEMM above the GEMV sizes
+  proj(ws_.k, mix(1), w.Wk);
+  proj(ws_.v, mix(2), w.Wv);
+  lora(0, ws_.w, mix(3), w.w1, w.w2, s.rank_w, kernels::Act::kTanh);
   lora(1, ws_.a, mix(4), w.a1, w.a2, s.rank_a, kernels::Act::kNone);
-  if (i != 0) lora(2, ws_.vg, mix(3), w.v1, w.v2, s.rank_v, kernels::Act::kNone);
+  if (i != 0) lora(2, ws_.vg, mix(2), w.v1, w.v2, s.rank_v, kernels::Act::kNone);
   lora(3, ws_.g, mix(5), w.g1, w.g2, s.rank_g, kernels::Act::kSigmoid);
   RWKVX_RETURN_IF_ERROR(GemmJobs(down, nd, rows));
   RWKVX_RETURN_IF_ERROR(GemmJobs(up, nu, rows));

@@ -42,8 +42,13 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
     ws_.allocs.push_back(p);
     *out = static_cast<std::remove_pointer_t<decltype(out)>>(p);
   };
-  for (float** f : {&ws_.x, &ws_.u, &ws_.r, &ws_.k, &ws_.v, &ws_.w, &ws_.a, &ws_.kk, &ws_.y, &ws_.g, &ws_.vfirst, &ws_.vg})
+  for (float** f : {&ws_.x, &ws_.u, &ws_.w, &ws_.a, &ws_.kk, &ws_.y, &ws_.g, &ws_.vfirst, &ws_.vg})
     alloc(RC * sizeof(float), f);
+  alloc(3 * RC * sizeof(float), &ws_.r);  // r, k, v (q, k, v) RC apart: one batched projection
+  if (!failed) {
+    ws_.k = ws_.r + RC;
+    ws_.v = ws_.r + 2 * RC;
+  }
   alloc(static_cast<size_t>(ws_.rows) * maxrank_ * sizeof(float), &ws_.lora);
   alloc(4 * static_cast<size_t>(ws_.rows) * maxrank_ * 2, &ws_.lorah);  // w, a, v, g hidden layers
   alloc(static_cast<size_t>(ws_.rows) * F_ * sizeof(float), &ws_.ffn);
