@@ -18,23 +18,14 @@
 
 #include "kernels/sample_impl.cuh"
 
-#include <atomic>
-#include <cstdlib>
-
 namespace rwkvx::kernels {
 
 using namespace sample_detail;
 
 namespace {
 
-// One copy per kernel, shared by its phases (in the fused kernel phase after phase, apart
-// by cluster barriers).
-__shared__ Smem g_sm;
-__shared__ u64 g_hist[kBins][kT];  // a radix pass's histogram: one column per thread (no atomics,
-                                   // no bank conflicts)
-
-__device__ void MaxBody(const SampleParams& p, const Scratch& sc, const Geo& g) {
-  Smem& sm = g_sm;
+__global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
   const Blk b(p, g, nullptr);
   // Bans and penalties in this chunk (each token at most once: no two threads share one).
   for (int a = threadIdx.x; a < b.it.nadj; a += kT) {
@@ -57,8 +48,8 @@ __device__ void MaxBody(const SampleParams& p, const Scratch& sc, const Geo& g) 
   if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].max = m;
 }
 
-__device__ void StatsBody(const SampleParams& p, const Scratch& sc, const Geo& g) {
-  Smem& sm = g_sm;
+__global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
   const Blk b(p, g, &sc);
   const float m = b.m;
   const bool posinf = b.posinf;
@@ -91,9 +82,9 @@ __device__ void StatsBody(const SampleParams& p, const Scratch& sc, const Geo& g
 // Round `round` of top-k (kMass false: counts of all tokens) or top-p (kMass true: masses
 // of the tokens top-k keeps).
 template <bool kMass>
-__device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g, int round) {
-  Smem& sm = g_sm;
-  u64 (&h)[kBins][kT] = g_hist;
+__global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Geo g, int round) {
+  __shared__ Smem sm;
+  __shared__ u64 h[kBins][kT];  // one column per thread: no atomics, no bank conflicts
   const Blk b(p, g, &sc);
   if (!(kMass ? b.md.topp : b.md.topk)) return;
   const float m = b.m;
@@ -108,7 +99,7 @@ __device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g
     st.last = 0;
     if (kMass) {  // target: top_p of the whole mass (before top-k), at least one unit
       u64 tot = 0;
-      for (int q = 0; q < g.S; ++q) tot += Ld(&sc.part[b.r * g.S + q].tot);
+      for (int q = 0; q < g.S; ++q) tot += sc.part[b.r * g.S + q].tot;
       const double want = ceil(static_cast<double>(b.it.top_p) * static_cast<double>(tot));
       st.need = want < 1.0 ? 1ull : static_cast<u64>(want);
     } else {
@@ -116,7 +107,7 @@ __device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g
     }
     if (b.s == 0 && threadIdx.x == 0) slots[0] = st;
   } else {
-    st = Advance(sc, LdSel(&slots[round - 1]), b.r, b.s, g.S, round, &slots[round], sm);
+    st = Advance(sc, slots[round - 1], b.r, b.s, g.S, round, &slots[round], sm);
   }
   if (!st.found) return;
   const int shift = 30 - kBits * (round + 1);
@@ -142,12 +133,12 @@ __device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g
   if (q == 0) out[bin] = t;
 }
 
-__device__ void TieBody(const SampleParams& p, const Scratch& sc, const Geo& g) {
-  Smem& sm = g_sm;
+__global__ void __launch_bounds__(kT) TieKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
   const Blk b(p, g, &sc);
   if (!b.md.topk || b.m == -INFINITY) return;
   RowState& rs = sc.row[b.r];
-  const Sel f = Advance(sc, LdSel(&rs.k[kRounds - 1]), b.r, b.s, g.S, kRounds, &rs.k[kRounds], sm);
+  const Sel f = Advance(sc, rs.k[kRounds - 1], b.r, b.s, g.S, kRounds, &rs.k[kRounds], sm);
   if (!(f.need < f.last)) return;  // every token at the k-th value stays
   u64 n = 0;
   ForChunk(b.l, b.c0, b.c1, [&](int, float v) { n += b.Key(v) == f.prefix; });
@@ -156,23 +147,23 @@ __device__ void TieBody(const SampleParams& p, const Scratch& sc, const Geo& g) 
 }
 
 // The block whose chunk holds the last kept tie (ties in id order) records its id.
-__device__ void TieCutBody(const SampleParams& p, const Scratch& sc, const Geo& g) {
-  Smem& sm = g_sm;
+__global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
   const Blk b(p, g, &sc);
   if (!b.md.topk || b.m == -INFINITY) return;
-  const Sel f = LdSel(&sc.row[b.r].k[kRounds]);
+  const Sel f = sc.row[b.r].k[kRounds];
   if (!(f.need < f.last)) return;
   const Part* pt = sc.part + b.r * g.S;
   u64 start = 0;
-  for (int q = 0; q < b.s; ++q) start += Ld(&pt[q].ties);
-  if (!(start < f.need && f.need <= start + Ld(&pt[b.s].ties))) return;  // elsewhere
+  for (int q = 0; q < b.s; ++q) start += pt[q].ties;
+  if (!(start < f.need && f.need <= start + pt[b.s].ties)) return;  // elsewhere
   const int cut = FindInChunk(b.l, b.c0, b.c1, f.need - start - 1,
                               [&](int, float v) -> u64 { return b.Key(v) == f.prefix; }, sm);
   if (threadIdx.x == 0) sc.row[b.r].tie_cut = cut;
 }
 
-__device__ void WeightBody(const SampleParams& p, const Scratch& sc, const Geo& g) {
-  Smem& sm = g_sm;
+__global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
   const Blk b(p, g, &sc);
   if (!b.md.topk && !b.md.topp) return;
   const float m = b.m;
@@ -181,7 +172,7 @@ __device__ void WeightBody(const SampleParams& p, const Scratch& sc, const Geo& 
   RowState& rs = sc.row[b.r];
   Keep keep = KeepOf(rs, b.md, false);
   if (b.md.topp) {  // top-p's result (block (r, 0) records it for the draw)
-    const Sel f = Advance(sc, LdSel(&rs.p[kRounds - 1]), b.r, b.s, g.S, kRounds, &rs.p[kRounds], sm);
+    const Sel f = Advance(sc, rs.p[kRounds - 1], b.r, b.s, g.S, kRounds, &rs.p[kRounds], sm);
     if (f.found) keep.cutoff = f.prefix;
   }
   u64 w = 0;
@@ -190,8 +181,8 @@ __device__ void WeightBody(const SampleParams& p, const Scratch& sc, const Geo& 
   if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].w = w;
 }
 
-__device__ void DrawBody(const SampleParams& p, const Scratch& sc, const Geo& g) {
-  Smem& sm = g_sm;
+__global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo g) {
+  __shared__ Smem sm;
   const Blk b(p, g, &sc);
   const Part* pt = sc.part + b.r * g.S;
   auto write = [&](int token, float lp) {
@@ -207,15 +198,14 @@ __device__ void DrawBody(const SampleParams& p, const Scratch& sc, const Geo& g)
   int best = INT_MAX, best1 = INT_MAX;
   u64 tot = 0, total = 0, start = 0;
   for (int q = 0; q < g.S; ++q) {
-    best = min(best, Ld(&pt[q].best));
-    best1 = min(best1, Ld(&pt[q].best1));
-    tot += Ld(&pt[q].tot);
-    const u64 w = Ld(&pt[q].w);
-    total += w;
-    if (q < b.s) start += w;
+    best = min(best, pt[q].best);
+    best1 = min(best1, pt[q].best1);
+    tot += pt[q].tot;
+    total += pt[q].w;
+    if (q < b.s) start += pt[q].w;
   }
   const float log_z = b.m + static_cast<float>(log(static_cast<double>(tot) / static_cast<double>(kFix)));
-  auto logprob = [&](int t) { return Clean(Ld(b.l + t), b.posinf) - log_z; };  // t: any chunk
+  auto logprob = [&](int t) { return Clean(b.l[t], b.posinf) - log_z; };
   const Mode& md = b.md;
   if (md.greedy || (!md.top1 && total == 0)) {
     if (b.s == 0) write(best, logprob(best));
@@ -224,90 +214,20 @@ __device__ void DrawBody(const SampleParams& p, const Scratch& sc, const Geo& g)
   if (md.top1) {  // the lowest id at probability 1, unless p ** (1 / T) underflows there
     if (b.s == 0) {
       if (best1 == INT_MAX) best1 = best;  // (expf(0) is 1: not reached)
-      const int t = Weight(best1, Clean(Ld(b.l + best1), b.posinf), b.m, md.inv_t, Keep()) > 0 ? best1 : best;
+      const int t = Weight(best1, Clean(b.l[best1], b.posinf), b.m, md.inv_t, Keep()) > 0 ? best1 : best;
       write(t, logprob(t));
     }
     return;
   }
   u64 x = static_cast<u64>(b.it.uniform * static_cast<double>(total));
   if (x >= total) x = total - 1;
-  if (!(start <= x && x < start + Ld(&pt[b.s].w))) return;  // another chunk holds the draw
+  if (!(start <= x && x < start + pt[b.s].w)) return;  // another chunk holds the draw
   const Keep keep = (md.topk || md.topp) ? KeepOf(sc.row[b.r], md, true) : Keep();
   const int t = FindInChunk(b.l, b.c0, b.c1, x - start, [&](int i, float v) {
     return Weight(i, Clean(v, b.posinf), b.m, md.inv_t, keep);
   }, sm);
   const int token = t >= 0 ? t : best;
   write(token, logprob(token));
-}
-
-// The sequence as separate kernels (any GPU): the kernel boundaries order the phases.
-__global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo g) { MaxBody(p, sc, g); }
-__global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Geo g) { StatsBody(p, sc, g); }
-template <bool kMass>
-__global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Geo g, int round) {
-  RoundBody<kMass>(p, sc, g, round);
-}
-__global__ void __launch_bounds__(kT) TieKernel(SampleParams p, Scratch sc, Geo g) { TieBody(p, sc, g); }
-__global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, Geo g) { TieCutBody(p, sc, g); }
-__global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, Geo g) { WeightBody(p, sc, g); }
-__global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo g) { DrawBody(p, sc, g); }
-
-// Every thread of the cluster (a row's blocks) arrives; the phase's writes (global memory,
-// release) are visible to the waiting blocks (acquire). sm_90+ only (the launcher checks).
-__device__ __forceinline__ void ClusterSync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;" ::: "memory");
-#endif
-}
-
-// The same sequence in one launch: a row's S blocks form a thread-block cluster and cluster
-// barriers stand where the kernel boundaries were (cross-block reads go through L2: Ld).
-__global__ void __launch_bounds__(kT) FusedKernel(SampleParams p, Scratch sc, Geo g) {
-  MaxBody(p, sc, g);
-  ClusterSync();
-  StatsBody(p, sc, g);
-  ClusterSync();
-  if (p.passes & kSampleTopK) {
-    for (int r = 0; r < kRounds; ++r) {
-      RoundBody<false>(p, sc, g, r);
-      ClusterSync();
-    }
-    TieBody(p, sc, g);
-    ClusterSync();
-    TieCutBody(p, sc, g);
-    ClusterSync();
-  }
-  if (p.passes & kSampleTopP) {
-    for (int r = 0; r < kRounds; ++r) {
-      RoundBody<true>(p, sc, g, r);
-      ClusterSync();
-    }
-  }
-  if (p.passes & (kSampleTopK | kSampleTopP)) {
-    WeightBody(p, sc, g);
-    ClusterSync();
-  }
-  DrawBody(p, sc, g);
-}
-
-std::atomic<int> g_fused{-1};  // -1: not decided yet (RWKVX_SAMPLE_FUSED, default on)
-
-// Whether this device runs the fused kernel: sm_90+ with cluster launch, and the switch on.
-bool FusedOn() {
-  int on = g_fused.load(std::memory_order_relaxed);
-  if (on < 0) {
-    const char* e = std::getenv("RWKVX_SAMPLE_FUSED");
-    on = (e && e[0] == '0') ? 0 : 1;
-    int expected = -1;
-    g_fused.compare_exchange_strong(expected, on);
-    on = g_fused.load(std::memory_order_relaxed);
-  }
-  if (!on) return false;
-  int dev = 0, major = 0, cluster = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  cudaDeviceGetAttribute(&cluster, cudaDevAttrClusterLaunch, dev);
-  return major >= 9 && cluster != 0;
 }
 
 }  // namespace
@@ -328,28 +248,10 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
   return passes;
 }
 
-void SetSampleFused(bool on) { g_fused.store(on ? 1 : 0, std::memory_order_relaxed); }
-
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   if (p.n == 0) return cudaSuccess;
   if (p.scratch == nullptr || p.V <= 0) return cudaErrorInvalidValue;
-  Geo g = GeoFor(p.n, p.V);
-  if (FusedOn()) {  // one launch; at most kMaxCluster blocks a row (the portable cluster size)
-    if (g.S > kMaxCluster) g = GeoOf(p.V, kMaxCluster);
-    const Scratch sc = Carve(p.scratch, p.n, g.S);
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 1;
-    attr[0].val.clusterDim.y = static_cast<unsigned>(g.S);
-    attr[0].val.clusterDim.z = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(p.n, g.S);
-    cfg.blockDim = dim3(kT);
-    cfg.stream = s;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, FusedKernel, p, sc, g);
-  }
+  const Geo g = GeoFor(p.n, p.V);
   const Scratch sc = Carve(p.scratch, p.n, g.S);
   const dim3 grid(p.n, g.S);
   MaxKernel<<<grid, kT, 0, s>>>(p, sc, g);

@@ -63,10 +63,5 @@ size_t SampleScratchBytes(int n, int V);
 // restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p.
 unsigned SamplePasses(const SampleItem* items, int n, int V);
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s);
-// Whether LaunchSample runs the whole sequence as one kernel whose row blocks form a
-// thread-block cluster (sm_90+; at most 8 blocks a row), with cluster barriers where the
-// kernel boundaries were: on unless RWKVX_SAMPLE_FUSED=0 is in the environment. Either way
-// the same token and log-probability bits (tests/cuda/sample_test.cc). Process-wide.
-void SetSampleFused(bool on);
 
 }  // namespace rwkvx::kernels

@@ -19,7 +19,6 @@ constexpr int kWarps = kT / 32;
 constexpr int kBits = 5, kBins = 1 << kBits;  // radix digit
 constexpr int kRounds = 6;                    // probability bits 29..0 (p < 2: bits 31, 30 are 0)
 constexpr int kMinChunk = 2048, kMaxSplits = 32;
-constexpr int kMaxCluster = 8;  // the fused kernel's blocks a row (the portable cluster size)
 constexpr float kFix = 1099511627776.0f;  // 2^40: fixed-point unit of a relative probability
 using u64 = unsigned long long;
 
@@ -43,22 +42,6 @@ struct Scratch {
   u64* hist;       // [2][n][S][kBins], by round parity
   RowState* row;   // [n]
 };
-// Loads of what another block wrote in an earlier phase, from L2 (ld.global.cg), not from
-// this SM's L1: the fused kernel's blocks exchange them across cluster barriers, without
-// the kernel boundary that would otherwise make them visible.
-template <class T>
-__device__ __forceinline__ T Ld(const T* p) {
-  return __ldcg(p);
-}
-__device__ __forceinline__ Sel LdSel(const Sel* s) {
-  Sel o;
-  o.prefix = Ld(&s->prefix);
-  o.found = Ld(&s->found);
-  o.need = Ld(&s->need);
-  o.last = Ld(&s->last);
-  return o;
-}
-
 struct Geo {
   int S, chunk;
 };
@@ -79,19 +62,16 @@ __host__ __device__ inline Mode ModeOf(const SampleItem& it, int V) {
 
 inline size_t Align(size_t b) { return (b + 255) / 256 * 256; }
 
-// S chunks of a row: chunk a multiple of 32 ids.
-inline Geo GeoOf(int V, int S) {
-  Geo g;
-  g.chunk = ((V + S - 1) / S + 31) / 32 * 32;
-  g.S = (V + g.chunk - 1) / g.chunk;
-  return g;
-}
 inline Geo GeoFor(int n, int V) {
   int dev = 0, sms = 132;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   const int max_s = std::max(1, std::min(kMaxSplits, V / kMinChunk));
-  return GeoOf(V, std::max(1, std::min(max_s, (4 * sms + n - 1) / std::max(n, 1))));
+  const int S = std::max(1, std::min(max_s, (4 * sms + n - 1) / std::max(n, 1)));
+  Geo g;
+  g.chunk = ((V + S - 1) / S + 31) / 32 * 32;
+  g.S = (V + g.chunk - 1) / g.chunk;
+  return g;
 }
 
 inline Scratch Carve(void* base, int n, int S) {
@@ -255,7 +235,7 @@ __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm)
 // The row's maximum from the chunks' (+inf rows: 0, with *posinf set).
 __device__ float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
   float m = -INFINITY;
-  for (int q = 0; q < S; ++q) m = fmaxf(m, Ld(&sc.part[r * S + q].max));
+  for (int q = 0; q < S; ++q) m = fmaxf(m, sc.part[r * S + q].max);
   *posinf = m == INFINITY;
   return *posinf ? 0.f : m;
 }
@@ -295,11 +275,11 @@ struct Keep {
 __device__ Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
   Keep k;
   if (md.topk) {
-    const Sel f = LdSel(&rs.k[kRounds]);
+    const Sel& f = rs.k[kRounds];
     k.kth = f.prefix;
-    if (f.need < f.last) k.tie_cut = Ld(&rs.tie_cut);
+    if (f.need < f.last) k.tie_cut = rs.tie_cut;
   }
-  if (with_top_p && md.topp && Ld(&rs.p[kRounds].found)) k.cutoff = Ld(&rs.p[kRounds].prefix);
+  if (with_top_p && md.topp && rs.p[kRounds].found) k.cutoff = rs.p[kRounds].prefix;
   return k;
 }
 
@@ -322,7 +302,7 @@ __device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, 
   const u64* h = sc.hist + (static_cast<size_t>((round - 1) & 1) * gridDim.x + r) * S * kBins;
   if (threadIdx.x < kBins) {
     u64 t = 0;
-    for (int q = 0; q < S; ++q) t += Ld(&h[q * kBins + threadIdx.x]);
+    for (int q = 0; q < S; ++q) t += h[q * kBins + threadIdx.x];
     sm.merged[threadIdx.x] = t;
   }
   __syncthreads();

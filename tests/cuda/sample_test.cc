@@ -234,31 +234,6 @@ TEST(CudaSample, SplitRowsAtBatch1And300AreDeterministic) {
   }
 }
 
-// The fused launch (one kernel, a cluster of blocks per row: sm_90+) and the sequence of
-// separate kernels give the same bits, in a batch and for rows alone (the fused launch
-// caps a row at 8 blocks where the separate kernels split it up to 32 ways), with only the
-// passes the rows need and with all of them. (Before sm_90 both runs take the separate
-// kernels.)
-TEST(CudaSample, FusedAndSeparateKernelsGiveTheSameBits) {
-  SKIP_WITHOUT_GPU();
-  for (int V : {65536, 1000, 70001}) {
-    const std::string v = "V=" + std::to_string(V);
-    const std::vector<Case> cs = MakeCases(V, 20 + V % 5);
-    for (bool all : {true, false}) {
-      kernels::SetSampleFused(false);
-      const DevResult sep = RunKernel(cs, all);
-      std::vector<DevResult> sep1;
-      for (size_t i = 0; i < cs.size(); i += 7) sep1.push_back(RunKernel({cs[i]}, all));
-      kernels::SetSampleFused(true);
-      const DevResult fused = RunKernel(cs, all);
-      ExpectMatchesHost(cs, fused, v + " fused");
-      for (size_t i = 0; i < cs.size(); ++i) ExpectSameBits(sep, i, fused, i, v + " fused vs separate, case " + std::to_string(i));
-      for (size_t i = 0, k = 0; i < cs.size(); i += 7, ++k)
-        ExpectSameBits(sep1[k], 0, RunKernel({cs[i]}, all), 0, v + " B=1 fused vs separate, case " + std::to_string(i));
-    }
-  }
-}
-
 // Grammar masks (structured output): random sparse masks, a mask that allows one token,
 // masks shorter than the vocabulary (the ids past them banned), a mask that allows nothing
 // (token 0, log-probability -inf, as the host), together with adjustments; the host's
