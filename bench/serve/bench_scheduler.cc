@@ -102,6 +102,7 @@ struct Args {
   std::string vocab, json;
   int concurrency = 256, requests = 1024, max_tokens = 128, prompt_tokens = 16, readers = 4;
   float temperature = 1.0f, top_p = 0.9f;
+  int stream_writer = 1;  // SchedulerOptions::stream_writer (--stream-writer 0|1)
 };
 
 // One reader thread: drains its streams when woken (the HTTP front end's role).
@@ -126,6 +127,7 @@ int main(int argc, char** argv) {
     else if (k == "--readers") a.readers = std::stoi(v);
     else if (k == "--temperature") a.temperature = std::stof(v);
     else if (k == "--top-p") a.top_p = std::stof(v);
+    else if (k == "--stream-writer") a.stream_writer = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -149,6 +151,7 @@ int main(int argc, char** argv) {
   o.max_queued = a.requests;
   o.max_batch_tokens = std::max(1024, a.concurrency * 2);
   o.device_sampling = true;
+  o.stream_writer = a.stream_writer != 0;
   Scheduler sched(std::make_unique<DrawOnlyBackend>(vocab), tok.get(), o, &metrics);
   sched.Start();
 
@@ -251,6 +254,7 @@ int main(int argc, char** argv) {
   if (!a.json.empty()) {
     std::ofstream js(a.json);
     js << "{\"requests\":" << a.requests << ",\"concurrency\":" << a.concurrency << ",\"max_tokens\":" << a.max_tokens
+       << ",\"stream_writer\":" << a.stream_writer
        << ",\"wall_s\":" << wall << ",\"gen_tok_per_s\":" << gen / wall << ",\"steps\":" << steps
        << ",\"plan_s\":" << plan << ",\"backend_s\":" << backend << ",\"results_s\":" << results
        << ",\"other_s\":" << other << ",\"generated\":" << gen << ",\"streamed_tokens\":" << tokens.load() << "}\n";

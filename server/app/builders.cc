@@ -2,6 +2,7 @@
 #include "server/app/builders.h"
 
 #include <algorithm>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "engine/initial_state.h"
@@ -124,6 +125,8 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (f.cuda_split_mixed != 0 && f.cuda_split_mixed != 1) return bad("--cuda-split-mixed: 0 or 1");
   if (f.cuda_graph_buckets != 0 && f.cuda_graph_buckets != 1) return bad("--cuda-graph-buckets: 0 or 1");
   if (f.cuda_warmup != 0 && f.cuda_warmup != 1) return bad("--cuda-warmup: 0 or 1");
+  if (f.stream_writer != "auto" && f.stream_writer != "on" && f.stream_writer != "off")
+    return bad("--stream-writer: auto, on or off");
   return absl::OkStatus();
 }
 
@@ -248,6 +251,11 @@ void ApplyPrefixCacheDefault(const MemoryInfo& memory, ServeFlags* f) {
   }
 }
 
+bool StreamWriterOn(const ServeFlags& f) {
+  if (f.stream_writer != "auto") return f.stream_writer == "on";
+  return std::thread::hardware_concurrency() >= 4;  // 0 (unknown) counts as few
+}
+
 SchedulerOptions SchedulerOptionsFromFlags(const ServeFlags& f) {
   SchedulerOptions so;
   so.max_running = f.max_sessions;
@@ -258,6 +266,7 @@ SchedulerOptions SchedulerOptionsFromFlags(const ServeFlags& f) {
   so.prefix_cache_bytes = static_cast<size_t>(f.prefix_cache_bytes);
   so.prefix_cache_min_tokens = f.prefix_cache_min_tokens;
   so.device_sampling = f.sampling != "host";  // auto or device: where the backend samples
+  so.stream_writer = StreamWriterOn(f);
   so.max_stored_sessions = f.max_stored_sessions;
   so.stored_session_budget_bytes = static_cast<size_t>(f.session_memory_bytes);
   so.stored_session_idle_timeout = absl::Seconds(f.session_idle_timeout_s);

@@ -55,6 +55,9 @@ absl::StatusOr<std::unique_ptr<Backend>> BuildBackend(const ServeFlags& f,
                                                       std::shared_ptr<const Model> model);
 
 SchedulerOptions SchedulerOptionsFromFlags(const ServeFlags& f);
+// --stream-writer: on, off, or (auto) on where the host has >= 4 hardware threads (with
+// fewer, the notifier's thread competes with the scheduler's: bench/serve/README.md).
+bool StreamWriterOn(const ServeFlags& f);
 ServiceLimits ServiceLimitsFromFlags(const ServeFlags& f);
 // The --initial-state files, each loaded and checked against the model (a bad file fails
 // start-up, naming it).

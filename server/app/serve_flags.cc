@@ -57,6 +57,10 @@ const std::vector<FlagDef>& Defs() {
           "CUDA: before serving, run throw-away steps (a prefill of --max-batch-tokens tokens, decode steps "
           "of 1, 2, 4, ... --max-sessions sessions) so that lazily loaded kernels, cuBLAS choices and decode "
           "graphs are ready before the first request (1, default), or not (0); docs/CUDA.md"),
+      STR(stream_writer, "stream-writer",
+          "auto | on | off: decode and push the streamed text of requests without stop strings on the "
+          "stream notifier's thread instead of the scheduler's (auto, default: on with >= 4 hardware "
+          "threads, logged; docs/SERVER.md)"),
       NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
           "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
       NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),

@@ -38,6 +38,7 @@ struct ServeFlags {
   int cuda_split_mixed = 0;
   int cuda_graph_buckets = 1;
   int cuda_warmup = 1;             // WarmUp (engine/warmup.h) before serving, CUDA only
+  std::string stream_writer = "auto";  // auto | on | off (SchedulerOptions::stream_writer)
   long long embedded_seed = -1;    // >= 0 (no --model): random weights with this seed
   // Network.
   std::string host = "127.0.0.1";

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -129,7 +130,10 @@ int ServeMain(int argc, char** argv) {
   testing.session_write_gate = f.testing.session_write_gate;
   testing.fail_step_after = f.testing.fail_step_after;
   testing.replica_host = f.testing.replica_host;
-  Scheduler scheduler(std::move(*backend), tok->get(), SchedulerOptionsFromFlags(f), &metrics, testing);
+  const SchedulerOptions so = SchedulerOptionsFromFlags(f);
+  SLOG(INFO) << "stream writer: " << (so.stream_writer ? "on" : "off") << " (" << std::thread::hardware_concurrency()
+             << " hardware threads) [--stream-writer " << f.stream_writer << "]";
+  Scheduler scheduler(std::move(*backend), tok->get(), so, &metrics, testing);
   scheduler.SetFatalCallback([] { OnSignal(kBackendLost); });
   if (auto s = scheduler.OpenSessionDir(); !s.ok()) return Fail(s);
   ModelDescription described = DescribeModel(*served, **tok, backend_name);

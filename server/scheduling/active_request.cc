@@ -9,26 +9,32 @@
 namespace rwkvx {
 namespace {
 
-// The bookkeeping every final event gets: counts, metrics, the push.
-void PushFinal(RequestStream& s, Ending e, absl::Time now, ServerMetrics* metrics) {
+// The bookkeeping every final event gets: counts, metrics; then the push.
+GenerateEvent FinalEvent(RequestStream& s, Ending e, absl::Time now, ServerMetrics* metrics) {
   e.event.finish = e.reason;
   e.event.status = std::move(e.status);
   e.event.prompt_tokens = static_cast<int>(s.request().prompt.size());
   metrics->Finished(FinishReasonName(e.reason)).Increment();
   metrics->request_latency->Observe(absl::ToDoubleSeconds(now - s.request().arrival));
-  s.PushFinal(std::move(e.event));
+  return std::move(e.event);
+}
+
+void PushFinal(RequestStream& s, Ending e, absl::Time now, ServerMetrics* metrics) {
+  s.PushFinal(FinalEvent(s, std::move(e), now, metrics));
 }
 
 }  // namespace
 
-ActiveRequest::ActiveRequest(std::shared_ptr<RequestStream> s, const Tokenizer* tok)
+ActiveRequest::ActiveRequest(std::shared_ptr<RequestStream> s, const Tokenizer* tok, StreamNotifier* notifier)
     : stream(std::move(s)),
       req(stream->request()),
       sampler(req.sampling, tok),
       tok_(tok),
       matcher_(req.grammar ? std::make_unique<grammar::GrammarMatcher>(req.grammar) : nullptr),
       decoder_(tok),
-      stop_(req.stop_strings) {}
+      stop_(req.stop_strings),
+      notifier_(notifier),
+      writer_(notifier && req.stop_strings.empty() ? std::make_shared<StreamWriter>(stream, tok) : nullptr) {}
 
 std::vector<int32_t> ActiveRequest::MinTokensBans() const {
   std::vector<int32_t> bans;
@@ -99,6 +105,10 @@ std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, Server
     }
   }
   if (stop_token) {
+    if (writer_) {  // the writer flushes (End)
+      end.flush = true;
+      return end;
+    }
     ev.text = stop_.Add(decoder_.Flush(), &stopped);
     if (!stopped) ev.text += stop_.Finish();
     return end;
@@ -111,6 +121,16 @@ std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, Server
     te.top = std::move(r.top);
   }
   ev.tokens.push_back(std::move(te));
+  if (writer_) {  // no stop strings: no decision needs the text (StreamWriter)
+    if ((matcher_ && !matcher_->CanContinue()) || generated >= req.max_tokens) {
+      end.flush = true;  // the grammar is complete, or max_tokens
+      end.reason = generated >= req.max_tokens && !(matcher_ && !matcher_->CanContinue()) ? FinishReason::kLength
+                                                                                          : FinishReason::kStop;
+      return end;
+    }
+    notifier_->Post([w = writer_, e = std::move(ev)]() mutable { w->Token(std::move(e)); });
+    return std::nullopt;
+  }
   ev.text = stop_.Add(decoder_.Push(r.token), &stopped);
   if (stopped) return end;
   if (matcher_ && !matcher_->CanContinue()) {  // the grammar is complete: nothing may follow
@@ -137,7 +157,14 @@ void ActiveRequest::End(Ending e, absl::Time now, ServerMetrics* metrics) {
   seq.done = true;
   e.event.completion_tokens = generated;
   e.event.cached_tokens = static_cast<int>(std::min(cache_start, req.prompt.size()));
-  PushFinal(*stream, std::move(e), now, metrics);
+  if (!writer_) {
+    PushFinal(*stream, std::move(e), now, metrics);
+    return;
+  }
+  // After every token event posted before it, on the writer's thread.
+  const bool flush = e.flush;
+  GenerateEvent ev = FinalEvent(*stream, std::move(e), now, metrics);
+  notifier_->Post([w = writer_, ev = std::move(ev), flush]() mutable { w->Final(std::move(ev), flush); });
 }
 
 void EndUnstarted(const std::shared_ptr<RequestStream>& s, FinishReason reason,

@@ -27,6 +27,7 @@
 #include "server/request.h"
 #include "server/scheduling/step_planner.h"
 #include "server/scheduling/stop_text.h"
+#include "server/scheduling/stream_writer.h"
 
 namespace rwkvx {
 
@@ -38,12 +39,17 @@ struct Ending {
   FinishReason reason = FinishReason::kStop;
   absl::Status status;
   GenerateEvent event;
+  // A request with a StreamWriter: event.text is not computed yet; the writer decodes
+  // event.tokens and, with flush, what its decoder holds back (StreamWriter::Final).
+  bool flush = false;
 };
 
 class ActiveRequest {
  public:
-  // `tok` must outlive the request.
-  ActiveRequest(std::shared_ptr<RequestStream> s, const Tokenizer* tok);
+  // `tok` must outlive the request. With `notifier` (the scheduler's), a request without
+  // stop strings gets a StreamWriter: its events are decoded and pushed on the notifier's
+  // thread (Emit and End post them there, in order).
+  ActiveRequest(std::shared_ptr<RequestStream> s, const Tokenizer* tok, StreamNotifier* notifier = nullptr);
 
   // Masks the ids the tokenizer cannot spell in `logits` [V], the ids min_tokens still
   // holds back, and what the grammar does not allow; then samples on the host.
@@ -61,11 +67,13 @@ class ActiveRequest {
   // stored session) and streams it, or returns how the request ends (a stop token or
   // stop text, max_tokens, a client too slow to read).
   // With `notifier`, the stream's reader is woken from the notifier's thread (after the
-  // step's Flush) instead of here.
+  // step's Flush) instead of here; with a StreamWriter the event goes there whole.
   std::optional<Ending> Emit(SampleResult r, absl::Time now, ServerMetrics* metrics,
                              StreamNotifier* notifier = nullptr);
   // Marks the request done and pushes its final event (with the token counts).
   void End(Ending e, absl::Time now, ServerMetrics* metrics);
+  // The StreamWriter's reader fell too far behind: the request must end (slow_client).
+  bool WriterSlow() const { return writer_ && writer_->slow(); }
 
   std::shared_ptr<RequestStream> stream;
   const GenerateRequest& req;
@@ -94,6 +102,8 @@ class ActiveRequest {
   std::vector<uint32_t> mask_;                        // scratch: the matcher's mask words
   StreamDecoder decoder_;
   StopTextMatcher stop_;
+  StreamNotifier* notifier_;
+  std::shared_ptr<StreamWriter> writer_;  // no stop strings and a notifier: text off-thread
 };
 
 // The final event of a request that never started (refused at admission, cancelled,

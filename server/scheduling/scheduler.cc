@@ -110,10 +110,17 @@ void Scheduler::BeginDrain(absl::Duration grace) {
 }
 
 bool Scheduler::WaitIdle(absl::Duration timeout) {
-  std::unique_lock<std::mutex> l(mu_);
-  return idle_cv_.wait_for(l, absl::ToChronoNanoseconds(timeout), [&] {
-    return running_count_.load() == 0 && waiting_.empty() && admitting_ == 0;
-  });
+  const absl::Time deadline = absl::Now() + timeout;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!idle_cv_.wait_for(l, absl::ToChronoNanoseconds(timeout), [&] {
+          return running_count_.load() == 0 && waiting_.empty() && admitting_ == 0;
+        }))
+      return false;
+  }
+  // Idle, and every event pushed (the StreamWriters' work runs on the notifier's thread;
+  // the loop flushed it before saying it was idle).
+  return notifier_.WaitDrained(deadline - absl::Now());
 }
 
 bool Scheduler::Post(std::function<void()> cmd) {
@@ -207,6 +214,7 @@ void Scheduler::Loop() {
   EndAllWaiting(FinishReason::kShutdown, down);
   RunCommands(&cmds);
   EndPrefills(absl::UnavailableError("the server is shutting down"));
+  notifier_.Flush();  // the StreamWriters' final events
   store_.Shutdown();
   running_count_.store(0);
   UpdateGauges();
@@ -236,6 +244,8 @@ void Scheduler::CheckEndings(absl::Time now) {
     if (a->seq.done) continue;
     if (a->stream->cancelled()) {
       Finish(*a, FinishReason::kCancelled, absl::CancelledError("the client went away"), {});
+    } else if (a->WriterSlow()) {  // its StreamWriter could not push (ActiveRequest::Emit's sync case)
+      Finish(*a, FinishReason::kSlowClient, absl::ResourceExhaustedError("the client read the stream too slowly"), {});
     } else if (now >= a->req.deadline) {
       Finish(*a, FinishReason::kTimeout,
              absl::DeadlineExceededError("the request ran past its deadline"), {});
@@ -272,7 +282,7 @@ void Scheduler::CheckEndings(absl::Time now) {
 
 bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now, size_t reserve_bytes) {
   const GenerateRequest& req = s->request();
-  auto a = std::make_unique<ActiveRequest>(s, tokenizer_);
+  auto a = std::make_unique<ActiveRequest>(s, tokenizer_, opts_.stream_writer ? &notifier_ : nullptr);
   if (!req.session_name.empty()) {
     auto sid = store_.Acquire(req.session_name, !req.prompt.empty(), &a->seq.feed);
     if (!sid.ok()) {  // missing, busy, or cannot be loaded
@@ -311,7 +321,7 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now, si
 }
 
 void Scheduler::Finish(ActiveRequest& a, FinishReason reason, absl::Status status,
-                       GenerateEvent ev) {
+                       GenerateEvent ev, bool flush) {
   if (a.seq.done) return;
   absl::Time now = absl::Now();
   if (!a.stored_name.empty()) {
@@ -324,7 +334,7 @@ void Scheduler::Finish(ActiveRequest& a, FinishReason reason, absl::Status statu
     if (!fs.ok()) SLOG(ERROR) << "FreeSession(" << a.sid << "): " << fs;
   }
   a.sid = 0;
-  a.End(Ending{reason, std::move(status), std::move(ev)}, now, metrics_);
+  a.End(Ending{reason, std::move(status), std::move(ev), flush}, now, metrics_);
 }
 
 void Scheduler::UpdateCountGauges() {

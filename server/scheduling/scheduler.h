@@ -80,6 +80,9 @@ struct SchedulerOptions {
   // token ids cross to the host. Requests with top_logprobs, prompt ends and backends
   // without it take the logits row and the host sampler (docs/SAMPLING.md).
   bool device_sampling = false;
+  // Requests without stop strings hand their tokens to a StreamWriter that detokenizes and
+  // pushes on the stream notifier's thread (stream_writer.h); off: the loop does it.
+  bool stream_writer = true;
 };
 
 // Test-only knobs (the --testing-... flags; docs/SESSIONS.md), kept out of the options a
@@ -204,7 +207,8 @@ class Scheduler {
   void EmitToken(ActiveRequest& a, SampleResult r, absl::Time now);
   // Ends a running request: its session goes back to the store, to the prefix cache, or
   // is freed; then the final event.
-  void Finish(ActiveRequest& a, FinishReason reason, absl::Status status, GenerateEvent ev);
+  // flush: Ending::flush (a StreamWriter decodes what the event's text still lacks).
+  void Finish(ActiveRequest& a, FinishReason reason, absl::Status status, GenerateEvent ev, bool flush = false);
   void UpdateCountGauges();  // the request and session counts only (no backend calls)
   void UpdateGauges();       // the counts, then the walk over sessions for bytes and KV rows
   // Session prefills (scheduler_sessions.cc): StartPrefill after a create/append (ends at

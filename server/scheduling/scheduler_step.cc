@@ -203,7 +203,7 @@ void Scheduler::HandleToken(ActiveRequest& a, float* logits, absl::Time now) {
 
 void Scheduler::EmitToken(ActiveRequest& a, SampleResult r, absl::Time now) {
   if (auto end = a.Emit(std::move(r), now, metrics_, &notifier_)) {
-    Finish(a, end->reason, std::move(end->status), std::move(end->event));
+    Finish(a, end->reason, std::move(end->status), std::move(end->event), end->flush);
   }
 }
 

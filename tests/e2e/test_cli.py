@@ -23,7 +23,7 @@ def test_help_documents_flags():
                  "--grpc-port", "--api-key", "--max-sessions", "--max-queue",
                  "--max-prompt-tokens", "--max-tokens", "--max-batch-tokens",
                  "--request-timeout", "--attn-chunk-size", "--attn-topk", "--kv-max",
-                 "--drain-grace", "--sampling"]:
+                 "--drain-grace", "--sampling", "--stream-writer"]:
         assert flag + " " in out, flag
 
 
@@ -43,6 +43,24 @@ def test_bad_flags_fail():
     assert run("--backend", "tpu").returncode != 0
     r = run("--sampling", "gpu")
     assert r.returncode != 0 and b"--sampling" in r.stderr
+    r = run("--stream-writer", "maybe")
+    assert r.returncode != 0 and b"--stream-writer" in r.stderr
+
+
+def test_stream_writer_off_streams_the_same_text(make_server):
+    # --stream-writer off: the scheduler's loop decodes and pushes every stream itself; the
+    # log says which is in force, and a seeded stream reads the same as with the writer on.
+    texts = []
+    for mode in ("on", "off"):
+        srv = make_server("--backend", "cpu", "--stream-writer", mode)
+        assert f"stream writer: {mode} (" in srv.log_text()
+        client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+        model = client.models.list().data[0].id
+        stream = client.completions.create(model=model, prompt="Once upon a time", max_tokens=24,
+                                           temperature=0.9, seed=5, stream=True,
+                                           extra_body={"ignore_eos": True})
+        texts.append("".join(c.choices[0].text for c in stream if c.choices))
+    assert texts[0] and texts[0] == texts[1]
 
 
 def test_device_sampling_on_the_cpu_backend_samples_on_the_host(make_server):

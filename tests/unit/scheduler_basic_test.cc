@@ -78,6 +78,43 @@ TEST(SchedulerTest, CountGaugesFollowAdmissionAtOnce) {
   }
 }
 
+// A request without stop strings is decoded and pushed by its StreamWriter on the
+// notifier's thread; one with a stop string that never matches, on the loop. Both give
+// the same events' text and tokens, to max_tokens and to end of text alike.
+// And with the writer switched off (SchedulerOptions::stream_writer, --stream-writer off):
+// the loop decodes every request, with or without stop strings, to the same text.
+TEST(SchedulerTest, WriterTextEqualsTheLoopsText) {
+  for (bool eot : {false, true}) {
+    SchedulerOptions off;
+    off.stream_writer = false;
+    Fixture f, f_off(off);
+    std::vector<testing::Collected> got;
+    for (int run = 0; run < 3; ++run) {
+      const bool with_stop = run == 1;
+      Fixture& fx = run == 2 ? f_off : f;
+      GenerateRequest r;
+      r.prompt = Prompt(6, 3);
+      r.max_tokens = 300;
+      r.sampling.temperature = 1.0f;  // draws bytes of every kind, end of text included
+      r.sampling.seed = 77;
+      r.stop_at_end_of_text = eot;
+      if (with_stop) r.stop_strings = {"\x01\x02never"};
+      auto s = std::make_shared<RequestStream>(std::move(r), 1 << 20);
+      StreamCollector c(s);
+      ASSERT_TRUE(fx.sched->Submit(s).ok());
+      got.push_back(c.WaitFinal());
+      ASSERT_TRUE(got.back().finished);
+    }
+    for (int k : {1, 2}) {
+      EXPECT_EQ(got[0].tokens, got[k].tokens) << "eot " << eot << " run " << k;
+      EXPECT_EQ(got[0].text, got[k].text) << "eot " << eot << " run " << k;
+      EXPECT_EQ(got[0].final_event.finish, got[k].final_event.finish) << "eot " << eot << " run " << k;
+      EXPECT_EQ(got[0].final_event.completion_tokens, got[k].final_event.completion_tokens) << "run " << k;
+    }
+    EXPECT_FALSE(got[0].text.empty());
+  }
+}
+
 TEST(SchedulerTest, LongPromptIsChunked) {
   SchedulerOptions o;
   o.prefill_chunk = 16;
@@ -247,6 +284,10 @@ TEST(SchedulerTest, SlowReaderIsDroppedNotWaitedFor) {
   GenerateRequest r;
   r.prompt = Prompt(3, 1);
   r.max_tokens = 1000000;
+  // Only the overflow may end it: its events are decoded and pushed on the notifier's
+  // thread, so it may run ahead of the overflow by a few steps (drawing end of text there
+  // would end it first).
+  r.stop_at_end_of_text = false;
   auto slow = std::make_shared<RequestStream>(std::move(r), /*max_buffered_bytes=*/512);
   ASSERT_TRUE(f.sched->Submit(slow).ok());  // nobody reads it
   auto fast = f.Req(Prompt(4, 2), 8);
@@ -258,7 +299,7 @@ TEST(SchedulerTest, SlowReaderIsDroppedNotWaitedFor) {
   slow->PopAll(&evs);
   ASSERT_FALSE(evs.empty());
   EXPECT_TRUE(evs.back().final);
-  EXPECT_EQ(evs.back().finish, FinishReason::kSlowClient);
+  EXPECT_EQ(evs.back().finish, FinishReason::kSlowClient) << evs.back().status << " events " << evs.size();
   EXPECT_EQ(f.fake->live.load(), 0);
 }
 
