@@ -30,9 +30,9 @@ __device__ __forceinline__ void PdlTrigger() {
 #endif
 }
 
-// kernel<<<grid, block, smem, s>>>(params), with the PDL attribute when PdlOn().
-template <typename P>
-cudaError_t Launch(void (*kernel)(P), dim3 grid, dim3 block, size_t smem, cudaStream_t s, const P& params) {
+// kernel<<<grid, block, smem, s>>>(args...), with the PDL attribute when PdlOn().
+template <typename... P, typename... A>
+cudaError_t Launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, const A&... args) {
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
@@ -43,14 +43,14 @@ cudaError_t Launch(void (*kernel)(P), dim3 grid, dim3 block, size_t smem, cudaSt
   cfg.stream = s;
   cfg.attrs = attr;
   cfg.numAttrs = PdlOn() ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, params);
+  return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 }  // namespace rwkvx::kernels
 
 // In a launcher returning cudaError_t: Launch, returning its error if it failed.
-#define RWKVX_KLAUNCH(kernel, grid, block, smem, stream, params)                                         \
-  do {                                                                                                    \
-    const cudaError_t rwkvx_launch_e = ::rwkvx::kernels::Launch(kernel, grid, block, smem, stream, params); \
-    if (rwkvx_launch_e != cudaSuccess) return rwkvx_launch_e;                                             \
+#define RWKVX_KLAUNCH(kernel, grid, block, smem, stream, ...)                                                 \
+  do {                                                                                                        \
+    const cudaError_t rwkvx_launch_e = ::rwkvx::kernels::Launch(kernel, grid, block, smem, stream, __VA_ARGS__); \
+    if (rwkvx_launch_e != cudaSuccess) return rwkvx_launch_e;                                                 \
   } while (0)

@@ -16,6 +16,7 @@
 // Every cross-block quantity is an integer or a maximum, so the split changes no bit.
 #include "kernels/sample.cuh"
 
+#include "kernels/launch.cuh"
 #include "kernels/sample_impl.cuh"
 
 namespace rwkvx::kernels {
@@ -25,6 +26,8 @@ using namespace sample_detail;
 namespace {
 
 __global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ Smem sm;
   const Blk b(p, g, nullptr);
   // Bans and penalties in this chunk (each token at most once: no two threads share one).
@@ -49,6 +52,8 @@ __global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo 
 }
 
 __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ Smem sm;
   const Blk b(p, g, &sc);
   const float m = b.m;
@@ -83,6 +88,8 @@ __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Ge
 // of the tokens top-k keeps).
 template <bool kMass>
 __global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Geo g, int round) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ Smem sm;
   __shared__ u64 h[kBins][kT];  // one column per thread: no atomics, no bank conflicts
   const Blk b(p, g, &sc);
@@ -134,6 +141,8 @@ __global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Ge
 }
 
 __global__ void __launch_bounds__(kT) TieKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ Smem sm;
   const Blk b(p, g, &sc);
   if (!b.md.topk || b.m == -INFINITY) return;
@@ -148,6 +157,8 @@ __global__ void __launch_bounds__(kT) TieKernel(SampleParams p, Scratch sc, Geo 
 
 // The block whose chunk holds the last kept tie (ties in id order) records its id.
 __global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ Smem sm;
   const Blk b(p, g, &sc);
   if (!b.md.topk || b.m == -INFINITY) return;
@@ -163,6 +174,8 @@ __global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, G
 }
 
 __global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ Smem sm;
   const Blk b(p, g, &sc);
   if (!b.md.topk && !b.md.topp) return;
@@ -182,6 +195,8 @@ __global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, G
 }
 
 __global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ Smem sm;
   const Blk b(p, g, &sc);
   const Part* pt = sc.part + b.r * g.S;
@@ -254,17 +269,19 @@ cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   const Geo g = GeoFor(p.n, p.V);
   const Scratch sc = Carve(p.scratch, p.n, g.S);
   const dim3 grid(p.n, g.S);
-  MaxKernel<<<grid, kT, 0, s>>>(p, sc, g);
-  StatsKernel<<<grid, kT, 0, s>>>(p, sc, g);
+  // Programmatic dependent launch where the step asks for it (few sessions: the launch
+  // latency of each short pass overlaps the previous one's tail; kernels/launch.cuh).
+  RWKVX_KLAUNCH(MaxKernel, grid, kT, 0, s, p, sc, g);
+  RWKVX_KLAUNCH(StatsKernel, grid, kT, 0, s, p, sc, g);
   if (p.passes & kSampleTopK) {
-    for (int r = 0; r < kRounds; ++r) RoundKernel<false><<<grid, kT, 0, s>>>(p, sc, g, r);
-    TieKernel<<<grid, kT, 0, s>>>(p, sc, g);
-    TieCutKernel<<<grid, kT, 0, s>>>(p, sc, g);
+    for (int r = 0; r < kRounds; ++r) RWKVX_KLAUNCH(RoundKernel<false>, grid, kT, 0, s, p, sc, g, r);
+    RWKVX_KLAUNCH(TieKernel, grid, kT, 0, s, p, sc, g);
+    RWKVX_KLAUNCH(TieCutKernel, grid, kT, 0, s, p, sc, g);
   }
   if (p.passes & kSampleTopP)
-    for (int r = 0; r < kRounds; ++r) RoundKernel<true><<<grid, kT, 0, s>>>(p, sc, g, r);
-  if (p.passes & (kSampleTopK | kSampleTopP)) WeightKernel<<<grid, kT, 0, s>>>(p, sc, g);
-  DrawKernel<<<grid, kT, 0, s>>>(p, sc, g);
+    for (int r = 0; r < kRounds; ++r) RWKVX_KLAUNCH(RoundKernel<true>, grid, kT, 0, s, p, sc, g, r);
+  if (p.passes & (kSampleTopK | kSampleTopP)) RWKVX_KLAUNCH(WeightKernel, grid, kT, 0, s, p, sc, g);
+  RWKVX_KLAUNCH(DrawKernel, grid, kT, 0, s, p, sc, g);
   return cudaGetLastError();
 }
 

@@ -445,6 +445,60 @@ TEST(CudaSample, StepSampledMatchesStepPlusHostSampler) {
   EXPECT_FALSE((*b)->Step(bad, &l).ok());
 }
 
+// The sampler's passes take programmatic dependent launch in steps of few sessions (the
+// backend's PDL steps, CudaBackendOptions::pdl): each pass waits for the one before it, so
+// the tokens and log-probability bits are those of ordinary launches. Steps of 3 sessions
+// (PDL on where the GPU has it), top-k, top-p, greedy and a plain draw, graphs and eager.
+TEST(CudaSample, PdlSampledStepsEqualPlainOnes) {
+  SKIP_WITHOUT_GPU();
+  const int V = 4096, n = 3;
+  auto model = MakeRandomModel(Shape(128, 2, 1, V), 8, "t");
+  auto run = [&](bool pdl, bool graphs) {
+    CudaBackendOptions o;
+    o.gpu_memory_fraction = 0.2;
+    o.pdl = pdl;
+    o.cuda_graphs = graphs;
+    auto b = MakeCudaBackend(model, o);
+    std::vector<SampledToken> all;
+    if (!b.ok()) return all;
+    std::vector<SessionId> ids;
+    for (int i = 0; i < n; ++i) ids.push_back(*(*b)->CreateSession());
+    std::mt19937 g(17);
+    std::vector<DeviceSampling> specs(n);
+    std::vector<int32_t> tok = {5, 6, 7};
+    for (int step = 0; step < 10; ++step) {
+      std::vector<StepInput> in(n);
+      for (int i = 0; i < n; ++i) {
+        in[i].session = ids[i];
+        in[i].tokens = {tok[i]};
+        if (step == 0)
+          for (int t = 0; t < 9 + 4 * i; ++t) in[i].tokens.push_back(static_cast<int32_t>((t * 29 + i) % V));
+        specs[i].temperature = (step + i) % 4 == 0 ? 0.f : 0.9f;
+        specs[i].top_p = i == 1 ? 0.8f : 1.f;
+        specs[i].top_k = i == 2 ? 40 : 0;
+        specs[i].uniform = std::uniform_real_distribution<double>(0, 1)(g);
+        in[i].sample = &specs[i];
+      }
+      std::vector<float> l;
+      std::vector<SampledToken> st;
+      EXPECT_TRUE((*b)->StepSampled(in, &l, &st).ok());
+      EXPECT_EQ(st.size(), static_cast<size_t>(n));
+      for (size_t i = 0; i < st.size() && i < tok.size(); ++i) tok[i] = st[i].token;
+      all.insert(all.end(), st.begin(), st.end());
+    }
+    return all;
+  };
+  for (bool graphs : {true, false}) {
+    const std::vector<SampledToken> with = run(true, graphs), without = run(false, graphs);
+    ASSERT_EQ(with.size(), static_cast<size_t>(10 * n));
+    ASSERT_EQ(with.size(), without.size());
+    for (size_t k = 0; k < with.size(); ++k) {
+      EXPECT_EQ(with[k].token, without[k].token) << (graphs ? "graphs" : "eager") << " draw " << k;
+      EXPECT_EQ(std::memcmp(&with[k].logprob, &without[k].logprob, 4), 0) << (graphs ? "graphs" : "eager") << " draw " << k;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rwkvx
 #endif  // RWKVX_HAVE_CUDA
