@@ -75,8 +75,59 @@ __global__ void __launch_bounds__(kThreads) LayerNormRegsKernel(LayerNormParams 
   }
 }
 
-// Any width (C > kThreads * 16, or more than kMaxMix mixes): the same arithmetic, loads
-// as they come.
+// Many rows of up to kThreads * kPer columns (a 3.6B step of hundreds of rows): only the
+// row itself in registers (the register kernel above holds its weights and mix vectors
+// too: 160-230 registers at kPer 10-16, one block per SM), so that many rows are in
+// flight; the weights, the item's previous vector and the mixes are read at the stores
+// (the same vectors for every row: cache hits). The same columns per thread and the same
+// summation order as the kernels around it: identical bits.
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) LayerNormRowKernel(LayerNormParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ float scratch[33];
+  const int r = blockIdx.x;
+  const int src = p.row_index ? p.row_index[r] : r;
+  const float* x = p.x + static_cast<size_t>(src) * p.C;  // out may alias it: read first
+  float xv[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    xv[i] = c < p.C ? x[c] : 0.f;
+  }
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i)
+    if (threadIdx.x + i * kThreads < p.C) s += xv[i];
+  const float mean = BlockSum(s, scratch) / p.C;
+  float v = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i)
+    if (threadIdx.x + i * kThreads < p.C) {
+      const float d = xv[i] - mean;
+      v += d * d;
+    }
+  const float var = BlockSum(v, scratch) / p.C;
+  const float inv = 1.f / sqrtf(var + p.eps);
+  const size_t plane = static_cast<size_t>(p.rows) * p.C;
+  float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= p.C) continue;
+    const float y = (xv[i] - mean) * inv * __ldg(p.w + c) + __ldg(p.b + c);
+    const size_t o = static_cast<size_t>(r) * p.C + c;
+    if (p.out) p.out[o] = y;
+    if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
+    if (st) {
+      const float d = st[c] - y;
+      for (int m = 0; m < p.n_mix; ++m) StoreHalf(p.mix_out, m * plane + o, y + d * __ldg(p.mix + m * p.C + c), p.bf16);
+      st[c] = y;
+    }
+  }
+}
+
+// Any width (C > kThreads * 16): the same arithmetic, loads as they come.
 __global__ void LayerNormKernel(LayerNormParams p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
@@ -126,6 +177,10 @@ cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
     RWKVX_KLAUNCH(LayerNormRegsKernel<10>, p.rows, kThreads, 0, s, p);
   } else if (regs) {
     RWKVX_KLAUNCH(LayerNormRegsKernel<16>, p.rows, kThreads, 0, s, p);
+  } else if (per <= 10) {  // many rows: the row alone in registers
+    RWKVX_KLAUNCH(LayerNormRowKernel<10>, p.rows, kThreads, 0, s, p);
+  } else if (per <= 16) {
+    RWKVX_KLAUNCH(LayerNormRowKernel<16>, p.rows, kThreads, 0, s, p);
   } else {
     RWKVX_KLAUNCH(LayerNormKernel, p.rows, kThreads, 0, s, p);
   }

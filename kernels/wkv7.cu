@@ -12,7 +12,7 @@ constexpr int J = wkv7::kJ;  // columns per thread
 // grid (H, items), 256 threads: thread t owns columns [(t%4)*16, +16) of row t/4 of the
 // head's state in registers and runs the item's tokens through wkv7::Wkv7Tokens (inputs
 // staged in shared memory TC tokens at a time, conflict-free float4 reads).
-__global__ void __launch_bounds__(N * P) Wkv7Kernel(Wkv7Params p) {
+__global__ void __launch_bounds__(N * P, 4) Wkv7Kernel(Wkv7Params p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ __align__(16) wkv7::StageRwk sh;

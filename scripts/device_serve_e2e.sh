@@ -51,6 +51,18 @@ for pb in ${PROFILE_BATCH:-}; do
     echo "ncu B=$pb rc=$?"; python3 scripts/ncu_summary.py "$OUT/ncu_batch$pb.txt" | tee "$OUT/ncu_batch${pb}_summary.txt" | head -30
   fi
 done
+# NCU_DETAIL="Wkv7Kernel": ncu's speed-of-light, occupancy, warp-state and launch sections
+# for the first launch of each named kernel in one sampled decode step of 256 sessions at
+# 1K context (0.2B; graphs off): what bounds it (memory, latency, issue).
+for kn in ${NCU_DETAIL:-}; do
+  if command -v ncu >/dev/null; then
+    RWKVX_PROFILE_BATCH=256 RWKVX_PROFILE_DECODE=1024 timeout $(cap 150) ncu --profile-from-start off \
+      --cache-control none --clock-control none --kernel-name "regex:$kn" --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+      --section MemoryWorkloadAnalysis .gpulibs/bench_engine --shape 0.2b --cuda-graphs 0 >"$OUT/ncu_detail_$kn.txt" 2>&1
+    echo "ncu detail $kn rc=$?"; grep -E "Duration|Throughput|Achieved Occupancy|Registers Per|Theoretical Occ|Block Limit" "$OUT/ncu_detail_$kn.txt" | head -16
+  fi
+done
 # MIXED="192,64,17 192,2,512": bench_engine's mixed step (RWKVX_PROFILE_MIXED=D,P,T: D
 # sessions decoding beside P new T-token prompts, every item sampled), timed against the
 # decode step alone; MIXED_NCU=1 adds its per-kernel ncu profile (graphs off); MIXED_SEQ=1
@@ -162,14 +174,18 @@ from package_bench import SHAPES
 sd = oracle.make_state_dict(SHAPES["3.6b"], 1234)
 torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}, "/tmp/m36.pth")
 PY
-  if MODEL_PTH=/tmp/m36.pth serve tput36 --max-batch-tokens 1024 --max-queue 2048; then
-    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
-      --requests "${TPUT36_REQUESTS:-512}" --prompt-len 64 --max-tokens 128 --out "$OUT/tput36_short.json" | tail -2
-    timeout $(cap 100) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 16 --prompt-len 64 \
-      --max-tokens 128 --out "$OUT/tput36_one.json" | tail -2
-    curl -s "$URL/metrics" | grep -E '^rwkvx_(scheduler_seconds_total|step_seconds_total|steps_by_kind_total)' >"$OUT/tput36.metrics"
-    kill -INT $SERVER; wait $SERVER
-  fi
+  # TPUT36_BINS="rwkvx_base rwkvx": carried builds in turn (results tput36_<bin>_*.json).
+  for b36 in ${TPUT36_BINS:-rwkvx}; do
+    tag=tput36; [ -n "${TPUT36_BINS:-}" ] && tag=tput36_$b36
+    if BIN=$ROOT/.gpulibs/$b36 MODEL_PTH=/tmp/m36.pth serve $tag --max-batch-tokens 1024 --max-queue 2048; then
+      timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
+        --requests "${TPUT36_REQUESTS:-512}" --prompt-len 64 --max-tokens 128 --out "$OUT/${tag}_short.json" | tail -2
+      timeout $(cap 100) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 16 --prompt-len 64 \
+        --max-tokens 128 --out "$OUT/${tag}_one.json" | tail -2
+      curl -s "$URL/metrics" | grep -E '^rwkvx_(scheduler_seconds_total|step_seconds_total|steps_by_kind_total)' >"$OUT/$tag.metrics"
+      kill -INT $SERVER; wait $SERVER
+    fi
+  done
 fi
 
 if [ "${LOAD:-1}" = 1 ]; then  # tests/load: 1000 SSE + 200 gRPC streams; auto picks the GPU

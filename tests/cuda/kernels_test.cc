@@ -362,62 +362,96 @@ TEST(CudaKernels, GemvGroupEqualsSeparateLaunches) {
   EXPECT_EQ(kernels::LaunchGemvGroup(bad, 0), cudaErrorInvalidValue);  // no jobs
 }
 
-// The decode fusion of LayerNorm and the token-shift mixes equals the two launches.
+// The decode fusion of LayerNorm and the token-shift mixes equals the two launches, for
+// each LayerNorm kernel (the register kernel at 200 and 2560 columns, the row kernel for
+// many rows of 2560 and 4000 columns, the generic one past 4096), and a row gets the same
+// bits from every kernel (its first rows alone and within 300 rows).
 TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
   SKIP_WITHOUT_GPU();
-  std::mt19937 g(12);
-  const int rows = 5, C = 200, n_mix = 6;
+  struct Out {
+    std::vector<float> norm, state;
+    std::vector<__half> mix;
+  };
+  const int n_mix = 6;
   const size_t off = 37;  // this layer's prev vector inside each item's state block
-  auto x = Rand(rows * C, g, -3, 3), w = Rand(C, g, 0.5, 1.5), b = Rand(C, g, -0.5, 0.5);
-  auto mix = Rand(n_mix * C, g, 0, 1);
-  auto st = Rand(rows * (off + C), g, -2, 2);
-  std::vector<float*> base_a(rows), base_b(rows);
-  float* sa = Dev(st);
-  float* sb = Dev(st);
-  for (int r = 0; r < rows; ++r) { base_a[r] = sa + r * (off + C); base_b[r] = sb + r * (off + C); }
-  std::vector<int> row_item(rows), row0(rows), len(rows, 1);
-  for (int r = 0; r < rows; ++r) row_item[r] = row0[r] = r;
-
-  kernels::LayerNormParams ln;
-  ln.x = Dev(x);
-  ln.w = Dev(w);
-  ln.b = Dev(b);
-  ln.rows = rows;
-  ln.C = C;
-  kernels::LayerNormParams two = ln;
-  two.out = Dev(std::vector<float>(rows * C));
-  CK(kernels::LaunchLayerNorm(two, 0));
-  kernels::TokenShiftParams ts;
-  ts.u = two.out;
-  ts.row_item = Dev(row_item);
-  ts.item_row0 = Dev(row0);
-  ts.item_len = Dev(len);
-  ts.item_state = Dev(base_b);
-  ts.state_off = off;
-  ts.mix = Dev(mix);
-  ts.n_mix = n_mix;
-  ts.out = Dev(std::vector<__half>(n_mix * rows * C));
-  ts.rows = rows;
-  ts.items = rows;
-  ts.C = C;
-  CK(kernels::LaunchTokenShift(ts, 0));
-  ln.mix = ts.mix;
-  ln.n_mix = n_mix;
-  ln.mix_out = Dev(std::vector<__half>(n_mix * rows * C, __float2half(9.f)));
-  ln.item_state = Dev(base_a);
-  ln.state_off = off;
-  CK(kernels::LaunchLayerNorm(ln, 0));
-  CK(cudaDeviceSynchronize());
-  auto m1 = Host(static_cast<__half*>(ln.mix_out), n_mix * rows * C);
-  auto m2 = Host(static_cast<__half*>(ts.out), n_mix * rows * C);
-  for (size_t e = 0; e < m1.size(); ++e) ASSERT_EQ(__half2float(m1[e]), __half2float(m2[e])) << e;
-  auto s1 = Host(sa, st.size()), s2 = Host(sb, st.size());
-  for (size_t e = 0; e < st.size(); ++e) ASSERT_EQ(s1[e], s2[e]) << e;
-  // The saved vector is now the normed row, and something did change.
-  EXPECT_NE(s1[off], st[off]);
-  kernels::LayerNormParams bad = ln;
-  bad.row_index = ts.row_item;
-  EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);  // fusion needs plain rows
+  auto run = [&](int rows, int C, uint32_t seed, Out* o) {
+    std::mt19937 g(seed), gx(seed + 1), gs(seed + 2);  // apart: a run's first rows do not depend on `rows`
+    auto w = Rand(C, g, 0.5, 1.5), b = Rand(C, g, -0.5, 0.5), mix = Rand(n_mix * C, g, 0, 1);
+    auto x = Rand(rows * C, gx, -3, 3);
+    auto st = Rand(rows * (off + C), gs, -2, 2);
+    std::vector<float*> base_a(rows), base_b(rows);
+    float* sa = Dev(st);
+    float* sb = Dev(st);
+    for (int r = 0; r < rows; ++r) { base_a[r] = sa + r * (off + C); base_b[r] = sb + r * (off + C); }
+    std::vector<int> row_item(rows), row0(rows), len(rows, 1);
+    for (int r = 0; r < rows; ++r) row_item[r] = row0[r] = r;
+    kernels::LayerNormParams ln;
+    ln.x = Dev(x);
+    ln.w = Dev(w);
+    ln.b = Dev(b);
+    ln.rows = rows;
+    ln.C = C;
+    kernels::LayerNormParams two = ln;
+    two.out = Dev(std::vector<float>(rows * C));
+    CK(kernels::LaunchLayerNorm(two, 0));
+    kernels::TokenShiftParams ts;
+    ts.u = two.out;
+    ts.row_item = Dev(row_item);
+    ts.item_row0 = Dev(row0);
+    ts.item_len = Dev(len);
+    ts.item_state = Dev(base_b);
+    ts.state_off = off;
+    ts.mix = Dev(mix);
+    ts.n_mix = n_mix;
+    ts.out = Dev(std::vector<__half>(n_mix * rows * C));
+    ts.rows = rows;
+    ts.items = rows;
+    ts.C = C;
+    CK(kernels::LaunchTokenShift(ts, 0));
+    ln.mix = ts.mix;
+    ln.n_mix = n_mix;
+    ln.mix_out = Dev(std::vector<__half>(n_mix * rows * C, __float2half(9.f)));
+    ln.item_state = Dev(base_a);
+    ln.state_off = off;
+    CK(kernels::LaunchLayerNorm(ln, 0));
+    CK(cudaDeviceSynchronize());
+    auto m1 = Host(static_cast<__half*>(ln.mix_out), n_mix * rows * C);
+    auto m2 = Host(static_cast<__half*>(ts.out), n_mix * rows * C);
+    for (size_t e = 0; e < m1.size(); ++e) EXPECT_EQ(__half2float(m1[e]), __half2float(m2[e])) << "C " << C << " at " << e;
+    auto s1 = Host(sa, st.size()), s2 = Host(sb, st.size());
+    for (size_t e = 0; e < st.size(); ++e) EXPECT_EQ(s1[e], s2[e]) << "C " << C << " at " << e;
+    // The saved vector is now the normed row, and something did change.
+    EXPECT_NE(s1[off], st[off]);
+    o->norm = Host(two.out, rows * C);
+    o->state = s1;
+    o->mix = m1;
+    // Against a double-precision LayerNorm.
+    for (int r = 0; r < rows; r += 37) {
+      double mean = 0, var = 0;
+      for (int c = 0; c < C; ++c) mean += x[r * C + c];
+      mean /= C;
+      for (int c = 0; c < C; ++c) var += (x[r * C + c] - mean) * (x[r * C + c] - mean);
+      const double inv = 1 / std::sqrt(var / C + 1e-5);
+      for (int c = 0; c < C; c += 13)
+        EXPECT_NEAR(o->norm[r * C + c], (x[r * C + c] - mean) * inv * w[c] + b[c], 1e-4) << "C " << C << " row " << r;
+    }
+    if (rows == 5) {
+      kernels::LayerNormParams bad = ln;
+      bad.row_index = ts.row_item;
+      EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);  // fusion needs plain rows
+    }
+  };
+  for (int C : {200, 2560, 4000, 5000}) {
+    Out few, many;
+    run(5, C, 12, &few);  // same seed: rows 0-4 are the same
+    run(300, C, 12, &many);
+    ASSERT_FALSE(few.norm.empty() || many.norm.empty());
+    for (int r = 0; r < 5; ++r)
+      for (int c = 0; c < C; ++c) {
+        ASSERT_EQ(few.norm[r * C + c], many.norm[r * C + c]) << "C " << C << " row " << r << " col " << c;
+        ASSERT_EQ(__half2float(few.mix[r * C + c]), __half2float(many.mix[r * C + c])) << "C " << C << " row " << r;
+      }
+  }
 }
 
 TEST(CudaKernels, GemvMatchesReference) {
