@@ -11,9 +11,11 @@
 #include "engine/backend.h"
 
 #ifdef RWKVX_HAVE_CUDA
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "kernels/activation.cuh"
 #include "kernels/attn_decode.cuh"
 #include "kernels/attn_prefill.cuh"
 #include "kernels/gemv.cuh"
@@ -452,6 +454,52 @@ TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
         ASSERT_EQ(__half2float(few.mix[r * C + c]), __half2float(many.mix[r * C + c])) << "C " << C << " row " << r;
       }
   }
+}
+
+// The activation launch (a GEMM's float32 output to half with tanh / sigmoid / relu^2 /
+// none): four elements a thread where the buffers allow (aligned, n % 4 == 0), one
+// otherwise, with the same bits (the one-element kernel is made to run by an output one
+// half off the 8-byte boundary); both near the host's values.
+TEST(CudaKernels, ActivationFourWideEqualsOneWide) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(21);
+  const size_t n = 4096;
+  auto x = Rand(n, g, -6, 6);
+  float* in = Dev(x);
+  for (bool bf16 : {false, true})
+    for (kernels::Act act : {kernels::Act::kNone, kernels::Act::kTanh, kernels::Act::kSigmoid, kernels::Act::kReluSq}) {
+      __half* out = Dev(std::vector<__half>(n + 1));
+      kernels::ActivationParams p;
+      p.in = in;
+      p.n = n;
+      p.act = act;
+      p.bf16 = bf16;
+      p.out = out;  // four-wide
+      CK(kernels::LaunchActivation(p, 0));
+      __half* out1 = Dev(std::vector<__half>(n + 1));
+      p.out = out1 + 1;  // 2 bytes off the 8-byte boundary: one-wide
+      CK(kernels::LaunchActivation(p, 0));
+      CK(cudaDeviceSynchronize());
+      auto a = Host(out, n), b = Host(out1 + 1, n);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), n * 2), 0) << "act " << static_cast<int>(act) << " bf16 " << bf16;
+      for (size_t i = 0; i < n; i += 7) {
+        const float v = x[i];
+        double want = v;
+        if (act == kernels::Act::kTanh) want = std::tanh(v);
+        if (act == kernels::Act::kSigmoid) want = 1 / (1 + std::exp(-v));
+        if (act == kernels::Act::kReluSq) want = v > 0 ? double(v) * v : 0;
+        uint16_t bits;
+        std::memcpy(&bits, &a[i], 2);
+        float got;
+        if (bf16) {
+          const uint32_t f = uint32_t(bits) << 16;
+          std::memcpy(&got, &f, 4);
+        } else {
+          got = __half2float(a[i]);
+        }
+        EXPECT_NEAR(got, want, (bf16 ? 8e-3 : 1e-3) * std::max(1.0, std::abs(want))) << i;
+      }
+    }
 }
 
 TEST(CudaKernels, GemvMatchesReference) {
