@@ -73,7 +73,8 @@ for preset in $SANITIZERS; do
       # Left out here (they run unsanitized and under ASan): tests whose cost is decoding
       # thousands of tokens (533 of this step's 752 s under TSan on 2 cores) or grammar
       # masks over seeds (137 s); their threads do what the other tests' threads do.
-      RWKVX_BIN=$B/rwkvx step "tsan: e2e subset (TSan server)" \
+      # --stream-writer on: the writer threads run here too (auto turns them off on 2 cores).
+      RWKVX_BIN=$B/rwkvx RWKVX_E2E_SERVER_ARGS="--stream-writer on" step "tsan: e2e subset (TSan server)" \
         pytest_run tests/e2e/test_scheduling.py tests/e2e/test_faults.py tests/e2e/test_memory_faults.py \
         tests/e2e/test_http_limits.py tests/e2e/test_api_keys.py tests/e2e/test_sessions.py tests/e2e/test_session_dir.py \
         tests/e2e/test_grpc_api.py tests/e2e/test_grpc_chat.py tests/e2e/test_openai_api.py tests/e2e/test_responses.py \

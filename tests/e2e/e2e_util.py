@@ -44,8 +44,11 @@ class Server:
         self.port_file = os.path.join(self.dir.name, "ports.json")
         self.log_path = os.path.join(self.dir.name, "server.log")
         self.log = open(self.log_path, "wb")
+        # RWKVX_E2E_SERVER_ARGS: flags for every server of the run (before the test's own),
+        # e.g. the sanitizer stage's "--stream-writer on" on a 2-core machine where auto is off.
+        common = os.environ.get("RWKVX_E2E_SERVER_ARGS", "").split()
         args = [binary(), "serve", "--http-port", "0", "--grpc-port", "0",
-                "--port-file", self.port_file, *extra_args]
+                "--port-file", self.port_file, *common, *extra_args]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         ports = wait_for(self._ports, "the server's port file")
         self.http_port = ports["http_port"]
