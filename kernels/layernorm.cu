@@ -7,6 +7,34 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxMix = 6;  // RWKV-7 time mixing has six (r, w, k, v, a, g)
 
+// The input row of block row r (through row_index where given).
+__device__ __forceinline__ const float* RowIn(const LayerNormParams& p, int r) {
+  return p.x + static_cast<size_t>(p.row_index ? p.row_index[r] : r) * p.C;
+}
+
+// The row's mean and 1 / sqrt(var + eps) from this thread's columns threadIdx.x + i *
+// kThreads (in that order; two passes, like the float32 reference, so no E[x^2]-E[x]^2
+// cancellation). Shared by the register and row kernels: the same bits.
+template <int kPer>
+__device__ __forceinline__ void RowStats(const float (&xv)[kPer], const LayerNormParams& p, float* scratch,
+                                         float* mean_out, float* inv_out) {
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i)
+    if (threadIdx.x + i * kThreads < p.C) s += xv[i];
+  const float mean = BlockSum(s, scratch) / p.C;
+  float v = 0.f;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i)
+    if (threadIdx.x + i * kThreads < p.C) {
+      const float d = xv[i] - mean;
+      v += d * d;
+    }
+  const float var = BlockSum(v, scratch) / p.C;
+  *mean_out = mean;
+  *inv_out = 1.f / sqrtf(var + p.eps);
+}
+
 // One block per row; two passes over the row (mean, then centred variance) like the
 // float32 reference, so the result does not suffer from E[x^2]-E[x]^2 cancellation.
 // Each thread owns the columns c = threadIdx.x + i * kThreads, i < kPer, and sums them in
@@ -23,8 +51,7 @@ __global__ void __launch_bounds__(kThreads) LayerNormRegsKernel(LayerNormParams 
   PdlTrigger();
   __shared__ float scratch[33];
   const int r = blockIdx.x;
-  const int src = p.row_index ? p.row_index[r] : r;
-  const float* x = p.x + static_cast<size_t>(src) * p.C;  // out may alias it: read first
+  const float* x = RowIn(p, r);  // out may alias it: read first
   const float* __restrict__ w = p.w;
   const float* __restrict__ b = p.b;
   const float* __restrict__ mix = p.mix;
@@ -42,20 +69,8 @@ __global__ void __launch_bounds__(kThreads) LayerNormRegsKernel(LayerNormParams 
 #pragma unroll
     for (int m = 0; m < kMaxMix; ++m) mv[i][m] = in && m < p.n_mix ? __ldg(mix + m * p.C + c) : 0.f;
   }
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i)
-    if (threadIdx.x + i * kThreads < p.C) s += xv[i];
-  const float mean = BlockSum(s, scratch) / p.C;
-  float v = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i)
-    if (threadIdx.x + i * kThreads < p.C) {
-      const float d = xv[i] - mean;
-      v += d * d;
-    }
-  const float var = BlockSum(v, scratch) / p.C;
-  const float inv = 1.f / sqrtf(var + p.eps);
+  float mean, inv;
+  RowStats<kPer>(xv, p, scratch, &mean, &inv);
   const size_t plane = static_cast<size_t>(p.rows) * p.C;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
@@ -87,28 +102,15 @@ __global__ void __launch_bounds__(kThreads) LayerNormRowKernel(LayerNormParams p
   PdlTrigger();
   __shared__ float scratch[33];
   const int r = blockIdx.x;
-  const int src = p.row_index ? p.row_index[r] : r;
-  const float* x = p.x + static_cast<size_t>(src) * p.C;  // out may alias it: read first
+  const float* x = RowIn(p, r);  // out may alias it: read first
   float xv[kPer];
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
     const int c = threadIdx.x + i * kThreads;
     xv[i] = c < p.C ? x[c] : 0.f;
   }
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i)
-    if (threadIdx.x + i * kThreads < p.C) s += xv[i];
-  const float mean = BlockSum(s, scratch) / p.C;
-  float v = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i)
-    if (threadIdx.x + i * kThreads < p.C) {
-      const float d = xv[i] - mean;
-      v += d * d;
-    }
-  const float var = BlockSum(v, scratch) / p.C;
-  const float inv = 1.f / sqrtf(var + p.eps);
+  float mean, inv;
+  RowStats<kPer>(xv, p, scratch, &mean, &inv);
   const size_t plane = static_cast<size_t>(p.rows) * p.C;
   float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
 #pragma unroll
@@ -133,8 +135,7 @@ __global__ void LayerNormKernel(LayerNormParams p) {
   PdlTrigger();
   __shared__ float scratch[33];
   const int r = blockIdx.x;
-  const int src = p.row_index ? p.row_index[r] : r;
-  const float* x = p.x + static_cast<size_t>(src) * p.C;
+  const float* x = RowIn(p, r);
   float s = 0.f;
   for (int c = threadIdx.x; c < p.C; c += blockDim.x) s += x[c];
   const float mean = BlockSum(s, scratch) / p.C;
