@@ -9,11 +9,23 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "kernels/attn_item.cuh"
 
+// In a test body: the launch or call returned cudaSuccess, else the test stops.
+#define CK(x) ASSERT_EQ((x), cudaSuccess) << #x
+
 namespace rwkvx {
+
+// n uniform floats in [lo, hi).
+inline std::vector<float> Rand(size_t n, std::mt19937& g, float lo, float hi) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
 
 template <class T>
 inline T* Dev(const std::vector<T>& h) {
