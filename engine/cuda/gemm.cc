@@ -1,6 +1,7 @@
 // CudaBackend's projections: a weight-bound GEMV (kernels/gemv.cuh) for steps of at most
 // kGemvMaxRows rows, cuBLAS GEMMs (fp16/bf16 inputs, fp32 accumulation) above.
 #include <algorithm>
+#include <cstddef>
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
@@ -46,31 +47,37 @@ absl::Status CudaBackend::GemmHalfOut(void* y, const void* x, const void* w, int
   return GemmOne(GemmJob{nullptr, y, nullptr, x, w, out, in}, rows);
 }
 
+namespace {
+ptrdiff_t Bytes(const void* from, const void* to) {
+  return static_cast<const char*>(to) - static_cast<const char*>(from);
+}
+}  // namespace
+
 // How many jobs from jobs[0] run as one strided-batched GEMM: float32 outputs without an
 // activation, one shape, and weights, inputs and outputs each at one fixed non-negative
-// stride (the r, k, v projections: device_model.cc and the workspace place them so).
+// stride (the r, k, v projections: device_model.cc and the workspace place them so; any
+// other run that happens to lie so is the same products in one launch).
 int CudaBackend::BatchRun(const GemmJob* jobs, int n) {
-  auto d = [](const void* a, const void* b) { return static_cast<const char*>(b) - static_cast<const char*>(a); };
   const GemmJob& q = jobs[0];
   if (n < 2 || !q.y || q.act != kernels::Act::kNone) return 1;
-  const ptrdiff_t dw = d(q.w, jobs[1].w), dx = d(q.x, jobs[1].x), dy = d(q.y, jobs[1].y);
+  const ptrdiff_t dw = Bytes(q.w, jobs[1].w), dx = Bytes(q.x, jobs[1].x), dy = Bytes(q.y, jobs[1].y);
   if (dw <= 0 || dx < 0 || dy <= 0 || dw % 2 || dx % 2 || dy % 4) return 1;
   int run = 1;
   for (; run < n; ++run) {
     const GemmJob& o = jobs[run];
     if (!o.y || o.act != kernels::Act::kNone || o.out != q.out || o.in != q.in || o.accumulate != q.accumulate ||
-        d(q.w, o.w) != run * dw || d(q.x, o.x) != run * dx || d(q.y, o.y) != run * dy)
+        Bytes(q.w, o.w) != run * dw || Bytes(q.x, o.x) != run * dx || Bytes(q.y, o.y) != run * dy)
       break;
   }
   return run;
 }
 
 absl::Status CudaBackend::GemmStrided(const GemmJob* jobs, int count, int rows) {
-  auto d = [](const void* a, const void* b) { return static_cast<const char*>(b) - static_cast<const char*>(a); };
   const GemmJob& q = jobs[0];
   const float alpha = 1.f, beta = q.accumulate ? 1.f : 0.f;
   const cudaDataType_t t = dev_->bf16 ? CUDA_R_16BF : CUDA_R_16F;
-  const long long sw = d(q.w, jobs[1].w) / 2, sx = d(q.x, jobs[1].x) / 2, sy = d(q.y, jobs[1].y) / 4;
+  // Strides in elements (half weights and inputs, float outputs), as BatchRun checked them.
+  const long long sw = Bytes(q.w, jobs[1].w) / 2, sx = Bytes(q.x, jobs[1].x) / 2, sy = Bytes(q.y, jobs[1].y) / 4;
   RWKVX_CUBLAS_RETURN(cublasGemmStridedBatchedEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, q.out, rows, q.in, &alpha, q.w, t,
                                                  q.in, sw, q.x, t, q.in, sx, &beta, q.y, CUDA_R_32F, q.out, sy, count,
                                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
