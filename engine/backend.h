@@ -184,6 +184,9 @@ struct CudaBackendOptions {
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;
+  // Rows from which an item takes the chunked recurrence; shorter items run the sequential
+  // kernel, which is as fast or faster for them (docs/CUDA.md: measured on the H200).
+  int wkv_chunked_min_len = 256;
 };
 // Returns Unavailable (with the reason) when no usable GPU or the build has no CUDA.
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(std::shared_ptr<const Model> model,

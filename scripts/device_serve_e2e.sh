@@ -66,18 +66,19 @@ done
 # MIXED="192,64,17 192,2,512": bench_engine's mixed step (RWKVX_PROFILE_MIXED=D,P,T: D
 # sessions decoding beside P new T-token prompts, every item sampled), timed against the
 # decode step alone; MIXED_NCU=1 adds its per-kernel ncu profile (graphs off); MIXED_SEQ=1
-# the same step with --wkv-chunked 0 (every item on the sequential recurrence).
+# the same step with --wkv-chunked 0 (every item on the sequential recurrence); MIXED_SHAPE
+# (default PROFILE_SHAPE) picks the shape.
 for spec in ${MIXED:-}; do
-  RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" >"$OUT/mixed_$spec.txt" 2>&1
+  RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" >"$OUT/mixed_$spec.txt" 2>&1
   echo "mixed $spec rc=$?"; grep "mixed step" "$OUT/mixed_$spec.txt"
   if [ "${MIXED_SEQ:-0}" = 1 ]; then  # the same step with the sequential wkv7 only (the split off)
-    RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" --wkv-chunked 0 >"$OUT/mixed_seq_$spec.txt" 2>&1
+    RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" --wkv-chunked 0 >"$OUT/mixed_seq_$spec.txt" 2>&1
     echo "mixed (--wkv-chunked 0) $spec rc=$?"; grep "mixed step" "$OUT/mixed_seq_$spec.txt"
   fi
   if [ "${MIXED_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
     RWKVX_PROFILE_MIXED=$spec timeout $(cap 200) ncu --profile-from-start off --cache-control none --clock-control none \
       --print-summary per-kernel --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
-      .gpulibs/bench_engine --shape "${PROFILE_SHAPE:-0.2b}" --cuda-graphs 0 >"$OUT/ncu_mixed_$spec.txt" 2>&1
+      .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" --cuda-graphs 0 >"$OUT/ncu_mixed_$spec.txt" 2>&1
     echo "ncu mixed $spec rc=$?"; python3 scripts/ncu_summary.py "$OUT/ncu_mixed_$spec.txt" | tee "$OUT/ncu_mixed_${spec}_summary.txt" | head -25
   fi
 done
@@ -146,19 +147,23 @@ if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the issue's two loads
     vbin=$BIN  # label@name: the carried .gpulibs/name (another build) instead of rwkvx
     if [[ $label == *@* ]]; then vbin=$ROOT/.gpulibs/${label#*@}; label=${label%@*}; fi
     echo "tput $label ($vbin $flags)"
-    BIN=$vbin serve "tput_$label" --max-batch-tokens 1024 --max-queue 2048 $flags || continue
+    # TPUT_BATCH_FLAGS (default "--max-batch-tokens 1024", the loads; "" = the server's own default)
+    BIN=$vbin serve "tput_$label" ${TPUT_BATCH_FLAGS---max-batch-tokens 1024} --max-queue 2048 $flags || continue
     # After each load: the server's step counters, so that the backend's share of the wall
     # (rwkvx_step_duration_seconds_sum) and the mean batch are known.
     stepstats() { curl -s "$URL/metrics" | grep -E '^rwkvx_(steps_total|time_to_first_token_seconds_(sum|count)|queue_time_seconds_(sum|count)|inter_token_latency_seconds_(sum|count)|scheduler_seconds_total\{[^}]*\}|steps_by_kind_total\{[^}]*\}|step_seconds_total\{[^}]*\}|step_duration_seconds_(sum|count)|step_batch_sessions_(sum|count)|step_batch_tokens_(sum|count)|backend_graphs|backend_device_bytes) ' >"$OUT/tput_${label}_$1.metrics"; }
-    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 --requests 1024 --prompt-len 64 \
-      --max-tokens 128 --out "$OUT/tput_${label}_short.json" | tail -3
-    stepstats short
-    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 --requests 1024 --prompt-len 2048 \
-      --max-tokens 128 --out "$OUT/tput_${label}_long.json" | tail -3
-    stepstats long
-    timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
-      --max-tokens 128 --out "$OUT/tput_${label}_one.json" | tail -3
-    stepstats one
+    # TPUT_LOADS (default "short long one"): which of the three loads run, in that order.
+    for load in ${TPUT_LOADS:-short long one}; do
+      case $load in
+        short) timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
+                 --requests 1024 --prompt-len 64 --max-tokens 128 --out "$OUT/tput_${label}_short.json" | tail -2 ;;
+        long) timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
+                --requests 1024 --prompt-len 2048 --max-tokens 128 --out "$OUT/tput_${label}_long.json" | tail -2 ;;
+        one) timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
+               --max-tokens 128 --out "$OUT/tput_${label}_one.json" | tail -2 ;;
+      esac
+      stepstats "$load"
+    done
     kill -INT $SERVER; wait $SERVER
   done
 fi

@@ -20,6 +20,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <limits>
 #include <map>
 #include <memory>
 #include <vector>
@@ -233,8 +235,10 @@ class CudaBackend final : public Backend {
   // CUDA graphs of pure decode steps (opts_.cuda_graphs).
   DecodeGraphs graphs_;
   // Chunked wkv7 (kernels/wkv7_chunked.cuh) for steps with an item of at least
-  // kWkvChunkedMinLen rows and few (item, head) pairs; opts_.wkv_chunked = false turns it off.
-  static constexpr int kWkvChunkedMinLen = 128;
+  // WkvChunkedMinLen() rows and few (item, head) pairs; opts_.wkv_chunked = false turns it off.
+  int WkvChunkedMinLen() const {
+    return opts_.wkv_chunked ? std::max(1, opts_.wkv_chunked_min_len) : std::numeric_limits<int>::max();
+  }
   static constexpr size_t kWkvScratchBytes = size_t{64} << 20;
   bool graph_mode_ = false;   // set while capturing: chunk selection uses the fixed cap
   int graph_chunk_cap_ = 0;
@@ -248,7 +252,7 @@ class CudaBackend final : public Backend {
     float *x, *u, *r, *k, *v, *w, *a, *kk, *y, *g, *vfirst, *vg, *lora, *ffn, *logits, *part;
     void *mixh, *yh, *lorah, *ffnh, *headh;
     int* selected;
-    float* wkv;  // chunked-recurrence scratch (kWkvScratchBytes) once rows >= kWkvChunkedMinLen
+    float* wkv;  // chunked-recurrence scratch (kWkvScratchBytes) once rows >= WkvChunkedMinLen()
     std::vector<void*> allocs;
   } ws_{};
 };

@@ -183,19 +183,20 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
   // --- Kernel choices. Prefill of few sessions: the chunked recurrence spreads each
   // (item, head) over many SMs. Decode: split each (item, head) so that the attention
   // has about two blocks per SM.
-  p.wkv_chunked = opts_.wkv_chunked && p.max_len >= kWkvChunkedMinLen && p.items * H_ < 2 * sm_count_;
+  const int min_len = WkvChunkedMinLen();
+  p.wkv_chunked = p.max_len >= min_len && p.items * H_ < 2 * sm_count_;
   // Long prompt chunks beside many short items (new requests joining decoding ones): the
   // sequential kernel would run each long item's rows on one block per head while the
   // rest of the step waits; the long ones take the chunked kernel instead.
   p.wkv_long = 0;
   p.wkv_order.clear();
-  if (opts_.wkv_chunked && !p.wkv_chunked && p.max_len >= kWkvChunkedMinLen) {
+  if (!p.wkv_chunked && p.max_len >= min_len) {
     for (int b = 0; b < p.items; ++b)
-      if (p.len[b] >= kWkvChunkedMinLen) p.wkv_order.push_back(b);
+      if (p.len[b] >= min_len) p.wkv_order.push_back(b);
     if (!p.wkv_order.empty() && static_cast<int>(p.wkv_order.size()) * H_ < 2 * sm_count_) {
       p.wkv_long = static_cast<int>(p.wkv_order.size());
       for (int b = 0; b < p.items; ++b)
-        if (p.len[b] < kWkvChunkedMinLen) p.wkv_order.push_back(b);
+        if (p.len[b] < min_len) p.wkv_order.push_back(b);
     } else {
       p.wkv_order.clear();
     }

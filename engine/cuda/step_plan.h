@@ -61,7 +61,7 @@ struct StepPlan {
   int decode_splits = 1;     // attn_decode's splits of each (item, head)
   bool wkv_chunked = false;  // kernels/wkv7_chunked.cuh for this step's recurrence
   // A step mixing long prompt chunks with other items: its wkv_long items of at least
-  // kWkvChunkedMinLen rows (few: wkv_long * H < 2 * SMs) take the chunked recurrence, the
+  // WkvChunkedMinLen() rows (few: wkv_long * H < 2 * SMs) take the chunked recurrence, the
   // rest the sequential one. wkv_order lists the items long ones first (StepMetaViews'
   // wkv_* arrays follow it). 0 when the whole step takes one kernel (wkv_chunked says which).
   int wkv_long = 0;

@@ -16,7 +16,7 @@ size_t CudaBackend::WsBytes(int rows, int items, int logit_rows, size_t part_flo
   const size_t RC = static_cast<size_t>(rows) * C_;
   return 12 * RC * 4 + static_cast<size_t>(rows) * maxrank_ * 12 + static_cast<size_t>(rows) * F_ * 6 + 6 * RC * 2 +
          RC * 2 + static_cast<size_t>(logit_rows) * (V_ * 4 + C_ * 2) + part_floats * 4 + items * 16 * 4 +
-         (rows >= kWkvChunkedMinLen ? kWkvScratchBytes : 0);
+         (rows >= WkvChunkedMinLen() ? kWkvScratchBytes : 0);
 }
 
 absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, size_t part_floats) {
@@ -60,7 +60,7 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
   alloc(ws_.part_floats * sizeof(float), &ws_.part);
   alloc(static_cast<size_t>(ws_.items) * 16 * sizeof(int), &ws_.selected);
   ws_.wkv = nullptr;
-  if (ws_.rows >= kWkvChunkedMinLen) alloc(kWkvScratchBytes, &ws_.wkv);
+  if (ws_.rows >= WkvChunkedMinLen()) alloc(kWkvScratchBytes, &ws_.wkv);
   if (failed) {
     for (void* p : ws_.allocs) cudaFree(p);
     ws_ = Ws{};

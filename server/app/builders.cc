@@ -74,7 +74,8 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.bf16 = f.weights == "bf16";
     c.gpu_memory_fraction = f.gpu_memory_fraction;
     c.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
-    c.reserve_step_rows = f.max_batch_tokens;
+    c.reserve_step_rows = BatchTokens(f);
+    if (f.cuda_wkv_chunked_min > 0) c.wkv_chunked_min_len = f.cuda_wkv_chunked_min;
     c.reserve_step_items = f.max_sessions;
     c.split_mixed_steps = f.cuda_split_mixed != 0;
     c.graph_buckets = f.cuda_graph_buckets != 0;
@@ -97,7 +98,9 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   auto bad = [](const char* m) { return absl::InvalidArgumentError(m); };
   if (f.max_sessions < 1) return bad("--max-sessions must be >= 1");
   if (f.max_queue < 0) return bad("--max-queue must be >= 0");
-  if (f.max_batch_tokens < 1 || f.prefill_chunk < 1) return bad("--max-batch-tokens and --prefill-chunk must be >= 1");
+  if (f.max_batch_tokens < 0 || f.prefill_chunk < 1)
+    return bad("--max-batch-tokens must be >= 1 (0 = auto) and --prefill-chunk >= 1");
+  if (f.cuda_wkv_chunked_min < 0) return bad("--cuda-wkv-chunked-min must be >= 1 (0 = the default)");
   if (f.prefill_interval < 1 || f.prefill_interval > 1000) return bad("--prefill-interval must be in [1, 1000]");
   if (f.max_tokens < 1 || f.default_max_tokens < 1 || f.default_max_tokens > f.max_tokens)
     return bad("need 1 <= --default-max-tokens <= --max-tokens");
@@ -231,6 +234,17 @@ absl::StatusOr<std::unique_ptr<Backend>> BuildBackend(const ServeFlags& f,
   return backend;
 }
 
+void ResolveBatchTokens(ServeFlags* f) {
+  if (f->max_batch_tokens > 0) {
+    SLOG(INFO) << "step size: " << f->max_batch_tokens << " tokens (--max-batch-tokens)";
+    return;
+  }
+  const bool cuda = f->backend == "cuda" || (f->backend == "auto" && CudaUnavailableReason().empty());
+  f->max_batch_tokens = cuda ? kBatchTokensCuda : kBatchTokensCpu;
+  SLOG(INFO) << "step size: " << f->max_batch_tokens << " tokens (--max-batch-tokens auto: "
+             << (cuda ? "CUDA" : "CPU") << " backend; docs/SERVER.md)";
+}
+
 void ApplyPrefixCacheDefault(const MemoryInfo& memory, ServeFlags* f) {
   if (f->prefix_cache_bytes == 0) {
     SLOG(INFO) << "prefix cache: off (--prefix-cache-bytes 0)";
@@ -260,7 +274,7 @@ SchedulerOptions SchedulerOptionsFromFlags(const ServeFlags& f) {
   SchedulerOptions so;
   so.max_running = f.max_sessions;
   so.max_queued = f.max_queue;
-  so.max_batch_tokens = f.max_batch_tokens;
+  so.max_batch_tokens = BatchTokens(f);
   so.prefill_chunk = f.prefill_chunk;
   so.prefill_interval = f.prefill_interval;
   so.prefix_cache_bytes = static_cast<size_t>(f.prefix_cache_bytes);

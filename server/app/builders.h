@@ -41,6 +41,15 @@ absl::StatusOr<ServedModel> BuildServedModel(const ServeFlags& f);
 // force and where each came from.
 void ApplyModelLimits(const Model& model, ServeFlags* f);
 
+// --max-batch-tokens auto (0): kBatchTokensCuda where the CUDA backend will serve
+// (--backend cuda, or auto with a usable GPU), else kBatchTokensCpu. Call before
+// BuildBackend (the CUDA backend reserves its step workspace for that many rows); logs
+// the value in force and why. BatchTokens(f): the value, kBatchTokensCpu while unresolved.
+inline constexpr int kBatchTokensCpu = 512;
+inline constexpr int kBatchTokensCuda = 4096;
+void ResolveBatchTokens(ServeFlags* f);
+inline int BatchTokens(const ServeFlags& f) { return f.max_batch_tokens > 0 ? f.max_batch_tokens : kBatchTokensCpu; }
+
 // --prefix-cache-bytes auto (-1): a quarter of the backend's session memory
 // (MemoryInfo::capacity_bytes), or kPrefixCacheCpuDefaultBytes where the backend has no
 // budget (the CPU without --memory-budget-bytes). Logs the size in force and why.

@@ -50,6 +50,9 @@ const std::vector<FlagDef>& Defs() {
       NUM(cuda_split_mixed, "cuda-split-mixed", "0|1",
           "CUDA: run a step that mixes decoding sessions with prompt chunks as two sub-steps, the decode "
           "part replayed from a CUDA graph (1), or as one eager step (0, default); docs/CUDA.md"),
+      NUM(cuda_wkv_chunked_min, "cuda-wkv-chunked-min", "N",
+          "CUDA: prompt chunks of at least N tokens run the chunked wkv7 recurrence, shorter ones the "
+          "sequential kernel (0 = the default, 256; docs/CUDA.md)"),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),
@@ -89,7 +92,9 @@ const std::vector<FlagDef>& Defs() {
           "context, sidecar ctx_len, else 131072; the start-up log says which is in force)"),
       NUM(max_tokens, "max-tokens", "N", "max generated tokens per request (upper bound of max_tokens)"),
       NUM(default_max_tokens, "default-max-tokens", "N", "max_tokens when the request gives none"),
-      NUM(max_batch_tokens, "max-batch-tokens", "N", "tokens per backend step (decode + prefill chunks)"),
+      NUM(max_batch_tokens, "max-batch-tokens", "N",
+          "tokens per backend step, decode + prompt chunks (0 = auto, default: 4096 on the CUDA backend, "
+          "512 on the CPU one; logged; docs/SERVER.md)"),
       NUM(prefill_chunk, "prefill-chunk", "N", "prompt tokens per session per step (chunked prefill)"),
       NUM(prefill_interval, "prefill-interval", "N",
           "while sessions are decoding, prompt chunks join a step only every N steps (the steps between "

@@ -36,6 +36,7 @@ struct ServeFlags {
   std::string weights;             // "" | fp32 | fp16 | bf16 (see --weights)
   double gpu_memory_fraction = 0.9;
   int cuda_split_mixed = 0;
+  int cuda_wkv_chunked_min = 0;  // 0 = CudaBackendOptions' default
   int cuda_graph_buckets = 1;
   int cuda_warmup = 1;             // WarmUp (engine/warmup.h) before serving, CUDA only
   std::string stream_writer = "auto";  // auto | on | off (SchedulerOptions::stream_writer)
@@ -59,7 +60,7 @@ struct ServeFlags {
   int max_prompt_tokens = 0;  // 0 = the model's declared context, else kDefaultPromptCap
   int max_tokens = 4096;
   int default_max_tokens = 256;
-  int max_batch_tokens = 512;
+  int max_batch_tokens = 0;  // 0 = auto (ResolveBatchTokens: by backend)
   int prefill_chunk = 128;
   int prefill_interval = 1;
   double request_timeout_s = 600;

@@ -107,6 +107,7 @@ int ServeMain(int argc, char** argv) {
   if (!tok.ok()) return Fail(tok.status());
   auto initial_states = BuildInitialStates(f, *served->model);
   if (!initial_states.ok()) return Fail(initial_states.status());
+  ResolveBatchTokens(&f);
   auto backend = BuildBackend(f, served->model);
   if (!backend.ok()) return Fail(backend.status());
   const std::string backend_name = (*backend)->Name();

@@ -31,8 +31,9 @@ TEST(CudaBackend, ReportsUnavailableWithoutGpu) {
   EXPECT_FALSE(b.status().message().empty());
 }
 
-// Prefills of >= 128 tokens take the chunked wkv7 (kernels/wkv7_chunked.cuh); the same
-// script with CudaBackendOptions::wkv_chunked = false takes the sequential kernel. Both
+// Prefills of >= 256 tokens (CudaBackendOptions::wkv_chunked_min_len) take the chunked wkv7
+// (kernels/wkv7_chunked.cuh); the same script with wkv_chunked = false takes the sequential
+// kernel, and with wkv_chunked_min_len = 64 the 130-token prompt is chunked too. All
 // against the CPU.
 TEST(CudaBackend, LongPrefillParity) {
   SKIP_WITHOUT_GPU();
@@ -41,6 +42,9 @@ TEST(CudaBackend, LongPrefillParity) {
   CudaBackendOptions sequential = GpuOptions();
   sequential.wkv_chunked = false;
   RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, sequential wkv7", false, sequential);
+  CudaBackendOptions low = GpuOptions();
+  low.wkv_chunked_min_len = 64;
+  RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, chunked from 64 rows", false, low);
 }
 
 // Decode steps replayed from CUDA graphs give the same logits, bit for bit, as the same
@@ -268,10 +272,10 @@ TEST(CudaBackend, MixedStepChunksLongPrompts) {
   ASSERT_TRUE(cpu->Step(cin, &lc).ok());
   gin.clear();
   cin.clear();
-  for (int k = 0; k < 2; ++k) {  // two long prompts (>= 128 rows: chunked)
+  for (int k = 0; k < 2; ++k) {  // two long prompts (>= wkv_chunked_min_len = 256 rows: chunked)
     gs.push_back(*gpu->CreateSession());
     cs.push_back(*cpu->CreateSession());
-    gin.push_back({gs.back(), Tokens(k ? 160 : 200, 1024, 7 + k), true});
+    gin.push_back({gs.back(), Tokens(k ? 260 : 300, 1024, 7 + k), true});
     cin.push_back({cs.back(), gin.back().tokens, true});
   }
   for (int d = 0; d < D; ++d) {

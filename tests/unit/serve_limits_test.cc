@@ -1,5 +1,6 @@
 // ApplyModelLimits (server/app/builders.h): the prompt cap and the HTTP body limit follow
-// the model unless the flags set them.
+// the model unless the flags set them. ResolveBatchTokens: --max-batch-tokens auto follows
+// the backend.
 #include <gtest/gtest.h>
 
 #include "engine/model.h"
@@ -33,6 +34,35 @@ TEST(ServeLimits, PromptCapFollowsTheModel) {
   ApplyModelLimits(m, &explicit_flags);
   EXPECT_EQ(explicit_flags.max_prompt_tokens, 4096);
   EXPECT_EQ(explicit_flags.max_body_bytes, 5000);
+}
+
+TEST(ServeLimits, BatchTokensFollowTheBackend) {
+  ServeFlags cpu;
+  cpu.backend = "cpu";
+  EXPECT_EQ(BatchTokens(cpu), kBatchTokensCpu);  // unresolved: the CPU figure, never 0
+  ResolveBatchTokens(&cpu);
+  EXPECT_EQ(cpu.max_batch_tokens, kBatchTokensCpu);
+
+  ServeFlags cuda;  // --backend cuda: no driver needed to decide (start-up fails later without one)
+  cuda.backend = "cuda";
+  ResolveBatchTokens(&cuda);
+  EXPECT_EQ(cuda.max_batch_tokens, kBatchTokensCuda);
+  EXPECT_EQ(BatchTokens(cuda), kBatchTokensCuda);
+
+  ServeFlags given;
+  given.backend = "cuda";
+  given.max_batch_tokens = 300;
+  ResolveBatchTokens(&given);
+  EXPECT_EQ(given.max_batch_tokens, 300);
+  EXPECT_EQ(SchedulerOptionsFromFlags(given).max_batch_tokens, 300);
+
+  ServeFlags bad;
+  bad.max_batch_tokens = -1;
+  EXPECT_FALSE(CheckServeFlags(bad).ok());
+  ServeFlags bad_wkv;
+  bad_wkv.cuda_wkv_chunked_min = -5;
+  EXPECT_FALSE(CheckServeFlags(bad_wkv).ok());
+  EXPECT_TRUE(CheckServeFlags(ServeFlags{}).ok());  // the defaults (auto) pass
 }
 
 }  // namespace
