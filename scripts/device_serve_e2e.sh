@@ -82,6 +82,19 @@ for spec in ${MIXED:-}; do
     echo "ncu mixed $spec rc=$?"; python3 scripts/ncu_summary.py "$OUT/ncu_mixed_$spec.txt" | tee "$OUT/ncu_mixed_${spec}_summary.txt" | head -25
   fi
 done
+# MIXED_DETAIL="Wkv7Kernel": ncu's speed-of-light, warp-state, scheduler, memory and source
+# sections for the first launch of each named kernel inside the first MIXED spec's step.
+for kn in ${MIXED_DETAIL:-}; do
+  spec=${MIXED%% *}
+  if [ -n "$spec" ] && command -v ncu >/dev/null; then
+    RWKVX_PROFILE_MIXED=$spec timeout $(cap 200) ncu --profile-from-start off --cache-control none --clock-control none \
+      --kernel-name "regex:$kn" --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats \
+      --section SchedulerStats --section LaunchStats --section MemoryWorkloadAnalysis --section InstructionStats \
+      --section SourceCounters .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" --cuda-graphs 0 \
+      >"$OUT/ncu_mixed_detail_$kn.txt" 2>&1
+    echo "ncu mixed detail $kn rc=$?"; grep -E "Duration|Throughput|Achieved Occupancy|Registers Per|Stall|Issue Slot|Warp Cycles" "$OUT/ncu_mixed_detail_$kn.txt" | head -24
+  fi
+done
 # BENCH_BINS="bench_engine_base bench_engine bench_engine_base bench_engine": carried builds run
 # in turn (interleaved for a same-call ratio); results bench_<bin>_<shape>[_<n>].txt/json.
 declare -A seen=()
@@ -179,10 +192,14 @@ from package_bench import SHAPES
 sd = oracle.make_state_dict(SHAPES["3.6b"], 1234)
 torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}, "/tmp/m36.pth")
 PY
-  # TPUT36_BINS="rwkvx_base rwkvx": carried builds in turn (results tput36_<bin>_*.json).
-  for b36 in ${TPUT36_BINS:-rwkvx}; do
-    tag=tput36; [ -n "${TPUT36_BINS:-}" ] && tag=tput36_$b36
-    if BIN=$ROOT/.gpulibs/$b36 MODEL_PTH=/tmp/m36.pth serve $tag --max-batch-tokens 1024 --max-queue 2048; then
+  # TPUT36_BINS="rwkvx_base rwkvx": carried builds in turn (results tput36_<bin>_*.json);
+  # an entry "bin:flag,value,..." adds server flags (tag tput36_<bin>_<n>). The batch flags
+  # are TPUT_BATCH_FLAGS' (default "--max-batch-tokens 1024").
+  n36=0
+  for e36 in ${TPUT36_BINS:-rwkvx}; do
+    b36=${e36%%:*}; f36=""; [[ $e36 == *:* ]] && f36=${e36#*:} && f36=${f36//,/ }
+    n36=$((n36 + 1)); tag=tput36; [ -n "${TPUT36_BINS:-}" ] && tag=tput36_${b36}_$n36
+    if BIN=$ROOT/.gpulibs/$b36 MODEL_PTH=/tmp/m36.pth serve $tag ${TPUT_BATCH_FLAGS---max-batch-tokens 1024} --max-queue 2048 $f36; then
       timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
         --requests "${TPUT36_REQUESTS:-512}" --prompt-len 64 --max-tokens 128 --out "$OUT/${tag}_short.json" | tail -2
       timeout $(cap 100) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 16 --prompt-len 64 \
