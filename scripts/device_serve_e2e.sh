@@ -71,6 +71,12 @@ done
 for spec in ${MIXED:-}; do
   RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" >"$OUT/mixed_$spec.txt" 2>&1
   echo "mixed $spec rc=$?"; grep "mixed step" "$OUT/mixed_$spec.txt"
+  if [ -n "${MIXED_ALT:-}" ]; then  # MIXED_ALT="--flag value ...": the same step with other bench_engine flags
+    RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" $MIXED_ALT >"$OUT/mixed_alt_$spec.txt" 2>&1
+    echo "mixed ($MIXED_ALT) $spec rc=$?"; grep "mixed step" "$OUT/mixed_alt_$spec.txt"
+    RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" >"$OUT/mixed2_$spec.txt" 2>&1
+    echo "mixed (again) $spec rc=$?"; grep "mixed step" "$OUT/mixed2_$spec.txt"
+  fi
   if [ "${MIXED_SEQ:-0}" = 1 ]; then  # the same step with the sequential wkv7 only (the split off)
     RWKVX_PROFILE_MIXED=$spec timeout $(cap 120) .gpulibs/bench_engine --shape "${MIXED_SHAPE:-${PROFILE_SHAPE:-0.2b}}" --wkv-chunked 0 >"$OUT/mixed_seq_$spec.txt" 2>&1
     echo "mixed (--wkv-chunked 0) $spec rc=$?"; grep "mixed step" "$OUT/mixed_seq_$spec.txt"
