@@ -187,10 +187,6 @@ struct CudaBackendOptions {
   // Rows from which an item takes the chunked recurrence; shorter items run the sequential
   // kernel, which is as fast or faster for them (docs/CUDA.md: measured on the H200).
   int wkv_chunked_min_len = 256;
-  // Steps whose longest item has at least this many rows run the sequential wkv7 with four
-  // state rows per thread (kernels/wkv7.cuh rows_per_thread; the same bits, a quarter of
-  // the shared-memory reads); 0 = never. docs/CUDA.md: measured.
-  int wkv_rows4_min_len = 16;
 };
 // Returns Unavailable (with the reason) when no usable GPU or the build has no CUDA.
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(std::shared_ptr<const Model> model,

@@ -20,9 +20,6 @@ struct Wkv7Params {
   float* const* item_state = nullptr;  // [items] state block base
   size_t state_off = 0;                // floats from the base to this layer's [H, 64, 64]
   int items = 0, C = 0, H = 0;
-  // 1: 256-thread blocks, one state row per thread (decode); 4: 64-thread blocks, four rows
-  // per thread (long items: a quarter of the shared-memory reads). The same bits either way.
-  int rows_per_thread = 1;
 };
 cudaError_t LaunchWkv7(const Wkv7Params& p, cudaStream_t s);
 

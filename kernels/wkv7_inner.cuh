@@ -2,8 +2,8 @@
 // for kernels/wkv7.cu (the sequential kernel) and kernels/wkv7_chunked.cu (its pass A).
 // Device code only: no params struct, no launcher. Per token (see wkv7.cuh):
 //   sa_i = sum_j S_ij * (-kk_j);  S_ij <- S_ij*w_j + sa_i*kk_j*a_j + v_i*k_j;  y_i = sum_j S_ij*r_j
-// Thread t owns columns [(t%4)*16, +16) of state row i = t/4 (or of 4 rows: Wkv7TokensR) in
-// registers; row sums are finished with two shuffles among the row's 4 threads. The inputs of kTC tokens are staged
+// Thread t owns columns [(t%4)*16, +16) of state row i = t/4 in registers; row sums are
+// finished with two shuffles among the row's 4 threads. The inputs of kTC tokens are staged
 // into shared memory by all threads at once (one memory latency per kTC tokens), then the
 // kTC recurrence steps run with no barrier. Shared-memory instruction issue is the limit,
 // so every read is a conflict-free float4.
@@ -32,26 +32,19 @@ using StageRwk = float[kTC][5][kP][kSEG];
 using StageV = float[kTC][kN];
 
 // Runs tokens [0, len) of head h, whose inputs are at step rows row0.. of p's [rows, C]
-// arrays, from the state in `s`, which it leaves updated. R rows per thread: the block has
-// kThreads / R threads; thread t owns columns [(t%4)*16, +16) of rows t/4 + r*(kN/R),
-// r < R, in s[r]. Every row's sums run in the same order whatever R is (4 accumulators over
-// the thread's 16 columns, then the 4 parts by two shuffles), so the outputs and the state
-// are the same bits for R = 1 and R = 4; R = 4 reads each staged vector once for 4 rows
-// (a quarter of the shared-memory wavefronts, which bound R = 1 on long items). v is read
-// as 0 when zero_v (the chunked kernel's run from I). Each token's readout y_i goes to
-// emit(token, i, y) from the row's part-0 thread only.
-template <int R, class Emit>
-__device__ __forceinline__ void Wkv7TokensR(float (&s)[R][kJ], StageRwk& sh, StageV& sv, const Wkv7Params& p,
-                                            int row0, int len, int h, bool zero_v, Emit emit) {
-  constexpr int kT = kThreads / R;  // threads of the block
-  constexpr int kG = kN / R;        // row groups: row i of group g, r-th row = g + r * kG
-  const int t = threadIdx.x, g = t / kP, part = t % kP;
+// arrays, from the state in `s` (this thread's 16 columns of row threadIdx.x / kP), which it
+// leaves updated. v is read as 0 when zero_v (the chunked kernel's run from I). Each
+// token's readout y_i goes to emit(token, y) from the row's part-0 thread only.
+template <class Emit>
+__device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV& sv, const Wkv7Params& p, int row0,
+                                           int len, int h, bool zero_v, Emit emit) {
+  const int t = threadIdx.x, i = t / kP, part = t % kP;
   for (int c0 = 0; c0 < len; c0 += kTC) {
     const int n = min(kTC, len - c0);
     __syncthreads();  // the previous pass is done reading sh
 #pragma unroll
-    for (int q = 0; q < kTC * kN / kT; ++q) {
-      const int e = t + q * kT;
+    for (int q = 0; q < kTC * kN / kThreads; ++q) {
+      const int e = t + q * kThreads;
       const int tok = e / kN, c = e % kN;
       if (tok < n) {
         const size_t o = static_cast<size_t>(row0 + c0 + tok) * p.C + h * kN + c;
@@ -66,74 +59,47 @@ __device__ __forceinline__ void Wkv7TokensR(float (&s)[R][kJ], StageRwk& sh, Sta
       }
     }
     __syncthreads();
-    // R = 1: unrolled by two so that one token's output reduction overlaps the next
-    // token's update; R = 4 has four rows' work per token to overlap (and no registers
-    // to spare for two tokens).
-    constexpr int kUnroll = R == 1 ? 2 : 1;
-#pragma unroll kUnroll
+    // Unrolled so that one token's output reduction overlaps the next token's update.
+#pragma unroll 2
     for (int tok = 0; tok < n; ++tok) {
       const float4* r4 = reinterpret_cast<const float4*>(sh[tok][0][part]);
       const float4* w4 = reinterpret_cast<const float4*>(sh[tok][1][part]);
       const float4* k4 = reinterpret_cast<const float4*>(sh[tok][2][part]);
       const float4* n4 = reinterpret_cast<const float4*>(sh[tok][3][part]);
       const float4* b4 = reinterpret_cast<const float4*>(sh[tok][4][part]);
-      // Four accumulators per row: the sum is on the token-to-token critical path.
-      float sa0[R], sa1[R], sa2[R], sa3[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) sa0[r] = sa1[r] = sa2[r] = sa3[r] = 0.f;
+      // Four accumulators: the sum is on the token-to-token critical path.
+      float sa0 = 0.f, sa1 = 0.f, sa2 = 0.f, sa3 = 0.f;
 #pragma unroll
       for (int q = 0; q < kJ / 4; ++q) {
         const float4 nk = n4[q];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          sa0[r] += s[r][4 * q] * nk.x;
-          sa1[r] += s[r][4 * q + 1] * nk.y;
-          sa2[r] += s[r][4 * q + 2] * nk.z;
-          sa3[r] += s[r][4 * q + 3] * nk.w;
-        }
+        sa0 += s[4 * q] * nk.x;
+        sa1 += s[4 * q + 1] * nk.y;
+        sa2 += s[4 * q + 2] * nk.z;
+        sa3 += s[4 * q + 3] * nk.w;
       }
-      float sa[R], vi[R], y0[R], y1[R], y2[R], y3[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        sa[r] = (sa0[r] + sa1[r]) + (sa2[r] + sa3[r]);
-        sa[r] += __shfl_xor_sync(0xffffffffu, sa[r], 1);
-        sa[r] += __shfl_xor_sync(0xffffffffu, sa[r], 2);
-        vi[r] = sv[tok][g + r * kG];
-        y0[r] = y1[r] = y2[r] = y3[r] = 0.f;
-      }
+      float sa = (sa0 + sa1) + (sa2 + sa3);
+      sa += __shfl_xor_sync(0xffffffffu, sa, 1);
+      sa += __shfl_xor_sync(0xffffffffu, sa, 2);
+      const float vi = sv[tok][i];
+      float y0 = 0.f, y1 = 0.f, y2 = 0.f, y3 = 0.f;
 #pragma unroll
       for (int q = 0; q < kJ / 4; ++q) {
-        const float4 w = w4[q], b = b4[q], k = k4[q], rr = r4[q];
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          float* sr = s[r];
-          sr[4 * q] = sr[4 * q] * w.x + sa[r] * b.x + vi[r] * k.x;
-          sr[4 * q + 1] = sr[4 * q + 1] * w.y + sa[r] * b.y + vi[r] * k.y;
-          sr[4 * q + 2] = sr[4 * q + 2] * w.z + sa[r] * b.z + vi[r] * k.z;
-          sr[4 * q + 3] = sr[4 * q + 3] * w.w + sa[r] * b.w + vi[r] * k.w;
-          y0[r] += sr[4 * q] * rr.x;
-          y1[r] += sr[4 * q + 1] * rr.y;
-          y2[r] += sr[4 * q + 2] * rr.z;
-          y3[r] += sr[4 * q + 3] * rr.w;
-        }
+        const float4 w = w4[q], b = b4[q], k = k4[q], r = r4[q];
+        s[4 * q] = s[4 * q] * w.x + sa * b.x + vi * k.x;
+        s[4 * q + 1] = s[4 * q + 1] * w.y + sa * b.y + vi * k.y;
+        s[4 * q + 2] = s[4 * q + 2] * w.z + sa * b.z + vi * k.z;
+        s[4 * q + 3] = s[4 * q + 3] * w.w + sa * b.w + vi * k.w;
+        y0 += s[4 * q] * r.x;
+        y1 += s[4 * q + 1] * r.y;
+        y2 += s[4 * q + 2] * r.z;
+        y3 += s[4 * q + 3] * r.w;
       }
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        float y = (y0[r] + y1[r]) + (y2[r] + y3[r]);
-        y += __shfl_xor_sync(0xffffffffu, y, 1);
-        y += __shfl_xor_sync(0xffffffffu, y, 2);
-        if (part == 0) emit(c0 + tok, g + r * kG, y);
-      }
+      float y = (y0 + y1) + (y2 + y3);
+      y += __shfl_xor_sync(0xffffffffu, y, 1);
+      y += __shfl_xor_sync(0xffffffffu, y, 2);
+      if (part == 0) emit(c0 + tok, y);
     }
   }
-}
-
-// One row per thread (256 threads): the form the chunked kernel's pass A runs.
-template <class Emit>
-__device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV& sv, const Wkv7Params& p, int row0,
-                                           int len, int h, bool zero_v, Emit emit) {
-  Wkv7TokensR<1>(reinterpret_cast<float(&)[1][kJ]>(s), sh, sv, p, row0, len, h, zero_v,
-                 [&](int tok, int, float y) { emit(tok, y); });
 }
 
 }  // namespace rwkvx::kernels::wkv7

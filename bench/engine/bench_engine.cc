@@ -90,7 +90,6 @@ constexpr const char* kUsage =
     "  --pdl 1|0         programmatic dependent launch of the step's kernels (CudaBackendOptions::pdl)\n"
     "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
-    "  --wkv-rows4-min N  longest item from which the sequential wkv7 runs 4 rows per thread (0 = never)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
@@ -110,7 +109,6 @@ struct Args {
   int pdl = -1;  // -1: the backend's default
   bool wkv_chunked = true;
   int wkv_chunked_min = -1;  // -1: the backend's default
-  int wkv_rows4_min = -1;    // -1: the backend's default
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
 };
@@ -141,7 +139,6 @@ int main(int argc, char** argv) {
     else if (k == "--pdl") a.pdl = std::atoi(v) != 0;
     else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
     else if (k == "--wkv-chunked-min") a.wkv_chunked_min = std::atoi(v);
-    else if (k == "--wkv-rows4-min") a.wkv_rows4_min = std::atoi(v);
     else if (k == "--hbm-tbps") a.hbm_tbps = std::atof(v);
     else if (k == "--json") a.json = v;
     else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
@@ -186,7 +183,6 @@ int main(int argc, char** argv) {
   if (a.pdl >= 0) o.pdl = a.pdl != 0;
   o.wkv_chunked = a.wkv_chunked;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
-  if (a.wkv_rows4_min >= 0) o.wkv_rows4_min_len = a.wkv_rows4_min;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }
   Backend& b = **be;

@@ -137,7 +137,6 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   wp.items = items;
   wp.C = C_;
   wp.H = H_;
-  wp.rows_per_thread = opts_.wkv_rows4_min_len > 0 && step_.max_len >= opts_.wkv_rows4_min_len ? 4 : 1;
   auto chunked = [&](const kernels::Wkv7Params& base) {
     kernels::Wkv7ChunkedParams cp;
     cp.base = base;

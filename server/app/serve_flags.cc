@@ -53,10 +53,6 @@ const std::vector<FlagDef>& Defs() {
       NUM(cuda_wkv_chunked_min, "cuda-wkv-chunked-min", "N",
           "CUDA: prompt chunks of at least N tokens run the chunked wkv7 recurrence, shorter ones the "
           "sequential kernel (0 = the default, 256; docs/CUDA.md)"),
-      NUM(cuda_wkv_rows4_min, "cuda-wkv-rows4-min", "N",
-          "CUDA: steps whose longest item has at least N tokens run the sequential wkv7 with four state rows "
-          "per thread (the same results, fewer shared-memory reads; 0 = never, -1 = the default, 16; "
-          "docs/CUDA.md)"),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),

@@ -62,9 +62,6 @@ TEST(ServeLimits, BatchTokensFollowTheBackend) {
   ServeFlags bad_wkv;
   bad_wkv.cuda_wkv_chunked_min = -5;
   EXPECT_FALSE(CheckServeFlags(bad_wkv).ok());
-  ServeFlags bad_rows;
-  bad_rows.cuda_wkv_rows4_min = -2;
-  EXPECT_FALSE(CheckServeFlags(bad_rows).ok());
   EXPECT_TRUE(CheckServeFlags(ServeFlags{}).ok());  // the defaults (auto) pass
 }
 
