@@ -23,8 +23,10 @@ def test_help_documents_flags():
                  "--grpc-port", "--api-key", "--max-sessions", "--max-queue",
                  "--max-prompt-tokens", "--max-tokens", "--max-batch-tokens",
                  "--request-timeout", "--attn-chunk-size", "--attn-topk", "--kv-max",
-                 "--drain-grace", "--sampling", "--stream-writer"]:
+                 "--drain-grace", "--sampling", "--stream-writer", "--cuda-wkv-chunked-min"]:
         assert flag + " " in out, flag
+    batch = out[out.index("--max-batch-tokens"):out.index("--prefill-chunk ")]
+    assert "0 = auto" in batch and "4096" in batch and "512" in batch
 
 
 def test_help_documents_the_limits_that_follow_the_model():
@@ -45,6 +47,23 @@ def test_bad_flags_fail():
     assert r.returncode != 0 and b"--sampling" in r.stderr
     r = run("--stream-writer", "maybe")
     assert r.returncode != 0 and b"--stream-writer" in r.stderr
+    r = run("--max-batch-tokens", "-1")
+    assert r.returncode != 0 and b"--max-batch-tokens" in r.stderr
+    r = run("--cuda-wkv-chunked-min", "-1")
+    assert r.returncode != 0 and b"--cuda-wkv-chunked-min" in r.stderr
+
+
+def test_step_size_follows_the_backend_and_is_logged(make_server):
+    # --max-batch-tokens auto: the CPU backend's 512 (CUDA's 4096 needs a GPU); a given value
+    # is used as given. The start-up log says which and why.
+    srv = make_server("--backend", "cpu")
+    assert "step size: 512 tokens (--max-batch-tokens auto: CPU backend" in srv.log_text()
+    srv = make_server("--backend", "cpu", "--max-batch-tokens", "96")
+    assert "step size: 96 tokens (--max-batch-tokens)" in srv.log_text()
+    client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+    model = client.models.list().data[0].id
+    r = client.completions.create(model=model, prompt="x" * 300, max_tokens=4)  # prompt > one step
+    assert r.usage.completion_tokens == 4
 
 
 def test_stream_writer_off_streams_the_same_text(make_server):
