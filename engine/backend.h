@@ -187,6 +187,10 @@ struct CudaBackendOptions {
   // Rows from which an item takes the chunked recurrence; shorter items run the sequential
   // kernel, which is as fast or faster for them (docs/CUDA.md: measured on the H200).
   int wkv_chunked_min_len = 256;
+  // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
+  // stream synchronisation per session); their bytes come off the session budget at
+  // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.
+  int free_state_blocks = -1;
 };
 // Returns Unavailable (with the reason) when no usable GPU or the build has no CUDA.
 absl::StatusOr<std::unique_ptr<Backend>> MakeCudaBackend(std::shared_ptr<const Model> model,

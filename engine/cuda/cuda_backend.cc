@@ -95,10 +95,13 @@ absl::Status CudaBackend::Init() {
   budget_bytes_ = budget > 0 ? static_cast<size_t>(budget) : 0;
   pool_ = std::make_unique<KvPagePool>(PageBytes(), size_t{64} << 20);
   {
-    // Freed sessions' state blocks are kept for new ones, up to 32 blocks and 256 MiB (an
-    // eighth of the budget at most); those bytes come off the budget now.
+    // Freed sessions' state blocks are kept for new ones, up to 32 blocks and 256 MiB
+    // (opts_.free_state_blocks: that many instead), an eighth of the budget at most; those
+    // bytes come off the budget now.
     const size_t blk = StateFloats() * sizeof(float);
-    free_states_cap_ = std::min<size_t>({32, (size_t{256} << 20) / blk, budget_bytes_ / 8 / blk});
+    const size_t want = opts_.free_state_blocks >= 0 ? static_cast<size_t>(opts_.free_state_blocks)
+                                                     : std::min<size_t>(32, (size_t{256} << 20) / blk);
+    free_states_cap_ = std::min<size_t>(want, budget_bytes_ / 8 / blk);
     budget_bytes_ -= free_states_cap_ * blk;
   }
   if (opts_.cuda_graphs && opts_.graph_buckets) RWKVX_RETURN_IF_ERROR(CreatePad());

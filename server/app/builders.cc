@@ -76,6 +76,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
     c.reserve_step_rows = BatchTokens(f);
     if (f.cuda_wkv_chunked_min > 0) c.wkv_chunked_min_len = f.cuda_wkv_chunked_min;
+    c.free_state_blocks = f.cuda_free_state_blocks;
     c.reserve_step_items = f.max_sessions;
     c.split_mixed_steps = f.cuda_split_mixed != 0;
     c.graph_buckets = f.cuda_graph_buckets != 0;
@@ -101,6 +102,7 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (f.max_batch_tokens < 0 || f.prefill_chunk < 1)
     return bad("--max-batch-tokens must be >= 1 (0 = auto) and --prefill-chunk >= 1");
   if (f.cuda_wkv_chunked_min < 0) return bad("--cuda-wkv-chunked-min must be >= 1 (0 = the default)");
+  if (f.cuda_free_state_blocks < -1) return bad("--cuda-free-state-blocks must be >= 0 (-1 = auto)");
   if (f.prefill_interval < 1 || f.prefill_interval > 1000) return bad("--prefill-interval must be in [1, 1000]");
   if (f.max_tokens < 1 || f.default_max_tokens < 1 || f.default_max_tokens > f.max_tokens)
     return bad("need 1 <= --default-max-tokens <= --max-tokens");

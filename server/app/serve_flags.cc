@@ -53,6 +53,10 @@ const std::vector<FlagDef>& Defs() {
       NUM(cuda_wkv_chunked_min, "cuda-wkv-chunked-min", "N",
           "CUDA: prompt chunks of at least N tokens run the chunked wkv7 recurrence, shorter ones the "
           "sequential kernel (0 = the default, 256; docs/CUDA.md)"),
+      NUM(cuda_free_state_blocks, "cuda-free-state-blocks", "N",
+          "CUDA: freed sessions' state blocks kept for new sessions, so that a new session costs no "
+          "cudaMalloc and no device synchronisation; their bytes come off the session budget at start, an "
+          "eighth of it at most (-1 = auto, default: up to 32 blocks and 256 MiB; 0 = none; docs/MEMORY.md)"),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),

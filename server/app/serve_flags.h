@@ -37,6 +37,7 @@ struct ServeFlags {
   double gpu_memory_fraction = 0.9;
   int cuda_split_mixed = 0;
   int cuda_wkv_chunked_min = 0;  // 0 = CudaBackendOptions' default
+  int cuda_free_state_blocks = -1;  // -1 = CudaBackendOptions' default (auto)
   int cuda_graph_buckets = 1;
   int cuda_warmup = 1;             // WarmUp (engine/warmup.h) before serving, CUDA only
   std::string stream_writer = "auto";  // auto | on | off (SchedulerOptions::stream_writer)

@@ -62,6 +62,9 @@ TEST(ServeLimits, BatchTokensFollowTheBackend) {
   ServeFlags bad_wkv;
   bad_wkv.cuda_wkv_chunked_min = -5;
   EXPECT_FALSE(CheckServeFlags(bad_wkv).ok());
+  ServeFlags bad_blocks;
+  bad_blocks.cuda_free_state_blocks = -2;
+  EXPECT_FALSE(CheckServeFlags(bad_blocks).ok());
   EXPECT_TRUE(CheckServeFlags(ServeFlags{}).ok());  // the defaults (auto) pass
 }
 
