@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.bf16 = f.weights == "bf16";
     c.gpu_memory_fraction = f.gpu_memory_fraction;
     c.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
-    c.reserve_step_rows = BatchTokens(f);
+    c.reserve_step_rows = f.max_batch_tokens > 0 ? f.max_batch_tokens : kBatchTokensCuda;  // auto: CUDA's
     if (f.cuda_wkv_chunked_min > 0) c.wkv_chunked_min_len = f.cuda_wkv_chunked_min;
     c.free_state_blocks = f.cuda_free_state_blocks;
     c.reserve_step_items = f.max_sessions;
@@ -236,12 +236,12 @@ absl::StatusOr<std::unique_ptr<Backend>> BuildBackend(const ServeFlags& f,
   return backend;
 }
 
-void ResolveBatchTokens(ServeFlags* f) {
+void ResolveBatchTokens(const std::string& backend_name, ServeFlags* f) {
   if (f->max_batch_tokens > 0) {
     SLOG(INFO) << "step size: " << f->max_batch_tokens << " tokens (--max-batch-tokens)";
     return;
   }
-  const bool cuda = f->backend == "cuda" || (f->backend == "auto" && CudaUnavailableReason().empty());
+  const bool cuda = backend_name == "cuda";
   f->max_batch_tokens = cuda ? kBatchTokensCuda : kBatchTokensCpu;
   SLOG(INFO) << "step size: " << f->max_batch_tokens << " tokens (--max-batch-tokens auto: "
              << (cuda ? "CUDA" : "CPU") << " backend; docs/SERVER.md)";

@@ -41,13 +41,14 @@ absl::StatusOr<ServedModel> BuildServedModel(const ServeFlags& f);
 // force and where each came from.
 void ApplyModelLimits(const Model& model, ServeFlags* f);
 
-// --max-batch-tokens auto (0): kBatchTokensCuda where the CUDA backend will serve
-// (--backend cuda, or auto with a usable GPU), else kBatchTokensCpu. Call before
-// BuildBackend (the CUDA backend reserves its step workspace for that many rows); logs
-// the value in force and why. BatchTokens(f): the value, kBatchTokensCpu while unresolved.
+// --max-batch-tokens auto (0): kBatchTokensCuda on the backend named "cuda", else
+// kBatchTokensCpu. Call once the backend is built (like ApplyPrefixCacheDefault, it follows
+// the backend that serves, also when --backend auto fell back to the CPU); the CUDA backend
+// reserves its step workspace for kBatchTokensCuda rows while the flag is auto. Logs the
+// value in force and why. BatchTokens(f): the value, kBatchTokensCpu while unresolved.
 inline constexpr int kBatchTokensCpu = 512;
 inline constexpr int kBatchTokensCuda = 4096;
-void ResolveBatchTokens(ServeFlags* f);
+void ResolveBatchTokens(const std::string& backend_name, ServeFlags* f);
 inline int BatchTokens(const ServeFlags& f) { return f.max_batch_tokens > 0 ? f.max_batch_tokens : kBatchTokensCpu; }
 
 // --prefix-cache-bytes auto (-1): a quarter of the backend's session memory

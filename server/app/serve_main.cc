@@ -107,10 +107,10 @@ int ServeMain(int argc, char** argv) {
   if (!tok.ok()) return Fail(tok.status());
   auto initial_states = BuildInitialStates(f, *served->model);
   if (!initial_states.ok()) return Fail(initial_states.status());
-  ResolveBatchTokens(&f);
   auto backend = BuildBackend(f, served->model);
   if (!backend.ok()) return Fail(backend.status());
   const std::string backend_name = (*backend)->Name();
+  ResolveBatchTokens(backend_name, &f);
   ApplyPrefixCacheDefault((*backend)->Memory(), &f);
   if (f.cuda_warmup && backend_name == "cuda") {  // before readiness: no request pays for it
     auto w = WarmUp(**backend, f.max_batch_tokens, f.max_sessions);

@@ -23,7 +23,8 @@ def test_help_documents_flags():
                  "--grpc-port", "--api-key", "--max-sessions", "--max-queue",
                  "--max-prompt-tokens", "--max-tokens", "--max-batch-tokens",
                  "--request-timeout", "--attn-chunk-size", "--attn-topk", "--kv-max",
-                 "--drain-grace", "--sampling", "--stream-writer", "--cuda-wkv-chunked-min"]:
+                 "--drain-grace", "--sampling", "--stream-writer", "--cuda-wkv-chunked-min",
+                 "--cuda-free-state-blocks"]:
         assert flag + " " in out, flag
     batch = out[out.index("--max-batch-tokens"):out.index("--prefill-chunk ")]
     assert "0 = auto" in batch and "4096" in batch and "512" in batch
@@ -51,6 +52,8 @@ def test_bad_flags_fail():
     assert r.returncode != 0 and b"--max-batch-tokens" in r.stderr
     r = run("--cuda-wkv-chunked-min", "-1")
     assert r.returncode != 0 and b"--cuda-wkv-chunked-min" in r.stderr
+    r = run("--cuda-free-state-blocks", "-2")
+    assert r.returncode != 0 and b"--cuda-free-state-blocks" in r.stderr
 
 
 def test_step_size_follows_the_backend_and_is_logged(make_server):

@@ -37,22 +37,19 @@ TEST(ServeLimits, PromptCapFollowsTheModel) {
 }
 
 TEST(ServeLimits, BatchTokensFollowTheBackend) {
-  ServeFlags cpu;
-  cpu.backend = "cpu";
+  ServeFlags cpu;  // --backend auto that ended on the CPU
   EXPECT_EQ(BatchTokens(cpu), kBatchTokensCpu);  // unresolved: the CPU figure, never 0
-  ResolveBatchTokens(&cpu);
+  ResolveBatchTokens("cpu", &cpu);
   EXPECT_EQ(cpu.max_batch_tokens, kBatchTokensCpu);
 
-  ServeFlags cuda;  // --backend cuda: no driver needed to decide (start-up fails later without one)
-  cuda.backend = "cuda";
-  ResolveBatchTokens(&cuda);
+  ServeFlags cuda;
+  ResolveBatchTokens("cuda", &cuda);
   EXPECT_EQ(cuda.max_batch_tokens, kBatchTokensCuda);
   EXPECT_EQ(BatchTokens(cuda), kBatchTokensCuda);
 
   ServeFlags given;
-  given.backend = "cuda";
   given.max_batch_tokens = 300;
-  ResolveBatchTokens(&given);
+  ResolveBatchTokens("cuda", &given);
   EXPECT_EQ(given.max_batch_tokens, 300);
   EXPECT_EQ(SchedulerOptionsFromFlags(given).max_batch_tokens, 300);
 
