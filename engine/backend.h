@@ -112,6 +112,25 @@ class Backend {
     return Step(items, logits);
   }
 
+  // A step in two calls, so that the caller's host work overlaps the device's (the
+  // scheduler's --overlap-steps): BeginStep plans, uploads and launches a step
+  // (StepSampled when `sampled` is non-null, Step otherwise) and returns once it is
+  // queued; EndStep waits for it and fills `logits` / `sampled`. `items` (and the
+  // DeviceSampling specs they point to) may go once BeginStep returns; `logits` and
+  // `sampled` belong to the backend until EndStep returns and must not be touched.
+  // After an OK BeginStep, EndStep must be called exactly once, before the next
+  // BeginStep, Step or StepSampled (those fail with FailedPrecondition while a step is in
+  // flight). Other calls in between are allowed and behave as if made after the step
+  // (a session freed meanwhile is freed after the step has used it; an export sees its
+  // state after the step). On a BeginStep error nothing is in flight; an EndStep error
+  // means the step failed (as Step's errors). The default runs the whole step in
+  // BeginStep: backends without a queue (the CPU reference) need nothing more.
+  virtual absl::Status BeginStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                                 std::vector<SampledToken>* sampled) {
+    return sampled ? StepSampled(items, logits, sampled) : Step(items, logits);
+  }
+  virtual absl::Status EndStep() { return absl::OkStatus(); }
+
   // Bytes held by one session (state + KV) and its cached KV tokens. SessionBytes is the
   // session's own view: it includes storage shared with other sessions, so the sum over
   // sessions can exceed Memory().used_bytes.

@@ -170,7 +170,7 @@ if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the issue's two loads
     BIN=$vbin serve "tput_$label" ${TPUT_BATCH_FLAGS---max-batch-tokens 1024} --max-queue 2048 $flags || continue
     # After each load: the server's step counters, so that the backend's share of the wall
     # (rwkvx_step_duration_seconds_sum) and the mean batch are known.
-    stepstats() { curl -s "$URL/metrics" | grep -E '^rwkvx_(steps_total|time_to_first_token_seconds_(sum|count)|queue_time_seconds_(sum|count)|inter_token_latency_seconds_(sum|count)|scheduler_seconds_total\{[^}]*\}|steps_by_kind_total\{[^}]*\}|step_seconds_total\{[^}]*\}|step_duration_seconds_(sum|count)|step_batch_sessions_(sum|count)|step_batch_tokens_(sum|count)|backend_graphs|backend_device_bytes) ' >"$OUT/tput_${label}_$1.metrics"; }
+    stepstats() { curl -s "$URL/metrics" | grep -E '^rwkvx_(steps_total|time_to_first_token_seconds_(sum|count)|queue_time_seconds_(sum|count)|inter_token_latency_seconds_(sum|count)|scheduler_(cpu_)?seconds_total\{[^}]*\}|steps_by_kind_total\{[^}]*\}|step_seconds_total\{[^}]*\}|step_duration_seconds_(sum|count)|step_batch_sessions_(sum|count)|step_batch_tokens_(sum|count)|backend_graphs|backend_device_bytes) ' >"$OUT/tput_${label}_$1.metrics"; }
     # TPUT_LOADS (default "short long one"): which of the three loads run, in that order.
     for load in ${TPUT_LOADS:-short long one}; do
       case $load in

@@ -6,6 +6,8 @@
 // C run to max_tokens; reader threads drain the streams the way the HTTP front end does.
 // Prints a table and writes JSON (--json). Timing only; never asserts on times.
 //   bench_scheduler --vocab rwkv_vocab_v20230424.txt --concurrency 256 --requests 1024
+// --step-us N emulates a device that takes N us a step (EndStep waits until then), and
+// --overlap-steps 0|1 says whether the loop's host work may run meanwhile.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -85,6 +87,20 @@ class DrawOnlyBackend : public Backend {
     }
     return absl::OkStatus();
   }
+  // --step-us: a device that needs this long per step. BeginStep computes the outputs at
+  // once and notes when the "device" would be done; EndStep waits until then. The loop's
+  // host work between the two (--overlap-steps 1) is hidden behind that time.
+  absl::Status BeginStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                         std::vector<SampledToken>* sampled) override {
+    absl::Status st = sampled ? StepSampled(items, logits, sampled) : Step(items, logits);
+    done_at_ = Clock::now() + std::chrono::microseconds(step_us);
+    return st;
+  }
+  absl::Status EndStep() override {
+    std::this_thread::sleep_until(done_at_);
+    return absl::OkStatus();
+  }
+  int step_us = 0;
   size_t SessionBytes(SessionId) const override { return 1000; }
   size_t SessionKvTokens(SessionId) const override { return 0; }
   MemoryInfo Memory() const override { return {}; }
@@ -96,6 +112,7 @@ class DrawOnlyBackend : public Backend {
   std::shared_ptr<Model> model_;
   std::map<SessionId, uint64_t> sessions_;
   SessionId next_ = 0;
+  Clock::time_point done_at_;
 };
 
 struct Args {
@@ -103,6 +120,8 @@ struct Args {
   int concurrency = 256, requests = 1024, max_tokens = 128, prompt_tokens = 16, readers = 4;
   float temperature = 1.0f, top_p = 0.9f;
   int stream_writer = 1;  // SchedulerOptions::stream_writer (--stream-writer 0|1)
+  int overlap_steps = 1;  // SchedulerOptions::overlap_steps (--overlap-steps 0|1)
+  int step_us = 0;        // emulated device time per step (--step-us)
 };
 
 // One reader thread: drains its streams when woken (the HTTP front end's role).
@@ -128,6 +147,8 @@ int main(int argc, char** argv) {
     else if (k == "--temperature") a.temperature = std::stof(v);
     else if (k == "--top-p") a.top_p = std::stof(v);
     else if (k == "--stream-writer") a.stream_writer = std::stoi(v);
+    else if (k == "--overlap-steps") a.overlap_steps = std::stoi(v);
+    else if (k == "--step-us") a.step_us = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -152,7 +173,10 @@ int main(int argc, char** argv) {
   o.max_batch_tokens = std::max(1024, a.concurrency * 2);
   o.device_sampling = true;
   o.stream_writer = a.stream_writer != 0;
-  Scheduler sched(std::make_unique<DrawOnlyBackend>(vocab), tok.get(), o, &metrics);
+  o.overlap_steps = a.overlap_steps != 0;
+  auto draw = std::make_unique<DrawOnlyBackend>(vocab);
+  draw->step_us = a.step_us;
+  Scheduler sched(std::move(draw), tok.get(), o, &metrics);
   sched.Start();
 
   std::vector<Reader> readers(a.readers);
@@ -244,8 +268,10 @@ int main(int argc, char** argv) {
   const double plan = metrics.sched_plan_seconds->Value(), backend = metrics.sched_backend_seconds->Value(),
                results = metrics.sched_results_seconds->Value(), other = metrics.sched_other_seconds->Value();
   const double steps = metrics.steps->Value();
-  std::printf("%d requests, concurrency %d, %d tokens each, %s vocabulary, %d readers\n", a.requests,
-              a.concurrency, a.max_tokens, a.vocab.empty() ? "byte" : "world", a.readers);
+  std::printf("%d requests, concurrency %d, %d tokens each, %s vocabulary, %d readers, device step %d us, "
+              "overlap %d\n",
+              a.requests, a.concurrency, a.max_tokens, a.vocab.empty() ? "byte" : "world", a.readers, a.step_us,
+              a.overlap_steps);
   std::printf("| wall s | gen tok/s | steps | plan us/step | backend us/step | results us/step | other us/step | "
               "loop us/token |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   std::printf("| %.3f | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.2f |\n", wall, gen / wall, steps,
@@ -254,7 +280,8 @@ int main(int argc, char** argv) {
   if (!a.json.empty()) {
     std::ofstream js(a.json);
     js << "{\"requests\":" << a.requests << ",\"concurrency\":" << a.concurrency << ",\"max_tokens\":" << a.max_tokens
-       << ",\"stream_writer\":" << a.stream_writer
+       << ",\"stream_writer\":" << a.stream_writer << ",\"overlap_steps\":" << a.overlap_steps
+       << ",\"step_us\":" << a.step_us
        << ",\"wall_s\":" << wall << ",\"gen_tok_per_s\":" << gen / wall << ",\"steps\":" << steps
        << ",\"plan_s\":" << plan << ",\"backend_s\":" << backend << ",\"results_s\":" << results
        << ",\"other_s\":" << other << ",\"generated\":" << gen << ",\"streamed_tokens\":" << tokens.load() << "}\n";

@@ -63,6 +63,17 @@ class CudaBackend final : public Backend {
                            std::vector<SampledToken>* sampled) override {
     return RunStep(items, logits, sampled);
   }
+  // The step queued on the stream, then waited for (Backend::BeginStep). Everything the
+  // host keeps about sessions (KV lengths, token counts, compaction targets) is updated
+  // by BeginStep; EndStep only waits and copies the sampled tokens out of the pinned
+  // block. Every other call queues its device work on the same stream (or synchronises
+  // it), so it runs after the step in flight. A step that a mixed step splits in two
+  // (split_mixed_steps) runs whole in BeginStep.
+  absl::Status BeginStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                         std::vector<SampledToken>* sampled) override {
+    return RunStep(items, logits, sampled, /*wait=*/false);
+  }
+  absl::Status EndStep() override;
   size_t SessionBytes(SessionId id) const override;
   size_t SessionKvTokens(SessionId id) const override;
   MemoryInfo Memory() const override;
@@ -85,10 +96,21 @@ class CudaBackend final : public Backend {
   void PadDecodeStep(StepPlan* plan);
   absl::Status CreatePad();
   // Step and StepSampled (sampled == nullptr for Step): the phases of step_plan.h in order.
+  // wait = false: the step stays in flight (in_flight_) until EndStep.
   absl::Status RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
-                       std::vector<SampledToken>* sampled);
+                       std::vector<SampledToken>* sampled, bool wait = true);
   absl::Status RunOneStep(const std::vector<StepInput>& items, std::vector<float>* logits,
-                          std::vector<SampledToken>* sampled);
+                          std::vector<SampledToken>* sampled, bool wait = true);
+  // The end of a step: the stream synchronised, the sampled tokens out of the pinned
+  // block. Touches no session (one may be freed while the step is in flight).
+  absl::Status FinishStep(const StepMetaLayout& layout, int n_samp, std::vector<SampledToken>* sampled);
+  struct InFlight {
+    bool active = false;
+    StepMetaLayout layout;
+    int n_samp = 0;
+    std::vector<SampledToken>* sampled = nullptr;
+  };
+  InFlight in_flight_;
   // A step of decode and prefill items as two RunOneStep calls (opts_.split_mixed_steps).
   absl::Status RunSplitStep(const std::vector<StepInput>& items, std::vector<float>* logits,
                             std::vector<SampledToken>* sampled);
@@ -149,7 +171,7 @@ class CudaBackend final : public Backend {
   // sessions' token counts once the stream is done. The compaction targets pass from the
   // plan to the sessions.
   absl::Status CommitStep(StepPlan* plan, const StepMetaLayout& layout, std::vector<float>* logits,
-                          std::vector<SampledToken>* sampled);
+                          std::vector<SampledToken>* sampled);  // queues; FinishStep waits
 
   // --- Forward pieces (model_forward.cc, gemm.cc, step_workspace.cc).
   absl::Status EnsureWorkspace(int rows, int items, int logit_rows, size_t decode_part_floats);

@@ -10,7 +10,8 @@
 namespace rwkvx::cuda {
 
 absl::Status CudaBackend::RunStep(const std::vector<StepInput>& items, std::vector<float>* logits,
-                                  std::vector<SampledToken>* sampled) {
+                                  std::vector<SampledToken>* sampled, bool wait) {
+  if (in_flight_.active) return absl::FailedPreconditionError("a step is in flight (BeginStep without EndStep)");
   logits->clear();
   if (sampled) sampled->clear();
   if (items.empty()) return absl::OkStatus();
@@ -19,7 +20,15 @@ absl::Status CudaBackend::RunStep(const std::vector<StepInput>& items, std::vect
     for (const StepInput& in : items) decode += in.tokens.size() == 1;
     if (decode > 0 && decode < static_cast<int>(items.size())) return RunSplitStep(items, logits, sampled);
   }
-  return RunOneStep(items, logits, sampled);
+  return RunOneStep(items, logits, sampled, wait);
+}
+
+absl::Status CudaBackend::EndStep() {
+  if (!in_flight_.active) return absl::OkStatus();  // a step BeginStep ran whole
+  in_flight_.active = false;
+  absl::Status st = FinishStep(in_flight_.layout, in_flight_.n_samp, in_flight_.sampled);
+  if (!st.ok() && !Healthy()) return BackendLostError(absl::StrCat("CUDA context lost: ", st.message()));
+  return st;
 }
 
 // Decode items first, then prefill items; the outputs are merged back into item order.
@@ -48,7 +57,7 @@ absl::Status CudaBackend::RunSplitStep(const std::vector<StepInput>& items, std:
 }
 
 absl::Status CudaBackend::RunOneStep(const std::vector<StepInput>& items, std::vector<float>* logits,
-                                     std::vector<SampledToken>* sampled) {
+                                     std::vector<SampledToken>* sampled, bool wait) {
   bool reserved = false;
   absl::Status st = [&]() -> absl::Status {
     RWKVX_RETURN_IF_ERROR(PlanStep(items, /*device_sampling=*/sampled != nullptr, &step_));
@@ -57,7 +66,12 @@ absl::Status CudaBackend::RunOneStep(const std::vector<StepInput>& items, std::v
     const StepMetaLayout layout = StepMetaLayout::For(step_, M_);
     RWKVX_RETURN_IF_ERROR(UploadStep(items, step_, layout));
     RWKVX_RETURN_IF_ERROR(ForwardOrReplay(step_));
-    return CommitStep(&step_, layout, logits, sampled);
+    RWKVX_RETURN_IF_ERROR(CommitStep(&step_, layout, logits, sampled));
+    if (!wait) {  // EndStep finishes it; the sessions' bookkeeping is already done
+      in_flight_ = InFlight{true, layout, step_.n_samp, sampled};
+      return absl::OkStatus();
+    }
+    return FinishStep(layout, step_.n_samp, sampled);
   }();
   if (!st.ok() && reserved) {  // compaction targets not taken over are given back
     DropCompactionTargets(&step_);

@@ -1,7 +1,8 @@
 // CudaBackend::CommitStep: after the forward, the host rows' logits go to the host and the
 // sampled rows through the sampler; the compaction targets replace the compressed caches
 // and every KV cache takes its new length (pages given back are reused only by work
-// queued after the step's); once the stream is done, the sessions' token counts and the sampled tokens.
+// queued after the step's) and the sessions' token counts; FinishStep waits for the stream
+// and takes the sampled tokens (at once for Step, at EndStep for BeginStep).
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
 #include "kernels/sample.cuh"
@@ -56,13 +57,17 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
       }
       kv.ct = plan.attn_items[j][b].ct + plan.len[b];
     }
+  for (int b = 0; b < plan.real_items; ++b) plan.sess[b]->tokens_seen += plan.len[b];
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::FinishStep(const StepMetaLayout& layout, int n_samp, std::vector<SampledToken>* sampled) {
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   RWKVX_CUDA_RETURN(cudaGetLastError());
-  for (int b = 0; b < plan.real_items; ++b) plan.sess[b]->tokens_seen += plan.len[b];
-  if (plan.n_samp > 0) {
+  if (n_samp > 0) {
     const StepMetaViews h = layout.At(meta_host_);
-    sampled->resize(plan.n_samp);
-    for (int j = 0; j < plan.n_samp; ++j) (*sampled)[j] = SampledToken{h.out_token[j], h.out_logprob[j]};
+    sampled->resize(n_samp);
+    for (int j = 0; j < n_samp; ++j) (*sampled)[j] = SampledToken{h.out_token[j], h.out_logprob[j]};
   }
   return absl::OkStatus();
 }

@@ -132,6 +132,7 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (f.cuda_warmup != 0 && f.cuda_warmup != 1) return bad("--cuda-warmup: 0 or 1");
   if (f.stream_writer != "auto" && f.stream_writer != "on" && f.stream_writer != "off")
     return bad("--stream-writer: auto, on or off");
+  if (f.overlap_steps != 0 && f.overlap_steps != 1) return bad("--overlap-steps: 0 or 1");
   return absl::OkStatus();
 }
 
@@ -283,6 +284,7 @@ SchedulerOptions SchedulerOptionsFromFlags(const ServeFlags& f) {
   so.prefix_cache_min_tokens = f.prefix_cache_min_tokens;
   so.device_sampling = f.sampling != "host";  // auto or device: where the backend samples
   so.stream_writer = StreamWriterOn(f);
+  so.overlap_steps = f.overlap_steps != 0;
   so.max_stored_sessions = f.max_stored_sessions;
   so.stored_session_budget_bytes = static_cast<size_t>(f.session_memory_bytes);
   so.stored_session_idle_timeout = absl::Seconds(f.session_idle_timeout_s);

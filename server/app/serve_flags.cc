@@ -68,6 +68,11 @@ const std::vector<FlagDef>& Defs() {
           "auto | on | off: decode and push the streamed text of requests without stop strings on the "
           "stream notifier's thread instead of the scheduler's (auto, default: on with >= 4 hardware "
           "threads, logged; docs/SERVER.md)"),
+      NUM(overlap_steps, "overlap-steps", "0|1",
+          "take each step's results only after the loop's other host work (stream wake-ups, gauges, "
+          "checks for endings and room), so that this work overlaps the GPU's step (1, default), or wait "
+          "for every step as soon as it is launched (0); the CPU backend computes the whole step when it is "
+          "launched, so there it changes nothing; docs/SERVER.md"),
       NUM(gpu_memory_fraction, "gpu-memory-fraction", "F",
           "share of the GPU's memory the CUDA backend may use (weights, sessions, workspace)"),
       NUM(embedded_seed, "embedded-seed", "N", "with no --model: serve a random-weight model with this seed instead of the trained demo model (-1 = the demo model)"),

@@ -41,6 +41,7 @@ struct ServeFlags {
   int cuda_graph_buckets = 1;
   int cuda_warmup = 1;             // WarmUp (engine/warmup.h) before serving, CUDA only
   std::string stream_writer = "auto";  // auto | on | off (SchedulerOptions::stream_writer)
+  int overlap_steps = 1;               // 0 | 1 (SchedulerOptions::overlap_steps)
   long long embedded_seed = -1;    // >= 0 (no --model): random weights with this seed
   // Network.
   std::string host = "127.0.0.1";

@@ -134,6 +134,9 @@ int ServeMain(int argc, char** argv) {
   const SchedulerOptions so = SchedulerOptionsFromFlags(f);
   SLOG(INFO) << "stream writer: " << (so.stream_writer ? "on" : "off") << " (" << std::thread::hardware_concurrency()
              << " hardware threads) [--stream-writer " << f.stream_writer << "]";
+  SLOG(INFO) << "overlap steps: " << (so.overlap_steps ? "on" : "off")
+             << (so.overlap_steps ? " (the loop's host work runs while a step is on the device)" : "")
+             << " [--overlap-steps " << f.overlap_steps << "]";
   Scheduler scheduler(std::move(*backend), tok->get(), so, &metrics, testing);
   scheduler.SetFatalCallback([] { OnSignal(kBackendLost); });
   if (auto s = scheduler.OpenSessionDir(); !s.ok()) return Fail(s);

@@ -82,6 +82,14 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   sched_backend_seconds = &sched.Add({{"phase", "backend"}});
   sched_results_seconds = &sched.Add({{"phase", "results"}});
   sched_other_seconds = &sched.Add({{"phase", "other"}});
+  auto& sched_cpu = prometheus::BuildCounter()
+                        .Name("rwkvx_scheduler_cpu_seconds_total")
+                        .Help("CPU seconds of the scheduler thread by phase (as rwkvx_scheduler_seconds_total; "
+                              "less than those where the thread waited for a lock or a core; backend includes "
+                              "the CUDA driver's spin while it waits for a step).")
+                        .Register(r);
+  const char* phases[4] = {"plan", "backend", "results", "other"};
+  for (int i = 0; i < 4; ++i) sched_cpu_seconds[i] = &sched_cpu.Add({{"phase", phases[i]}});
   auto& kinds = prometheus::BuildCounter()
                     .Name("rwkvx_steps_by_kind_total")
                     .Help("Backend steps by kind: decode (one token per session), mixed (decodes and prompt "

@@ -66,6 +66,9 @@ class ServerMetrics {
   prometheus::Counter* sched_backend_seconds;
   prometheus::Counter* sched_results_seconds;
   prometheus::Counter* sched_other_seconds;
+  // The same phases in the scheduler thread's CPU time (CLOCK_THREAD_CPUTIME_ID): below
+  // the busy seconds when the thread waits for a lock or for a core.
+  prometheus::Counter* sched_cpu_seconds[4];  // plan, backend, results, other
   // Backend steps by kind: decode (one token per session), mixed (decodes and prompt
   // chunks), prefill (prompt chunks only); count and seconds.
   prometheus::Counter* steps_kind[3];

@@ -128,7 +128,7 @@ std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, Server
                                                                                           : FinishReason::kStop;
       return end;
     }
-    notifier_->Post([w = writer_, e = std::move(ev)]() mutable { w->Token(std::move(e)); });
+    notifier_->PostToken(writer_, std::move(ev.tokens.back()));
     return std::nullopt;
   }
   ev.text = stop_.Add(decoder_.Push(r.token), &stopped);

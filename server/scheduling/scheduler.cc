@@ -150,7 +150,10 @@ void Scheduler::Loop() {
       drain_deadline = drain_deadline_;
     }
     const absl::Time busy0 = absl::Now();  // rwkvx_scheduler_seconds_total: other = busy - step
+    const double cpu0 = ThreadCpuSeconds();
     step_busy_s_ = 0;
+    step_cpu_s_ = 0;
+    if (!cmds.empty() || stopping) SettleStep();  // (a step may be in flight: --overlap-steps)
     RunCommands(&cmds);
     if (stopping) break;
     absl::Time now = absl::Now();
@@ -171,7 +174,8 @@ void Scheduler::Loop() {
       last_expiry_check_ = now;
     }
     if (!fatal_.load() && (!active_.empty() || !prefills_.empty())) RunStep();
-    notifier_.Flush();  // the step's stream readers wake while the next step is planned
+    // The last step's stream readers wake while the next step runs (or is planned).
+    notifier_.Flush();
     active_.erase(std::remove_if(active_.begin(), active_.end(),
                                  [](auto& a) { return a->seq.done; }),
                   active_.end());
@@ -196,12 +200,14 @@ void Scheduler::Loop() {
     }
     last_gauge_counts_ = counts;
     metrics_->sched_other_seconds->Increment(std::max(0.0, absl::ToDoubleSeconds(absl::Now() - busy0) - step_busy_s_));
+    metrics_->sched_cpu_seconds[3]->Increment(std::max(0.0, ThreadCpuSeconds() - cpu0 - step_cpu_s_));
     {
       std::lock_guard<std::mutex> l(mu_);
       if (active_.empty() && preempted_.empty() && waiting_.empty()) idle_cv_.notify_all();
     }
   }
   // Shutdown: end everything, free every session.
+  SettleStep();
   const absl::Status down = absl::UnavailableError("the server shut down");
   for (auto& a : active_) Finish(*a, FinishReason::kShutdown, down, {});
   active_.clear();
@@ -322,6 +328,7 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now, si
 
 void Scheduler::Finish(ActiveRequest& a, FinishReason reason, absl::Status status,
                        GenerateEvent ev, bool flush) {
+  SettleStep();  // a request in the step in flight ends after its results
   if (a.seq.done) return;
   absl::Time now = absl::Now();
   if (!a.stored_name.empty()) {

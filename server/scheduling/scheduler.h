@@ -83,6 +83,11 @@ struct SchedulerOptions {
   // Requests without stop strings hand their tokens to a StreamWriter that detokenizes and
   // pushes on the stream notifier's thread (stream_writer.h); off: the loop does it.
   bool stream_writer = true;
+  // Each step's results are taken (Backend::EndStep) only once the loop's other host work
+  // for the next iteration is done (stream wake-ups, gauges, the checks for endings and
+  // room), so that work overlaps the device's step (--overlap-steps). Off: every step is
+  // waited for as soon as it is launched.
+  bool overlap_steps = true;
 };
 
 // Test-only knobs (the --testing-... flags; docs/SESSIONS.md), kept out of the options a
@@ -95,6 +100,9 @@ struct SchedulerTestingOptions {
   int fail_step_after = 0;
   std::string replica_host;        // SessionFilesOptions::testing_replica_host
 };
+
+// This thread's CPU seconds (CLOCK_THREAD_CPUTIME_ID): rwkvx_scheduler_cpu_seconds_total.
+double ThreadCpuSeconds();
 
 class Scheduler {
  public:
@@ -200,8 +208,17 @@ class Scheduler {
   // The backend is lost: not-ready, every request ends Unavailable, the sessions the step
   // fed are dropped (their saved files stay), the fatal callback runs.
   void Fatal(const absl::Status& st, const BatchPlan& plan, std::vector<Runner>& run);
-  absl::Status RunBackendStep(const std::vector<StepInput>& items, bool sampled,
-                              std::vector<float>* logits, std::vector<SampledToken>* drawn);
+  // Backend::BeginStep into step_logits_ / step_sampled_ (the testing failure first).
+  absl::Status BeginBackendStep(const std::vector<StepInput>& items, bool sampled);
+  // The step in flight (flight_), if any: Backend::EndStep, then its results. Everything
+  // that reads or changes what a step changes (Finish, commands, admission, the next
+  // plan) settles first; with --overlap-steps the rest of the loop's host work (stream
+  // wake-ups, gauges, the checks for endings and room) runs while the step is in flight.
+  void SettleStep();
+  void ApplyResults(const BatchPlan& plan, std::vector<Runner>& run, const std::vector<Sequence*>& seqs,
+                    absl::Time now);
+  // A step that failed (at BeginStep or EndStep): Fatal for a lost backend, else FailStep.
+  void StepFailed(const absl::Status& st, const BatchPlan& plan, std::vector<Runner>& run);
   void HandleToken(ActiveRequest& a, float* logits, absl::Time now);
   // The rest of HandleToken once a token is chosen (on the host or by the backend).
   void EmitToken(ActiveRequest& a, SampleResult r, absl::Time now);
@@ -255,7 +272,18 @@ class Scheduler {
   std::vector<StepInput> step_items_;
   std::vector<float> step_logits_;
   std::vector<SampledToken> step_sampled_;
-  double step_busy_s_ = 0;   // this loop iteration's RunStep seconds (the metrics' phases)
+  double step_busy_s_ = 0;   // this loop iteration's step seconds (plan, backend, results)
+  double step_cpu_s_ = 0;    // the same in the thread's CPU seconds
+  // The step launched and not yet settled (SettleStep), with what its results need.
+  struct InFlightStep {
+    bool active = false;
+    BatchPlan plan;
+    std::vector<Runner> run;
+    std::vector<Sequence*> seqs;
+    int kind = 0;
+    absl::Time begun;  // before BeginStep
+  };
+  InFlightStep flight_;
   StreamNotifier notifier_;  // wakes stream readers after each step (before thread_: outlives it)
   std::thread thread_;
 

@@ -65,6 +65,7 @@ void Scheduler::Admit(absl::Time now) {
   }
   for (const auto& s : queued) waiting.push_back(Reserve(s->request()));
   if (waiting.empty()) return;
+  SettleStep();  // admission weighs what the running sequences hold after the step in flight
   AdmissionPlan plan = PlanAdmission(limits_, running, waiting, MemoryNow(/*with_checkpoints=*/true));
   for (int i = 0; i < plan.evict_checkpoints; ++i) prefix_.EvictOne();  // cached prefixes yield
   const size_t take = static_cast<size_t>(plan.admit) + plan.refuse.size();

@@ -1,7 +1,10 @@
 // Scheduler: one step. PlanBatch over the running sequences (requests and stored-session
-// prefills, in start order), the one Backend::Step / StepSampled call, then
-// ApplyStepResult: tokens sampled and emitted, prompt checkpoints, prefills advanced.
-// Preemption victims are parked before the step; a lost backend ends everything (Fatal).
+// prefills, in start order), Backend::BeginStep, then (SettleStep: at once, or with
+// --overlap-steps once the loop's other host work is done) Backend::EndStep and the
+// results: tokens sampled and emitted, prompt checkpoints, prefills advanced. Preemption
+// victims are parked before the step; a lost backend ends everything (Fatal).
+#include <time.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -10,6 +13,12 @@
 #include "server/scheduling/scheduler.h"
 
 namespace rwkvx {
+
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 std::vector<Scheduler::Runner> Scheduler::Runners() {
   std::vector<Runner> run;
@@ -28,7 +37,9 @@ std::vector<Scheduler::Runner> Scheduler::Runners() {
 }
 
 bool Scheduler::RunStep() {
+  SettleStep();  // the step in flight first: this plan needs its results
   const absl::Time t_plan = absl::Now();
+  const double c_plan = ThreadCpuSeconds();
   std::vector<Runner> run = Runners();
   const bool device = opts_.device_sampling && backend_->SupportsDeviceSampling();
   std::vector<const Sequence*> view;
@@ -81,37 +92,76 @@ bool Scheduler::RunStep() {
       any_sample = true;
     }
   }
-  std::vector<float>& logits = step_logits_;
-  std::vector<SampledToken>& sampled = step_sampled_;
-  logits.clear();  // (capacity kept)
-  sampled.clear();
-  absl::Time t0 = absl::Now();
-  absl::Status st = RunBackendStep(items, any_sample, &logits, &sampled);
-  absl::Time t1 = absl::Now();
+  step_logits_.clear();  // (capacity kept)
+  step_sampled_.clear();
+  const absl::Time t0 = absl::Now();
+  const double c0 = ThreadCpuSeconds();
+  absl::Status st = BeginBackendStep(items, any_sample);
+  const absl::Time t1 = absl::Now();
+  const double c1 = ThreadCpuSeconds();
   metrics_->sched_plan_seconds->Increment(absl::ToDoubleSeconds(t0 - t_plan));
   metrics_->sched_backend_seconds->Increment(absl::ToDoubleSeconds(t1 - t0));
-  metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - t0));
+  metrics_->sched_cpu_seconds[0]->Increment(c0 - c_plan);
+  metrics_->sched_cpu_seconds[1]->Increment(c1 - c0);
+  step_busy_s_ += absl::ToDoubleSeconds(t1 - t_plan);
+  step_cpu_s_ += c1 - c_plan;
   metrics_->steps_kind[kind]->Increment();
-  metrics_->step_kind_seconds[kind]->Increment(absl::ToDoubleSeconds(t1 - t0));
   metrics_->step_batch_sessions->Observe(static_cast<double>(items.size()));
   metrics_->step_batch_tokens->Observe(plan.total_tokens);
   metrics_->steps->Increment();
   if (!st.ok()) {
-    if (IsBackendLost(st) || !backend_->Healthy()) {
-      Fatal(st, plan, run);
-      return true;
-    }
-    // Planned steps never run out of memory (preemption): one that does is a bug.
-    if (absl::IsResourceExhausted(st)) SLOG(ERROR) << "BUG: a planned step ran out of memory";
-    SLOG(ERROR) << "backend step failed: " << st;
-    FailStep(plan, run);
+    metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - t0));
+    metrics_->step_kind_seconds[kind]->Increment(absl::ToDoubleSeconds(t1 - t0));
+    StepFailed(st, plan, run);
     return true;
   }
+  flight_.active = true;
+  flight_.plan = std::move(plan);
+  flight_.run = std::move(run);
+  flight_.seqs = std::move(seqs);
+  flight_.kind = kind;
+  flight_.begun = t0;
+  if (!opts_.overlap_steps) SettleStep();
+  return true;
+}
+
+void Scheduler::SettleStep() {
+  if (!flight_.active) return;
+  flight_.active = false;  // (Finish, called below, settles too: nothing is left to settle)
+  const absl::Time t0 = absl::Now();
+  const double c0 = ThreadCpuSeconds();
+  absl::Status st = backend_->EndStep();
+  const absl::Time t1 = absl::Now();
+  const double c1 = ThreadCpuSeconds();
+  metrics_->sched_backend_seconds->Increment(absl::ToDoubleSeconds(t1 - t0));
+  // The step's time from its launch to its results (host work overlapped included).
+  metrics_->step_duration->Observe(absl::ToDoubleSeconds(t1 - flight_.begun));
+  metrics_->step_kind_seconds[flight_.kind]->Increment(absl::ToDoubleSeconds(t1 - flight_.begun));
+  const BatchPlan& plan = flight_.plan;
+  std::vector<Runner>& run = flight_.run;
+  if (!st.ok()) {
+    StepFailed(st, plan, run);
+  } else {
+    ApplyResults(plan, run, flight_.seqs, t1);
+  }
+  const absl::Time t2 = absl::Now();
+  const double c2 = ThreadCpuSeconds();
+  metrics_->sched_results_seconds->Increment(absl::ToDoubleSeconds(t2 - t1));
+  metrics_->sched_cpu_seconds[1]->Increment(c1 - c0);
+  metrics_->sched_cpu_seconds[2]->Increment(c2 - c1);
+  step_busy_s_ += absl::ToDoubleSeconds(t2 - t0);
+  step_cpu_s_ += c2 - c0;
+}
+
+void Scheduler::ApplyResults(const BatchPlan& plan, std::vector<Runner>& run, const std::vector<Sequence*>& seqs,
+                             absl::Time now) {
+  std::vector<float>& logits = step_logits_;  // the host sampler changes its rows in place
+  const std::vector<SampledToken>& sampled = step_sampled_;
   const size_t vocab = static_cast<size_t>(backend_->model().shape.vocab);
   for (const ItemResult& r : ApplyStepResult(plan, seqs)) {
     if (r.prompt_tokens > 0) metrics_->prompt_tokens->Increment(static_cast<double>(r.prompt_tokens));
     if (SessionPrefill* p = run[r.seq].prefill) {
-      AdvancePrefill(*p, static_cast<size_t>(r.tokens), t1);  // scheduler_sessions.cc
+      AdvancePrefill(*p, static_cast<size_t>(r.tokens), now);  // scheduler_sessions.cc
       continue;
     }
     ActiveRequest& a = *run[r.seq].req;
@@ -125,15 +175,22 @@ bool Scheduler::RunStep() {
       SampleResult sr;
       sr.token = sampled[r.index].token;
       sr.logprob = sampled[r.index].logprob;
-      EmitToken(a, std::move(sr), t1);
+      EmitToken(a, std::move(sr), now);
     } else if (row) {
-      HandleToken(a, row, t1);
+      HandleToken(a, row, now);
     }
   }
-  const absl::Time t2 = absl::Now();
-  metrics_->sched_results_seconds->Increment(absl::ToDoubleSeconds(t2 - t1));
-  step_busy_s_ = absl::ToDoubleSeconds(t2 - t_plan);
-  return true;
+}
+
+void Scheduler::StepFailed(const absl::Status& st, const BatchPlan& plan, std::vector<Runner>& run) {
+  if (IsBackendLost(st) || !backend_->Healthy()) {
+    Fatal(st, plan, run);
+    return;
+  }
+  // Planned steps never run out of memory (preemption): one that does is a bug.
+  if (absl::IsResourceExhausted(st)) SLOG(ERROR) << "BUG: a planned step ran out of memory";
+  SLOG(ERROR) << "backend step failed: " << st;
+  FailStep(plan, run);
 }
 
 void Scheduler::FailStep(const BatchPlan& plan, std::vector<Runner>& run) {
@@ -155,8 +212,7 @@ void Scheduler::FailStep(const BatchPlan& plan, std::vector<Runner>& run) {
   }
 }
 
-absl::Status Scheduler::RunBackendStep(const std::vector<StepInput>& items, bool sampled,
-                                       std::vector<float>* logits, std::vector<SampledToken>* drawn) {
+absl::Status Scheduler::BeginBackendStep(const std::vector<StepInput>& items, bool sampled) {
   if (testing_.fail_step_after > 0) {
     int busy = 0;
     for (const auto& a : active_) busy += !a->seq.done;
@@ -165,7 +221,7 @@ absl::Status Scheduler::RunBackendStep(const std::vector<StepInput>& items, bool
                                            " with every slot busy fails (--testing-fail-step-after)"));
     }
   }
-  return sampled ? backend_->StepSampled(items, logits, drawn) : backend_->Step(items, logits);
+  return backend_->BeginStep(items, &step_logits_, sampled ? &step_sampled_ : nullptr);
 }
 
 void Scheduler::Fatal(const absl::Status& st, const BatchPlan& plan, std::vector<Runner>& run) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "server/scheduling/stream_writer.h"
+
 namespace rwkvx {
 
 StreamNotifier::StreamNotifier() : thread_([this] { Run(); }) {}
@@ -41,7 +43,7 @@ void StreamNotifier::Flush() {
 
 void StreamNotifier::Run() {
   std::vector<std::shared_ptr<RequestStream>> batch;
-  std::vector<std::function<void()>> jobs;
+  std::vector<Work> jobs;
   for (;;) {
     {
       std::unique_lock<std::mutex> l(mu_);
@@ -51,7 +53,13 @@ void StreamNotifier::Run() {
       jobs.swap(jobs_);
       busy_ = true;
     }
-    for (auto& j : jobs) j();
+    for (Work& w : jobs) {
+      if (w.job) {
+        w.job();
+      } else {
+        w.writer->Token(std::move(w.token));
+      }
+    }
     jobs.clear();
     for (auto& s : batch) s->Notify();
     batch.clear();

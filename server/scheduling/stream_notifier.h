@@ -22,6 +22,8 @@
 
 namespace rwkvx {
 
+class StreamWriter;
+
 class StreamNotifier {
  public:
   StreamNotifier();
@@ -32,20 +34,31 @@ class StreamNotifier {
   void Add(std::shared_ptr<RequestStream> s) { pending_.push_back(std::move(s)); }
   // Work for the notifier thread (a StreamWriter's decoding and pushes), run in posting
   // order before that flush's wake-ups.
-  void Post(std::function<void()> job) { pending_jobs_.push_back(std::move(job)); }
+  void Post(std::function<void()> job) { pending_jobs_.push_back(Work{std::move(job), nullptr, {}}); }
+  // The common job, one generated token for a StreamWriter (StreamWriter::Token), queued
+  // without a heap allocation of its own.
+  void PostToken(std::shared_ptr<StreamWriter> w, TokenEvent t) {
+    pending_jobs_.push_back(Work{nullptr, std::move(w), std::move(t)});
+  }
   void Flush();
   // Waits (from any thread) until everything flushed so far has run. False on timeout.
   bool WaitDrained(absl::Duration timeout);
 
  private:
+  // A job, or (no job) a token for `writer`.
+  struct Work {
+    std::function<void()> job;
+    std::shared_ptr<StreamWriter> writer;
+    TokenEvent token;
+  };
   void Run();
 
   std::vector<std::shared_ptr<RequestStream>> pending_;  // scheduler thread
-  std::vector<std::function<void()>> pending_jobs_;      // scheduler thread
+  std::vector<Work> pending_jobs_;                       // scheduler thread
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::shared_ptr<RequestStream>> queue_;  // guarded by mu_
-  std::vector<std::function<void()>> jobs_;            // guarded by mu_
+  std::vector<Work> jobs_;                             // guarded by mu_
   bool stop_ = false;                                  // guarded by mu_
   bool busy_ = false;                                  // guarded by mu_: a batch is running
   std::condition_variable drained_cv_;

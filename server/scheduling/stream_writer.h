@@ -25,6 +25,11 @@ class StreamWriter {
   StreamWriter(std::shared_ptr<RequestStream> stream, const Tokenizer* tok);
   // A token event (ev.tokens holds the token, no text yet): its text decoded, then pushed.
   void Token(GenerateEvent ev);
+  void Token(TokenEvent t) {  // an event of that one token
+    GenerateEvent ev;
+    ev.tokens.push_back(std::move(t));
+    Token(std::move(ev));
+  }
   // The final event: the text of ev.tokens, then with `flush` whatever the decoder and the
   // stop matcher held back.
   void Final(GenerateEvent ev, bool flush);

@@ -58,6 +58,7 @@ class FakeBackend : public Backend {
     return Add(s);
   }
   absl::Status Step(const std::vector<StepInput>& items, std::vector<float>* logits) override {
+    if (in_flight_) return absl::FailedPreconditionError("fake: Step while a step is in flight");
     if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     steps.fetch_add(1);
     if (fail_steps.load()) return absl::InternalError("fake: step failed at /secret/path");
@@ -99,6 +100,7 @@ class FakeBackend : public Backend {
   bool SupportsDeviceSampling() const override { return device_sampling; }
   absl::Status StepSampled(const std::vector<StepInput>& items, std::vector<float>* logits,
                            std::vector<SampledToken>* sampled) override {
+    if (in_flight_) return absl::FailedPreconditionError("fake: StepSampled while a step is in flight");
     if (!device_sampling) return Backend::StepSampled(items, logits, sampled);
     sampled->clear();
     std::vector<float> all;
@@ -129,6 +131,32 @@ class FakeBackend : public Backend {
       sampled->push_back(SampledToken{res.token, res.logprob});
       device_sampled.fetch_add(1);
     }
+    return absl::OkStatus();
+  }
+  // Steps in two calls the way a device queue runs them (in_flight_steps, the default):
+  // BeginStep applies the step to the sessions at once (as the CUDA backend's host
+  // bookkeeping does: later calls see the state after it) but hands its outputs over only
+  // at EndStep, clearing the caller's vectors meanwhile, so that a caller reading them
+  // early sees nothing; a failing step (fail_steps, lose_backend) reports at EndStep.
+  absl::Status BeginStep(const std::vector<StepInput>& items, std::vector<float>* logits,
+                         std::vector<SampledToken>* sampled) override {
+    if (!in_flight_steps) return Backend::BeginStep(items, logits, sampled);
+    if (in_flight_) return absl::FailedPreconditionError("fake: BeginStep while a step is in flight");
+    held_status_ = sampled ? StepSampled(items, &held_logits_, &held_sampled_) : Step(items, &held_logits_);
+    logits->clear();
+    if (sampled) sampled->clear();
+    out_logits_ = logits;
+    out_sampled_ = sampled;
+    in_flight_ = true;
+    begun.fetch_add(1);
+    return absl::OkStatus();
+  }
+  absl::Status EndStep() override {
+    if (!in_flight_) return absl::OkStatus();
+    in_flight_ = false;
+    if (!held_status_.ok()) return held_status_;
+    out_logits_->swap(held_logits_);
+    if (out_sampled_) out_sampled_->swap(held_sampled_);
     return absl::OkStatus();
   }
   size_t SessionBytes(SessionId id) const override {
@@ -174,6 +202,8 @@ class FakeBackend : public Backend {
   mutable std::atomic<int> exports{0};
   std::atomic<bool> lose_backend{false};  // the next step fails as a lost device
   bool healthy = true;
+  bool in_flight_steps = true;
+  std::atomic<int> begun{0};  // steps begun in two calls
 
  private:
   struct S {
@@ -201,6 +231,12 @@ class FakeBackend : public Backend {
 
   std::shared_ptr<Model> model_;
   std::map<SessionId, S> sessions_;
+  bool in_flight_ = false;
+  absl::Status held_status_;
+  std::vector<float> held_logits_;
+  std::vector<SampledToken> held_sampled_;
+  std::vector<float>* out_logits_ = nullptr;
+  std::vector<SampledToken>* out_sampled_ = nullptr;
   SessionId next_ = 1;
 };
 

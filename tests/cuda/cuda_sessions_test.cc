@@ -153,6 +153,80 @@ TEST(CudaSessions, ReusedStateBlockStartsFresh) {
   EXPECT_EQ(gpu->Memory().used_bytes, 0u);
 }
 
+// Backend::BeginStep / EndStep (the server's --overlap-steps): calls made while a step is
+// in flight behave as if made after it. One backend runs each step in two calls with a
+// session freed, a new one created (taking the freed block), a fork and an export in
+// between; another runs the same steps whole (Step / StepSampled) and makes those calls
+// afterwards. Sampled tokens, logits rows and the exported state are the same bits.
+TEST(CudaSessions, InFlightStepsEqualWaitedSteps) {
+  SKIP_WITHOUT_GPU();
+  auto m = SmallModel();
+  auto fly = Gpu(m), wait = Gpu(m);
+  ASSERT_NE(fly, nullptr);
+  ASSERT_NE(wait, nullptr);
+  std::vector<SessionId> f, w;
+  for (int i = 0; i < 4; ++i) {
+    f.push_back(*fly->CreateSession());
+    w.push_back(*wait->CreateSession());
+  }
+  std::vector<DeviceSampling> specs(4);
+  for (int i = 0; i < 4; ++i) {
+    specs[i].temperature = i % 2 ? 0.8f : 0.f;
+    specs[i].top_p = 0.9f;
+  }
+  std::vector<int32_t> tok{1, 2, 3, 4};
+  for (int step = 0; step < 12; ++step) {
+    std::vector<StepInput> fi, wi;
+    for (int i = 0; i < 4; ++i) {
+      std::vector<int32_t> t = step == 0 || (step == 6 && i == 3) ? Toks(20 + 5 * i, 30 + step + i)
+                                                                : std::vector<int32_t>{tok[i]};
+      specs[i].uniform = 0.37 + 0.05 * i;
+      // Item 2 takes its logits row to the host; the rest are sampled on the device.
+      fi.push_back({f[i], t, true, i == 2 ? nullptr : &specs[i]});
+      wi.push_back({w[i], t, true, i == 2 ? nullptr : &specs[i]});
+    }
+    std::vector<float> fl, wl;
+    std::vector<SampledToken> fs, ws;
+    ASSERT_TRUE(fly->BeginStep(fi, &fl, &fs).ok()) << step;
+    std::vector<float> unused;
+    EXPECT_EQ(fly->Step(fi, &unused).code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(fly->BeginStep(fi, &unused, nullptr).code(), absl::StatusCode::kFailedPrecondition);
+    fi.clear();  // the items may go once BeginStep returned
+    // While in flight: at step 5 session 3 is freed and a new one takes its place (and its
+    // state block); the new one gets a prompt at step 6. Every step: a fork of session 0,
+    // exported and dropped, and an export of session 1.
+    absl::StatusOr<SessionState> fexp, wexp, ffork_exp, wfork_exp;
+    auto calls = [&](Backend& b, std::vector<SessionId>& ids, absl::StatusOr<SessionState>* exp,
+                     absl::StatusOr<SessionState>* fork_exp) {
+      if (step == 5) {
+        ASSERT_TRUE(b.FreeSession(ids[3]).ok());
+        ids[3] = *b.CreateSession();
+      }
+      auto fork = b.ForkSession(ids[0]);
+      ASSERT_TRUE(fork.ok()) << fork.status();
+      *fork_exp = b.ExportSession(*fork);
+      ASSERT_TRUE(b.FreeSession(*fork).ok());
+      *exp = b.ExportSession(ids[1]);
+    };
+    calls(*fly, f, &fexp, &ffork_exp);
+    ASSERT_TRUE(fly->EndStep().ok()) << step;
+    ASSERT_TRUE(wait->StepSampled(wi, &wl, &ws).ok()) << step;
+    calls(*wait, w, &wexp, &wfork_exp);
+    ASSERT_EQ(fs.size(), 3u);
+    ASSERT_EQ(ws.size(), 3u);
+    for (int j = 0; j < 3; ++j) {
+      EXPECT_EQ(fs[j].token, ws[j].token) << "step " << step << " sampled " << j;
+      EXPECT_EQ(fs[j].logprob, ws[j].logprob) << "step " << step << " sampled " << j;
+    }
+    EXPECT_EQ(fl, wl) << "step " << step;
+    ASSERT_TRUE(fexp.ok() && wexp.ok() && ffork_exp.ok() && wfork_exp.ok());
+    EXPECT_EQ(SerializeSnapshot(*m, *fexp), SerializeSnapshot(*m, *wexp)) << "step " << step;
+    EXPECT_EQ(SerializeSnapshot(*m, *ffork_exp), SerializeSnapshot(*m, *wfork_exp)) << "step " << step;
+    tok = {fs[0].token, fs[1].token, static_cast<int32_t>(std::max_element(fl.begin(), fl.end()) - fl.begin()),
+           fs[2].token};
+  }
+}
+
 // What a prefix-cache hit does (prefix in one call, the rest in another) against one call,
 // below the threshold W where the reference semantics are the same. Reported, bounded.
 TEST(CudaSessions, SplitPrefillWithinHalfPrecisionBound) {

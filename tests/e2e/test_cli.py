@@ -24,7 +24,7 @@ def test_help_documents_flags():
                  "--max-prompt-tokens", "--max-tokens", "--max-batch-tokens",
                  "--request-timeout", "--attn-chunk-size", "--attn-topk", "--kv-max",
                  "--drain-grace", "--sampling", "--stream-writer", "--cuda-wkv-chunked-min",
-                 "--cuda-free-state-blocks"]:
+                 "--cuda-free-state-blocks", "--overlap-steps"]:
         assert flag + " " in out, flag
     batch = out[out.index("--max-batch-tokens"):out.index("--prefill-chunk ")]
     assert "0 = auto" in batch and "4096" in batch and "512" in batch
@@ -54,6 +54,8 @@ def test_bad_flags_fail():
     assert r.returncode != 0 and b"--cuda-wkv-chunked-min" in r.stderr
     r = run("--cuda-free-state-blocks", "-2")
     assert r.returncode != 0 and b"--cuda-free-state-blocks" in r.stderr
+    r = run("--overlap-steps", "2")
+    assert r.returncode != 0 and b"--overlap-steps" in r.stderr
 
 
 def test_step_size_follows_the_backend_and_is_logged(make_server):
@@ -76,6 +78,23 @@ def test_stream_writer_off_streams_the_same_text(make_server):
     for mode in ("on", "off"):
         srv = make_server("--backend", "cpu", "--stream-writer", mode)
         assert f"stream writer: {mode} (" in srv.log_text()
+        client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+        model = client.models.list().data[0].id
+        stream = client.completions.create(model=model, prompt="Once upon a time", max_tokens=24,
+                                           temperature=0.9, seed=5, stream=True,
+                                           extra_body={"ignore_eos": True})
+        texts.append("".join(c.choices[0].text for c in stream if c.choices))
+    assert texts[0] and texts[0] == texts[1]
+
+
+def test_overlap_steps_off_streams_the_same_text(make_server):
+    # --overlap-steps 0: every step is waited for as soon as it is launched (the default, 1,
+    # takes its results after the loop's other host work); the log says which, and a seeded
+    # stream reads the same either way.
+    texts = []
+    for mode, word in (("1", "on"), ("0", "off")):
+        srv = make_server("--backend", "cpu", "--overlap-steps", mode)
+        assert f"overlap steps: {word}" in srv.log_text()
         client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
         model = client.models.list().data[0].id
         stream = client.completions.create(model=model, prompt="Once upon a time", max_tokens=24,
