@@ -329,6 +329,7 @@ bool Scheduler::StartActive(std::shared_ptr<RequestStream> s, absl::Time now, si
 void Scheduler::Finish(ActiveRequest& a, FinishReason reason, absl::Status status,
                        GenerateEvent ev, bool flush) {
   SettleStep();  // a request in the step in flight ends after its results
+  PublishDeferred();  // (its final event after its tokens)
   if (a.seq.done) return;
   absl::Time now = absl::Now();
   if (!a.stored_name.empty()) {

@@ -203,7 +203,12 @@ class Scheduler {
   // One step (scheduler_step.cc): plan, the backend call, the result. A backend error
   // ends every request of the step and drops every stored session it fed (FailStep).
   std::vector<Runner> Runners();  // running requests and session prefills, in start order
-  bool RunStep();
+  bool RunStep();     // LaunchStep, then PublishDeferred
+  bool LaunchStep();  // settles the step in flight, plans and launches the next one
+  // The tokens whose publication Emit deferred (deferred_): metrics and the hand-over to
+  // their StreamWriters. Run after each launch (so it overlaps the step) and before any
+  // final event (Finish).
+  void PublishDeferred();
   void FailStep(const BatchPlan& plan, std::vector<Runner>& run);
   // The backend is lost: not-ready, every request ends Unavailable, the sessions the step
   // fed are dropped (their saved files stay), the fatal callback runs.
@@ -284,6 +289,7 @@ class Scheduler {
     absl::Time begun;  // before BeginStep
   };
   InFlightStep flight_;
+  std::vector<DeferredToken> deferred_;  // --overlap-steps: see PublishDeferred
   StreamNotifier notifier_;  // wakes stream readers after each step (before thread_: outlives it)
   std::thread thread_;
 

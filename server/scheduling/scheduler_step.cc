@@ -37,6 +37,17 @@ std::vector<Scheduler::Runner> Scheduler::Runners() {
 }
 
 bool Scheduler::RunStep() {
+  const bool ran = LaunchStep();
+  PublishDeferred();  // the last results' tokens, while this step runs
+  return ran;
+}
+
+void Scheduler::PublishDeferred() {
+  for (DeferredToken& d : deferred_) d.req->Publish(d, metrics_);
+  deferred_.clear();
+}
+
+bool Scheduler::LaunchStep() {
   SettleStep();  // the step in flight first: this plan needs its results
   const absl::Time t_plan = absl::Now();
   const double c_plan = ThreadCpuSeconds();
@@ -258,7 +269,7 @@ void Scheduler::HandleToken(ActiveRequest& a, float* logits, absl::Time now) {
 }
 
 void Scheduler::EmitToken(ActiveRequest& a, SampleResult r, absl::Time now) {
-  if (auto end = a.Emit(std::move(r), now, metrics_, &notifier_)) {
+  if (auto end = a.Emit(std::move(r), now, metrics_, &notifier_, opts_.overlap_steps ? &deferred_ : nullptr)) {
     Finish(a, end->reason, std::move(end->status), std::move(end->event), end->flush);
   }
 }
