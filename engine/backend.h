@@ -206,6 +206,10 @@ struct CudaBackendOptions {
   // Rows from which an item takes the chunked recurrence; shorter items run the sequential
   // kernel, which is as fast or faster for them (docs/CUDA.md: measured on the H200).
   int wkv_chunked_min_len = 256;
+  // Pure decode steps run each RWKV block's prep, recurrence and output norm as one kernel
+  // (kernels/wkv7.cuh, Wkv7DecodeKernel; the same bits as the three kernels); false: three
+  // launches as in every other step (bench_engine --fused-decode 0). docs/CUDA.md.
+  bool fused_decode = true;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

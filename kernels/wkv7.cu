@@ -1,6 +1,7 @@
 #include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/wkv7.cuh"
+#include "kernels/rwkv7_pair.cuh"
 #include "kernels/wkv7_inner.cuh"
 
 namespace rwkvx::kernels {
@@ -29,7 +30,66 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7Kernel(Wkv7Params p) {
 #pragma unroll
   for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + i] = s[jj];
 }
+
+// Wkv7DecodeParams (wkv7.cuh): warp 0 preps the head's 64 columns of the item's row into
+// the staging layout of wkv7::Wkv7Step (and keeps r, k, v for the post), the block runs
+// the one token, warp 0 normalises and gates the head's output.
+__global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ __align__(16) float tk[5][P][wkv7::kSEG];
+  __shared__ float sv[N], ys[N];
+  const int h = blockIdx.x, it = blockIdx.y, t = threadIdx.x;
+  const int i = t / P, part = t % P, j0 = part * J;
+  float* S = p.wkv.item_state[it] + p.wkv.state_off + static_cast<size_t>(h) * N * N;
+  float s[J];
+#pragma unroll
+  for (int jj = 0; jj < J; ++jj) s[jj] = S[(j0 + jj) * N + i];
+  using rwkv7::Load2;
+  const int c = 2 * t, cc = h * N + c;  // (warp 0's lanes)
+  const size_t o = static_cast<size_t>(p.wkv.item_row0[it]) * p.wkv.C + cc;
+  float2 r2 = {}, k2 = {}, v2 = {};
+  if (t < 32) {
+    const bool first = p.prep.first_layer;
+    const float2 zero = make_float2(0.f, 0.f);
+    const rwkv7::PrepOut q = rwkv7::PrepPair(
+        Load2(p.wkv.a, o), Load2(p.wkv.k, o), Load2(p.wkv.v, o), Load2(p.wkv.w, o), first ? zero : Load2(p.prep.vg, o),
+        first ? zero : Load2(p.prep.v_first, o), Load2(p.prep.a0, cc), Load2(p.prep.k_k, cc), Load2(p.prep.k_a, cc),
+        Load2(p.prep.w0, cc), first ? zero : Load2(p.prep.v0, cc), first);
+    if (first) *reinterpret_cast<float2*>(p.prep.v_first + o) = q.v;
+    r2 = Load2(p.wkv.r, o);
+    k2 = q.k;
+    v2 = q.v;
+    const float vals[5][2] = {{r2.x, r2.y}, {q.w.x, q.w.y}, {q.k.x, q.k.y}, {-q.kk.x, -q.kk.y},
+                              {q.kk.x * q.a.x, q.kk.y * q.a.y}};
+#pragma unroll
+    for (int vec = 0; vec < 5; ++vec) {
+      wkv7::Staged(tk, vec, c) = vals[vec][0];
+      wkv7::Staged(tk, vec, c + 1) = vals[vec][1];
+    }
+    sv[c] = q.v.x;
+    sv[c + 1] = q.v.y;
+  }
+  __syncthreads();
+  const float y = wkv7::Wkv7Step(s, tk, sv, i, part);
+  if (part == 0) ys[i] = y;
+#pragma unroll
+  for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + i] = s[jj];
+  __syncthreads();
+  if (t < 32) {
+    const float2 out = rwkv7::PostPair(make_float2(ys[c], ys[c + 1]), r2, k2, v2, Load2(p.post.g, o),
+                                       Load2(p.post.r_k, cc), Load2(p.post.ln_w, cc), Load2(p.post.ln_b, cc), p.post.eps);
+    StoreHalf(p.post.out, o, out.x, p.post.bf16);
+    StoreHalf(p.post.out, o + 1, out.y, p.post.bf16);
+  }
+}
 }  // namespace
+
+cudaError_t LaunchWkv7Decode(const Wkv7DecodeParams& p, cudaStream_t s) {
+  if (p.wkv.items == 0) return cudaSuccess;
+  RWKVX_KLAUNCH(Wkv7DecodeKernel, dim3(p.wkv.H, p.wkv.items), N * P, 0, s, p);
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchWkv7(const Wkv7Params& p, cudaStream_t s) {
   if (p.items == 0) return cudaSuccess;

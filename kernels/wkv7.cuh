@@ -10,6 +10,9 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "kernels/rwkv7_post.cuh"
+#include "kernels/rwkv7_prep.cuh"
+
 namespace rwkvx::kernels {
 
 struct Wkv7Params {
@@ -22,5 +25,17 @@ struct Wkv7Params {
   int items = 0, C = 0, H = 0;
 };
 cudaError_t LaunchWkv7(const Wkv7Params& p, cudaStream_t s);
+
+// Pure decode steps (every item one token): rwkv7_prep, the recurrence and rwkv7_post of
+// one layer in one launch, grid (H, items) x 256. The same arithmetic in the same order as
+// the three kernels (kernels/rwkv7_pair.cuh and wkv7::Wkv7Step): the same bits. wkv.r, w,
+// k, v, a are the projections' raw outputs (not prepped: nothing is written back but
+// prep.v_first on the first layer and post.out); wkv.kk and wkv.y are not used.
+struct Wkv7DecodeParams {
+  Wkv7Params wkv;
+  Rwkv7PrepParams prep;  // vg, v_first, first_layer and the layer's vectors
+  Rwkv7PostParams post;  // g, ln_w, ln_b, r_k, out, bf16, eps
+};
+cudaError_t LaunchWkv7Decode(const Wkv7DecodeParams& p, cudaStream_t s);
 
 }  // namespace rwkvx::kernels

@@ -31,6 +31,51 @@ constexpr int kThreads = kN * kP;
 using StageRwk = float[kTC][5][kP][kSEG];
 using StageV = float[kTC][kN];
 
+// One token's recurrence step from its staged inputs (tk: r, w, k, -kk, kk*a; v) on this
+// thread's 16 state columns; returns y_i (the same in the row's 4 threads).
+__device__ __forceinline__ float Wkv7Step(float (&s)[kJ], const float (&tk)[5][kP][kSEG], const float* v, int i,
+                                          int part) {
+  const float4* r4 = reinterpret_cast<const float4*>(tk[0][part]);
+  const float4* w4 = reinterpret_cast<const float4*>(tk[1][part]);
+  const float4* k4 = reinterpret_cast<const float4*>(tk[2][part]);
+  const float4* n4 = reinterpret_cast<const float4*>(tk[3][part]);
+  const float4* b4 = reinterpret_cast<const float4*>(tk[4][part]);
+  // Four accumulators: the sum is on the token-to-token critical path.
+  float sa0 = 0.f, sa1 = 0.f, sa2 = 0.f, sa3 = 0.f;
+#pragma unroll
+  for (int q = 0; q < kJ / 4; ++q) {
+    const float4 nk = n4[q];
+    sa0 += s[4 * q] * nk.x;
+    sa1 += s[4 * q + 1] * nk.y;
+    sa2 += s[4 * q + 2] * nk.z;
+    sa3 += s[4 * q + 3] * nk.w;
+  }
+  float sa = (sa0 + sa1) + (sa2 + sa3);
+  sa += __shfl_xor_sync(0xffffffffu, sa, 1);
+  sa += __shfl_xor_sync(0xffffffffu, sa, 2);
+  const float vi = v[i];
+  float y0 = 0.f, y1 = 0.f, y2 = 0.f, y3 = 0.f;
+#pragma unroll
+  for (int q = 0; q < kJ / 4; ++q) {
+    const float4 w = w4[q], b = b4[q], k = k4[q], r = r4[q];
+    s[4 * q] = s[4 * q] * w.x + sa * b.x + vi * k.x;
+    s[4 * q + 1] = s[4 * q + 1] * w.y + sa * b.y + vi * k.y;
+    s[4 * q + 2] = s[4 * q + 2] * w.z + sa * b.z + vi * k.z;
+    s[4 * q + 3] = s[4 * q + 3] * w.w + sa * b.w + vi * k.w;
+    y0 += s[4 * q] * r.x;
+    y1 += s[4 * q + 1] * r.y;
+    y2 += s[4 * q + 2] * r.z;
+    y3 += s[4 * q + 3] * r.w;
+  }
+  float y = (y0 + y1) + (y2 + y3);
+  y += __shfl_xor_sync(0xffffffffu, y, 1);
+  y += __shfl_xor_sync(0xffffffffu, y, 2);
+  return y;
+}
+
+// Where column c of staged vector `vec` goes (the layout Wkv7Step reads).
+__device__ __forceinline__ float& Staged(float (&tk)[5][kP][kSEG], int vec, int c) { return tk[vec][c / kJ][c % kJ]; }
+
 // Runs tokens [0, len) of head h, whose inputs are at step rows row0.. of p's [rows, C]
 // arrays, from the state in `s` (this thread's 16 columns of row threadIdx.x / kP), which it
 // leaves updated. v is read as 0 when zero_v (the chunked kernel's run from I). Each
@@ -49,12 +94,11 @@ __device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV&
       if (tok < n) {
         const size_t o = static_cast<size_t>(row0 + c0 + tok) * p.C + h * kN + c;
         const float kk = p.kk[o];
-        float* d = &sh[tok][0][c / kJ][c % kJ];
-        d[0 * kP * kSEG] = p.r[o];
-        d[1 * kP * kSEG] = p.w[o];
-        d[2 * kP * kSEG] = p.k[o];
-        d[3 * kP * kSEG] = -kk;
-        d[4 * kP * kSEG] = kk * p.a[o];
+        Staged(sh[tok], 0, c) = p.r[o];
+        Staged(sh[tok], 1, c) = p.w[o];
+        Staged(sh[tok], 2, c) = p.k[o];
+        Staged(sh[tok], 3, c) = -kk;
+        Staged(sh[tok], 4, c) = kk * p.a[o];
         sv[tok][c] = zero_v ? 0.f : p.v[o];
       }
     }
@@ -62,41 +106,7 @@ __device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV&
     // Unrolled so that one token's output reduction overlaps the next token's update.
 #pragma unroll 2
     for (int tok = 0; tok < n; ++tok) {
-      const float4* r4 = reinterpret_cast<const float4*>(sh[tok][0][part]);
-      const float4* w4 = reinterpret_cast<const float4*>(sh[tok][1][part]);
-      const float4* k4 = reinterpret_cast<const float4*>(sh[tok][2][part]);
-      const float4* n4 = reinterpret_cast<const float4*>(sh[tok][3][part]);
-      const float4* b4 = reinterpret_cast<const float4*>(sh[tok][4][part]);
-      // Four accumulators: the sum is on the token-to-token critical path.
-      float sa0 = 0.f, sa1 = 0.f, sa2 = 0.f, sa3 = 0.f;
-#pragma unroll
-      for (int q = 0; q < kJ / 4; ++q) {
-        const float4 nk = n4[q];
-        sa0 += s[4 * q] * nk.x;
-        sa1 += s[4 * q + 1] * nk.y;
-        sa2 += s[4 * q + 2] * nk.z;
-        sa3 += s[4 * q + 3] * nk.w;
-      }
-      float sa = (sa0 + sa1) + (sa2 + sa3);
-      sa += __shfl_xor_sync(0xffffffffu, sa, 1);
-      sa += __shfl_xor_sync(0xffffffffu, sa, 2);
-      const float vi = sv[tok][i];
-      float y0 = 0.f, y1 = 0.f, y2 = 0.f, y3 = 0.f;
-#pragma unroll
-      for (int q = 0; q < kJ / 4; ++q) {
-        const float4 w = w4[q], b = b4[q], k = k4[q], r = r4[q];
-        s[4 * q] = s[4 * q] * w.x + sa * b.x + vi * k.x;
-        s[4 * q + 1] = s[4 * q + 1] * w.y + sa * b.y + vi * k.y;
-        s[4 * q + 2] = s[4 * q + 2] * w.z + sa * b.z + vi * k.z;
-        s[4 * q + 3] = s[4 * q + 3] * w.w + sa * b.w + vi * k.w;
-        y0 += s[4 * q] * r.x;
-        y1 += s[4 * q + 1] * r.y;
-        y2 += s[4 * q + 2] * r.z;
-        y3 += s[4 * q + 3] * r.w;
-      }
-      float y = (y0 + y1) + (y2 + y3);
-      y += __shfl_xor_sync(0xffffffffu, y, 1);
-      y += __shfl_xor_sync(0xffffffffu, y, 2);
+      const float y = Wkv7Step(s, sh[tok], sv[tok], i, part);
       if (part == 0) emit(c0 + tok, y);
     }
   }

@@ -102,13 +102,18 @@ for kn in ${MIXED_DETAIL:-}; do
   fi
 done
 # BENCH_BINS="bench_engine_base bench_engine bench_engine_base bench_engine": carried builds run
-# in turn (interleaved for a same-call ratio); results bench_<bin>_<shape>[_<n>].txt/json.
+# in turn (interleaved for a same-call ratio); results bench_<bin>_<shape>[_<n>].txt/json. An
+# entry "bin:flag,value,..." adds bench_engine flags (e.g. bench_engine:--fused-decode,0;
+# tagged bench_<bin>_f<k> for the k-th such entry).
 declare -A seen=()
 for shape in ${BENCH:-}; do
-  for bb in ${BENCH_BINS:-bench_engine}; do
-    n=$(( ${seen[$bb$shape]:-0} + 1 )); seen[$bb$shape]=$n; tag=${bb}_$shape; [ "$n" -gt 1 ] && tag=${tag}_$n
+  nf=0
+  for be in ${BENCH_BINS:-bench_engine}; do
+    bb=${be%%:*}; bf=""; lab=$bb
+    if [[ $be == *:* ]]; then bf=${be#*:}; bf=${bf//,/ }; nf=$((nf + 1)); lab=${bb}_f$nf; fi
+    n=$(( ${seen[$lab$shape]:-0} + 1 )); seen[$lab$shape]=$n; tag=${lab}_$shape; [ "$n" -gt 1 ] && tag=${tag}_$n
     timeout $(cap 150) .gpulibs/$bb --shape "$shape" --decode-ctx 1K --prefill 1K --batch "${BENCH_BATCH:-1,16,256,1024}" \
-      --batch-ctx 1K --mem-ctx 1K --json "$OUT/$tag.json" >"$OUT/$tag.txt" 2>&1
+      --batch-ctx 1K --mem-ctx 1K $bf --json "$OUT/$tag.json" >"$OUT/$tag.txt" 2>&1
     echo "bench $tag rc=$?"; grep -A8 "^batched decode" "$OUT/$tag.txt"
   done
 done

@@ -89,6 +89,7 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::cuda_graphs; e.g. to see each kernel in a profiler)\n"
     "  --pdl 1|0         programmatic dependent launch of the step's kernels (CudaBackendOptions::pdl)\n"
     "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
+    "  --fused-decode 0  decode steps run prep, wkv7 and post as three kernels (CudaBackendOptions::fused_decode)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
@@ -108,6 +109,7 @@ struct Args {
   bool cuda_graphs = true;
   int pdl = -1;  // -1: the backend's default
   bool wkv_chunked = true;
+  bool fused_decode = true;
   int wkv_chunked_min = -1;  // -1: the backend's default
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -138,6 +140,7 @@ int main(int argc, char** argv) {
     else if (k == "--cuda-graphs") a.cuda_graphs = std::atoi(v) != 0;
     else if (k == "--pdl") a.pdl = std::atoi(v) != 0;
     else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
+    else if (k == "--fused-decode") a.fused_decode = std::atoi(v) != 0;
     else if (k == "--wkv-chunked-min") a.wkv_chunked_min = std::atoi(v);
     else if (k == "--hbm-tbps") a.hbm_tbps = std::atof(v);
     else if (k == "--json") a.json = v;
@@ -182,6 +185,7 @@ int main(int argc, char** argv) {
   o.cuda_graphs = a.cuda_graphs;
   if (a.pdl >= 0) o.pdl = a.pdl != 0;
   o.wkv_chunked = a.wkv_chunked;
+  o.fused_decode = a.fused_decode;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }

@@ -121,7 +121,6 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   pp.rows = rows;
   pp.C = C_;
   pp.H = H_;
-  RWKVX_CUDA_RETURN(kernels::LaunchRwkv7Prep(pp, stream_));
   kernels::Wkv7Params wp;
   wp.r = ws_.r;
   wp.w = ws_.w;
@@ -137,6 +136,27 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   wp.items = items;
   wp.C = C_;
   wp.H = H_;
+  kernels::Rwkv7PostParams po;
+  po.y = ws_.y;
+  po.r = ws_.r;
+  po.k = ws_.k;
+  po.v = ws_.v;
+  po.g = ws_.g;
+  po.ln_w = w.ln_x_w;
+  po.ln_b = w.ln_x_b;
+  po.r_k = w.r_k;
+  po.out = ws_.yh;
+  po.bf16 = bf;
+  po.rows = rows;
+  po.C = C_;
+  po.H = H_;
+  if (opts_.fused_decode && rows == items && !step_.wkv_chunked && step_.wkv_long == 0) {
+    // Every item one token: prep, recurrence and post in one launch (the same bits).
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(kernels::Wkv7DecodeParams{wp, pp, po}, stream_));
+    RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
+    return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, FfnPrevOff(i), rows, items);
+  }
+  RWKVX_CUDA_RETURN(kernels::LaunchRwkv7Prep(pp, stream_));
   auto chunked = [&](const kernels::Wkv7Params& base) {
     kernels::Wkv7ChunkedParams cp;
     cp.base = base;
@@ -164,20 +184,6 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   } else {
     RWKVX_CUDA_RETURN(kernels::LaunchWkv7(wp, stream_));
   }
-  kernels::Rwkv7PostParams po;
-  po.y = ws_.y;
-  po.r = ws_.r;
-  po.k = ws_.k;
-  po.v = ws_.v;
-  po.g = ws_.g;
-  po.ln_w = w.ln_x_w;
-  po.ln_b = w.ln_x_b;
-  po.r_k = w.r_k;
-  po.out = ws_.yh;
-  po.bf16 = bf;
-  po.rows = rows;
-  po.C = C_;
-  po.H = H_;
   RWKVX_CUDA_RETURN(kernels::LaunchRwkv7Post(po, stream_));
   RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
   return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, FfnPrevOff(i), rows, items);

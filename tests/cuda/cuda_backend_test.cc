@@ -123,6 +123,51 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
   }
 }
 
+// Pure decode steps run each RWKV block's prep, recurrence and output norm as one kernel
+// (CudaBackendOptions::fused_decode, kernels/wkv7.cuh Wkv7DecodeKernel). It runs the same
+// arithmetic as the three kernels, so logits are the same bits: decode steps of 1, 3 and
+// 37 sessions (a padded bucket), graphs and eager, fp16 and bf16 weights; the prompts
+// (prefill steps) and a mixed step go through the three kernels in both runs.
+TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(59);
+  auto run = [&](bool fused, bool graphs, bool bf16) {
+    CudaBackendOptions o = GpuOptions();
+    o.fused_decode = fused;
+    o.cuda_graphs = graphs;
+    o.bf16 = bf16;
+    auto b = Gpu(m, o);
+    std::vector<float> out, l;
+    if (!b) return out;
+    std::vector<SessionId> ids;
+    std::vector<StepInput> pre;
+    for (int i = 0; i < 37; ++i) {
+      ids.push_back(*b->CreateSession());
+      pre.push_back({ids.back(), Tokens(5 + 7 * (i % 5), 1024, 400 + i), false});
+    }
+    EXPECT_TRUE(b->Step(pre, &l).ok());
+    std::vector<int32_t> tok(37, 1);
+    for (int st = 0; st < 9; ++st) {
+      const int n = st % 3 == 0 ? 1 : st % 3 == 1 ? 3 : 37;
+      std::vector<StepInput> in;
+      for (int i = 0; i < n; ++i) in.push_back({ids[i], {tok[i]}, true});
+      if (st == 4) in.push_back({ids[36], Tokens(6, 1024, 900), true});  // a mixed step: three decodes and a prompt chunk
+      EXPECT_TRUE(b->Step(in, &l).ok());
+      for (int i = 0; i < n; ++i) tok[i] = Argmax(l.data() + static_cast<size_t>(i) * 1024, 1024);
+      out.insert(out.end(), l.begin(), l.end());
+    }
+    return out;
+  };
+  for (bool bf16 : {false, true})
+    for (bool graphs : {true, false}) {
+      const std::vector<float> fused = run(true, graphs, bf16), three = run(false, graphs, bf16);
+      ASSERT_FALSE(fused.empty());
+      EXPECT_TRUE(fused == three) << (graphs ? "graphs" : "eager") << (bf16 ? " bf16" : " fp16");
+      std::printf("[fused decode] %s %s: %zu logits, %s\n", graphs ? "graphs" : "eager", bf16 ? "bf16" : "fp16",
+                  fused.size(), fused == three ? "identical" : "DIFFERENT");
+    }
+}
+
 // Decode steps replayed from graphs are padded to a bucket (37 and 39 sessions both run as
 // 40 rows): an item's logits do not depend on how many real items share its bucket, and
 // stay within the GEMM-order bound of the unpadded eager step.
