@@ -23,6 +23,26 @@ __device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
   }
 }
 
+// The merge of one (item, head)'s slices in slice order, by threads 0..63 (one output
+// dimension each). `other_blocks`: the slices were written by other blocks of the running
+// grid, so they are read past this SM's L1.
+__device__ __forceinline__ void Combine(const AttnDecodeParams& p, int h, int item, const AttnItem& it,
+                                        bool other_blocks) {
+  const float* part = p.part + (static_cast<size_t>(item) * p.H + h) * p.splits * 66;
+  auto ld = [&](int i) { return other_blocks ? __ldcg(part + i) : part[i]; };
+  float M = -INFINITY;
+  for (int s = 0; s < p.splits; ++s) M = fmaxf(M, ld(s * 66));
+  float L = 0.f, A = 0.f;
+  for (int s = 0; s < p.splits; ++s) {
+    const float ms = ld(s * 66);
+    if (ms == -INFINITY) continue;
+    const float f = expf(ms - M);
+    L += ld(s * 66 + 1) * f;
+    A += ld(s * 66 + 2 + threadIdx.x) * f;
+  }
+  StoreHalf(p.out, static_cast<size_t>(it.row0) * p.C + h * 64 + threadIdx.x, A / L, p.bf16);
+}
+
 // grid (H, items, splits), 128 threads. Each warp reads kGroups rows of the slice at once
 // (lane group g = lane / 8 takes a row, lane holds dims 8 * (lane % 8) .. + 8), kUnroll
 // rows per group in flight; each group keeps its own online softmax, merged across the
@@ -132,6 +152,20 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
     part[2 + threadIdx.x] = A;
     if (threadIdx.x == 0) { part[0] = M; part[1] = L2; }
   }
+  if (!p.tickets) return;
+  // The last of the (item, head)'s blocks to get here merges the slices.
+  __shared__ bool last;
+  __threadfence();  // this block's slice, visible to whichever block merges
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* ticket = p.tickets + static_cast<size_t>(item) * p.H + h;
+    last = atomicAdd(ticket, 1u) == static_cast<unsigned>(p.splits - 1);
+    if (last) *ticket = 0;  // every block has counted: ready for the next launch
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (threadIdx.x < 64) Combine(p, h, item, it, true);
 }
 
 // grid (H, items), 64 threads.
@@ -141,18 +175,7 @@ __global__ void AttnDecodeCombineKernel(AttnDecodeParams p) {
   const int h = blockIdx.x, item = blockIdx.y;
   const AttnItem& it = p.items[item];
   if (it.len != 1) return;
-  const float* part = p.part + (static_cast<size_t>(item) * p.H + h) * p.splits * 66;
-  float M = -INFINITY;
-  for (int s = 0; s < p.splits; ++s) M = fmaxf(M, part[s * 66]);
-  float L = 0.f, A = 0.f;
-  for (int s = 0; s < p.splits; ++s) {
-    const float ms = part[s * 66];
-    if (ms == -INFINITY) continue;
-    const float f = expf(ms - M);
-    L += part[s * 66 + 1] * f;
-    A += part[s * 66 + 2 + threadIdx.x] * f;
-  }
-  StoreHalf(p.out, static_cast<size_t>(it.row0) * p.C + h * 64 + threadIdx.x, A / L, p.bf16);
+  Combine(p, h, item, it, false);
 }
 }  // namespace
 
@@ -160,7 +183,7 @@ cudaError_t LaunchAttnDecode(const AttnDecodeParams& p, cudaStream_t s) {
   if (p.n_items == 0) return cudaSuccess;
   if (p.topk > 16) return cudaErrorInvalidValue;
   RWKVX_KLAUNCH(AttnDecodeKernel, dim3(p.H, p.n_items, p.splits), 128, 0, s, p);
-  RWKVX_KLAUNCH(AttnDecodeCombineKernel, dim3(p.H, p.n_items), 64, 0, s, p);
+  if (!p.tickets) RWKVX_KLAUNCH(AttnDecodeCombineKernel, dim3(p.H, p.n_items), 64, 0, s, p);
   return cudaGetLastError();
 }
 

@@ -1,7 +1,8 @@
 // Decode attention (one query per item), split across the key length so that one session
 // still fills the GPU (flash-decoding): each block takes one head of one item and a slice
 // of the item's key rows, keeps an online softmax, and writes a partial (max, sum, acc);
-// a second kernel merges the slices. Key rows of an item (the new row already appended):
+// the last block of each (item, head) merges the slices (or, without tickets, a second
+// kernel). Key rows of an item (the new row already appended):
 //   full:   [0, ct + 1)
 //   sparse: the selected chunks' rows (B each), then the tail [(ct div B) * B, ct + 1).
 // Scale 1/sqrt(64), no mask, no positions. Items with len != 1 are skipped.
@@ -24,6 +25,10 @@ struct AttnDecodeParams {
   float* part = nullptr;            // scratch: n_items * H * splits * 66 floats
   int n_items = 0, C = 0, H = 0, chunk = 2048, topk = 3;
   int splits = 1;                   // key slices per (item, head)
+  // n_items * H counters, zero (and left zero): the last block of each (item, head) to
+  // finish merges the slices itself, so there is no second launch. Null: a second kernel
+  // merges them (the same arithmetic in the same order: the same bits).
+  unsigned* tickets = nullptr;
 };
 // Scratch floats that `part` must hold.
 inline size_t AttnDecodeScratchFloats(int n_items, int H, int splits) {

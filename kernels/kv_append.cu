@@ -16,6 +16,17 @@ __global__ void KvAppendKernel(KvAppendParams p) {
     dk[c] = __float2half_rn(p.k[src + c]);
     dv[c] = __float2half_rn(p.v[src + c]);
   }
+  if (!p.one_row_items) return;
+  // ChunkSumUpdateKernel's sum for a one-row item (its s0 = 0 + k, s1..s3 = 0).
+  const int ch = it.ct / p.chunk;
+  float* sum = it.sums.Row(ch, p.C);
+  const bool fresh = ch * p.chunk >= it.ct;
+  for (int c = threadIdx.x; c < p.C; c += blockDim.x) {
+    float s0 = 0.f;
+    s0 += p.k[src + c];
+    const float base = fresh ? 0.f : sum[c];
+    sum[c] = base + ((s0 + 0.f) + (0.f + 0.f));
+  }
 }
 
 // grid (items, max_chunks_touched, ceil(C/128)).
@@ -61,8 +72,10 @@ __global__ void ChunkSumsKernel(ChunkSumsParams p) {
 
 cudaError_t LaunchKvAppend(const KvAppendParams& p, cudaStream_t s) {
   if (p.rows == 0 || p.n_items == 0) return cudaSuccess;
+  if (p.one_row_items && p.rows != p.n_items) return cudaErrorInvalidValue;
   RWKVX_KLAUNCH(KvAppendKernel, p.rows, 256, 0, s, p);
-  RWKVX_KLAUNCH(ChunkSumUpdateKernel, dim3(p.n_items, p.max_chunks_touched, CeilDiv(p.C, 128)), 128, 0, s, p);
+  if (!p.one_row_items)
+    RWKVX_KLAUNCH(ChunkSumUpdateKernel, dim3(p.n_items, p.max_chunks_touched, CeilDiv(p.C, 128)), 128, 0, s, p);
   return cudaGetLastError();
 }
 

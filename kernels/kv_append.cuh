@@ -20,6 +20,9 @@ struct KvAppendParams {
   int rows = 0, n_items = 0, C = 0;
   int chunk = 2048;                 // B
   int max_chunks_touched = 1;       // max over items of chunks that the new rows touch
+  // Every item one row (a pure decode step): the row's block folds its key into the chunk
+  // sum itself (one launch; the same arithmetic as the separate chunk-sum kernel).
+  bool one_row_items = false;
 };
 cudaError_t LaunchKvAppend(const KvAppendParams& p, cudaStream_t s);
 

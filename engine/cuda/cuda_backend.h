@@ -274,6 +274,7 @@ class CudaBackend final : public Backend {
     float *x, *u, *r, *k, *v, *w, *a, *kk, *y, *g, *vfirst, *vg, *lora, *ffn, *logits, *part;
     void *mixh, *yh, *lorah, *ffnh, *headh;
     int* selected;
+    unsigned* tickets;  // [items, H], zero: attn_decode's merge counters (AttnDecodeParams)
     float* wkv;  // chunked-recurrence scratch (kWkvScratchBytes) once rows >= WkvChunkedMinLen()
     std::vector<void*> allocs;
   } ws_{};

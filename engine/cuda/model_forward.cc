@@ -257,6 +257,7 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   ap.C = C_;
   ap.chunk = cfg.chunk_size;
   ap.max_chunks_touched = touch;
+  ap.one_row_items = rows == items;  // a pure decode step: one launch
   RWKVX_CUDA_RETURN(kernels::LaunchKvAppend(ap, stream_));
   if (sparse) {
     kernels::ChunkSelectParams cs;
@@ -284,6 +285,7 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     dp.chunk = cfg.chunk_size;
     dp.topk = cfg.topk;
     dp.splits = step_.decode_splits;
+    dp.tickets = ws_.tickets;  // the last block of each (item, head) merges: no second launch
     RWKVX_CUDA_RETURN(kernels::LaunchAttnDecode(dp, stream_));
   }
   if (step_.any_prefill) {

@@ -15,7 +15,7 @@ size_t CudaBackend::WsBytes(int rows, int items, int logit_rows, size_t part_flo
   logit_rows = std::max(logit_rows, 1);
   const size_t RC = static_cast<size_t>(rows) * C_;
   return 12 * RC * 4 + static_cast<size_t>(rows) * maxrank_ * 12 + static_cast<size_t>(rows) * F_ * 6 + 6 * RC * 2 +
-         RC * 2 + static_cast<size_t>(logit_rows) * (V_ * 4 + C_ * 2) + part_floats * 4 + items * 16 * 4 +
+         RC * 2 + static_cast<size_t>(logit_rows) * (V_ * 4 + C_ * 2) + part_floats * 4 + items * 16 * 4 + static_cast<size_t>(items) * H_ * 4 +
          (rows >= WkvChunkedMinLen() ? kWkvScratchBytes : 0);
 }
 
@@ -59,6 +59,7 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
   alloc(static_cast<size_t>(ws_.logit_rows) * C_ * 2, &ws_.headh);
   alloc(ws_.part_floats * sizeof(float), &ws_.part);
   alloc(static_cast<size_t>(ws_.items) * 16 * sizeof(int), &ws_.selected);
+  alloc(static_cast<size_t>(ws_.items) * H_ * sizeof(unsigned), &ws_.tickets);
   ws_.wkv = nullptr;
   if (ws_.rows >= WkvChunkedMinLen()) alloc(kWkvScratchBytes, &ws_.wkv);
   if (failed) {
@@ -66,6 +67,8 @@ absl::Status CudaBackend::EnsureWorkspace(int rows, int items, int logit_rows, s
     ws_ = Ws{};
     return absl::ResourceExhaustedError("GPU memory exhausted while allocating the step workspace");
   }
+  // The merge counters start at zero; attn_decode leaves them at zero.
+  RWKVX_CUDA_RETURN(cudaMemsetAsync(ws_.tickets, 0, static_cast<size_t>(ws_.items) * H_ * sizeof(unsigned), stream_));
   return absl::OkStatus();
 }
 

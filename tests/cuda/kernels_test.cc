@@ -212,6 +212,25 @@ TEST(CudaKernels, DecodeAndPrefillAttentionMatchNaive) {
     }
   }
   EXPECT_LT(worst, 2e-3);  // fp16 output rounding (values in [-1, 1])
+
+  // With merge counters (AttnDecodeParams::tickets) the last block of each (item, head)
+  // merges the slices in the same kernel: the same bits as the merge kernel, and the
+  // counters are left at zero (run twice, then read back).
+  __half* d_out2 = Dev(std::vector<__half>(rows * C, __float2half(NAN)));
+  unsigned* tickets = Dev(std::vector<unsigned>(items.size() * H, 0u));
+  dp.out = d_out2;
+  dp.tickets = tickets;
+  for (int rep = 0; rep < 2; ++rep) CK(kernels::LaunchAttnDecode(dp, 0));
+  CK(cudaDeviceSynchronize());
+  auto out2 = Host(d_out2, rows * C);
+  for (size_t i = 0; i < defs.size(); ++i) {
+    if (defs[i].len != 1) continue;
+    for (int c = 0; c < C; ++c) {
+      const size_t e = static_cast<size_t>(items[i].row0) * C + c;
+      EXPECT_EQ(__half_as_ushort(out[e]), __half_as_ushort(out2[e])) << "item " << i << " column " << c;
+    }
+  }
+  for (unsigned t : Host(tickets, items.size() * H)) EXPECT_EQ(t, 0u);
 }
 
 

@@ -6,6 +6,8 @@
 // reason) where no GPU is usable.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <random>
 #include <vector>
 
@@ -162,6 +164,79 @@ TEST(CudaKvPages, AppendAndChunkSumsThroughPages) {
   SKIP_WITHOUT_GPU();
   CheckAppend(16);
   CheckAppend(1);
+}
+
+// A pure decode step (one row per item, KvAppendParams::one_row_items) appends and folds
+// each key into its chunk sum in one launch: the same cache rows and the same chunk-sum
+// bits as the two kernels. Items at 0, 17, 32 and 47 cached rows (B = 16: a fresh chunk,
+// the middle of one, the start of one, its last row).
+TEST(CudaKvPages, OneRowItemsFoldTheirChunkSumsInOneLaunch) {
+  SKIP_WITHOUT_GPU();
+  const int C = 128, B = 16, P = kernels::kKvPageRows;
+  const std::vector<int> cts = {0, 17, 32, 47};
+  auto run = [&](bool one_row) {
+    std::mt19937 g(7);
+    std::uniform_real_distribution<float> d(-1, 1);
+    std::vector<kernels::AttnItem> items;
+    std::vector<PagedKv> caches;
+    std::vector<int> row_item;
+    std::vector<float> ks, vs;
+    for (size_t i = 0; i < cts.size(); ++i) {
+      const int ct = cts[i];
+      std::vector<__half> kh(static_cast<size_t>(ct) * C), vh(kh.size());
+      for (size_t e = 0; e < kh.size(); ++e) {
+        kh[e] = __float2half(d(g));
+        vh[e] = __float2half(d(g));
+      }
+      caches.push_back(UploadPaged(kh, vh, ct + 1, C));
+      kernels::AttnItem a;
+      a.kv = caches.back().view;
+      a.sums.pages = Dev(std::vector<float*>{Dev(std::vector<float>(static_cast<size_t>(P) * C, NAN))});
+      a.ct = ct;
+      a.row0 = static_cast<int>(i);
+      a.len = 1;
+      items.push_back(a);
+      if (ct > 0) {
+        kernels::ChunkSumsParams cs;
+        cs.kv = a.kv;
+        cs.sums = a.sums;
+        cs.ct = ct;
+        cs.C = C;
+        cs.chunk = B;
+        EXPECT_EQ(kernels::LaunchChunkSums(cs, 0), cudaSuccess);
+      }
+      row_item.push_back(static_cast<int>(i));
+      for (int c = 0; c < C; ++c) {
+        ks.push_back(d(g));
+        vs.push_back(d(g));
+      }
+    }
+    kernels::KvAppendParams ap;
+    ap.items = Dev(items);
+    ap.row_item = Dev(row_item);
+    ap.k = Dev(ks);
+    ap.v = Dev(vs);
+    ap.rows = ap.n_items = static_cast<int>(cts.size());
+    ap.C = C;
+    ap.chunk = B;
+    ap.one_row_items = one_row;
+    EXPECT_EQ(kernels::LaunchKvAppend(ap, 0), cudaSuccess);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<float> out;  // per item: its chunk's sum row, then its new K and V rows
+    for (size_t i = 0; i < cts.size(); ++i) {
+      const int ct = cts[i];
+      auto table = Host(items[i].sums.pages, 1);
+      const auto row = Host(table[0] + static_cast<size_t>(ct / B) * C, C);
+      out.insert(out.end(), row.begin(), row.end());
+      const auto K = DownloadPaged(caches[i], ct + 1, false), V = DownloadPaged(caches[i], ct + 1, true);
+      for (int c = 0; c < C; ++c) out.push_back(__half2float(K[static_cast<size_t>(ct) * C + c]));
+      for (int c = 0; c < C; ++c) out.push_back(__half2float(V[static_cast<size_t>(ct) * C + c]));
+    }
+    return out;
+  };
+  const std::vector<float> two = run(false), one = run(true);
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t e = 0; e < two.size(); ++e) ASSERT_EQ(std::memcmp(&two[e], &one[e], sizeof(float)), 0) << e;
 }
 
 #endif  // RWKVX_HAVE_CUDA
