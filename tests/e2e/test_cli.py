@@ -71,6 +71,16 @@ def test_step_size_follows_the_backend_and_is_logged(make_server):
     assert r.usage.completion_tokens == 4
 
 
+def seeded_stream_text(srv):
+    # The text of one seeded, streamed completion (24 tokens, end of text ignored).
+    client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+    model = client.models.list().data[0].id
+    stream = client.completions.create(model=model, prompt="Once upon a time", max_tokens=24,
+                                       temperature=0.9, seed=5, stream=True,
+                                       extra_body={"ignore_eos": True})
+    return "".join(c.choices[0].text for c in stream if c.choices)
+
+
 def test_stream_writer_off_streams_the_same_text(make_server):
     # --stream-writer off: the scheduler's loop decodes and pushes every stream itself; the
     # log says which is in force, and a seeded stream reads the same as with the writer on.
@@ -78,12 +88,7 @@ def test_stream_writer_off_streams_the_same_text(make_server):
     for mode in ("on", "off"):
         srv = make_server("--backend", "cpu", "--stream-writer", mode)
         assert f"stream writer: {mode} (" in srv.log_text()
-        client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
-        model = client.models.list().data[0].id
-        stream = client.completions.create(model=model, prompt="Once upon a time", max_tokens=24,
-                                           temperature=0.9, seed=5, stream=True,
-                                           extra_body={"ignore_eos": True})
-        texts.append("".join(c.choices[0].text for c in stream if c.choices))
+        texts.append(seeded_stream_text(srv))
     assert texts[0] and texts[0] == texts[1]
 
 
@@ -95,12 +100,7 @@ def test_overlap_steps_off_streams_the_same_text(make_server):
     for mode, word in (("1", "on"), ("0", "off")):
         srv = make_server("--backend", "cpu", "--overlap-steps", mode)
         assert f"overlap steps: {word}" in srv.log_text()
-        client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
-        model = client.models.list().data[0].id
-        stream = client.completions.create(model=model, prompt="Once upon a time", max_tokens=24,
-                                           temperature=0.9, seed=5, stream=True,
-                                           extra_body={"ignore_eos": True})
-        texts.append("".join(c.choices[0].text for c in stream if c.choices))
+        texts.append(seeded_stream_text(srv))
     assert texts[0] and texts[0] == texts[1]
 
 
