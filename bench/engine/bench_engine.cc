@@ -108,8 +108,7 @@ struct Args {
   int fill_chunk = 16384;
   bool cuda_graphs = true;
   int pdl = -1;  // -1: the backend's default
-  bool wkv_chunked = true;
-  bool fused_decode = true;
+  bool wkv_chunked = true, fused_decode = true;
   int wkv_chunked_min = -1;  // -1: the backend's default
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -184,8 +183,7 @@ int main(int argc, char** argv) {
   o.gpu_memory_fraction = 0.92;
   o.cuda_graphs = a.cuda_graphs;
   if (a.pdl >= 0) o.pdl = a.pdl != 0;
-  o.wkv_chunked = a.wkv_chunked;
-  o.fused_decode = a.fused_decode;
+  o.wkv_chunked = a.wkv_chunked, o.fused_decode = a.fused_decode;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }
