@@ -68,7 +68,8 @@ class CudaBackend final : public Backend {
   // by BeginStep; EndStep only waits and copies the sampled tokens out of the pinned
   // block. Every other call queues its device work on the same stream (or synchronises
   // it), so it runs after the step in flight. A step that a mixed step splits in two
-  // (split_mixed_steps) runs whole in BeginStep.
+  // (split_mixed_steps) runs whole in BeginStep; so, in effect, does one with logits rows
+  // for the host (their copy into the caller's pageable vector waits for the stream).
   absl::Status BeginStep(const std::vector<StepInput>& items, std::vector<float>* logits,
                          std::vector<SampledToken>* sampled) override {
     return RunStep(items, logits, sampled, /*wait=*/false);
