@@ -34,6 +34,7 @@
 #include "engine/cuda/step_plan.h"
 #include "kernels/activation.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/wkv7.cuh"
 
 namespace rwkvx::cuda {
 
@@ -203,6 +204,8 @@ class CudaBackend final : public Backend {
   absl::Status NormShift(const float* ln_w, const float* ln_b, const float* mix, int n_mix, size_t prev_off,
                          int rows, int items);
   absl::Status RwkvBlock(int i, int rows, int items);
+  absl::Status TimeMixKernels(const kernels::Rwkv7PrepParams& pp, const kernels::Wkv7Params& wp,
+                              const kernels::Rwkv7PostParams& po, int items);
   absl::Status AttnBlock(int j, int rows, int items);
   // Embedding, blocks in model order and the head, for the planned step (no host copies):
   // the part that a decode step replays from a CUDA graph.

@@ -153,9 +153,17 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   if (opts_.fused_decode && rows == items && !step_.wkv_chunked && step_.wkv_long == 0) {
     // Every item one token: prep, recurrence and post in one launch (the same bits).
     RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(kernels::Wkv7DecodeParams{wp, pp, po}, stream_));
-    RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
-    return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, FfnPrevOff(i), rows, items);
+  } else {
+    RWKVX_RETURN_IF_ERROR(TimeMixKernels(pp, wp, po, items));
   }
+  RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
+  return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, FfnPrevOff(i), rows, items);
+}
+
+// The time mix of a step that is not pure decode: rwkv7_prep over all rows, the recurrence
+// (chunked for long items: step_plan.h), rwkv7_post.
+absl::Status CudaBackend::TimeMixKernels(const kernels::Rwkv7PrepParams& pp, const kernels::Wkv7Params& wp,
+                                         const kernels::Rwkv7PostParams& po, int items) {
   RWKVX_CUDA_RETURN(kernels::LaunchRwkv7Prep(pp, stream_));
   auto chunked = [&](const kernels::Wkv7Params& base) {
     kernels::Wkv7ChunkedParams cp;
@@ -185,8 +193,7 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
     RWKVX_CUDA_RETURN(kernels::LaunchWkv7(wp, stream_));
   }
   RWKVX_CUDA_RETURN(kernels::LaunchRwkv7Post(po, stream_));
-  RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));
-  return ChannelMix(w.ln2_w, w.ln2_b, w.ffn_x_k, w.ffn_key, w.ffn_value, FfnPrevOff(i), rows, items);
+  return absl::OkStatus();
 }
 
 absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {

@@ -76,28 +76,17 @@ void ActiveRequest::DeviceSpec(const std::vector<int32_t>& unspellable, DeviceSa
   }
 }
 
-namespace {
-
-void TokenMetrics(ServerMetrics* metrics, bool first, double latency_s) {
-  metrics->generation_tokens->Increment();
-  (first ? metrics->time_to_first_token : metrics->inter_token_latency)->Observe(latency_s);
-}
-
-}  // namespace
-
-void ActiveRequest::Publish(DeferredToken& d, ServerMetrics* metrics) {
-  TokenMetrics(metrics, d.first, d.latency_s);
-  notifier_->PostToken(writer_, std::move(d.token));
-}
+void ActiveRequest::Publish(DeferredToken& d) { notifier_->PostToken(writer_, std::move(d.token)); }
 
 std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, ServerMetrics* metrics,
                                          StreamNotifier* notifier, std::vector<DeferredToken>* defer) {
   ++generated;
-  const bool first = generated == 1;
-  const double latency = absl::ToDoubleSeconds(now - (first ? req.arrival : last_token));
-  // A token that may be deferred records its metrics when it is published (or ends here).
-  defer = writer_ ? defer : nullptr;
-  if (!defer) TokenMetrics(metrics, first, latency);
+  metrics->generation_tokens->Increment();
+  if (generated == 1) {
+    metrics->time_to_first_token->Observe(absl::ToDoubleSeconds(now - req.arrival));
+  } else {
+    metrics->inter_token_latency->Observe(absl::ToDoubleSeconds(now - last_token));
+  }
   last_token = now;
   seq.feed.push_back(r.token);  // fed next step, or kept as pending in a stored session
 
@@ -113,13 +102,11 @@ std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, Server
     if (r.token == tok_->EndOfText() && matcher_->IsComplete()) {
       stop_token = true;
     } else if (!matcher_->Accept(r.token)) {
-      if (defer) TokenMetrics(metrics, first, latency);
       return Ending{FinishReason::kError,
                     absl::InternalError("structured output: no token the grammar allows could be drawn"), {}};
     }
   }
   if (stop_token) {
-    if (defer) TokenMetrics(metrics, first, latency);
     if (writer_) {  // the writer flushes (End)
       end.flush = true;
       return end;
@@ -138,14 +125,13 @@ std::optional<Ending> ActiveRequest::Emit(SampleResult r, absl::Time now, Server
   ev.tokens.push_back(std::move(te));
   if (writer_) {  // no stop strings: no decision needs the text (StreamWriter)
     if ((matcher_ && !matcher_->CanContinue()) || generated >= req.max_tokens) {
-      if (defer) TokenMetrics(metrics, first, latency);
       end.flush = true;  // the grammar is complete, or max_tokens
       end.reason = generated >= req.max_tokens && !(matcher_ && !matcher_->CanContinue()) ? FinishReason::kLength
                                                                                           : FinishReason::kStop;
       return end;
     }
     if (defer) {
-      defer->push_back(DeferredToken{this, std::move(ev.tokens.back()), latency, first});
+      defer->push_back(DeferredToken{this, std::move(ev.tokens.back())});
     } else {
       notifier_->PostToken(writer_, std::move(ev.tokens.back()));
     }

@@ -46,14 +46,12 @@ struct Ending {
 
 class ActiveRequest;
 
-// A generated token of a request with a StreamWriter, taken and decided on (the feed, the
-// sampler, the stop checks) but not yet published: its metrics and its hand-over to the
-// writer (ActiveRequest::Publish) wait until the scheduler has launched the next step.
+// A generated token of a request with a StreamWriter, taken, decided on (the feed, the
+// sampler, the stop checks) and counted in the metrics, whose hand-over to the writer
+// (ActiveRequest::Publish) waits until the scheduler has launched the next step.
 struct DeferredToken {
   ActiveRequest* req;
   TokenEvent token;
-  double latency_s;  // since the request arrived (first token) or since its last token
-  bool first;
 };
 
 class ActiveRequest {
@@ -81,10 +79,10 @@ class ActiveRequest {
   // With `notifier`, the stream's reader is woken from the notifier's thread (after the
   // step's Flush) instead of here; with a StreamWriter the event goes there whole.
   // With `defer`, a token that goes to a StreamWriter and does not end the request is
-  // appended there instead of published (Publish, later, records its metrics and posts it).
+  // appended there instead of posted (Publish posts it later).
   std::optional<Ending> Emit(SampleResult r, absl::Time now, ServerMetrics* metrics,
                              StreamNotifier* notifier = nullptr, std::vector<DeferredToken>* defer = nullptr);
-  void Publish(DeferredToken& d, ServerMetrics* metrics);
+  void Publish(DeferredToken& d);
   // Marks the request done and pushes its final event (with the token counts).
   void End(Ending e, absl::Time now, ServerMetrics* metrics);
   // The StreamWriter's reader fell too far behind: the request must end (slow_client).

@@ -205,9 +205,8 @@ class Scheduler {
   std::vector<Runner> Runners();  // running requests and session prefills, in start order
   bool RunStep();     // LaunchStep, then PublishDeferred
   bool LaunchStep();  // settles the step in flight, plans and launches the next one
-  // The tokens whose publication Emit deferred (deferred_): metrics and the hand-over to
-  // their StreamWriters. Run after each launch (so it overlaps the step) and before any
-  // final event (Finish).
+  // The tokens whose hand-over to their StreamWriters Emit deferred (deferred_). Run
+  // after each launch (so it overlaps the step) and before any final event (Finish).
   void PublishDeferred();
   void FailStep(const BatchPlan& plan, std::vector<Runner>& run);
   // The backend is lost: not-ready, every request ends Unavailable, the sessions the step

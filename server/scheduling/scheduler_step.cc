@@ -43,7 +43,7 @@ bool Scheduler::RunStep() {
 }
 
 void Scheduler::PublishDeferred() {
-  for (DeferredToken& d : deferred_) d.req->Publish(d, metrics_);
+  for (DeferredToken& d : deferred_) d.req->Publish(d);
   deferred_.clear();
 }
 
