@@ -173,6 +173,10 @@ std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const Model> model,
 struct CudaBackendOptions {
   int device = 0;
   bool bf16 = false;            // weights in bf16 instead of fp16
+  // The large projection matrices in 8-bit E4M3 with a scale per output row (kernels/fp8.cuh,
+  // `--weights fp8`): half the weight bytes; LoRA factors, the head and vectors stay half /
+  // float32. Bounded error, not exact: docs/CUDA.md ("8-bit weights").
+  bool fp8_weights = false;
   double gpu_memory_fraction = 0.9;
   // Session memory cap in bytes on top of the card's fraction (0 = the fraction alone):
   // the same meaning as the CPU backend's memory_budget_bytes (--memory-budget-bytes).

@@ -1,3 +1,5 @@
+#include <cuda_fp8.h>
+
 #include <cstdint>
 
 #include "kernels/launch.cuh"
@@ -25,6 +27,42 @@ __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
   }
 }
 
+// 16 E4M3 weights (one 16-byte load) to float: exact (every E4M3 value is an fp16 value).
+__device__ __forceinline__ void Unpack16Fp8(const uint4& u, float* f) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const __nv_fp8x2_storage_t pair = static_cast<__nv_fp8x2_storage_t>((w[k / 2] >> (16 * (k % 2))) & 0xffffu);
+    const float2 v = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
+    f[2 * k] = v.x;
+    f[2 * k + 1] = v.y;
+  }
+}
+
+// The 8-bit form of the loop below: 16 weights a lane per iteration, the two 8-value
+// halves of x for each.
+template <int ROWS>
+__device__ __forceinline__ void DotFp8(const GemvParams& p, int o, int lane, bool bf16, float (&acc)[ROWS]) {
+  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in);
+  const int n16 = p.in / 16;
+#pragma unroll 4
+  for (int i = lane; i < n16; i += 32) {
+    float wf[16];
+    Unpack16Fp8(w[i], wf);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      const uint4* xr = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2);
+      float xf[8];
+      Unpack8(xr[2 * i], bf16, xf);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[r] += wf[k] * xf[k];
+      Unpack8(xr[2 * i + 1], bf16, xf);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[r] += wf[8 + k] * xf[k];
+    }
+  }
+}
+
 // 256 threads = 8 warps, one output row each. Blocks are laid out job after job
 // (ceil(out / 8) blocks per job).
 template <int ROWS>
@@ -42,11 +80,14 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   const bool bf16 = gp.job[0].bf16;
   const int o = b * 8 + (threadIdx.x >> 5);
   if (o >= p.out) return;
-  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
-  const int n8 = p.in / 8;
   float acc[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
+  if (p.w_scale) {  // warp-uniform: one output row per warp
+    DotFp8<ROWS>(p, o, lane, bf16, acc);
+  } else {
+  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
+  const int n8 = p.in / 8;
 #pragma unroll 4  // several 16-byte weight loads in flight per lane (same summation order)
   for (int i = lane; i < n8; i += 32) {
     float wf[8];
@@ -60,9 +101,11 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
       for (int k = 0; k < 8; ++k) acc[r] += wf[k] * xf[k];
     }
   }
+  }
+  const float scale = p.w_scale ? p.w_scale[o] : 1.f;
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
-    const float v = WarpSum(acc[r]);
+    const float v = WarpSum(acc[r]) * scale;
     if (lane == 0) {
       const size_t idx = static_cast<size_t>(r) * p.out + o;
       if (p.y)
@@ -81,7 +124,8 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
   unsigned blocks = 0;
   for (int j = 0; j < p.n_jobs; ++j) {
     const GemvParams& q = p.job[j];
-    if (q.rows != rows || q.bf16 != p.job[0].bf16 || q.in % 8 != 0 || q.out < 1 || (!q.y && !q.y_half))
+    if (q.rows != rows || q.bf16 != p.job[0].bf16 || q.in % (q.w_scale ? 16 : 8) != 0 || q.out < 1 ||
+        (!q.y && !q.y_half))
       return cudaErrorInvalidValue;
     blocks += CeilDiv(q.out, 8);
   }

@@ -10,7 +10,7 @@
 # prompts; one stream). Optional first stages: CUDA_TESTS=1 runs .gpulibs/cuda_tests (and
 # compute-sanitizer memcheck on the sampler's tests), BENCH="0.2b 3.6b" runs
 # .gpulibs/bench_engine's (BENCH_BINS: several carried builds') batched decode (no logits / sampled / sampled with a grammar
-# mask). Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*, e2e.log, server
+# mask); PARITY="0.2b 3.6b" runs .gpulibs/bench_parity. Results: $OUT/results.tgz (pressure_*.json, tput_*.json, load.*, e2e.log, server
 # logs, cuda_tests.log, bench_*.txt/json, ncu_batch*.txt). Stages switch off with PRESSURE=0 TPUT=0
 # LOAD=0 E2E=; PROFILE_BATCH="256" adds an ncu profile of one sampled decode step of B sessions;
 # MIXED="D,P,T ..." times (MIXED_NCU=1: profiles) mixed decode + prompt steps; TPUT36=1 runs
@@ -116,6 +116,13 @@ for shape in ${BENCH:-}; do
       --batch-ctx 1K --mem-ctx 1K $bf --json "$OUT/$tag.json" >"$OUT/$tag.txt" 2>&1
     echo "bench $tag rc=$?"; grep -A8 "^batched decode" "$OUT/$tag.txt"
   done
+done
+# PARITY="0.2b 3.6b": .gpulibs/bench_parity per shape (PARITY_WEIGHTS, default fp16,fp8;
+# PARITY_STEPS, default 256): each precision's logits against the fp32 CPU engine.
+for shape in ${PARITY:-}; do
+  timeout $(cap 300) .gpulibs/bench_parity --shape "$shape" --weights "${PARITY_WEIGHTS:-fp16,fp8}" \
+    --steps "${PARITY_STEPS:-256}" --json "$OUT/parity_$shape.json" >"$OUT/parity_$shape.txt" 2>&1
+  echo "parity $shape rc=$?"; tail -4 "$OUT/parity_$shape.txt"
 done
 pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl 2>&1 | tail -2
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}

@@ -17,13 +17,13 @@ cp ../shared/data/rwkv_vocab_v20230424.txt .gpulibs/
 # scripts run them from .gpulibs/); BASE_BENCH=path adds an earlier bench_engine as
 # bench_engine_base for a before/after ratio in the same call.
 if [ -n "${BUILD_DIR:-}" ] && [ -x "$BUILD/tests/cuda_tests" ]; then
-  cmake --build "$BUILD" -j2 --target cuda_tests bench_engine
-  cp "$BUILD/tests/cuda_tests" "$BUILD/bench/engine/bench_engine" .gpulibs/
+  cmake --build "$BUILD" -j2 --target cuda_tests bench_engine bench_parity
+  cp "$BUILD/tests/cuda_tests" "$BUILD/bench/engine/bench_engine" "$BUILD/bench/engine/bench_parity" .gpulibs/
   [ -n "${BASE_BENCH:-}" ] && cp "$BASE_BENCH" .gpulibs/bench_engine_base
 fi
 # BASE_SERVE=path: an earlier rwkvx as .gpulibs/rwkvx_base (TPUT_VARIANTS="old@rwkvx_base:...").
 [ -n "${BASE_SERVE:-}" ] && cp "$BASE_SERVE" .gpulibs/rwkvx_base
-for b in .gpulibs/rwkvx .gpulibs/cuda_tests .gpulibs/bench_engine; do [ -x "$b" ] && ldd "$b"; done | sort -u | awk '/=> \//{print $3}' | grep -v -E '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
+for b in .gpulibs/rwkvx .gpulibs/cuda_tests .gpulibs/bench_engine .gpulibs/bench_parity; do [ -x "$b" ] && ldd "$b"; done | sort -u | awk '/=> \//{print $3}' | grep -v -E '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
   grep -v '^/usr/local/cuda' | while read -r lib; do cp -L "$lib" .gpulibs/; done
 strip .gpulibs/rwkvx .gpulibs/rwkvx_base .gpulibs/*.so* 2>/dev/null || true
 # The device image has OpenSSL 3 (its Python links it); leaving it out keeps the carry

@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/backend.h"
+#include "bench/engine/bench_shapes.h"
 #include "engine/model.h"
 
 namespace rwkvx {
@@ -32,8 +33,7 @@ std::vector<int> Ints(const char* s) {
   while (std::getline(ss, t, ',')) {
     if (t.empty()) continue;
     double x = std::atof(t.c_str());
-    if (t.back() == 'K' || t.back() == 'k') x *= 1024;
-    if (t.back() == 'M' || t.back() == 'm') x *= 1024 * 1024;
+    x *= (t.back() == 'K' || t.back() == 'k') ? 1024 : (t.back() == 'M' || t.back() == 'm') ? 1024 * 1024 : 1;
     v.push_back(static_cast<int>(x));
   }
   return v;
@@ -84,12 +84,13 @@ constexpr const char* kUsage =
     "usage: bench_engine [--shape 0.2b|3.6b|tiny] [--decode-ctx 1K,8K,...] [--prefill 1K,4K,...]\n"
     "                    [--batch 1,16,...] [--batch-ctx 1K,8K] [--mem-ctx 8K,...] [--steps 32]\n"
     "                    [--fill-chunk 16384] [--cuda-graphs 1|0] [--pdl 1|0] [--wkv-chunked 1|0] [--hbm-tbps F]\n"
-    "                    [--json out.json]\n"
+    "                    [--weights fp16|bf16|fp8] [--json out.json]\n"
     "  --cuda-graphs 0   run decode steps eagerly instead of replaying CUDA graphs\n"
     "                    (CudaBackendOptions::cuda_graphs; e.g. to see each kernel in a profiler)\n"
     "  --pdl 1|0         programmatic dependent launch of the step's kernels (CudaBackendOptions::pdl)\n"
     "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
     "  --fused-decode 0  decode steps run prep, wkv7 and post as three kernels (CudaBackendOptions::fused_decode)\n"
+    "  --weights fp16|bf16|fp8  weight precision of the CUDA backend (default fp16; fp8: docs/CUDA.md)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
@@ -110,6 +111,7 @@ struct Args {
   int pdl = -1;  // -1: the backend's default
   bool wkv_chunked = true, fused_decode = true;
   int wkv_chunked_min = -1;  // -1: the backend's default
+  std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
 };
@@ -140,6 +142,7 @@ int main(int argc, char** argv) {
     else if (k == "--pdl") a.pdl = std::atoi(v) != 0;
     else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
     else if (k == "--fused-decode") a.fused_decode = std::atoi(v) != 0;
+    else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8"))) a.weights = v;
     else if (k == "--wkv-chunked-min") a.wkv_chunked_min = std::atoi(v);
     else if (k == "--hbm-tbps") a.hbm_tbps = std::atof(v);
     else if (k == "--json") a.json = v;
@@ -149,21 +152,7 @@ int main(int argc, char** argv) {
     std::printf("bench_engine: no GPU: %s\n", why.c_str());
     return 0;
   }
-  ModelShape s;
-  s.vocab = 65536;
-  s.head_size = 64;
-  if (a.shape == "3.6b") {
-    s.n_embd = 2560; s.n_rwkv_layer = 32; s.n_attn_layer = 8;
-    s.rank_w = 96; s.rank_a = 96; s.rank_v = 64; s.rank_g = 320;
-  } else if (a.shape == "tiny") {
-    s.n_embd = 256; s.n_rwkv_layer = 4; s.n_attn_layer = 2; s.vocab = 4096;
-    s.rank_w = 64; s.rank_a = 64; s.rank_v = 32; s.rank_g = 128;
-  } else {
-    s.n_embd = 768; s.n_rwkv_layer = 12; s.n_attn_layer = 4;
-    s.rank_w = 64; s.rank_a = 64; s.rank_v = 32; s.rank_g = 128;
-  }
-  s.n_head = s.n_embd / 64;
-  s.ffn_dim = 4 * s.n_embd;
+  const ModelShape s = BenchShape(a.shape);
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   std::printf("card: %s (%d SMs, %.1f GiB)\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
@@ -183,19 +172,19 @@ int main(int argc, char** argv) {
   o.gpu_memory_fraction = 0.92;
   o.cuda_graphs = a.cuda_graphs;
   if (a.pdl >= 0) o.pdl = a.pdl != 0;
-  o.wkv_chunked = a.wkv_chunked, o.fused_decode = a.fused_decode;
+  o.wkv_chunked = a.wkv_chunked, o.fused_decode = a.fused_decode, o.bf16 = a.weights == "bf16", o.fp8_weights = a.weights == "fp8";
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }
   Backend& b = **be;
-  std::printf("model %s: C=%d R=%d M=%d V=%d, weights %.2f GiB on GPU (fp16); random init %.1f s, upload %.1f s\n",
-              a.shape.c_str(), s.n_embd, s.n_rwkv_layer, s.n_attn_layer, s.vocab, b.Memory().weights_bytes / 1073741824.0,
+  std::printf("model %s: C=%d R=%d M=%d V=%d, weights %.2f GiB on GPU (%s); random init %.1f s, upload %.1f s\n",
+              a.shape.c_str(), s.n_embd, s.n_rwkv_layer, s.n_attn_layer, s.vocab, b.Memory().weights_bytes / 1073741824.0, a.weights.c_str(),
               Ms(t0, t1) / 1000, Ms(t1, Clock::now()) / 1000);
   std::printf("attention: chunk %d, top-k %d, threshold %d, max_kv %d (window %d, min %d)\n", model->attn.chunk_size,
               model->attn.topk, model->attn.Threshold(), model->attn.max_kv_cache_size, model->attn.kv_cache_window_size,
               model->attn.min_kv_cache_size);
   std::ostringstream js;
-  js << "{\"card\":\"" << prop.name << "\",\"shape\":\"" << a.shape << "\",\"weights_bytes\":" << b.Memory().weights_bytes;
+  js << "{\"card\":\"" << prop.name << "\",\"shape\":\"" << a.shape << "\",\"weights\":\"" << a.weights << "\",\"weights_bytes\":" << b.Memory().weights_bytes;
   const int V = s.vocab;
   std::vector<float> l;
 
@@ -207,8 +196,7 @@ int main(int argc, char** argv) {
     b.FreeSession(w).IgnoreError();
   }
 
-  // Profiling hook: one prefill step of T tokens between cudaProfilerStart/Stop (for
-  // `ncu --profile-from-start off`), then exit.
+  // Profiling hook: one prefill step of T tokens in cudaProfilerStart/Stop (ncu --profile-from-start off), then exit.
   if (const char* pt = std::getenv("RWKVX_PROFILE_PREFILL")) {
     auto id = *b.CreateSession();
     auto toks = Tokens(std::atoi(pt), V, 3);
@@ -219,10 +207,9 @@ int main(int argc, char** argv) {
     cudaProfilerStop();
     return 0;
   }
-  // Same for one decode step (one session at the given context); run it with
-  // --cuda-graphs 0 to see each kernel.
-  // RWKVX_PROFILE_BATCH=B: the step is B sessions at that context (default 1K), each
-  // sampled on the GPU (temperature 1, top-p 0.9: the server's path).
+  // Same for one decode step (one session at the given context; --cuda-graphs 0 to see each
+  // kernel). RWKVX_PROFILE_BATCH=B: the step is B sessions at that context (default 1K),
+  // each sampled on the GPU (temperature 1, top-p 0.9: the server's path).
   if (const char* pb = std::getenv("RWKVX_PROFILE_BATCH")) {
     const int B = std::max(1, std::atoi(pb));
     const char* pc = std::getenv("RWKVX_PROFILE_DECODE");

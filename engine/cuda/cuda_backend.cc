@@ -81,7 +81,7 @@ absl::Status CudaBackend::Init() {
   RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
   uint64_t threshold = UINT64_MAX;
   RWKVX_CUDA_RETURN(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
-  auto dm = DeviceModel::Upload(*model_, opts_.bf16, stream_);
+  auto dm = DeviceModel::Upload(*model_, opts_.bf16, opts_.fp8_weights, stream_);
   if (!dm.ok()) return dm.status();
   dev_ = std::move(*dm);
   size_t free_b = 0, total_b = 0;

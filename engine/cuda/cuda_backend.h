@@ -198,6 +198,13 @@ class CudaBackend final : public Backend {
   };
   absl::Status GemmJobs(const GemmJob* jobs, int n, int rows);
   absl::Status GemmOne(const GemmJob& job, int rows);  // one job, no activation
+  // GemmJobs' cuBLAS path for jobs whose weights are half (8-bit ones dequantized first).
+  absl::Status GemmHalfJobs(const GemmJob* jobs, int n, int rows);
+  kernels::GemvParams GemvOf(const GemmJob& q, int rows) const;  // with the 8-bit scales
+  bool GemvFits(const GemmJob& q, int rows) const;             // the GEMV kernel takes it
+  // 8-bit matrix w [out, in] (DeviceModel::ScaleOf) into dev_->deq as half.
+  absl::Status Dequant(const void* w, int out, int in);
+  static constexpr int kMaxDeqRun = 3;  // the r/k/v (q/k/v) triple
   static int BatchRun(const GemmJob* jobs, int n);     // jobs from jobs[0] GemmStrided can take
   absl::Status GemmStrided(const GemmJob* jobs, int count, int rows);
   // LayerNorm of ws_.x then the token-shift mixes into ws_.mixh (fused for decode steps).

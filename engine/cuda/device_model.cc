@@ -4,6 +4,7 @@
 
 #include "engine/cuda/cuda_check.h"
 #include "kernels/activation.cuh"
+#include "kernels/fp8.cuh"
 
 namespace rwkvx::cuda {
 
@@ -21,6 +22,46 @@ absl::StatusOr<const float*> DeviceModel::F32(const std::vector<float>& v, cudaS
   RWKVX_CUDA_RETURN(cudaMemcpyAsync(p, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice, s));
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(s));
   return static_cast<const float*>(p);
+}
+
+absl::StatusOr<void*> DeviceModel::Alloc(size_t n) {
+  void* p = nullptr;
+  RWKVX_CUDA_RETURN(cudaMalloc(&p, n));
+  allocs_.push_back(p);
+  bytes += n;
+  return p;
+}
+
+absl::StatusOr<const void*> DeviceModel::Fp8(const std::vector<float>& v, size_t rows, cudaStream_t s) {
+  if (v.empty()) return nullptr;
+  const size_t in = v.size() / rows;
+  if (in % 16 != 0 || in * rows != v.size())
+    return absl::InvalidArgumentError("fp8 weights need matrices whose input size is a multiple of 16");
+  auto q = Alloc(v.size());
+  if (!q.ok()) return q.status();
+  auto sc = Alloc(rows * sizeof(float));
+  if (!sc.ok()) return sc.status();
+  if (!staging_) {
+    staging_floats_ = size_t{16} << 20;  // 64 MiB
+    RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&staging_), staging_floats_ * sizeof(float)));
+  }
+  const size_t per = std::max<size_t>(1, staging_floats_ / in);  // whole rows a pass
+  if (per * in > staging_floats_) return absl::InvalidArgumentError("fp8 weights: a matrix row over 16M values");
+  for (size_t r0 = 0; r0 < rows; r0 += per) {
+    const size_t n = std::min(per, rows - r0);
+    RWKVX_CUDA_RETURN(cudaMemcpyAsync(staging_, v.data() + r0 * in, n * in * sizeof(float), cudaMemcpyHostToDevice, s));
+    kernels::Fp8QuantParams qp;
+    qp.w = staging_;
+    qp.q = static_cast<uint8_t*>(*q) + r0 * in;
+    qp.scale = static_cast<float*>(*sc) + r0;
+    qp.rows = static_cast<int>(n);
+    qp.in = static_cast<int>(in);
+    RWKVX_CUDA_RETURN(kernels::LaunchQuantizeFp8Rows(qp, s));
+    RWKVX_CUDA_RETURN(cudaStreamSynchronize(s));  // staging is reused
+  }
+  scales_[*q] = static_cast<const float*>(*sc);
+  deq_elems = std::max(deq_elems, v.size());
+  return static_cast<const void*>(*q);
 }
 
 absl::StatusOr<const void*> DeviceModel::Half(const std::vector<float>& v, cudaStream_t s, size_t transpose_rows) {
@@ -57,9 +98,11 @@ absl::StatusOr<const void*> DeviceModel::Half(const std::vector<float>& v, cudaS
   return static_cast<const void*>(p);
 }
 
-absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m, bool bf16, cudaStream_t s) {
+absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m, bool bf16, bool fp8,
+                                                                 cudaStream_t s) {
   auto d = std::make_unique<DeviceModel>();
   d->bf16 = bf16;
+  d->fp8 = fp8;
   const size_t C = m.shape.n_embd;
 #define F32_OR_RETURN(dst, vec)          \
   do {                                   \
@@ -73,6 +116,13 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
     if (!r_.ok()) return r_.status();    \
     dst = *r_;                           \
   } while (0)
+  // A large projection [out, in] (out = rows): 8-bit with fp8, else half.
+#define BIG_OR_RETURN(dst, vec, rows)                          \
+  do {                                                         \
+    auto r_ = fp8 ? d->Fp8(vec, rows, s) : d->Half(vec, s, 0); \
+    if (!r_.ok()) return r_.status();                          \
+    dst = *r_;                                                 \
+  } while (0)
   // Three projections of one shape in one allocation, at a fixed stride, so that a step
   // runs them as one strided-batched GEMM (CudaBackend::GemmJobs).
   auto three = [&](const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& c,
@@ -81,12 +131,18 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
     std::vector<float> all;
     all.reserve(3 * a.size());
     for (const auto* v : {&a, &b, &c}) all.insert(all.end(), v->begin(), v->end());
-    auto r = d->Half(all, s, 0);
+    auto r = fp8 ? d->Fp8(all, 3 * C, s) : d->Half(all, s, 0);  // [3C, C] either way
     if (!r.ok()) return r.status();
     const char* base = static_cast<const char*>(*r);
+    const size_t el = fp8 ? 1 : 2;  // bytes a weight
     *pa = base;
-    *pb = base + a.size() * 2;
-    *pc = base + 2 * a.size() * 2;
+    *pb = base + a.size() * el;
+    *pc = base + 2 * a.size() * el;
+    if (fp8) {  // each part has its rows' scales (one [3C] array)
+      const float* sc = d->ScaleOf(base);
+      d->scales_[*pb] = sc + C;
+      d->scales_[*pc] = sc + 2 * C;
+    }
     return absl::OkStatus();
   };
   F32_OR_RETURN(d->emb, m.emb);
@@ -113,7 +169,7 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
     F32_OR_RETURN(b.ln_x_b, w.ln_x_b);
     F32_OR_RETURN(b.ffn_x_k, w.ffn_x_k);
     if (absl::Status st = three(w.Wr, w.Wk, w.Wv, &b.Wr, &b.Wk, &b.Wv); !st.ok()) return st;
-    HALF_OR_RETURN(b.Wo, w.Wo, 0);
+    BIG_OR_RETURN(b.Wo, w.Wo, C);
     // x @ W1 with W1 [C, rank]: stored as the Linear weight W1^T [rank, C]; W2 [rank, C] as [C, rank].
     HALF_OR_RETURN(b.w1, w.w1, C);
     HALF_OR_RETURN(b.a1, w.a1, C);
@@ -123,8 +179,8 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
     HALF_OR_RETURN(b.a2, w.a2, w.a2.size() / C);
     HALF_OR_RETURN(b.v2, w.v2, w.v2.empty() ? 0 : w.v2.size() / C);
     HALF_OR_RETURN(b.g2, w.g2, w.g2.size() / C);
-    HALF_OR_RETURN(b.ffn_key, w.ffn_key, 0);
-    HALF_OR_RETURN(b.ffn_value, w.ffn_value, 0);
+    BIG_OR_RETURN(b.ffn_key, w.ffn_key, w.ffn_key.size() / C);
+    BIG_OR_RETURN(b.ffn_value, w.ffn_value, C);
     d->rwkv.push_back(b);
   }
   for (const AttnBlockWeights& w : m.attn_blocks) {
@@ -135,13 +191,18 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
     F32_OR_RETURN(b.ln2_b, w.ln2_b);
     F32_OR_RETURN(b.ffn_x_k, w.ffn_x_k);
     if (absl::Status st = three(w.Wq, w.Wk, w.Wv, &b.Wq, &b.Wk, &b.Wv); !st.ok()) return st;
-    HALF_OR_RETURN(b.Wo, w.Wo, 0);
-    HALF_OR_RETURN(b.ffn_key, w.ffn_key, 0);
-    HALF_OR_RETURN(b.ffn_value, w.ffn_value, 0);
+    BIG_OR_RETURN(b.Wo, w.Wo, C);
+    BIG_OR_RETURN(b.ffn_key, w.ffn_key, w.ffn_key.size() / C);
+    BIG_OR_RETURN(b.ffn_value, w.ffn_value, C);
     d->attn.push_back(b);
   }
 #undef F32_OR_RETURN
 #undef HALF_OR_RETURN
+#undef BIG_OR_RETURN
+  if (fp8) {  // step scratch, not weights: outside `bytes` (the session budget sees it as used memory)
+    RWKVX_CUDA_RETURN(cudaMalloc(&d->deq, d->deq_elems * 2));
+    d->allocs_.push_back(d->deq);
+  }
   cudaFree(d->staging_);
   d->staging_ = nullptr;
   return d;

@@ -1,10 +1,14 @@
-// The model's weights on the GPU: matrices in fp16 (or bf16), vectors in float32.
+// The model's weights on the GPU: matrices in fp16 (or bf16), vectors in float32. With
+// fp8 the large projections (RWKV r/k/v/o and channel mix, attention q/k/v/o and channel
+// mix) are E4M3 bytes with a float32 scale per output row (kernels/fp8.cuh); the LoRA
+// factors, the head and every vector stay as they are.
 // LoRA matrices are stored in torch Linear layout [out, in] (transposed at upload) so that
 // every projection is the same GEMM. Owned by the CUDA backend; immutable after Upload.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -30,9 +34,22 @@ struct DevAttnBlock {
 class DeviceModel {
  public:
   ~DeviceModel();
-  static absl::StatusOr<std::unique_ptr<DeviceModel>> Upload(const Model& m, bool bf16, cudaStream_t s);
+  static absl::StatusOr<std::unique_ptr<DeviceModel>> Upload(const Model& m, bool bf16, bool fp8, cudaStream_t s);
+
+  // The per-row scales of an 8-bit matrix (the pointer a Dev*Block field holds), or null for
+  // a half matrix.
+  const float* ScaleOf(const void* w) const {
+    if (scales_.empty()) return nullptr;
+    const auto it = scales_.find(w);
+    return it == scales_.end() ? nullptr : it->second;
+  }
 
   bool bf16 = false;
+  bool fp8 = false;
+  // fp8: room for the largest run of 8-bit matrices dequantized to half for a cuBLAS GEMM
+  // (the r/k/v triple or a channel-mix matrix; CudaBackend::GemmJobs). Not in `bytes`.
+  void* deq = nullptr;
+  size_t deq_elems = 0;
   const float* emb = nullptr;  // [V, C] float32
   const float *ln_out_w = nullptr, *ln_out_b = nullptr;
   const void* head = nullptr;  // [V, C]
@@ -45,6 +62,10 @@ class DeviceModel {
   // Half copy of a matrix; `transpose_rows` > 0: the input is [transpose_rows, n/rows] and is
   // stored transposed.
   absl::StatusOr<const void*> Half(const std::vector<float>& v, cudaStream_t s, size_t transpose_rows = 0);
+  // E4M3 copy of a matrix [rows, v.size() / rows] and its scales (kernels/fp8.cuh).
+  absl::StatusOr<const void*> Fp8(const std::vector<float>& v, size_t rows, cudaStream_t s);
+  absl::StatusOr<void*> Alloc(size_t bytes);
+  std::unordered_map<const void*, const float*> scales_;
   std::vector<void*> allocs_;
   float* staging_ = nullptr;  // device staging for fp32 -> half conversion
   size_t staging_floats_ = 0;

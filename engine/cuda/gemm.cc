@@ -1,11 +1,14 @@
 // CudaBackend's projections: a weight-bound GEMV (kernels/gemv.cuh) for steps of at most
-// kGemvMaxRows rows, cuBLAS GEMMs (fp16/bf16 inputs, fp32 accumulation) above.
+// kGemvMaxRows rows, cuBLAS GEMMs (fp16/bf16 inputs, fp32 accumulation) above. 8-bit
+// weights (DeviceModel::fp8): the GEMV reads them directly; for a GEMM they are first
+// dequantized into the model's half scratch (kernels/fp8.cuh), one run of matrices at a time.
 #include <algorithm>
 #include <cstddef>
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
 #include "kernels/activation.cuh"
+#include "kernels/fp8.cuh"
 #include "kernels/gemv.cuh"
 
 namespace rwkvx::cuda {
@@ -25,15 +28,43 @@ kernels::GemvParams CudaBackend::GemmJob::Gemv(bool bf16, int rows) const {
   return p;
 }
 
+kernels::GemvParams CudaBackend::GemvOf(const GemmJob& q, int rows) const {
+  kernels::GemvParams p = q.Gemv(dev_->bf16, rows);
+  p.w_scale = dev_->ScaleOf(q.w);
+  return p;
+}
+
+bool CudaBackend::GemvFits(const GemmJob& q, int rows) const {
+  return rows <= kernels::kGemvMaxRows && q.in % (dev_->ScaleOf(q.w) ? 16 : 8) == 0;
+}
+
+absl::Status CudaBackend::Dequant(const void* w, int out, int in) {
+  if (static_cast<size_t>(out) * in > dev_->deq_elems) return absl::InternalError("fp8 dequant scratch too small");
+  kernels::Fp8DequantParams d;
+  d.q = static_cast<const uint8_t*>(w);
+  d.scale = dev_->ScaleOf(w);
+  d.out = dev_->deq;
+  d.bf16 = dev_->bf16;
+  d.rows = out;
+  d.in = in;
+  RWKVX_CUDA_RETURN(kernels::LaunchDequantFp8(d, stream_));
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::GemmOne(const GemmJob& q, int rows) {
-  if (rows <= kernels::kGemvMaxRows && q.in % 8 == 0) {  // decode of a few sessions: weight-bound GEMV
-    RWKVX_CUDA_RETURN(kernels::LaunchGemv(q.Gemv(dev_->bf16, rows), stream_));
+  if (GemvFits(q, rows)) {  // decode of a few sessions: weight-bound GEMV
+    RWKVX_CUDA_RETURN(kernels::LaunchGemv(GemvOf(q, rows), stream_));
     return absl::OkStatus();
+  }
+  const void* w = q.w;
+  if (dev_->ScaleOf(w)) {  // 8-bit: the GEMM reads the half copy
+    RWKVX_RETURN_IF_ERROR(Dequant(w, q.out, q.in));
+    w = dev_->deq;
   }
   const float alpha = 1.f, beta = q.accumulate ? 1.f : 0.f;
   const cudaDataType_t t = dev_->bf16 ? CUDA_R_16BF : CUDA_R_16F;
   void* y = q.y ? static_cast<void*>(q.y) : q.y_half;
-  RWKVX_CUBLAS_RETURN(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, q.out, rows, q.in, &alpha, q.w, t, q.in, q.x, t,
+  RWKVX_CUBLAS_RETURN(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, q.out, rows, q.in, &alpha, w, t, q.in, q.x, t,
                                    q.in, &beta, y, q.y ? CUDA_R_32F : t, q.out, CUBLAS_COMPUTE_32F,
                                    CUBLAS_GEMM_DEFAULT));
   return absl::OkStatus();
@@ -85,17 +116,48 @@ absl::Status CudaBackend::GemmStrided(const GemmJob* jobs, int count, int rows) 
 }
 
 absl::Status CudaBackend::GemmJobs(const GemmJob* jobs, int n, int rows) {
-  bool grouped = rows <= kernels::kGemvMaxRows;
-  for (int j = 0; j < n; ++j) grouped = grouped && jobs[j].in % 8 == 0;
+  bool grouped = true;
+  for (int j = 0; j < n; ++j) grouped = grouped && GemvFits(jobs[j], rows);
   if (grouped) {  // decode of a few sessions: up to kGemvMaxJobs products per launch
     for (int j0 = 0; j0 < n; j0 += kernels::kGemvMaxJobs) {
       kernels::GemvGroupParams g;
       g.n_jobs = std::min(n - j0, kernels::kGemvMaxJobs);
-      for (int j = 0; j < g.n_jobs; ++j) g.job[j] = jobs[j0 + j].Gemv(dev_->bf16, rows);
+      for (int j = 0; j < g.n_jobs; ++j) g.job[j] = GemvOf(jobs[j0 + j], rows);
       RWKVX_CUDA_RETURN(kernels::LaunchGemvGroup(g, stream_));
     }
     return absl::OkStatus();
   }
+  // cuBLAS: half weights as they are; a run of 8-bit matrices that lie back to back with
+  // their scales (the r/k/v triple) dequantized at once, then the same GEMMs on the copy.
+  for (int j = 0; j < n;) {
+    const float* sc = dev_->ScaleOf(jobs[j].w);
+    if (!sc) {
+      int k = j + 1;
+      while (k < n && !dev_->ScaleOf(jobs[k].w)) ++k;
+      RWKVX_RETURN_IF_ERROR(GemmHalfJobs(jobs + j, k - j, rows));
+      j = k;
+      continue;
+    }
+    const GemmJob& q = jobs[j];
+    const size_t elems = static_cast<size_t>(q.out) * q.in;
+    int run = 1;
+    while (j + run < n && run < kMaxDeqRun && jobs[j + run].out == q.out && jobs[j + run].in == q.in &&
+           static_cast<const char*>(jobs[j + run].w) == static_cast<const char*>(q.w) + run * elems &&
+           dev_->ScaleOf(jobs[j + run].w) == sc + run * q.out && (run + 1) * elems <= dev_->deq_elems)
+      ++run;
+    RWKVX_RETURN_IF_ERROR(Dequant(q.w, run * q.out, q.in));
+    GemmJob copy[kMaxDeqRun];
+    for (int k = 0; k < run; ++k) {
+      copy[k] = jobs[j + k];
+      copy[k].w = static_cast<const char*>(dev_->deq) + k * elems * 2;
+    }
+    RWKVX_RETURN_IF_ERROR(GemmHalfJobs(copy, run, rows));
+    j += run;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::GemmHalfJobs(const GemmJob* jobs, int n, int rows) {
   for (int j = 0; j < n; ++j) {
     const GemmJob& q = jobs[j];
     if (const int run = BatchRun(jobs + j, n - j); run > 1) {

@@ -58,8 +58,10 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
   cpu.threads = f.threads;
   cpu.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
   cpu.half_weights = f.weights == "fp16";
-  if (f.weights == "bf16" && f.backend == "cpu")
-    return absl::InvalidArgumentError("--weights bf16 is a CUDA option; the CPU backend takes fp32 or fp16");
+  const bool cuda_only = f.weights == "bf16" || f.weights == "fp8";
+  if (cuda_only && f.backend == "cpu")
+    return absl::InvalidArgumentError("--weights " + f.weights +
+                                      " is a CUDA option; the CPU backend takes fp32 or fp16");
   if (f.backend == "cpu") {
     SLOG(INFO) << "backend: cpu (--backend cpu)";
     return MakeCpuBackend(model, cpu);
@@ -72,6 +74,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     CudaBackendOptions c;
     c.device = f.cuda_device;
     c.bf16 = f.weights == "bf16";
+    c.fp8_weights = f.weights == "fp8";
     c.gpu_memory_fraction = f.gpu_memory_fraction;
     c.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
     c.reserve_step_rows = f.max_batch_tokens > 0 ? f.max_batch_tokens : kBatchTokensCuda;  // auto: CUDA's
@@ -82,14 +85,18 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.graph_buckets = f.cuda_graph_buckets != 0;
     auto b = MakeCudaBackend(model, c);
     if (b.ok()) {
-      SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found)";
+      SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found; weights "
+                 << (f.weights.empty() || f.weights == "fp32" ? "fp16" : f.weights) << ")";
       return b;
     }
     if (f.backend == "cuda") return b.status();
     why = std::string(b.status().message());
   }
   SLOG(INFO) << "backend: cpu (--backend auto: CUDA unavailable: " << why << ")";
-  if (f.weights == "bf16") cpu.half_weights = false;  // a CUDA-only choice; CPU stays exact
+  if (cuda_only) {  // a CUDA-only choice; the CPU stays exact
+    cpu.half_weights = false;
+    SLOG(INFO) << "--weights " << f.weights << " applies to the CUDA backend only: the CPU backend runs fp32";
+  }
   return MakeCpuBackend(model, cpu);
 }
 
@@ -121,8 +128,8 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
     return bad("--tokenizer: auto, world or bytes");
   if (f.backend != "auto" && f.backend != "cpu" && f.backend != "cuda")
     return bad("--backend: auto, cpu or cuda");
-  if (!f.weights.empty() && f.weights != "fp32" && f.weights != "fp16" && f.weights != "bf16")
-    return bad("--weights: fp32, fp16 or bf16");
+  if (!f.weights.empty() && f.weights != "fp32" && f.weights != "fp16" && f.weights != "bf16" && f.weights != "fp8")
+    return bad("--weights: fp32, fp16, bf16 or fp8");
   if (f.sampling != "auto" && f.sampling != "device" && f.sampling != "host")
     return bad("--sampling: auto, device or host");
   if (!(f.gpu_memory_fraction > 0 && f.gpu_memory_fraction <= 1))
