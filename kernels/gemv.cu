@@ -27,6 +27,26 @@ __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
   }
 }
 
+// One output row's dot products over half weights: 8 weights a lane per iteration.
+template <int ROWS>
+__device__ __forceinline__ void DotHalf(const GemvParams& p, int o, int lane, bool bf16, float (&acc)[ROWS]) {
+  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
+  const int n8 = p.in / 8;
+#pragma unroll 4  // several 16-byte weight loads in flight per lane (same summation order)
+  for (int i = lane; i < n8; i += 32) {
+    float wf[8];
+    Unpack8(w[i], bf16, wf);
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      const uint4 xv = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2)[i];
+      float xf[8];
+      Unpack8(xv, bf16, xf);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[r] += wf[k] * xf[k];
+    }
+  }
+}
+
 // 16 E4M3 weights (one 16-byte load) to float: exact (every E4M3 value is an fp16 value).
 __device__ __forceinline__ void Unpack16Fp8(const uint4& u, float* f) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
@@ -64,8 +84,9 @@ __device__ __forceinline__ void DotFp8(const GemvParams& p, int o, int lane, boo
 }
 
 // 256 threads = 8 warps, one output row each. Blocks are laid out job after job
-// (ceil(out / 8) blocks per job).
-template <int ROWS>
+// (ceil(out / 8) blocks per job). kAny8: some job has 8-bit weights (a separate
+// instantiation, so that groups of half weights compile exactly as without the 8-bit path).
+template <int ROWS, bool kAny8>
 __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
@@ -83,29 +104,15 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   float acc[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
-  if (p.w_scale) {  // warp-uniform: one output row per warp
+  if (kAny8 && p.w_scale) {  // warp-uniform: one output row per warp
     DotFp8<ROWS>(p, o, lane, bf16, acc);
   } else {
-  const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
-  const int n8 = p.in / 8;
-#pragma unroll 4  // several 16-byte weight loads in flight per lane (same summation order)
-  for (int i = lane; i < n8; i += 32) {
-    float wf[8];
-    Unpack8(w[i], bf16, wf);
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      const uint4 xv = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2)[i];
-      float xf[8];
-      Unpack8(xv, bf16, xf);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) acc[r] += wf[k] * xf[k];
-    }
+    DotHalf<ROWS>(p, o, lane, bf16, acc);
   }
-  }
-  const float scale = p.w_scale ? p.w_scale[o] : 1.f;
+  const float scale = kAny8 && p.w_scale ? p.w_scale[o] : 1.f;  // an 8-bit row's sum, scaled once
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
-    const float v = WarpSum(acc[r]) * scale;
+    const float v = kAny8 ? WarpSum(acc[r]) * scale : WarpSum(acc[r]);
     if (lane == 0) {
       const size_t idx = static_cast<size_t>(r) * p.out + o;
       if (p.y)
@@ -115,6 +122,17 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
     }
   }
 }
+
+template <bool kAny8>
+cudaError_t LaunchRows(const GemvGroupParams& p, int rows, unsigned blocks, cudaStream_t s) {
+  switch (rows) {
+    case 1: RWKVX_KLAUNCH((GemvKernel<1, kAny8>), blocks, 256, 0, s, p); break;
+    case 2: RWKVX_KLAUNCH((GemvKernel<2, kAny8>), blocks, 256, 0, s, p); break;
+    case 3: RWKVX_KLAUNCH((GemvKernel<3, kAny8>), blocks, 256, 0, s, p); break;
+    default: RWKVX_KLAUNCH((GemvKernel<4, kAny8>), blocks, 256, 0, s, p); break;
+  }
+  return cudaGetLastError();
+}
 }  // namespace
 
 cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
@@ -122,20 +140,16 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
   const int rows = p.job[0].rows;
   if (rows < 1 || rows > kGemvMaxRows) return cudaErrorInvalidValue;
   unsigned blocks = 0;
+  bool any8 = false;
   for (int j = 0; j < p.n_jobs; ++j) {
     const GemvParams& q = p.job[j];
     if (q.rows != rows || q.bf16 != p.job[0].bf16 || q.in % (q.w_scale ? 16 : 8) != 0 || q.out < 1 ||
         (!q.y && !q.y_half))
       return cudaErrorInvalidValue;
     blocks += CeilDiv(q.out, 8);
+    any8 = any8 || q.w_scale;
   }
-  switch (rows) {
-    case 1: RWKVX_KLAUNCH(GemvKernel<1>, blocks, 256, 0, s, p); break;
-    case 2: RWKVX_KLAUNCH(GemvKernel<2>, blocks, 256, 0, s, p); break;
-    case 3: RWKVX_KLAUNCH(GemvKernel<3>, blocks, 256, 0, s, p); break;
-    default: RWKVX_KLAUNCH(GemvKernel<4>, blocks, 256, 0, s, p); break;
-  }
-  return cudaGetLastError();
+  return any8 ? LaunchRows<true>(p, rows, blocks, s) : LaunchRows<false>(p, rows, blocks, s);
 }
 
 cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s) {

@@ -32,9 +32,8 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7Kernel(Wkv7Params p) {
 }
 
 // Wkv7DecodeParams (wkv7.cuh): warp 0 preps the head's 64 columns of the item's row into
-// the staging layout of wkv7::Wkv7Step (and keeps r, k, v for the post; the post's own
-// inputs are loaded before the step), the block runs the one token, warp 0 normalises and
-// gates the head's output while the other warps have left.
+// the staging layout of wkv7::Wkv7Step (and keeps r, k, v for the post), the block runs
+// the one token, warp 0 normalises and gates the head's output.
 __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
@@ -49,13 +48,8 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p)
   using rwkv7::Load2;
   const int c = 2 * t, cc = h * N + c;  // (warp 0's lanes)
   const size_t o = static_cast<size_t>(p.wkv.item_row0[it]) * p.wkv.C + cc;
-  float2 r2 = {}, k2 = {}, v2 = {}, g2 = {}, rk2 = {}, lnw2 = {}, lnb2 = {};
+  float2 r2 = {}, k2 = {}, v2 = {};
   if (t < 32) {
-    // The post's inputs first: their loads overlap the prep, the barrier and the step.
-    g2 = Load2(p.post.g, o);
-    rk2 = Load2(p.post.r_k, cc);
-    lnw2 = Load2(p.post.ln_w, cc);
-    lnb2 = Load2(p.post.ln_b, cc);
     const bool first = p.prep.first_layer;
     const float2 zero = make_float2(0.f, 0.f);
     const rwkv7::PrepOut q = rwkv7::PrepPair(
@@ -81,15 +75,10 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p)
   if (part == 0) ys[i] = y;
 #pragma unroll
   for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + i] = s[jj];
-  // ys is complete once every warp got here: warps 1-7 only signal it (named barrier 1,
-  // arrive: orders their ys writes before warp 0's reads) and leave; warp 0 waits and posts.
-  if (t >= 32) {
-    asm volatile("bar.arrive 1, %0;" ::"n"(N * P) : "memory");
-    return;
-  }
-  asm volatile("bar.sync 1, %0;" ::"n"(N * P) : "memory");
-  {
-    const float2 out = rwkv7::PostPair(make_float2(ys[c], ys[c + 1]), r2, k2, v2, g2, rk2, lnw2, lnb2, p.post.eps);
+  __syncthreads();
+  if (t < 32) {
+    const float2 out = rwkv7::PostPair(make_float2(ys[c], ys[c + 1]), r2, k2, v2, Load2(p.post.g, o),
+                                       Load2(p.post.r_k, cc), Load2(p.post.ln_w, cc), Load2(p.post.ln_b, cc), p.post.eps);
     StoreHalf(p.post.out, o, out.x, p.post.bf16);
     StoreHalf(p.post.out, o + 1, out.y, p.post.bf16);
   }

@@ -86,7 +86,8 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     auto b = MakeCudaBackend(model, c);
     if (b.ok()) {
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found; weights "
-                 << (f.weights.empty() || f.weights == "fp32" ? "fp16" : f.weights) << ")";
+                 << (f.weights.empty() || f.weights == "fp32" ? "fp16" : f.weights)
+                 << (f.weights == "fp8" ? ", experimental: docs/CUDA.md" : "") << ")";
       return b;
     }
     if (f.backend == "cuda") return b.status();

@@ -24,7 +24,7 @@ def test_help_documents_flags():
                  "--max-prompt-tokens", "--max-tokens", "--max-batch-tokens",
                  "--request-timeout", "--attn-chunk-size", "--attn-topk", "--kv-max",
                  "--drain-grace", "--sampling", "--stream-writer", "--cuda-wkv-chunked-min",
-                 "--cuda-free-state-blocks", "--overlap-steps"]:
+                 "--cuda-free-state-blocks", "--overlap-steps", "--weights"]:
         assert flag + " " in out, flag
     batch = out[out.index("--max-batch-tokens"):out.index("--prefill-chunk ")]
     assert "0 = auto" in batch and "4096" in batch and "512" in batch
@@ -121,6 +121,27 @@ def test_sampling_auto_is_the_default_and_is_host_on_the_cpu_backend(make_server
     # CPU reference samples on the host; the log says which is in force.
     srv = make_server("--backend", "cpu")
     assert "sampling: host (the backend returns logits) [--sampling auto]" in srv.log_text()
+
+
+def test_weights_fp8_is_a_cuda_option(make_server):
+    # --weights fp8 (8-bit projections; docs/CUDA.md): the CPU backend refuses it by name; with
+    # --backend auto the CUDA backend takes it where a GPU is usable, else the CPU serves the
+    # exact fp32 model and the log says that the choice did not apply. Either way it serves.
+    r = run("--backend", "cpu", "--weights", "fp8")
+    assert r.returncode != 0 and b"--weights fp8 is a CUDA option" in r.stderr
+    r = run("--weights", "fp4")
+    assert r.returncode != 0 and b"--weights: fp32, fp16, bf16 or fp8" in r.stderr
+    srv = make_server("--weights", "fp8")
+    log = srv.log_text()
+    if "backend: cuda" in log:
+        assert "weights fp8, experimental" in log
+    else:
+        assert "--weights fp8 applies to the CUDA backend only: the CPU backend runs fp32" in log
+    client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
+    model = client.models.list().data[0].id
+    r = client.completions.create(model=model, prompt="Hello", max_tokens=4,
+                                  extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 4
 
 
 def test_backend_cuda_without_gpu_fails_clearly():
