@@ -6,6 +6,8 @@
 // The response objects live in HttpShared::responses (ResponseRecords), their model state
 // in the session store (Service::CreateResponse). Only JSON <-> Service calls here; the
 // Service's callbacks post back to this strand.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
@@ -13,6 +15,7 @@
 #include "server/http/http_connection.h"
 #include "server/openai/responses_request.h"
 #include "server/random_id.h"
+#include "server/service/tools.h"
 
 namespace rwkvx {
 namespace {
@@ -59,6 +62,8 @@ struct HttpConnection::ResponseCall {
   bool stream = false;
   std::shared_ptr<ResponseGeneration> gen;
   ResponseEvents events;
+  std::string raw;         // the reply as generated (the stored answer); view.text is its text part
+  ToolCallReader reader;   // view.tools: the reply into text and calls
   bool ended = false;      // the final event was seen
   bool writing = false;
   bool finishing = false;  // the last bytes are queued
@@ -86,14 +91,28 @@ void HttpConnection::CreateResponse(const PathParams&) {
   v.temperature = r.params.temperature.value_or(1.0);
   v.top_p = r.params.top_p.value_or(1.0);
   v.store = r.turn.store;
+  v.tools = r.tools.calls;
+  v.tools_json = r.tools.tools_json;
+  v.tool_choice_json = r.tools.choice_json;
+  v.parallel_tool_calls = r.tools.parallel;
   call->stream = r.stream;
   if (!r.turn.previous.empty()) {
     v.previous = r.turn.previous;
     auto prev = shared_->responses.Get(r.turn.previous);
     if (auto s = CheckPrevious(r.turn.previous, prev, r.instructions); !s.ok()) return SendError(s);
     v.conversation_instructions = prev->conversation_instructions;
+    for (const auto& c : prev->calls) r.call_ids.push_back(c.call_id);
   } else if (r.instructions) {
     r.turn.input.insert(r.turn.input.begin(), ChatMessage{"system", *r.instructions});
+  }
+  // Each function_call_output answers a call of this input or of the response continued.
+  for (const std::string& id : r.output_call_ids) {
+    if (std::find(r.call_ids.begin(), r.call_ids.end(), id) == r.call_ids.end()) {
+      return SendError(absl::InvalidArgumentError(absl::StrCat(
+          "no function call with call_id '", id.substr(0, 200),
+          "' to answer: a function_call_output must follow its function_call item in 'input' or answer a call "
+          "of the response named by 'previous_response_id'")));
+    }
   }
   r.turn.id = v.id;
   r.params.request_id = v.id;
@@ -147,14 +166,28 @@ void HttpConnection::PumpResponse() {
     c.gen->stream()->PopAll(&evs);
     std::string out;
     for (auto& ev : evs) {
-      c.view.text += ev.text;
-      if (c.stream && !ev.text.empty()) out += c.events.Delta(c.view, ev.text);
+      c.raw += ev.text;
+      if (!c.view.tools) {
+        c.view.text += ev.text;
+        if (c.stream && !ev.text.empty()) out += c.events.Delta(c.view, ev.text);
+      } else {  // text, or function calls (server/service/tools.h)
+        ToolCallReader::Piece p = c.reader.Take(ev.text, ev.final);
+        c.view.text += p.content;
+        if (c.stream && !p.content.empty()) out += c.events.Delta(c.view, p.content);
+        for (ToolCallReader::CallDelta& d : p.calls) {
+          if (d.name) c.view.calls.push_back({RandomId("fc_"), RandomId("call_"), *d.name, ""});
+          const size_t k = static_cast<size_t>(d.index);
+          if (k >= c.view.calls.size()) continue;  // (a reader contract: names come first)
+          c.view.calls[k].arguments += d.arguments;
+          if (c.stream) out += c.events.CallDelta(c.view, k, d.arguments);
+        }
+      }
       if (!ev.final) continue;
       c.ended = true;
       c.view.Finish(ev, c.gen->input_tokens(), c.gen->carried_tokens() + ev.cached_tokens);
       c.gen->stream()->SetNotify(nullptr);
       auto call = resp_;
-      c.gen->Finish(ev, c.view.text, Later<absl::Status>([call](HttpConnection& self, absl::Status s) {
+      c.gen->Finish(ev, c.raw, Later<absl::Status>([call](HttpConnection& self, absl::Status s) {
                       if (self.resp_ == call) self.EndResponse(s);
                     }));
       break;

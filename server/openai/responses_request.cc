@@ -59,22 +59,36 @@ absl::StatusOr<std::string> ParseContent(const json& c, size_t index) {
   return out;
 }
 
-absl::Status ParseInputItem(const json& item, size_t index, std::vector<ChatMessage>* out) {
+absl::Status ParseInputItem(const json& item, size_t index, ResponsesRequest* r) {
+  std::vector<ChatMessage>* out = &r->turn.input;
   const std::string where = absl::StrCat("input[", index, "]");
   if (!item.is_object()) return Bad(absl::StrCat("'", where, "' must be a message object"));
   if (auto t = item.find("type"); t != item.end() && !(t->is_string() && *t == "message")) {
-    return Bad(absl::StrCat("'", where, ".type' must be \"message\"; other input items "
-                            "(function calls, files, images, reasoning) are not supported"));
+    std::string id;
+    if (t->is_string() && *t == "function_call") {
+      RWKVX_RETURN_IF_ERROR(ParseFunctionCallItem(item, where, out, &id));  // responses_tools.cc
+      r->call_ids.push_back(std::move(id));
+      return absl::OkStatus();
+    }
+    if (t->is_string() && *t == "function_call_output") {
+      RWKVX_RETURN_IF_ERROR(ParseFunctionCallOutputItem(item, where, out, &id));
+      r->output_call_ids.push_back(std::move(id));
+      return absl::OkStatus();
+    }
+    return Bad(absl::StrCat("'", where, ".type' must be \"message\", \"function_call\" or "
+                            "\"function_call_output\"; other input items (files, images, reasoning, built-in "
+                            "tool calls) are not supported"));
   }
   ChatMessage m;
   bool has_role = false, has_content = false;
   for (const auto& [k, v] : item.items()) {
-    if (k == "type") {
+    if (k == "type" || v.is_null()) {
       continue;
     } else if (k == "role") {
       RWKVX_RETURN_IF_ERROR(Assign(StringField(v, where + ".role"), &m.role));
       if (m.role != "user" && m.role != "assistant" && m.role != "system" && m.role != "developer") {
-        return Bad(absl::StrCat("'", where, ".role' must be user, assistant, system or developer"));
+        return Bad(absl::StrCat("'", where, ".role' must be user, assistant, system or developer (a tool's "
+                                "result is a function_call_output item)"));
       }
       has_role = true;
     } else if (k == "content") {
@@ -92,14 +106,18 @@ absl::Status ParseInputItem(const json& item, size_t index, std::vector<ChatMess
   return absl::OkStatus();
 }
 
-absl::Status ParseInput(const json& v, std::vector<ChatMessage>* out) {
+absl::Status ParseInput(const json& v, ResponsesRequest* r) {
+  std::vector<ChatMessage>* out = &r->turn.input;
   if (v.is_string()) {
     out->push_back({"user", v.get<std::string>()});
     return absl::OkStatus();
   }
   if (!v.is_array()) return Bad("'input' must be a string or an array of messages");
   if (v.empty()) return Bad("'input' must not be empty");
-  for (size_t i = 0; i < v.size(); ++i) RWKVX_RETURN_IF_ERROR(ParseInputItem(v[i], i, out));
+  for (size_t i = 0; i < v.size(); ++i) RWKVX_RETURN_IF_ERROR(ParseInputItem(v[i], i, r));
+  if (out->back().role == "assistant" && !out->back().tool_calls.empty()) {
+    return Bad("the input ends with a function_call: give its result as a function_call_output item after it");
+  }
   if (out->back().role == "assistant") {
     return Bad("the last input message must not be from the assistant (continuing an answer "
                "is not supported by /v1/responses; use /v1/chat/completions)");
@@ -137,17 +155,12 @@ absl::StatusOr<bool> BoolField(const json& v, const std::string& name) {
   return v.get<bool>();
 }
 
-// Fields whose given value is what this server does anyway (no tools, no truncation):
-// accepted; any other value is refused.
+// Fields whose given value is what this server does anyway (no truncation): accepted; any
+// other value is refused.
 absl::Status CheckDefaultOnly(const std::string& k, const json& v) {
-  bool ok = false;
-  if (k == "tools") ok = v.is_array() && v.empty();
-  else if (k == "tool_choice") ok = v.is_string() && (v == "none" || v == "auto");
-  else if (k == "parallel_tool_calls") ok = v.is_boolean();
-  else if (k == "truncation") ok = v.is_string() && v == "disabled";
-  if (ok) return absl::OkStatus();
-  return Bad(absl::StrCat("'", k, "' is not supported by this server with that value (tools "
-                          "and truncation are not implemented)"));
+  if (k == "truncation" && v.is_string() && v == "disabled") return absl::OkStatus();
+  return Bad(absl::StrCat("'", k, "' is not supported by this server with that value (truncation is not "
+                          "implemented: a conversation longer than the model's limits is refused)"));
 }
 
 // "text": {"format": {"type": "text"}}, {"type": "json_object"}, or {"type": "json_schema",
@@ -215,7 +228,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body, in
     if (k == "model") {
       RWKVX_RETURN_IF_ERROR(Assign(StringField(v, k), &p.model));
     } else if (k == "input") {
-      RWKVX_RETURN_IF_ERROR(ParseInput(v, &r.turn.input));
+      RWKVX_RETURN_IF_ERROR(ParseInput(v, &r));
       has_input = true;
     } else if (k == "instructions") {
       RWKVX_RETURN_IF_ERROR(Assign(StringField(v, k), &r.instructions));
@@ -238,13 +251,18 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body, in
       RWKVX_RETURN_IF_ERROR(Assign(StringField(v, k), &r.user));
     } else if (k == "text") {
       RWKVX_RETURN_IF_ERROR(ParseTextFormat(v, body, &p.output_format, &r.text_format));
-    } else if (k == "tools" || k == "tool_choice" || k == "parallel_tool_calls" || k == "truncation") {
+    } else if (k == "tools" || k == "tool_choice" || k == "parallel_tool_calls") {
+      // Read once every field is known (text.format may not be combined with tools).
+    } else if (k == "truncation") {
       RWKVX_RETURN_IF_ERROR(CheckDefaultOnly(k, v));
     } else {
       return Bad(absl::StrCat("'", Name(k), "' is not supported by this server's /v1/responses"));
     }
   }
   if (!has_input) return Bad("'input' is required");
+  auto tools = ApplyResponsesTools(j, body, &r.turn.input, &p.output_format);  // responses_tools.cc
+  if (!tools.ok()) return tools.status();
+  r.tools = std::move(*tools);
   return r;
 }
 

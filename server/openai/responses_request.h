@@ -8,8 +8,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/openai/responses_tools.h"
 #include "server/service/service.h"
 
 namespace rwkvx {
@@ -23,6 +25,10 @@ struct ResponsesRequest {
   std::optional<std::string> user;
   std::string text_format = R"({"type":"text"})";  // text.format as given, for the response
   bool stream = false;
+  ResponsesTools tools;  // tools / tool_choice / parallel_tool_calls (responses_tools.h)
+  // The call ids of the input's function_call items and of its function_call_output items
+  // (each output must answer a call: one of these, or of the previous response).
+  std::vector<std::string> call_ids, output_call_ids;
 };
 
 // Parses and type-checks the body (value ranges are checked later by the Service).

@@ -31,10 +31,25 @@ const char* ItemStatus(const ResponseView& v) {
   return "incomplete";
 }
 
+json CallItem(const ResponseView::Call& c, const char* status, bool with_arguments) {
+  return {{"id", c.id}, {"type", "function_call"}, {"status", status}, {"call_id", c.call_id},
+          {"name", c.name}, {"arguments", with_arguments ? c.arguments : ""}};
+}
+
+// The output items of a finished reply: the message (when it has text or nothing else), then
+// the calls, in the order ResponseEvents opens them.
+bool HasMessage(const ResponseView& v) { return !v.text.empty() || v.calls.empty(); }
+
+json ParsedOr(const std::string& text, json fallback) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? fallback : j;
+}
+
 json ResponseObject(const ResponseView& v) {
   json output = json::array();
   if (v.status == "completed" || v.status == "incomplete") {
-    output.push_back(MessageItem(v, ItemStatus(v), true));
+    if (HasMessage(v)) output.push_back(MessageItem(v, ItemStatus(v), true));
+    for (const auto& c : v.calls) output.push_back(CallItem(c, ItemStatus(v), true));
   }
   json metadata = json::object();
   for (const auto& [k, val] : v.metadata) metadata[k] = val;
@@ -62,14 +77,14 @@ json ResponseObject(const ResponseView& v) {
           {"metadata", metadata},
           {"model", v.model},
           {"output", output},
-          {"parallel_tool_calls", false},
+          {"parallel_tool_calls", v.parallel_tool_calls},
           {"previous_response_id", Opt(v.previous)},
           {"store", v.store},
           {"temperature", v.temperature},
           {"top_p", v.top_p},
           {"text", {{"format", json::parse(v.text_format, nullptr, false)}}},
-          {"tool_choice", "none"},
-          {"tools", json::array()},
+          {"tool_choice", ParsedOr(v.tool_choice_json, "none")},
+          {"tools", ParsedOr(v.tools_json, json::array())},
           {"truncation", "disabled"},
           {"usage", usage},
           {"user", Opt(v.user)}};
@@ -94,36 +109,71 @@ std::string ResponseEvents::Event(const char* type, std::string data) {
   return absl::StrCat("event: ", type, "\ndata: ", head, "\n\n");
 }
 
-std::string ResponseEvents::Start(const ResponseView& v) {
-  std::string out = Event("response.created", Dump({{"response", ResponseObject(v)}}));
-  out += Event("response.in_progress", Dump({{"response", ResponseObject(v)}}));
-  out += Event("response.output_item.added",
-               Dump({{"output_index", 0}, {"item", MessageItem(v, "in_progress", false)}}));
+std::string ResponseEvents::OpenMessage(const ResponseView& v) {
+  message_index_ = next_index_++;
+  std::string out = Event("response.output_item.added",
+                          Dump({{"output_index", message_index_}, {"item", MessageItem(v, "in_progress", false)}}));
   out += Event("response.content_part.added",
-               Dump({{"item_id", v.message_id}, {"output_index", 0}, {"content_index", 0},
+               Dump({{"item_id", v.message_id}, {"output_index", message_index_}, {"content_index", 0},
                      {"part", TextPart("")}}));
   return out;
 }
 
+std::string ResponseEvents::Start(const ResponseView& v) {
+  std::string out = Event("response.created", Dump({{"response", ResponseObject(v)}}));
+  out += Event("response.in_progress", Dump({{"response", ResponseObject(v)}}));
+  if (!v.tools) out += OpenMessage(v);
+  return out;
+}
+
 std::string ResponseEvents::Delta(const ResponseView& v, const std::string& delta) {
-  return Event("response.output_text.delta",
-               Dump({{"item_id", v.message_id}, {"output_index", 0}, {"content_index", 0},
+  std::string out = message_index_ < 0 ? OpenMessage(v) : "";
+  out += Event("response.output_text.delta",
+               Dump({{"item_id", v.message_id}, {"output_index", message_index_}, {"content_index", 0},
                      {"delta", delta}, {"logprobs", json::array()}}));
+  return out;
+}
+
+std::string ResponseEvents::CallDelta(const ResponseView& v, size_t k, const std::string& delta) {
+  std::string out;
+  const ResponseView::Call& c = v.calls[k];
+  if (k >= call_index_.size()) {  // calls open in order
+    call_index_.push_back(next_index_++);
+    out += Event("response.output_item.added",
+                 Dump({{"output_index", call_index_.back()}, {"item", CallItem(c, "in_progress", false)}}));
+  }
+  if (!delta.empty()) {
+    out += Event("response.function_call_arguments.delta",
+                 Dump({{"item_id", c.id}, {"output_index", call_index_[k]}, {"delta", delta}}));
+  }
+  return out;
 }
 
 std::string ResponseEvents::End(const ResponseView& v) {
   if (v.status == "failed") {
     return Event("response.failed", Dump({{"response", ResponseObject(v)}}));
   }
-  std::string out = Event("response.output_text.done",
-                          Dump({{"item_id", v.message_id}, {"output_index", 0},
-                                {"content_index", 0}, {"text", v.text},
-                                {"logprobs", json::array()}}));
-  out += Event("response.content_part.done",
-               Dump({{"item_id", v.message_id}, {"output_index", 0}, {"content_index", 0},
-                     {"part", TextPart(v.text)}}));
-  out += Event("response.output_item.done",
-               Dump({{"output_index", 0}, {"item", MessageItem(v, ItemStatus(v), true)}}));
+  std::string out;
+  if (message_index_ < 0 && HasMessage(v)) out += OpenMessage(v);  // an empty reply: an empty message
+  if (message_index_ >= 0) {
+    out += Event("response.output_text.done",
+                 Dump({{"item_id", v.message_id}, {"output_index", message_index_},
+                       {"content_index", 0}, {"text", v.text},
+                       {"logprobs", json::array()}}));
+    out += Event("response.content_part.done",
+                 Dump({{"item_id", v.message_id}, {"output_index", message_index_}, {"content_index", 0},
+                       {"part", TextPart(v.text)}}));
+    out += Event("response.output_item.done",
+                 Dump({{"output_index", message_index_}, {"item", MessageItem(v, ItemStatus(v), true)}}));
+  }
+  for (size_t k = 0; k < v.calls.size(); ++k) {
+    if (k >= call_index_.size()) out += CallDelta(v, k, "");
+    const ResponseView::Call& c = v.calls[k];
+    out += Event("response.function_call_arguments.done",
+                 Dump({{"item_id", c.id}, {"output_index", call_index_[k]}, {"arguments", c.arguments}}));
+    out += Event("response.output_item.done",
+                 Dump({{"output_index", call_index_[k]}, {"item", CallItem(c, ItemStatus(v), true)}}));
+  }
   out += Event(v.status == "incomplete" ? "response.incomplete" : "response.completed",
                Dump({{"response", ResponseObject(v)}}));
   return out;

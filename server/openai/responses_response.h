@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "server/request.h"
@@ -31,6 +32,16 @@ struct ResponseView {
   double temperature = 1.0, top_p = 1.0;
   bool store = true;
   std::string text_format = R"({"type":"text"})";  // the request's text.format (JSON)
+  // Function tools (ResponsesTools): echoed as given; with `tools` on, the reply is read
+  // with ToolCallReader into `text` and `calls` (output items: the message when it has
+  // text or there is no call, then one function_call item per call).
+  bool tools = false;
+  std::string tools_json = "[]", tool_choice_json = R"("none")";
+  bool parallel_tool_calls = false;
+  struct Call {
+    std::string id, call_id, name, arguments;  // id: the output item's ("fc_..."); call_id: "call_..."
+  };
+  std::vector<Call> calls;
   // As it runs.
   std::string status = "in_progress";  // in_progress | completed | incomplete | failed
   std::string text;
@@ -47,17 +58,27 @@ std::string ResponseJson(const ResponseView& v);
 // The SSE events of one streamed response, numbered in order (sequence_number).
 class ResponseEvents {
  public:
-  // response.created, response.in_progress, response.output_item.added,
-  // response.content_part.added.
+  // response.created, response.in_progress, and (without tools) the message's
+  // response.output_item.added and response.content_part.added. With tools the items
+  // open as the reply shows what it is (Delta, CallDelta).
   std::string Start(const ResponseView& v);
-  std::string Delta(const ResponseView& v, const std::string& delta);  // output_text.delta
-  // output_text.done, content_part.done, output_item.done, then response.completed or
-  // response.incomplete; or response.failed when v.status is "failed".
+  // output_text.delta (opening the message item first where it is not open yet).
+  std::string Delta(const ResponseView& v, const std::string& delta);
+  // More of v.calls[k]'s arguments (response.function_call_arguments.delta), opening its
+  // function_call item (response.output_item.added) on the first.
+  std::string CallDelta(const ResponseView& v, size_t k, const std::string& delta);
+  // The open items' done events (the message: output_text.done, content_part.done,
+  // output_item.done; each call: function_call_arguments.done, output_item.done), then
+  // response.completed or response.incomplete; or response.failed when v.status is "failed".
   std::string End(const ResponseView& v);
 
  private:
   std::string Event(const char* type, std::string data_without_type);
+  std::string OpenMessage(const ResponseView& v);
   int seq_ = 0;
+  int next_index_ = 0;        // the next output item's output_index
+  int message_index_ = -1;    // the message item's (-1: not open)
+  std::vector<int> call_index_;  // each open call's
 };
 
 class ResponseRecords {

@@ -103,7 +103,7 @@ def test_unknown_ids_are_404(srv):
 
 
 @pytest.mark.parametrize("body, needle", [
-    ({"input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {}}]}, "'tools'"),
+    ({"input": "hi", "tools": [{"type": "web_search"}]}, "'tools[0].type'"),
     ({"input": "hi", "reasoning": {"effort": "low"}}, "'reasoning'"),
     ({"input": "hi", "text": {"format": {"type": "xml"}}}, "'text.format.type'"),
     ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, "'text.format.schema'"),
@@ -117,7 +117,8 @@ def test_unknown_ids_are_404(srv):
     ({"input": 3}, "'input'"),
     ({"input": []}, "'input'"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input_image"),
-    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}, "input[0].type"),
+    ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
+    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}, "call_id 'c'"),
     ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
     ({"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}]}, "last input message"),
     ({"input": "hi", "temperature": 9}, "temperature"),

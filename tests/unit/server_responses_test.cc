@@ -105,6 +105,48 @@ TEST(ResponsesRequestTest, TextFormatBecomesTheOutputFormat) {
   EXPECT_EQ(text->params.output_format.kind, OutputFormat::Kind::kText);
 }
 
+TEST(ResponsesRequestTest, FunctionToolsAndTheirRoundTripItems) {
+  auto r = ParseResponsesRequest(R"({"input": [
+      {"role": "user", "content": "weather?"},
+      {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get", "arguments": "{ \"z\": 1 }",
+       "status": "completed"},
+      {"type": "function_call_output", "call_id": "call_1", "output": [{"type": "input_text", "text": "sun"}]}],
+    "tools": [{"type": "function", "name": "get", "parameters": {"type": "object",
+               "properties": {"z": {"type": "integer"}, "a": {"type": "string"}}}, "strict": true}],
+    "tool_choice": "required", "parallel_tool_calls": true})", 64);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->tools.calls);
+  EXPECT_TRUE(r->tools.parallel);
+  EXPECT_EQ(r->tools.choice_json, "\"required\"");
+  EXPECT_LT(r->tools.tools_json.find("\"z\""), r->tools.tools_json.find("\"a\""));  // key order kept
+  EXPECT_EQ(r->params.output_format.kind, OutputFormat::Kind::kGrammar);
+  ASSERT_EQ(r->turn.input.size(), 4u);  // the tools' system message, user, assistant (the call), tool
+  EXPECT_EQ(r->turn.input[0].role, "system");
+  EXPECT_NE(r->turn.input[0].content.find("get"), std::string::npos);
+  EXPECT_EQ(r->turn.input[2].role, "assistant");
+  ASSERT_EQ(r->turn.input[2].tool_calls.size(), 1u);
+  EXPECT_EQ(r->turn.input[2].tool_calls[0].name, "get");
+  EXPECT_EQ(r->turn.input[2].tool_calls[0].arguments, "{\"z\":1}");  // compacted
+  EXPECT_EQ(r->turn.input[3].role, "tool");
+  EXPECT_EQ(r->turn.input[3].content, "sun");
+  EXPECT_EQ(r->call_ids, std::vector<std::string>{"call_1"});
+  EXPECT_EQ(r->output_call_ids, std::vector<std::string>{"call_1"});
+  // tool_choice none: the tools are checked and echoed, but nothing changes in the prompt.
+  auto none = ParseResponsesRequest(R"({"input": "hi", "tools": [{"type": "function", "name": "get"}],
+                                        "tool_choice": "none"})", 64);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->tools.calls);
+  EXPECT_EQ(none->turn.input.size(), 1u);
+  EXPECT_EQ(none->params.output_format.kind, OutputFormat::Kind::kText);
+  EXPECT_NE(none->tools.tools_json.find("get"), std::string::npos);
+  // No tools: the defaults echoed as before.
+  auto plain = ParseResponsesRequest(R"({"input": "hi"})", 64);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->tools.calls);
+  EXPECT_EQ(plain->tools.choice_json, "\"none\"");
+  EXPECT_EQ(plain->tools.tools_json, "[]");
+}
+
 ResponseView View() {
   ResponseView v;
   v.id = "resp_1";
@@ -149,6 +191,68 @@ TEST(ResponsesBodyTest, EventsAreNumberedAndComplete) {
   v.status = "failed";
   v.error = absl::InternalError("x");
   EXPECT_NE(ResponseEvents().End(v).find("response.failed"), std::string::npos);
+}
+
+// With tools the items open as the reply shows what it is: a call's item, its argument
+// deltas, then its done events; an empty reply still ends with an (empty) message.
+TEST(ResponsesBodyTest, CallEventsOpenTheirItems) {
+  auto events = [](const std::string& all) {
+    std::vector<json> out;
+    for (size_t at = 0; (at = all.find("data: ", at)) != std::string::npos;) {
+      const size_t end = all.find("\n\n", at);
+      out.push_back(json::parse(all.substr(at + 6, end - at - 6)));
+      at = end;
+    }
+    return out;
+  };
+  GenerateEvent last;
+  last.final = true;
+  last.finish = FinishReason::kStop;
+  last.completion_tokens = 5;
+  ResponseView v = View();
+  v.tools = true;
+  v.tools_json = R"([{"type":"function","name":"get"}])";
+  v.tool_choice_json = R"("required")";
+  ResponseEvents ev;
+  std::string all = ev.Start(v);
+  v.calls.push_back({"fc_1", "call_1", "get", "{\"a\""});
+  all += ev.CallDelta(v, 0, "{\"a\"");
+  v.calls[0].arguments += ":1}";
+  all += ev.CallDelta(v, 0, ":1}");
+  v.Finish(last, 10, 0);
+  all += ev.End(v);
+  std::vector<json> got = events(all);
+  std::vector<std::string> types;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i]["sequence_number"], static_cast<int>(i));
+    types.push_back(got[i]["type"]);
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{
+                       "response.created", "response.in_progress", "response.output_item.added",
+                       "response.function_call_arguments.delta", "response.function_call_arguments.delta",
+                       "response.function_call_arguments.done", "response.output_item.done", "response.completed"}));
+  EXPECT_EQ(got[2]["item"]["type"], "function_call");
+  EXPECT_EQ(got[2]["item"]["arguments"], "");
+  EXPECT_EQ(got[5]["arguments"], "{\"a\":1}");
+  const json& resp = got.back()["response"];
+  ASSERT_EQ(resp["output"].size(), 1u);
+  EXPECT_EQ(resp["output"][0]["type"], "function_call");
+  EXPECT_EQ(resp["output"][0]["call_id"], "call_1");
+  EXPECT_EQ(resp["output"][0]["arguments"], "{\"a\":1}");
+  EXPECT_EQ(resp["tool_choice"], "required");
+  EXPECT_EQ(resp["tools"][0]["name"], "get");
+  // An empty reply: the message opens and closes at the end.
+  ResponseView e = View();
+  e.tools = true;
+  ResponseEvents ev2;
+  std::string all2 = ev2.Start(e);
+  e.Finish(last, 10, 0);
+  all2 += ev2.End(e);
+  std::vector<json> got2 = events(all2);
+  ASSERT_EQ(got2.size(), 8u);
+  EXPECT_EQ(got2[2]["type"], "response.output_item.added");
+  EXPECT_EQ(got2[2]["item"]["type"], "message");
+  EXPECT_EQ(got2[7]["response"]["output"][0]["type"], "message");
 }
 
 TEST(ResponsesBodyTest, RecordsKeepTheNewest) {
