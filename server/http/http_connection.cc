@@ -29,6 +29,8 @@ const std::vector<HttpRoute>& HttpConnection::Routes() {
       {"/v1/completions", "/v1/completions", {{V::post, &C::Completions}}},
       {"/v1/chat/completions", "/v1/chat/completions", {{V::post, &C::ChatCompletions}}},
       {"/v1/models", "/v1/models", {{V::get, &C::ListModels}}},
+      {"/tokenize", "/tokenize", {{V::post, &C::Tokenize}}},
+      {"/detokenize", "/detokenize", {{V::post, &C::Detokenize}}},
       {"/v1/models/{*}", "/v1/models", {{V::get, &C::GetModel}}},
       {"/v1/sessions", "/v1/sessions", {{V::get, &C::ListSessions}, {V::post, &C::CreateSession}}},
       {"/v1/sessions/{}", "/v1/sessions", {{V::get, &C::GetSession}, {V::delete_, &C::DeleteSession}}},
@@ -223,8 +225,9 @@ void HttpConnection::Handle(Request req) {
   PathParams params;
   const HttpRoute* route = FindRoute(Routes(), path, &params);
   route_ = route ? std::string(route->label) : "other";
-  // Every /v1/ path needs a key, known or not (an unknown one is not revealed as such).
-  if (path.rfind("/v1/", 0) == 0) {
+  // Every /v1/ path needs a key, known or not (an unknown one is not revealed as such), and
+  // so do the tokenization endpoints (vLLM's paths, outside /v1/).
+  if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize") {
     absl::Status auth = CheckApiKey(shared_->opts.api_keys,
                                     std::string(req_[http::field::authorization]),
                                     KeyCarrier::kHttpHeader);

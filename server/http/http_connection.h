@@ -77,6 +77,8 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void Readiness(const PathParams&);
   void Metrics(const PathParams&);
   void ListModels(const PathParams&);
+  void Tokenize(const PathParams&);    // http_tokenize.cc
+  void Detokenize(const PathParams&);
   void GetModel(const PathParams& p);  // {model id}
   // Generation (http_generate.cc).
   void Completions(const PathParams&);

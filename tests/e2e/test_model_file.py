@@ -8,6 +8,7 @@ import sys
 import grpc
 import openai
 import pytest
+import requests
 
 from e2e_util import ROOT
 
@@ -42,6 +43,10 @@ def test_serves_checkpoint_with_world_tokenizer(make_server, checkpoint, grpc_st
     assert stub.Detokenize(pb.DetokenizeRequest(token_ids=ids), timeout=10).text == text
     assert stub.ListModels(pb.ListModelsRequest(), timeout=10).models[0].tokenizer == "world"
     ch.close()
+    # HTTP /tokenize and /detokenize (vLLM's form) give the same ids and text.
+    j = requests.post(srv.base + "/tokenize", json={"prompt": text, "return_token_strs": True}, timeout=10).json()
+    assert j["tokens"] == ids and j["count"] == len(ids) and len(j["token_strs"]) == len(ids)
+    assert requests.post(srv.base + "/detokenize", json={"tokens": ids}, timeout=10).json() == {"prompt": text}
     r = client.completions.create(model="tiny", prompt=text, max_tokens=5, temperature=0,
                                   extra_body={"ignore_eos": True})
     assert r.usage.prompt_tokens == len(ids)
