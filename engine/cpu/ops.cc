@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/thread_name.h"
+
 namespace rwkvx::cpu {
 
 void LayerNorm(const float* x, const float* w, const float* b, float* out, int64_t n, float eps) {
@@ -30,7 +32,11 @@ namespace {
 class Pool {
  public:
   explicit Pool(int n) {
-    for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { Loop(); });
+    for (int i = 0; i < n - 1; ++i)
+      workers_.emplace_back([this, i] {
+        NameThisThread("rwkvx-cpu-" + std::to_string(i + 1));
+        Loop();
+      });
   }
   ~Pool() {
     {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
+#include "engine/thread_name.h"
 #include "server/http/http_connection.h"
 #include "server/log.h"
 
@@ -144,7 +145,10 @@ absl::Status HttpServer::Start() {
   im.Accept();
   net::post(im.trim_strand, [&im] { im.TrimWhenIdle(); });
   for (int i = 0; i < std::max(1, o.threads); ++i) {
-    im.threads.emplace_back([&im] { im.ioc.run(); });
+    im.threads.emplace_back([&im, i] {
+      NameThisThread("rwkvx-http-" + std::to_string(i));
+      im.ioc.run();
+    });
   }
   return absl::OkStatus();
 }

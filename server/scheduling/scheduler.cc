@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/thread_name.h"
 #include "server/log.h"
 
 namespace rwkvx {
@@ -57,7 +58,10 @@ absl::Status Scheduler::OpenSessionDir() {
 
 void Scheduler::Start() {
   last_expiry_check_ = absl::Now();
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("rwkvx-sched");
+    Loop();
+  });
 }
 
 void Scheduler::Stop() {

@@ -3,11 +3,15 @@
 #include <algorithm>
 #include <utility>
 
+#include "engine/thread_name.h"
 #include "server/scheduling/stream_writer.h"
 
 namespace rwkvx {
 
-StreamNotifier::StreamNotifier() : thread_([this] { Run(); }) {}
+StreamNotifier::StreamNotifier() : thread_([this] {
+  NameThisThread("rwkvx-notify");
+  Run();
+}) {}
 
 StreamNotifier::~StreamNotifier() {
   Flush();

@@ -3,11 +3,15 @@
 #include <utility>
 
 #include "engine/snapshot.h"
+#include "engine/thread_name.h"
 
 namespace rwkvx {
 
 SessionWriter::SessionWriter(SessionFiles* files, const Model* model)
-    : files_(files), model_(model), thread_([this] { Run(); }) {}
+    : files_(files), model_(model), thread_([this] {
+        NameThisThread("rwkvx-sesswrite");
+        Run();
+      }) {}
 
 SessionWriter::~SessionWriter() {
   Drain();

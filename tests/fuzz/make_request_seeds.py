@@ -50,6 +50,24 @@ CHATS = [
                                "required": ["city"], "$defs": {"x": {"$ref": "#"}}}}}],
      "tool_choice": "auto"},
 ]
+RESPONSES = [
+    {"input": "Hello", "max_output_tokens": 16, "instructions": "Be brief.", "metadata": {"k": "v"}},
+    {"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+               {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "yo",
+                                                                      "annotations": []}]},
+               {"role": "user", "content": "more"}], "stream": True, "store": False, "temperature": 0.5},
+    {"input": "A person", "text": {"format": {"type": "json_schema", "name": "p", "strict": True, "schema": {
+        "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}},
+    {"input": [{"role": "user", "content": "weather?"},
+               {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "get_weather",
+                "arguments": "{\"city\": \"Paris\"}", "status": "completed"},
+               {"type": "function_call_output", "call_id": "c1", "output": "sunny"}],
+     "tools": [{"type": "function", "name": "get_weather", "description": "now", "strict": True,
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+     "tool_choice": {"type": "function", "name": "get_weather"}, "parallel_tool_calls": True},
+    {"input": [{"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": "x"}]}],
+     "previous_response_id": "resp_1", "tools": [{"type": "function", "name": "f"}], "tool_choice": "required"},
+]
 
 
 def fresh(name):
@@ -71,6 +89,8 @@ def main():
         (d / f"completion_{i}").write_bytes(b"0" + json.dumps(b).encode())
     for i, b in enumerate(CHATS):
         (d / f"chat_{i}").write_bytes(b"1" + json.dumps(b).encode())
+    for i, b in enumerate(RESPONSES):
+        (d / f"responses_{i}").write_bytes(b"2" + json.dumps(b).encode())
 
     d = fresh("http_request_fuzz")
     for i, b in enumerate(COMPLETIONS[:3]):

@@ -1,6 +1,12 @@
 // Scheduler tests against the deterministic FakeBackend (server/testing/fake_backend.h).
+#include <dirent.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <memory>
 #include <future>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "engine/tokenizer/tokenizer.h"
@@ -62,6 +68,33 @@ TEST(SchedulerTest, GreedyRunsToLengthAndFreesSession) {
 
 // The count gauges follow admissions and endings at once, not at the next 20 ms refresh:
 // by a stream's third token (two steps after the one that admitted it) they show it running.
+// The process's thread names (Linux: /proc/self/task/*/comm).
+std::set<std::string> ThreadNames() {
+  std::set<std::string> names;
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return names;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream f(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string n;
+    if (std::getline(f, n)) names.insert(n);
+  }
+  closedir(d);
+  return names;
+}
+
+TEST(SchedulerTest, ThreadsAreNamed) {
+  if (!std::ifstream("/proc/self/task/" + std::to_string(getpid()) + "/comm")) GTEST_SKIP() << "no /proc";
+  Fixture f;
+  auto s = f.Req(Prompt(4, 1), 2);
+  StreamCollector c(s);
+  ASSERT_TRUE(f.sched->Submit(s).ok());
+  ASSERT_TRUE(c.WaitFinal().finished);  // the loop has run: its thread has named itself
+  const auto names = ThreadNames();
+  EXPECT_TRUE(names.count("rwkvx-sched")) << "the scheduler's loop thread";
+  EXPECT_TRUE(names.count("rwkvx-notify")) << "the stream notifier";
+}
+
 TEST(SchedulerTest, CountGaugesFollowAdmissionAtOnce) {
   Fixture f;
   for (int round = 0; round < 3; ++round) {
