@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "engine/initial_state.h"
 #include "absl/time/clock.h"
 #include "server/embedded/embedded_model.h"
@@ -101,6 +103,15 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
   return MakeCpuBackend(model, cpu);
 }
 
+// --allowed-origins as a list (empty entries dropped).
+std::vector<std::string> AllowedOrigins(const std::string& list) {
+  std::vector<std::string> out;
+  for (absl::string_view o : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    out.emplace_back(absl::StripAsciiWhitespace(o));
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::Status CheckServeFlags(const ServeFlags& f) {
@@ -141,6 +152,17 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (f.stream_writer != "auto" && f.stream_writer != "on" && f.stream_writer != "off")
     return bad("--stream-writer: auto, on or off");
   if (f.overlap_steps != 0 && f.overlap_steps != 1) return bad("--overlap-steps: 0 or 1");
+  for (const std::string& o : AllowedOrigins(f.allowed_origins)) {
+    // "*", or scheme://host[:port] exactly as browsers send Origin (no path, no slash at the end).
+    const size_t sep = o.find("://");
+    const bool ok = o == "*" || (sep != std::string::npos && sep > 0 && o.size() > sep + 3 &&
+                                 o.find_first_of("/?#* \t\r\n", sep + 3) == std::string::npos &&
+                                 o.find_first_of(" \t\r\n") == std::string::npos);
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat("--allowed-origins: '", o.substr(0, 100),
+                                                     "' is not * or an origin such as https://app.example.com:8443"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -341,6 +363,7 @@ HttpOptions HttpOptionsFromFlags(const ServeFlags& f, const ApiKeys* keys) {
   ho.read_timeout = absl::Seconds(f.http_read_timeout_s);
   ho.idle_timeout = absl::Seconds(f.http_idle_timeout_s);
   ho.max_connections = f.http_max_connections;
+  ho.allowed_origins = AllowedOrigins(f.allowed_origins);
   return ho;
 }
 

@@ -95,6 +95,9 @@ const std::vector<FlagDef>& Defs() {
       NUM(http_read_timeout_s, "http-read-timeout", "SECONDS", "an HTTP request's headers and body must arrive within this of its first byte (slow senders are dropped)"),
       NUM(http_idle_timeout_s, "http-idle-timeout", "SECONDS", "an HTTP connection waits this long for a request's first byte, then is closed"),
       NUM(http_max_connections, "http-max-connections", "N", "open HTTP connections; more get 503 and are closed"),
+      STR(allowed_origins, "allowed-origins",
+          "CORS: comma-separated browser origins (https://app.example.com) whose pages may call the HTTP API, "
+          "or * for any; empty = no CORS headers (docs/SERVER.md)"),
       NUM(max_sessions, "max-sessions", "N", "max concurrent generating sessions"),
       NUM(max_queue, "max-queue", "N", "max waiting requests; more get 429 / RESOURCE_EXHAUSTED"),
       NUM(max_prompt_tokens, "max-prompt-tokens", "N",

@@ -56,6 +56,7 @@ struct ServeFlags {
   double http_read_timeout_s = 30;   // a request's headers + body, from its first byte
   double http_idle_timeout_s = 120;  // keep-alive wait for a request's first byte
   int http_max_connections = 8192;
+  std::string allowed_origins;     // CORS: comma-separated origins or "*" ("" = off)
   // Limits.
   int max_sessions = 64;
   int max_queue = 256;

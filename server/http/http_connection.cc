@@ -183,6 +183,11 @@ void HttpConnection::Send(int status, std::string content_type, std::string body
   res->set(http::field::server, "rwkvx-serve");
   res->set(http::field::content_type, content_type);
   for (auto& [k, v] : extra) res->set(k, v);
+  if (!cors_origin_.empty()) {
+    res->set(http::field::access_control_allow_origin, cors_origin_);
+    res->set(http::field::access_control_expose_headers, "Retry-After");
+    if (cors_origin_ != "*") res->set(http::field::vary, "Origin");
+  }
   res->keep_alive(keep_alive_);
   res->body() = std::move(body);
   res->prepare_payload();
@@ -225,6 +230,21 @@ void HttpConnection::Handle(Request req) {
   PathParams params;
   const HttpRoute* route = FindRoute(Routes(), path, &params);
   route_ = route ? std::string(route->label) : "other";
+  cors_origin_.clear();
+  if (!shared_->opts.allowed_origins.empty()) {
+    const auto origin = req_[http::field::origin];
+    if (!origin.empty()) {
+      for (const std::string& o : shared_->opts.allowed_origins) {
+        if (o == "*" || o == origin) {
+          cors_origin_ = o == "*" ? "*" : std::string(origin);
+          break;
+        }
+      }
+      // A CORS preflight: answered here, before the key check (browsers send none).
+      if (req_.method() == http::verb::options && req_.find(http::field::access_control_request_method) != req_.end())
+        return Preflight(route);
+    }
+  }
   // Every /v1/ path needs a key, known or not (an unknown one is not revealed as such), and
   // so do the tokenization endpoints (vLLM's paths, outside /v1/).
   if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize") {
@@ -246,6 +266,22 @@ void HttpConnection::Handle(Request req) {
                 {{"Allow", allow}});
   }
   (this->*handler)(params);
+}
+
+void HttpConnection::Preflight(const HttpRoute* route) {
+  if (!route) {
+    return Send(404, "application/json", OpenAiErrorJsonRaw("no such endpoint", "invalid_request_error", "not_found"));
+  }
+  if (cors_origin_.empty()) {
+    return Send(403, "application/json",
+                OpenAiErrorJsonRaw("this origin is not in the server's --allowed-origins", "invalid_request_error",
+                                   "origin_not_allowed"));
+  }
+  const auto asked = req_[http::field::access_control_request_headers];
+  Send(204, "text/plain", "",
+       {{"Access-Control-Allow-Methods", AllowedMethods(*route)},
+        {"Access-Control-Allow-Headers", asked.empty() ? std::string("Authorization, Content-Type") : std::string(asked)},
+        {"Access-Control-Max-Age", "600"}});
 }
 
 void HttpConnection::Health(const PathParams&) {

@@ -141,6 +141,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   Request req_;
   std::string route_;  // metrics label
   bool keep_alive_ = true;
+  // CORS: the Access-Control-Allow-Origin value for this request ("" = none: CORS off, no
+  // Origin header, or an origin not in --allowed-origins).
+  std::string cors_origin_;
+  void Preflight(const struct HttpRoute* route);
   bool closed_ = false;
 
   // Current generation, if any.

@@ -72,9 +72,14 @@ void HttpConnection::StartGenerate(ApiKind kind, const std::string& session_id) 
 }
 
 std::string HttpConnection::SseHeaders() const {
+  std::string cors;
+  if (!cors_origin_.empty()) {
+    cors = absl::StrCat("Access-Control-Allow-Origin: ", cors_origin_, "\r\n",
+                        cors_origin_ == "*" ? "" : "Vary: Origin\r\n");
+  }
   return absl::StrCat(
       "HTTP/1.1 200 OK\r\nServer: rwkvx-serve\r\nContent-Type: text/event-stream\r\n"
-      "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: ",
+      "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n", cors, "Connection: ",
       keep_alive_ ? "keep-alive" : "close", "\r\n\r\n");
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "server/api_keys.h"
@@ -26,6 +27,11 @@ struct HttpOptions {
   absl::Duration idle_timeout = absl::Seconds(120);
   // Open connections; past it a new connection gets 503 and is closed at once.
   int max_connections = 8192;
+  // CORS (--allowed-origins): the browser origins ("https://app.example:8443") that may
+  // call the API from a page's script, or "*" for any; empty = no CORS headers (browsers
+  // then refuse cross-origin calls). Preflights (OPTIONS) are answered before the API-key
+  // check, as browsers send them without credentials; the request itself still needs a key.
+  std::vector<std::string> allowed_origins;
 };
 
 }  // namespace rwkvx
