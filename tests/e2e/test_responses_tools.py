@@ -4,23 +4,11 @@ follow the schema, the streamed events of a call, the round trip through
 previous_response_id and through the whole conversation, retrieve, and bad tool requests
 refused with the reason."""
 import json
-from typing import Literal
-
 import openai
-import pydantic
 import pytest
 import requests
 from e2e_util import Server
-
-
-class GetWeather(pydantic.BaseModel):
-    city: str = pydantic.Field(max_length=20)
-    unit: Literal["c", "f"]
-
-
-class Add(pydantic.BaseModel):
-    a: int = pydantic.Field(ge=0, le=999)
-    b: int = pydantic.Field(ge=0, le=999)
+from tool_models import MODELS, Add, GetWeather
 
 
 def tool(model, name, description):
@@ -33,7 +21,6 @@ def tool(model, name, description):
 
 
 TOOLS = [tool(GetWeather, "get_weather", "The weather in a city now."), tool(Add, "add", "Adds two numbers.")]
-MODELS = {"get_weather": GetWeather, "add": Add}
 ASK = "What is the weather in Paris?"
 
 

@@ -2,28 +2,15 @@
 `chat.completions.parse` with pydantic function tools (parsed arguments), streamed
 tool-call deltas, tool results in the conversation, and bad tool requests refused with
 the reason."""
-from typing import Literal
-
 import openai
-import pydantic
 import pytest
 
 from e2e_util import model_id
-
-
-class GetWeather(pydantic.BaseModel):
-    city: str = pydantic.Field(max_length=20)
-    unit: Literal["c", "f"]
-
-
-class Add(pydantic.BaseModel):
-    a: int = pydantic.Field(ge=0, le=999)
-    b: int = pydantic.Field(ge=0, le=999)
+from tool_models import MODELS, Add, GetWeather
 
 
 TOOLS = [openai.pydantic_function_tool(GetWeather, name="get_weather", description="The weather in a city now."),
          openai.pydantic_function_tool(Add, name="add", description="Adds two numbers.")]
-MODELS = {"get_weather": GetWeather, "add": Add}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
