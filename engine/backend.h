@@ -214,6 +214,10 @@ struct CudaBackendOptions {
   // (kernels/wkv7.cuh, Wkv7DecodeKernel; the same bits as the three kernels); false: three
   // launches as in every other step (bench_engine --fused-decode 0). docs/CUDA.md.
   bool fused_decode = true;
+  // The fused decode kernel's warp 0 loads the post's inputs with the prep's, into shared
+  // memory, rather than after the step (kernels/wkv7.cuh, Wkv7DecodeParams::prefetch_post;
+  // the same bits). Off until measured on a GPU (bench_engine --decode-prefetch 1).
+  bool decode_prefetch = false;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

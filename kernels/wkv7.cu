@@ -33,12 +33,16 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7Kernel(Wkv7Params p) {
 
 // Wkv7DecodeParams (wkv7.cuh): warp 0 preps the head's 64 columns of the item's row into
 // the staging layout of wkv7::Wkv7Step (and keeps r, k, v for the post), the block runs
-// the one token, warp 0 normalises and gates the head's output.
+// the one token, warp 0 normalises and gates the head's output. kPrefetch: warp 0 loads the
+// post's inputs at the start, into shared memory (registers would have to live across the
+// step in every thread), so that the post does not wait for memory after the step.
+template <bool kPrefetch>
 __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ __align__(16) float tk[5][P][wkv7::kSEG];
   __shared__ float sv[N], ys[N];
+  __shared__ __align__(8) float post_in[kPrefetch ? 4 : 1][kPrefetch ? N : 1];  // g, r_k, ln_w, ln_b
   const int h = blockIdx.x, it = blockIdx.y, t = threadIdx.x;
   const int i = t / P, part = t % P, j0 = part * J;
   float* S = p.wkv.item_state[it] + p.wkv.state_off + static_cast<size_t>(h) * N * N;
@@ -50,6 +54,15 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p)
   const size_t o = static_cast<size_t>(p.wkv.item_row0[it]) * p.wkv.C + cc;
   float2 r2 = {}, k2 = {}, v2 = {};
   if (t < 32) {
+    // (Issued with the prep's loads; stored to shared memory only after the prep's math, so
+    // that no store waits for them before the prep's loads are out.)
+    float2 pin[4];
+    if constexpr (kPrefetch) {
+      pin[0] = Load2(p.post.g, o);
+      pin[1] = Load2(p.post.r_k, cc);
+      pin[2] = Load2(p.post.ln_w, cc);
+      pin[3] = Load2(p.post.ln_b, cc);
+    }
     const bool first = p.prep.first_layer;
     const float2 zero = make_float2(0.f, 0.f);
     const rwkv7::PrepOut q = rwkv7::PrepPair(
@@ -69,6 +82,10 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p)
     }
     sv[c] = q.v.x;
     sv[c + 1] = q.v.y;
+    if constexpr (kPrefetch) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) *reinterpret_cast<float2*>(&post_in[k][c]) = pin[k];
+    }
   }
   __syncthreads();
   const float y = wkv7::Wkv7Step(s, tk, sv, i, part);
@@ -77,8 +94,19 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p)
   for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + i] = s[jj];
   __syncthreads();
   if (t < 32) {
-    const float2 out = rwkv7::PostPair(make_float2(ys[c], ys[c + 1]), r2, k2, v2, Load2(p.post.g, o),
-                                       Load2(p.post.r_k, cc), Load2(p.post.ln_w, cc), Load2(p.post.ln_b, cc), p.post.eps);
+    float2 g2, rk2, lnw2, lnb2;
+    if constexpr (kPrefetch) {
+      g2 = *reinterpret_cast<const float2*>(&post_in[0][c]);
+      rk2 = *reinterpret_cast<const float2*>(&post_in[1][c]);
+      lnw2 = *reinterpret_cast<const float2*>(&post_in[2][c]);
+      lnb2 = *reinterpret_cast<const float2*>(&post_in[3][c]);
+    } else {
+      g2 = Load2(p.post.g, o);
+      rk2 = Load2(p.post.r_k, cc);
+      lnw2 = Load2(p.post.ln_w, cc);
+      lnb2 = Load2(p.post.ln_b, cc);
+    }
+    const float2 out = rwkv7::PostPair(make_float2(ys[c], ys[c + 1]), r2, k2, v2, g2, rk2, lnw2, lnb2, p.post.eps);
     StoreHalf(p.post.out, o, out.x, p.post.bf16);
     StoreHalf(p.post.out, o + 1, out.y, p.post.bf16);
   }
@@ -87,7 +115,11 @@ __global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p)
 
 cudaError_t LaunchWkv7Decode(const Wkv7DecodeParams& p, cudaStream_t s) {
   if (p.wkv.items == 0) return cudaSuccess;
-  RWKVX_KLAUNCH(Wkv7DecodeKernel, dim3(p.wkv.H, p.wkv.items), N * P, 0, s, p);
+  if (p.prefetch_post) {
+    RWKVX_KLAUNCH(Wkv7DecodeKernel<true>, dim3(p.wkv.H, p.wkv.items), N * P, 0, s, p);
+  } else {
+    RWKVX_KLAUNCH(Wkv7DecodeKernel<false>, dim3(p.wkv.H, p.wkv.items), N * P, 0, s, p);
+  }
   return cudaGetLastError();
 }
 

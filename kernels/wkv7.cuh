@@ -35,6 +35,10 @@ struct Wkv7DecodeParams {
   Wkv7Params wkv;
   Rwkv7PrepParams prep;  // vg, v_first, first_layer and the layer's vectors
   Rwkv7PostParams post;  // g, ln_w, ln_b, r_k, out, bf16, eps
+  // Warp 0 loads the post's inputs (g, r_k, ln_w, ln_b) with the prep's, into shared
+  // memory, instead of after the step (CudaBackendOptions::decode_prefetch): one memory
+  // latency fewer on each block's critical path; the same arithmetic, the same bits.
+  bool prefetch_post = false;
 };
 cudaError_t LaunchWkv7Decode(const Wkv7DecodeParams& p, cudaStream_t s);
 

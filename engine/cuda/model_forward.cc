@@ -152,7 +152,7 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   po.H = H_;
   if (opts_.fused_decode && rows == items && !step_.wkv_chunked && step_.wkv_long == 0) {
     // Every item one token: prep, recurrence and post in one launch (the same bits).
-    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(kernels::Wkv7DecodeParams{wp, pp, po}, stream_));
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(kernels::Wkv7DecodeParams{wp, pp, po, opts_.decode_prefetch}, stream_));
   } else {
     RWKVX_RETURN_IF_ERROR(TimeMixKernels(pp, wp, po, items));
   }

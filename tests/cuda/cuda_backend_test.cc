@@ -131,9 +131,10 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
 TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
   SKIP_WITHOUT_GPU();
   auto m = SparseTestModel(59);
-  auto run = [&](bool fused, bool graphs, bool bf16) {
+  auto run = [&](bool fused, bool graphs, bool bf16, bool prefetch = false) {
     CudaBackendOptions o = GpuOptions();
     o.fused_decode = fused;
+    o.decode_prefetch = prefetch;
     o.cuda_graphs = graphs;
     o.bf16 = bf16;
     auto b = Gpu(m, o);
@@ -165,6 +166,8 @@ TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
       EXPECT_TRUE(fused == three) << (graphs ? "graphs" : "eager") << (bf16 ? " bf16" : " fp16");
       std::printf("[fused decode] %s %s: %zu logits, %s\n", graphs ? "graphs" : "eager", bf16 ? "bf16" : "fp16",
                   fused.size(), fused == three ? "identical" : "DIFFERENT");
+      // The kernel that loads the post's inputs early (CudaBackendOptions::decode_prefetch).
+      EXPECT_TRUE(run(true, graphs, bf16, /*prefetch=*/true) == three) << "prefetch " << (graphs ? "graphs" : "eager");
     }
 }
 
