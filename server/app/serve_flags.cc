@@ -1,6 +1,8 @@
 #include "server/app/serve_flags.h"
 
+#include <cctype>
 #include <functional>
+#include <string_view>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -81,7 +83,7 @@ const std::vector<FlagDef>& Defs() {
       NUM(http_port, "http-port", "PORT", "HTTP port (0 = pick a free port and log it)"),
       NUM(grpc_port, "grpc-port", "PORT", "gRPC port (0 = pick a free port, -1 = no gRPC)"),
       STR(port_file, "port-file", "write {\"http_port\":..,\"grpc_port\":..} here once listening"),
-      FlagDef{"api-key", "KEY", "API key for Bearer auth on /v1/* and gRPC (repeatable; none = no auth)",
+      FlagDef{"api-key", "KEY", "API key for Bearer auth on /v1/*, /tokenize, /detokenize and gRPC (repeatable; none = no auth)",
               [](ServeFlags* f, const std::string& v) { f->api_keys.push_back(v); return true; },
               [](const ServeFlags& f) { return std::string(f.api_keys.empty() ? "" : "(set)"); }},
       FlagDef{"initial-state", "NAME=PATH",
@@ -160,6 +162,13 @@ const std::vector<FlagDef>& Defs() {
   return defs;
 }
 
+// The environment variable of a flag: --http-port -> RWKVX_ARG_HTTP_PORT.
+std::string EnvName(const std::string& flag) {
+  std::string out = "RWKVX_ARG_";
+  for (char c : flag) out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
 }  // namespace
 
 std::string ServeHelp() {
@@ -175,11 +184,31 @@ std::string ServeHelp() {
     std::string def = d.get(defaults);
     absl::StrAppend(&out, left, d.help, def.empty() ? "" : absl::StrCat(" [", def, "]"), "\n");
   }
-  out += "  --help                        this text\n";
+  out += "  --help                        this text\n\n"
+         "Every flag may also come from the environment as RWKVX_ARG_<FLAG> (upper case, '-' as '_': "
+         "RWKVX_ARG_HTTP_PORT=8080); a flag on the command line wins. An RWKVX_ARG_ variable that names no flag "
+         "is an error.\n";
   return out;
 }
 
-absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f) {
+absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f, char** envp) {
+  constexpr std::string_view kPrefix = "RWKVX_ARG_";
+  for (char** e = envp; e && *e; ++e) {
+    const std::string_view kv(*e);
+    if (kv.substr(0, kPrefix.size()) != kPrefix) continue;
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    const std::string name(kv.substr(0, eq)), value(kv.substr(eq + 1));
+    const FlagDef* def = nullptr;
+    for (const auto& d : Defs()) {
+      if (EnvName(d.name) == name) def = &d;
+    }
+    if (!def) return absl::InvalidArgumentError("unknown environment variable " + name + " (it names no flag; see --help)");
+    if (!def->set(f, value)) {
+      return absl::InvalidArgumentError(name + " (--" + def->name + "): bad value '" + value.substr(0, 200) + "'");
+    }
+    f->from_env.push_back(absl::StrCat("--", def->name));
+  }
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {

@@ -102,10 +102,14 @@ struct ServeFlags {
   ServeTestingFlags testing;  // --testing-*
 
   bool help = false;
+  std::vector<std::string> from_env;  // the flags set by RWKVX_ARG_* variables (for the log)
 };
 
-// Parses argv (after the subcommand name). InvalidArgument names the bad flag.
-absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f);
+// Parses the environment's RWKVX_ARG_<FLAG> variables (--http-port: RWKVX_ARG_HTTP_PORT;
+// what a container sets), then argv (after the subcommand name), which wins. InvalidArgument
+// names the bad flag or variable; an RWKVX_ARG_ variable that names no flag is an error.
+// `envp`: the environment (null-terminated "NAME=value" strings; null = none).
+absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f, char** envp = nullptr);
 std::string ServeHelp();
 
 }  // namespace rwkvx

@@ -89,7 +89,7 @@ void WritePortFile(const std::string& path, int http_port, int grpc_port) {
 
 int ServeMain(int argc, char** argv) {
   ServeFlags f;
-  if (auto s = ParseServeFlags(argc, argv, &f); !s.ok()) return Fail(s);
+  if (auto s = ParseServeFlags(argc, argv, &f, environ); !s.ok()) return Fail(s);
   if (f.help) {
     std::fputs(ServeHelp().c_str(), stdout);
     return 0;
@@ -99,6 +99,11 @@ int ServeMain(int argc, char** argv) {
   if (!initial_keys.ok()) return Fail(initial_keys.status());
   ApiKeys api_keys(std::move(*initial_keys));
   InstallSignalHandlers();
+  if (!f.from_env.empty()) {  // names only: a value may be a key
+    std::string names;
+    for (const std::string& n : f.from_env) names += (names.empty() ? "" : ", ") + n;
+    SLOG(INFO) << "flags from the environment (RWKVX_ARG_*): " << names;
+  }
 
   auto served = BuildServedModel(f);
   if (!served.ok()) return Fail(served.status());

@@ -11,8 +11,9 @@ import openai
 from e2e_util import binary
 
 
-def run(*args):
-    return subprocess.run([binary(), "serve", *args], capture_output=True, timeout=60)
+def run(*args, env=None):
+    return subprocess.run([binary(), "serve", *args], capture_output=True, timeout=60,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_help_documents_flags():
@@ -142,6 +143,34 @@ def test_weights_fp8_is_a_cuda_option(make_server):
     r = client.completions.create(model=model, prompt="Hello", max_tokens=4,
                                   extra_body={"ignore_eos": True})
     assert r.usage.completion_tokens == 4
+
+
+def test_flags_from_the_environment(make_server, monkeypatch):
+    # RWKVX_ARG_<FLAG> sets a flag (what a container's environment does); the command line
+    # wins; the log names the flags taken from the environment, never their values.
+    monkeypatch.setenv("RWKVX_ARG_MAX_TOKENS", "300")
+    monkeypatch.setenv("RWKVX_ARG_MAX_BATCH_TOKENS", "64")
+    monkeypatch.setenv("RWKVX_ARG_API_KEY", "rk-env-secret")
+    srv = make_server("--backend", "cpu", "--max-batch-tokens", "96")
+    log = srv.log_text()
+    line = next(l for l in log.splitlines() if "flags from the environment (RWKVX_ARG_*)" in l)
+    for flag in ("--max-tokens", "--max-batch-tokens", "--api-key"):
+        assert flag in line
+    assert "rk-env-secret" not in log
+    assert "max_tokens <= 300" in log
+    assert "step size: 96 tokens (--max-batch-tokens)" in log  # the command line wins
+    client = openai.OpenAI(base_url=srv.base + "/v1", api_key="rk-env-secret", max_retries=0)
+    model = client.models.list().data[0].id
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model=model, prompt="x", max_tokens=301)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=srv.base + "/v1", api_key="wrong", max_retries=0).models.list()
+    # A variable that names no flag, and a bad value, fail at start naming the variable.
+    r = run("--backend", "cpu", env={"RWKVX_ARG_MAX_TOKEN": "5"})
+    assert r.returncode != 0 and b"unknown environment variable RWKVX_ARG_MAX_TOKEN" in r.stderr
+    r = run("--backend", "cpu", env={"RWKVX_ARG_MAX_SESSIONS": "many"})
+    assert r.returncode != 0 and b"RWKVX_ARG_MAX_SESSIONS (--max-sessions): bad value 'many'" in r.stderr
+    assert b"RWKVX_ARG_" in run("--help").stdout
 
 
 def test_backend_cuda_without_gpu_fails_clearly():
