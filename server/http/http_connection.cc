@@ -148,6 +148,10 @@ void HttpConnection::OnRead(beast::error_code ec) {
   }
   keep_alive_ = false;
   route_ = "other";
+  // A refused request from an allowed origin gets the header too, so that its page can read why.
+  beast::string_view origin;
+  if (parser_) origin = parser_->get()[http::field::origin];  // (the fields parsed before the error)
+  SetCorsOrigin({origin.data(), origin.size()});
   if (ec == http::error::body_limit) {
     Send(413, "application/json",
          OpenAiErrorJsonRaw(absl::StrCat("the request body is larger than ",
@@ -230,21 +234,12 @@ void HttpConnection::Handle(Request req) {
   PathParams params;
   const HttpRoute* route = FindRoute(Routes(), path, &params);
   route_ = route ? std::string(route->label) : "other";
-  cors_origin_.clear();
-  if (!shared_->opts.allowed_origins.empty()) {
-    const auto origin = req_[http::field::origin];
-    if (!origin.empty()) {
-      for (const std::string& o : shared_->opts.allowed_origins) {
-        if (o == "*" || o == origin) {
-          cors_origin_ = o == "*" ? "*" : std::string(origin);
-          break;
-        }
-      }
-      // A CORS preflight: answered here, before the key check (browsers send none).
-      if (req_.method() == http::verb::options && req_.find(http::field::access_control_request_method) != req_.end())
-        return Preflight(route);
-    }
-  }
+  const auto origin = req_[http::field::origin];
+  SetCorsOrigin({origin.data(), origin.size()});
+  // A CORS preflight: answered here, before the key check (browsers send none).
+  if (!shared_->opts.allowed_origins.empty() && !origin.empty() && req_.method() == http::verb::options &&
+      req_.find(http::field::access_control_request_method) != req_.end())
+    return Preflight(route);
   // Every /v1/ path needs a key, known or not (an unknown one is not revealed as such), and
   // so do the tokenization endpoints (vLLM's paths, outside /v1/).
   if (path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize") {
@@ -266,6 +261,17 @@ void HttpConnection::Handle(Request req) {
                 {{"Allow", allow}});
   }
   (this->*handler)(params);
+}
+
+void HttpConnection::SetCorsOrigin(std::string_view origin) {
+  cors_origin_.clear();
+  if (origin.empty()) return;
+  for (const std::string& o : shared_->opts.allowed_origins) {
+    if (o == "*" || o == origin) {
+      cors_origin_ = o == "*" ? "*" : std::string(origin);
+      return;
+    }
+  }
 }
 
 void HttpConnection::Preflight(const HttpRoute* route) {

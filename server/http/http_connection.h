@@ -144,6 +144,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   // CORS: the Access-Control-Allow-Origin value for this request ("" = none: CORS off, no
   // Origin header, or an origin not in --allowed-origins).
   std::string cors_origin_;
+  void SetCorsOrigin(std::string_view origin);  // from the request's Origin and --allowed-origins
   void Preflight(const struct HttpRoute* route);
   bool closed_ = false;
 

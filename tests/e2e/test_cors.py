@@ -67,6 +67,15 @@ def test_any_origin_and_off(make_server):
     assert "Access-Control-Allow-Origin" not in r.headers
 
 
+def test_refused_bodies_carry_the_header(make_server):
+    # A request the server cannot read (413 here) still answers an allowed page readably.
+    srv = make_server("--allowed-origins", APP, "--max-body-bytes", "1024")
+    r = requests.post(srv.base + "/v1/completions", data=b"x" * 4096, headers={"Origin": APP}, timeout=30)
+    assert r.status_code == 413 and r.headers["Access-Control-Allow-Origin"] == APP
+    r = requests.post(srv.base + "/v1/completions", data=b"x" * 4096, headers={"Origin": "https://b.example"}, timeout=30)
+    assert r.status_code == 413 and "Access-Control-Allow-Origin" not in r.headers
+
+
 def test_bad_origins_fail_at_start():
     for bad in ("https://app.example.com/", "app.example.com", "https://a.com/path", "https://a.com, *x"):
         r = subprocess.run([binary(), "serve", "--allowed-origins", bad], capture_output=True, timeout=60)
