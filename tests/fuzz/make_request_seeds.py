@@ -41,6 +41,10 @@ CHATS = [
          "name": {"type": "string", "maxLength": 8}, "age": {"type": "integer", "minimum": 0, "maximum": 99}},
          "required": ["name", "age"], "additionalProperties": False}}}},
     {"messages": [{"role": "user", "content": "{}"}], "response_format": {"type": "json_object"}},
+    {"messages": [{"role": "user", "content": "id?"}], "response_format": {"type": "json_schema", "json_schema": {
+        "name": "t", "schema": {"type": "object", "properties": {
+            "code": {"type": "string", "pattern": "^[A-Z]{3}-\\d{4}$"},
+            "tag": {"pattern": "(?:a|b[^\\s\"]){1,3}x*?|\\u00e9.$"}}}}}},
     {"messages": [{"role": "user", "content": "weather?"},
                   {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
                    "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},

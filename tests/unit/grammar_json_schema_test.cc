@@ -4,6 +4,7 @@
 #include <string>
 
 #include "engine/sampling/grammar/json_schema.h"
+#include "engine/sampling/grammar/json_schema_compiler.h"
 #include "gtest/gtest.h"
 #include "tests/unit/grammar_test_util.h"
 
@@ -205,8 +206,70 @@ TEST(GrammarJsonSchema, AnnotationsAndFormatAreIgnored) {
   EXPECT_TRUE(Matches(s, R"("not a date")"));
 }
 
+// `pattern`: the value (decoded) matches the expression anywhere unless anchored; the JSON
+// text is canonical (characters that must be escaped are, with json.dumps's spelling).
+TEST(GrammarJsonSchema, Patterns) {
+  auto s = [](const std::string& re) {
+    return Schema(std::string(R"({"type":"string","pattern":)") + CanonicalJsonString(re) + "}");
+  };
+  auto zip = s("^[0-9]{5}(-[0-9]{4})?$");
+  for (const char* ok : {R"("12345")", R"("12345-6789")"}) EXPECT_TRUE(Matches(zip, ok)) << ok;
+  for (const char* bad : {R"("1234")", R"("123456")", R"("12345-678")", R"("a2345")", R"("12345 ")"})
+    EXPECT_FALSE(Matches(zip, bad)) << bad;
+  auto contains = s("ab+c");  // unanchored: anywhere in the value
+  for (const char* ok : {R"("abc")", R"("xxabbbcyy")", R"("\"abc\\")"}) EXPECT_TRUE(Matches(contains, ok)) << ok;
+  for (const char* bad : {R"("ac")", R"("abx")"}) EXPECT_FALSE(Matches(contains, bad)) << bad;
+  auto head = s("^id_");  // anchored at the start only
+  EXPECT_TRUE(Matches(head, R"("id_7 and more")"));
+  EXPECT_FALSE(Matches(head, R"("x id_7")"));
+  auto alts = s("^cat$|^dog$|fish");
+  for (const char* ok : {R"("cat")", R"("dog")", R"("goldfish!")"}) EXPECT_TRUE(Matches(alts, ok)) << ok;
+  for (const char* bad : {R"("cats")", R"("hotdog")"}) EXPECT_FALSE(Matches(alts, bad)) << bad;
+  // Escapes the JSON text needs: a quote, a backslash, a newline and other control characters
+  // are written as json.dumps writes them (one spelling); other characters raw.
+  auto quote = s(R"(^a"b\\c\nd\x01é$)");
+  EXPECT_TRUE(Matches(quote, R"("a\"b\\c\nd\u0001é")"));
+  EXPECT_FALSE(Matches(quote, R"("a\"b\\c\u000ad\u0001é")"));  // not canonical
+  EXPECT_FALSE(Matches(quote, R"("a\"b\\c\nd\u0001\u00e9")"));
+  // Classes: ranges, negation, \d \w \s, '.', Unicode, the escaped characters inside.
+  auto cls = s(R"(^[^a-z"]\w\s.\D[\u00e0-\u00ff]$)");
+  EXPECT_TRUE(Matches(cls, R"("\\_ xyà")"));
+  EXPECT_TRUE(Matches(cls, R"("Q9\té-ÿ")"));
+  EXPECT_FALSE(Matches(cls, R"("\"_ xyà")"));  // [^a-z"] excludes the quote
+  EXPECT_FALSE(Matches(cls, R"("a_ xyà")"));   // and a
+  EXPECT_FALSE(Matches(cls, R"("Q_ \nyà")"));  // '.' is not a line terminator
+  EXPECT_FALSE(Matches(cls, R"("Q_ x7à")"));   // \D
+  auto counted = s("^(?:ab){2,3}x*?(?<tail>y|z)?$");
+  for (const char* ok : {R"("abab")", R"("abababxxz")", R"("ababy")"}) EXPECT_TRUE(Matches(counted, ok)) << ok;
+  for (const char* bad : {R"("ab")", R"("abababab")", R"("ababyz")"}) EXPECT_FALSE(Matches(counted, bad)) << bad;
+  auto brace = s("^a{b$");  // a '{' that starts no quantifier is a literal (ECMA-262)
+  EXPECT_TRUE(Matches(brace, R"("a{b")"));
+  auto any = s("^[^]$");
+  EXPECT_TRUE(Matches(any, R"("\n")"));
+  EXPECT_TRUE(Matches(any, R"("😀")"));
+  // Inferred type, and errors that name what is not supported.
+  EXPECT_TRUE(Matches(Schema(R"({"pattern":"^x$"})"), R"("x")"));
+  EXPECT_EQ(ErrorOf(R"j({"type":"string","pattern":"^(a)\\1$"})j"),
+            "json schema: at #: pattern: backreferences are not supported (at character 5)");
+  EXPECT_EQ(ErrorOf(R"j({"type":"string","pattern":"a(?=b)"})j"),
+            "json schema: at #: pattern: lookahead and lookbehind ((?=, (?!, (?<=, (?<!) are not supported (at character 2)");
+  EXPECT_EQ(ErrorOf(R"({"type":"string","pattern":"\\bword"})"),
+            "json schema: at #: pattern: '\\b' (a word boundary) is not supported (at character 1)");
+  EXPECT_NE(ErrorOf(R"j({"type":"string","pattern":"a(^b)"})j").find("supported only at the start"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"type":"string","pattern":"(ab"})").find("missing ')'"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"type":"string","pattern":"[b-a]"})").find("out of order"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"type":"string","pattern":"a{3,2}"})").find("n < m"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"type":"string","pattern":"a{5000}"})").find("above 1000"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"type":"string","pattern":"*a"})").find("nothing to repeat"), std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"type":"string","pattern":"[]"})").find("no character"), std::string::npos);
+  EXPECT_EQ(ErrorOf(R"({"type":"string","pattern":"^a$","maxLength":3})"),
+            "json schema: at #: 'pattern' next to 'maxLength' is not supported");
+  EXPECT_EQ(ErrorOf(R"({"type":"string","pattern":3})"), "json schema: at #: 'pattern' must be a string");
+}
+
 TEST(GrammarJsonSchema, UnsupportedKeywordsAreErrors) {
-  EXPECT_EQ(ErrorOf(R"({"type":"string","pattern":"^a"})"), "json schema: at #: unsupported keyword 'pattern'");
+  EXPECT_EQ(ErrorOf(R"({"type":"string","patternProperties":{}})"),
+            "json schema: at #: unsupported keyword 'patternProperties'");
   EXPECT_EQ(ErrorOf(R"({"type":"object","properties":{"a":{"not":{}}}})"),
             "json schema: at #/properties/a: unsupported keyword 'not'");
   EXPECT_EQ(ErrorOf(R"({"type":"array","uniqueItems":true})"),

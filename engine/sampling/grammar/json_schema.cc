@@ -22,7 +22,7 @@ const std::set<std::string>& Supported() {
   static const std::set<std::string> k = {
       "type", "properties", "required", "additionalProperties", "items", "prefixItems", "additionalItems",
       "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-      "exclusiveMaximum", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "uniqueItems"};
+      "exclusiveMaximum", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "uniqueItems", "pattern"};
   return k;
 }
 
@@ -325,7 +325,7 @@ absl::StatusOr<std::string> SchemaCompiler::Compile(const OrderedJson& s, const 
     };
     if (has({"properties", "required", "additionalProperties"})) types.push_back("object");
     if (has({"items", "prefixItems", "additionalItems", "minItems", "maxItems"})) types.push_back("array");
-    if (has({"minLength", "maxLength"})) types.push_back("string");
+    if (has({"minLength", "maxLength", "pattern"})) types.push_back("string");
     if (has({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})) types.push_back("number");
     if (types.empty()) return Primitive("json-value");
   }

@@ -27,6 +27,11 @@ std::string CanonicalJsonString(const std::string& s);
 // A GBNF literal matching exactly `bytes`.
 std::string GbnfLiteral(std::string_view bytes);
 
+// GBNF for the JSON strings (quotes included, canonical form) whose value matches the
+// ECMA-262 regular expression `pattern` anywhere (JSON schema's `pattern`; the supported
+// subset: json_schema_pattern.cc). InvalidArgument "pattern: ..." for what is not supported.
+absl::StatusOr<std::string> PatternGbnf(std::string_view pattern);
+
 // GBNF for the integers in [lo, hi] (either side open when absent), in JSON's canonical
 // form (no leading zeros, no "-0").
 std::string IntegerRangeGbnf(std::optional<int64_t> lo, std::optional<int64_t> hi);

@@ -54,6 +54,15 @@ absl::StatusOr<std::string> SchemaCompiler::CompileTyped(const OrderedJson& s, c
 }
 
 absl::StatusOr<std::string> SchemaCompiler::CompileString(const OrderedJson& s, const std::string& path) {
+  if (s.contains("pattern")) {  // canonical text matching the expression (json_schema_pattern.cc)
+    if (!s["pattern"].is_string()) return Error(path, "'pattern' must be a string");
+    for (const char* k : {"minLength", "maxLength"}) {
+      if (s.contains(k)) return Error(path, absl::StrCat("'pattern' next to '", k, "' is not supported"));
+    }
+    auto g = PatternGbnf(s["pattern"].get<std::string>());
+    if (!g.ok()) return Error(path, std::string(g.status().message()));
+    return AddRule("string-pattern", *g);
+  }
   int lo, hi;
   RWKVX_RETURN_IF_ERROR(LengthBounds(s, "minLength", "maxLength", path, &lo, &hi));
   if (lo == 0 && hi < 0) return Primitive("json-string");
