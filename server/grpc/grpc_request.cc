@@ -38,6 +38,9 @@ void CommonFromProto(const Request& r, std::chrono::system_clock::time_point dea
     case Request::kGrammar:
       p->output_format = {OutputFormat::Kind::kGrammar, r.grammar(), "grammar"};
       break;
+    case Request::kRegex:
+      p->output_format = {OutputFormat::Kind::kRegex, r.regex(), "regex"};
+      break;
     default:
       break;
   }

@@ -56,6 +56,49 @@ absl::Status ParseResponseFormat(const json& rf, std::string_view body, OutputFo
   return absl::OkStatus();
 }
 
+// A regular expression matching exactly the literal text `s`.
+std::string RegexLiteral(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::string_view("\\^$.|?*+()[]{}/").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// guided_json (a schema object, or its JSON text), guided_regex (the whole output matches),
+// guided_choice (one of the strings, exactly), guided_grammar (GBNF).
+absl::Status ParseGuided(const std::string& name, const json& v, std::string_view body, OutputFormat* out) {
+  out->where = name;
+  if (name == "guided_json") {
+    if (v.is_string()) {
+      out->text = v.get<std::string>();
+    } else if (v.is_object() || v.is_boolean()) {
+      auto ordered = nlohmann::ordered_json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+      out->text = ordered["guided_json"].dump();
+    } else {
+      return Bad("'guided_json' must be a JSON schema (an object, or its JSON text)");
+    }
+    out->kind = OutputFormat::Kind::kJsonSchema;
+    return absl::OkStatus();
+  }
+  if (name == "guided_regex" || name == "guided_grammar") {
+    if (!v.is_string()) return Bad(absl::StrCat("'", name, "' must be a string"));
+    out->kind = name == "guided_regex" ? OutputFormat::Kind::kRegex : OutputFormat::Kind::kGrammar;
+    out->text = v.get<std::string>();
+    return absl::OkStatus();
+  }
+  if (!v.is_array() || v.empty()) return Bad("'guided_choice' must be a non-empty array of strings");
+  std::string re;
+  for (const json& c : v) {
+    if (!c.is_string()) return Bad("'guided_choice' must be a non-empty array of strings");
+    absl::StrAppend(&re, re.empty() ? "" : "|", "(?:", RegexLiteral(c.get<std::string>()), ")");
+  }
+  out->kind = OutputFormat::Kind::kRegex;
+  out->text = std::move(re);
+  return absl::OkStatus();
+}
+
 absl::Status ParseLogitBias(const json& lb, GenerateParams* p) {
   if (!lb.is_object()) return Bad("'logit_bias' must be an object mapping token ids to biases");
   for (auto it = lb.begin(); it != lb.end(); ++it) {
@@ -113,10 +156,20 @@ absl::Status ParseOutputFields(const json& j, std::string_view text, OpenAiReque
     p.output_format.text = g->get<std::string>();
     p.output_format.where = "grammar";
   }
+  // vLLM's guided decoding fields: the same output formats under its names (one at most).
   for (const char* vllm : {"guided_json", "guided_regex", "guided_choice", "guided_grammar"}) {
-    if (Present(j, vllm)) {
-      return Bad(absl::StrCat("'", vllm, "' is not supported; use 'response_format' or 'grammar'"));
+    const json* g = Present(j, vllm);
+    if (!g) continue;
+    if (tools) return Bad(absl::StrCat("'", vllm, "' cannot be combined with 'tools' (unless 'tool_choice' is \"none\")"));
+    if (p.output_format.kind != OutputFormat::Kind::kText) {
+      return Bad(absl::StrCat("give one of 'response_format', 'grammar' and the guided_* fields, not '", vllm,
+                              "' beside another"));
     }
+    if (auto s = ParseGuided(vllm, *g, text, &p.output_format); !s.ok()) return s;
+  }
+  if (const json* gw = Present(j, "guided_whitespace_pattern")) {
+    (void)gw;
+    return Bad("'guided_whitespace_pattern' is not supported (JSON output here is always compact)");
   }
   if (const json* lb = Present(j, "logit_bias")) {
     if (auto s = ParseLogitBias(*lb, &p); !s.ok()) return s;

@@ -31,6 +31,12 @@ absl::StatusOr<std::shared_ptr<const grammar::TokenGrammar>> StructuredOutputCom
     case Kind::kJsonObject: g = grammar::JsonObjectGrammar(); break;
     case Kind::kJsonSchema: g = grammar::CompileJsonSchema(f.text); break;
     case Kind::kGrammar: g = grammar::CompileGbnf(f.text); break;
+    case Kind::kRegex: {
+      auto gbnf = grammar::RegexToGbnf(f.text);
+      if (gbnf.ok()) g = grammar::CompileGbnf(*gbnf);
+      else g = gbnf.status();
+      break;
+    }
     case Kind::kText: break;
   }
   if (!g.ok()) {

@@ -25,9 +25,11 @@ namespace rwkvx {
 
 // What the output must look like. kText: anything (no grammar).
 struct OutputFormat {
-  enum class Kind { kText, kJsonObject, kJsonSchema, kGrammar };
+  enum class Kind { kText, kJsonObject, kJsonSchema, kGrammar, kRegex };
   Kind kind = Kind::kText;
-  std::string text;  // kJsonSchema: the schema as JSON text; kGrammar: GBNF text
+  // kJsonSchema: the schema as JSON text; kGrammar: GBNF text; kRegex: a regular expression
+  // the whole output matches (grammar::RegexToGbnf)
+  std::string text;
   std::string where; // how the client named the field, for error messages
 };
 

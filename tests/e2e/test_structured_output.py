@@ -135,6 +135,44 @@ def test_bad_schema_and_grammar_are_400_with_the_reason(client):
     assert "response_format.type" in str(e.value)
 
 
+PHONE = r"\(\d{3}\) \d{3}-\d{4}"
+
+
+def test_vllm_guided_fields(client):
+    # vLLM's guided decoding fields: guided_regex (the whole output matches), guided_choice
+    # (exactly one of the strings), guided_json (a schema), guided_grammar (GBNF).
+    m = model_id(client)
+    for seed in (1, 2, 3):
+        t = client.completions.create(model=m, prompt="Phone:", max_tokens=40, temperature=1.0, seed=seed,
+                                      extra_body={"guided_regex": PHONE}).choices[0]
+        assert t.finish_reason == "stop" and re.fullmatch(PHONE, t.text), t.text
+        choices = ["yes", "no", "maybe (later)", 'a "quoted" one']
+        c = client.chat.completions.create(model=m, messages=[{"role": "user", "content": "Pick one."}],
+                                           max_tokens=20, temperature=1.0, seed=seed,
+                                           extra_body={"guided_choice": choices}).choices[0]
+        assert c.finish_reason == "stop" and c.message.content in choices, c.message.content
+        j = client.chat.completions.create(model=m, messages=[{"role": "user", "content": "Describe a person."}],
+                                           max_tokens=300, temperature=1.0, seed=seed,
+                                           extra_body={"guided_json": PERSON_SCHEMA}).choices[0]
+        assert j.finish_reason == "stop"
+        Person.model_validate_json(j.message.content)
+        g = client.completions.create(model=m, prompt="Answer:", max_tokens=20, temperature=1.0, seed=seed,
+                                      extra_body={"guided_grammar": YES_NO}).choices[0]
+        assert g.finish_reason == "stop" and YES_NO_RE.fullmatch(g.text), g.text
+    j = client.chat.completions.create(model=m, messages=[{"role": "user", "content": "x"}], max_tokens=300,
+                                       extra_body={"guided_json": json.dumps(PERSON_SCHEMA)}).choices[0]
+    Person.model_validate_json(j.message.content)  # the schema as JSON text works too
+    for body, needle in [({"guided_regex": r"(\w)\1"}, "guided_regex: regex: backreferences"),
+                         ({"guided_choice": []}, "'guided_choice' must be a non-empty array"),
+                         ({"guided_json": 3}, "'guided_json' must be a JSON schema"),
+                         ({"guided_regex": "a", "guided_choice": ["a"]}, "give one of"),
+                         ({"guided_regex": "a", "grammar": 'root ::= "a"'}, "give one of"),
+                         ({"guided_whitespace_pattern": " "}, "'guided_whitespace_pattern'")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            client.completions.create(model=m, prompt="x", max_tokens=5, extra_body=body)
+        assert needle in str(e.value), (body, str(e.value))
+
+
 def test_grpc_structured_output(server, grpc_stubs):
     pb, pbg = grpc_stubs
     with grpc.insecure_channel(server.grpc_target) as ch:
@@ -161,6 +199,11 @@ def test_grpc_structured_output(server, grpc_stubs):
             run(grammar="root ::= (")
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "grammar" in e.value.details()
+        text, finish = run(regex=PHONE)
+        assert finish == "stop" and re.fullmatch(PHONE, text), text
+        with pytest.raises(grpc.RpcError) as e:
+            run(regex="(a")
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "regex" in e.value.details()
 
 
 def test_world_vocabulary_structured_output(make_server, checkpoint):  # noqa: F811

@@ -267,6 +267,28 @@ TEST(GrammarJsonSchema, Patterns) {
   EXPECT_EQ(ErrorOf(R"({"type":"string","pattern":3})"), "json schema: at #: 'pattern' must be a string");
 }
 
+// RegexToGbnf (guided_regex): raw text, matched whole; the same expression subset.
+TEST(GrammarJsonSchema, RegexOverRawText) {
+  auto re = [](const std::string& r) {
+    auto g = RegexToGbnf(r);
+    EXPECT_TRUE(g.ok()) << g.status();
+    return g.ok() ? test_util::Gbnf(*g) : nullptr;
+  };
+  auto phone = re(R"(\(\d{3}\) \d{3}-\d{4})");
+  EXPECT_TRUE(Matches(phone, "(555) 123-4567"));
+  EXPECT_FALSE(Matches(phone, "x(555) 123-4567"));  // whole text, not anywhere
+  EXPECT_FALSE(Matches(phone, "(555) 123-4567 "));
+  auto raw = re(R"(^a"b\\c\n[é-ë]+$)");  // anchors redundant; nothing escaped: raw text
+  EXPECT_TRUE(Matches(raw, "a\"b\\c\néë"));
+  EXPECT_FALSE(Matches(raw, "a\\\"b\\\\c\\néë"));
+  auto choice = re("(?:yes)|(?:no)|(?:maybe \\(later\\))");
+  for (const char* ok : {"yes", "no", "maybe (later)"}) EXPECT_TRUE(Matches(choice, ok)) << ok;
+  EXPECT_FALSE(Matches(choice, "yesno"));
+  auto g = RegexToGbnf("a(?!b)");
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().message(), "regex: lookahead and lookbehind ((?=, (?!, (?<=, (?<!) are not supported (at character 2)");
+}
+
 TEST(GrammarJsonSchema, UnsupportedKeywordsAreErrors) {
   EXPECT_EQ(ErrorOf(R"({"type":"string","patternProperties":{}})"),
             "json schema: at #: unsupported keyword 'patternProperties'");

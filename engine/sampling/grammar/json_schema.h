@@ -32,6 +32,12 @@ absl::StatusOr<std::string> JsonSchemaToGbnf(std::string_view schema_json, const
 absl::StatusOr<std::shared_ptr<const Grammar>> CompileJsonSchema(std::string_view schema_json,
                                                                  const JsonSchemaOptions& opts = {});
 
+// A regular expression (ECMA-262, the subset JSON schema's `pattern` takes: docs/GRAMMAR.md)
+// as a GBNF grammar whose sentences are the texts the expression matches whole (vLLM's
+// guided_regex; ^ and $ at the ends change nothing). InvalidArgument "regex: ..." naming
+// what is not supported.
+absl::StatusOr<std::string> RegexToGbnf(std::string_view regex);
+
 // Any JSON object (response_format json_object), compact, as GBNF; and compiled (built
 // once per process).
 std::string JsonObjectGbnf();

@@ -141,7 +141,9 @@ std::string CharSetGbnf(const CharSet& set) {
 
 class Parser {
  public:
-  explicit Parser(std::string_view re) {
+  // json: characters as canonical JSON string text and JSON schema's "match anywhere";
+  // else raw text and a match of the whole text (guided_regex).
+  Parser(std::string_view re, bool json) : json_(json) {
     for (size_t i = 0; i < re.size();) {  // the pattern's code points (valid UTF-8: it came from JSON)
       const unsigned char c = static_cast<unsigned char>(re[i]);
       const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
@@ -152,15 +154,16 @@ class Parser {
     }
   }
 
-  // The whole pattern: top-level alternatives, each anchored or padded with any characters.
+  // The whole pattern: top-level alternatives, each anchored or padded with any characters
+  // (raw text: always the whole text, ^ and $ allowed and redundant).
   absl::StatusOr<std::string> Whole() {
     std::vector<std::string> alts;
     while (true) {
-      const bool start = Eat('^');
+      const bool start = Eat('^') || !json_;
       auto seq = Sequence(0);
       if (!seq.ok()) return seq.status();
-      const bool end = Eat('$');
-      const std::string any = CharSetGbnf(Negate({})) + "*";
+      const bool end = Eat('$') || !json_;
+      const std::string any = Chars(Negate({})) + "*";
       alts.push_back(absl::StrCat(start ? "" : any + " ", "( ", seq->empty() ? "\"\"" : *seq, " )",
                                   end ? "" : " " + any));
       if (AtEnd()) break;
@@ -290,7 +293,7 @@ class Parser {
       case '[':
         return Class();
       case '.':
-        return CharSetGbnf(Dot());
+        return Chars(Dot());
       case '^':
       case '$':
         return Fail(absl::StrCat("'", Utf8(c), "' is supported only at the start / end of the pattern or of a top-level alternative"));
@@ -300,15 +303,15 @@ class Parser {
         return Fail("a quantifier with nothing to repeat");
       case '{':
         if (IsBraces()) return Fail("a quantifier with nothing to repeat");
-        return GbnfLiteral(Unit(c));
+        return Chars({{c, c}});
       case '\\': {
         CharSet set;
         auto st = Escape(/*in_class=*/false, &set);
         if (!st.ok()) return st;
-        return CharSetGbnf(set);
+        return Chars(set);
       }
       default:
-        return GbnfLiteral(Unit(c));
+        return Chars({{c, c}});
     }
   }
 
@@ -417,9 +420,23 @@ class Parser {
     if (negated) set = Negate(set);
     set = Normalize(set);
     if (set.empty()) return Fail("a character class that matches no character");
-    return CharSetGbnf(set);
+    return Chars(set);
   }
 
+  // One character of `set` as GBNF: JSON text (canonical escapes) or raw UTF-8.
+  std::string Chars(const CharSet& set) const {
+    if (json_) return CharSetGbnf(set);
+    const CharSet n = Normalize(set);
+    if (n.size() == 1 && n[0].lo == n[0].hi) return GbnfLiteral(Utf8(n[0].lo));
+    std::string cls;
+    for (Range r : n) {
+      cls += ClassBound(r.lo);
+      if (r.hi > r.lo) cls += "-" + ClassBound(r.hi);
+    }
+    return "[" + cls + "]";
+  }
+
+  const bool json_;
   std::vector<uint32_t> cps_;
   size_t pos_ = 0;
   size_t at_ = 0;  // where the construct being read starts (for errors)
@@ -429,10 +446,18 @@ class Parser {
 
 absl::StatusOr<std::string> PatternGbnf(std::string_view pattern) {
   if (pattern.size() > 4096) return absl::InvalidArgumentError("pattern: longer than 4096 bytes");
-  Parser p(pattern);
+  Parser p(pattern, /*json=*/true);
   auto body = p.Whole();
   if (!body.ok()) return body.status();
   return absl::StrCat("\"\\\"\" ", *body, " \"\\\"\"");
+}
+
+absl::StatusOr<std::string> RegexToGbnf(std::string_view regex) {
+  if (regex.size() > 4096) return absl::InvalidArgumentError("regex: longer than 4096 bytes");
+  Parser p(regex, /*json=*/false);
+  auto body = p.Whole();
+  if (!body.ok()) return absl::InvalidArgumentError(absl::StrCat("regex", body.status().message().substr(7)));
+  return absl::StrCat("root ::= ", *body, "\n");
 }
 
 }  // namespace rwkvx::grammar
