@@ -61,7 +61,30 @@ TEST(OpenAiOutputFieldsTest, BadResponseFormats) {
                 .find("not both"),
             std::string::npos);
   EXPECT_NE(Refusal(Chat(R"(, "grammar": 5)")).find("'grammar'"), std::string::npos);
-  EXPECT_NE(Refusal(Chat(R"(, "guided_json": {})")).find("guided_json"), std::string::npos);
+  EXPECT_NE(Refusal(Chat(R"(, "guided_json": 3)")).find("'guided_json' must be"), std::string::npos);
+  EXPECT_NE(Refusal(Chat(R"(, "guided_regex": "a", "guided_choice": ["b"])")).find("give one of"), std::string::npos);
+  EXPECT_NE(Refusal(Chat(R"(, "guided_choice": [1])")).find("'guided_choice'"), std::string::npos);
+}
+
+// vLLM's guided_* fields become the output formats they name (the regex and the choice
+// compiled later, by the Service: kRegex).
+TEST(OpenAiOutputFieldsTest, VllmGuidedFields) {
+  auto j = Chat(R"(, "guided_json": {"type": "object", "properties": {"z": {}, "a": {}}})");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ(j->params.output_format.kind, OutputFormat::Kind::kJsonSchema);
+  EXPECT_LT(j->params.output_format.text.find("\"z\""), j->params.output_format.text.find("\"a\""));
+  EXPECT_EQ(j->params.output_format.where, "guided_json");
+  auto r = Completion(R"(, "guided_regex": "[0-9]+")");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->params.output_format.kind, OutputFormat::Kind::kRegex);
+  EXPECT_EQ(r->params.output_format.text, "[0-9]+");
+  auto c = Completion(R"j(, "guided_choice": ["a.b", "(c)"])j");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->params.output_format.kind, OutputFormat::Kind::kRegex);
+  EXPECT_EQ(c->params.output_format.text, "(?:a\\.b)|(?:\\(c\\))");
+  auto g = Completion(R"(, "guided_grammar": "root ::= \"x\"")");
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->params.output_format.kind, OutputFormat::Kind::kGrammar);
 }
 
 TEST(OpenAiOutputFieldsTest, LogitBiasMinTokensStopTokenIds) {
