@@ -91,6 +91,8 @@ void HttpConnection::CreateResponse(const PathParams&) {
   v.temperature = r.params.temperature.value_or(1.0);
   v.top_p = r.params.top_p.value_or(1.0);
   v.store = r.turn.store;
+  v.logprobs = r.logprobs;
+  if (r.params.top_logprobs > 0 || r.logprobs) v.top_logprobs = r.params.top_logprobs;
   v.tools = r.tools.calls;
   v.tools_json = r.tools.tools_json;
   v.tool_choice_json = r.tools.choice_json;
@@ -168,8 +170,18 @@ void HttpConnection::PumpResponse() {
     for (auto& ev : evs) {
       c.raw += ev.text;
       if (!c.view.tools) {
+        const size_t lp0 = c.view.token_logprobs.size();
+        if (c.view.logprobs) {  // each token's bytes and its alternatives
+          const Tokenizer& tok = shared_->service->tokenizer();
+          for (const TokenEvent& t : ev.tokens) {
+            ResponseView::Logprob l{std::string(tok.TokenBytes(t.token)), t.logprob, {}};
+            for (const auto& a : t.top) l.top.emplace_back(std::string(tok.TokenBytes(a.token)), a.logprob);
+            c.view.token_logprobs.push_back(std::move(l));
+          }
+        }
         c.view.text += ev.text;
-        if (c.stream && !ev.text.empty()) out += c.events.Delta(c.view, ev.text);
+        if (c.stream && (!ev.text.empty() || c.view.token_logprobs.size() > lp0))
+          out += c.events.Delta(c.view, ev.text, lp0, c.view.token_logprobs.size());
       } else {  // text, or function calls (server/service/tools.h)
         ToolCallReader::Piece p = c.reader.Take(ev.text, ev.final);
         c.view.text += p.content;

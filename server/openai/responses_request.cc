@@ -255,6 +255,22 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body, in
       // Read once every field is known (text.format may not be combined with tools).
     } else if (k == "truncation") {
       RWKVX_RETURN_IF_ERROR(CheckDefaultOnly(k, v));
+    } else if (k == "top_logprobs") {
+      int64_t n = 0;
+      RWKVX_RETURN_IF_ERROR(Assign(IntField(v, k), &n));
+      if (n < 0 || n > 20) return Bad("'top_logprobs' must be between 0 and 20");
+      p.top_logprobs = static_cast<int>(n);
+      r.logprobs = true;
+    } else if (k == "include") {
+      if (!v.is_array()) return Bad("'include' must be an array of strings");
+      for (const auto& item : v) {
+        if (item.is_string() && item == "message.output_text.logprobs") {
+          r.logprobs = true;
+        } else {
+          return Bad(absl::StrCat("'include' value ", item.is_string() ? "'" + Name(item.get<std::string>()) + "'" : "",
+                                  " is not supported (only \"message.output_text.logprobs\")"));
+        }
+      }
     } else {
       return Bad(absl::StrCat("'", Name(k), "' is not supported by this server's /v1/responses"));
     }
@@ -263,6 +279,11 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(std::string_view body, in
   auto tools = ApplyResponsesTools(j, body, &r.turn.input, &p.output_format);  // responses_tools.cc
   if (!tools.ok()) return tools.status();
   r.tools = std::move(*tools);
+  if (r.logprobs && r.tools.calls) {
+    return Bad("log-probabilities ('include' message.output_text.logprobs, 'top_logprobs') are not supported "
+               "with tools in force");
+  }
+  p.logprobs = r.logprobs;
   return r;
 }
 

@@ -26,6 +26,9 @@ struct ResponsesRequest {
   std::string text_format = R"({"type":"text"})";  // text.format as given, for the response
   bool stream = false;
   ResponsesTools tools;  // tools / tool_choice / parallel_tool_calls (responses_tools.h)
+  // Log-probabilities of the answer's tokens (include "message.output_text.logprobs", or
+  // top_logprobs given): params.logprobs / params.top_logprobs are set.
+  bool logprobs = false;
   // The call ids of the input's function_call items and of its function_call_output items
   // (each output must answer a call: one of these, or of the previous response).
   std::vector<std::string> call_ids, output_call_ids;

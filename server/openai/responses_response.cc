@@ -13,14 +13,32 @@ std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 json Opt(const std::optional<std::string>& s) { return s ? json(*s) : json(nullptr); }
 
-json TextPart(const std::string& text) {
+json Bytes(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+
+// The log-probabilities of v.token_logprobs[from, to) (OpenAI's output_text logprobs).
+json Logprobs(const ResponseView& v, size_t from, size_t to) {
+  json out = json::array();
+  for (size_t i = from; i < to && i < v.token_logprobs.size(); ++i) {
+    const ResponseView::Logprob& t = v.token_logprobs[i];
+    json top = json::array();
+    for (const auto& [tok, lp] : t.top) top.push_back({{"token", tok}, {"logprob", lp}, {"bytes", Bytes(tok)}});
+    out.push_back({{"token", t.token}, {"logprob", t.logprob}, {"bytes", Bytes(t.token)}, {"top_logprobs", top}});
+  }
+  return out;
+}
+
+json TextPart(const std::string& text, json logprobs = json::array()) {
   return {{"type", "output_text"}, {"text", text}, {"annotations", json::array()},
-          {"logprobs", json::array()}};
+          {"logprobs", std::move(logprobs)}};
 }
 
 json MessageItem(const ResponseView& v, const char* status, bool with_part) {
   json content = json::array();
-  if (with_part) content.push_back(TextPart(v.text));
+  if (with_part) content.push_back(TextPart(v.text, Logprobs(v, 0, v.token_logprobs.size())));
   return {{"id", v.message_id}, {"type", "message"}, {"role", "assistant"},
           {"status", status}, {"content", content}};
 }
@@ -84,6 +102,7 @@ json ResponseObject(const ResponseView& v) {
           {"top_p", v.top_p},
           {"text", {{"format", json::parse(v.text_format, nullptr, false)}}},
           {"tool_choice", ParsedOr(v.tool_choice_json, "none")},
+          {"top_logprobs", v.top_logprobs ? json(*v.top_logprobs) : json(nullptr)},
           {"tools", ParsedOr(v.tools_json, json::array())},
           {"truncation", "disabled"},
           {"usage", usage},
@@ -126,11 +145,11 @@ std::string ResponseEvents::Start(const ResponseView& v) {
   return out;
 }
 
-std::string ResponseEvents::Delta(const ResponseView& v, const std::string& delta) {
+std::string ResponseEvents::Delta(const ResponseView& v, const std::string& delta, size_t lp_from, size_t lp_to) {
   std::string out = message_index_ < 0 ? OpenMessage(v) : "";
   out += Event("response.output_text.delta",
                Dump({{"item_id", v.message_id}, {"output_index", message_index_}, {"content_index", 0},
-                     {"delta", delta}, {"logprobs", json::array()}}));
+                     {"delta", delta}, {"logprobs", Logprobs(v, lp_from, lp_to)}}));
   return out;
 }
 
@@ -159,10 +178,10 @@ std::string ResponseEvents::End(const ResponseView& v) {
     out += Event("response.output_text.done",
                  Dump({{"item_id", v.message_id}, {"output_index", message_index_},
                        {"content_index", 0}, {"text", v.text},
-                       {"logprobs", json::array()}}));
+                       {"logprobs", Logprobs(v, 0, v.token_logprobs.size())}}));
     out += Event("response.content_part.done",
                  Dump({{"item_id", v.message_id}, {"output_index", message_index_}, {"content_index", 0},
-                       {"part", TextPart(v.text)}}));
+                       {"part", TextPart(v.text, Logprobs(v, 0, v.token_logprobs.size()))}}));
     out += Event("response.output_item.done",
                  Dump({{"output_index", message_index_}, {"item", MessageItem(v, ItemStatus(v), true)}}));
   }

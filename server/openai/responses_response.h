@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -42,6 +43,15 @@ struct ResponseView {
     std::string id, call_id, name, arguments;  // id: the output item's ("fc_..."); call_id: "call_..."
   };
   std::vector<Call> calls;
+  // include "message.output_text.logprobs": the answer's tokens, each with its alternatives.
+  bool logprobs = false;
+  std::optional<int> top_logprobs;  // as given (echoed)
+  struct Logprob {
+    std::string token;  // the token's bytes
+    float logprob = 0;
+    std::vector<std::pair<std::string, float>> top;
+  };
+  std::vector<Logprob> token_logprobs;
   // As it runs.
   std::string status = "in_progress";  // in_progress | completed | incomplete | failed
   std::string text;
@@ -62,8 +72,9 @@ class ResponseEvents {
   // response.output_item.added and response.content_part.added. With tools the items
   // open as the reply shows what it is (Delta, CallDelta).
   std::string Start(const ResponseView& v);
-  // output_text.delta (opening the message item first where it is not open yet).
-  std::string Delta(const ResponseView& v, const std::string& delta);
+  // output_text.delta (opening the message item first where it is not open yet), with the
+  // log-probabilities of `lp` (v.token_logprobs[lp_from, lp_to)) when v.logprobs.
+  std::string Delta(const ResponseView& v, const std::string& delta, size_t lp_from = 0, size_t lp_to = 0);
   // More of v.calls[k]'s arguments (response.function_call_arguments.delta), opening its
   // function_call item (response.output_item.added) on the first.
   std::string CallDelta(const ResponseView& v, size_t k, const std::string& delta);

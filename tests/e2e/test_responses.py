@@ -81,6 +81,28 @@ def test_streaming_events(srv):
     assert c.responses.retrieve(final.id).output_text == want.output_text
 
 
+def test_logprobs(srv):
+    # include "message.output_text.logprobs" with top_logprobs: each answer token with its
+    # log-probability and alternatives, in the message part, the stream's deltas and retrieve.
+    c = client(srv)
+    kw = dict(include=["message.output_text.logprobs"], top_logprobs=2, max_output_tokens=6)
+    r = ask(c, "Count to three.", **kw)
+    assert r.top_logprobs == 2
+    part = r.output[0].content[0]
+    assert len(part.logprobs) == r.usage.output_tokens
+    assert b"".join(bytes(lp.bytes) for lp in part.logprobs).decode("utf-8", "replace").startswith(part.text)
+    for lp in part.logprobs:
+        assert lp.logprob <= 0 and len(lp.top_logprobs) == 2
+        assert lp.top_logprobs[0].logprob >= lp.top_logprobs[1].logprob
+        assert lp.top_logprobs[0].token == lp.token  # temperature 0: the most likely token
+    events = list(ask(c, "Count to three.", stream=True, **kw))
+    streamed = [lp for e in events if e.type == "response.output_text.delta" for lp in e.logprobs]
+    assert [lp.model_dump() for lp in streamed] == [lp.model_dump() for lp in part.logprobs]
+    final = events[-1].response
+    assert c.responses.retrieve(final.id).output[0].content[0].logprobs == final.output[0].content[0].logprobs
+    assert ask(c, "Count to three.").output[0].content[0].logprobs == []  # not asked: none
+
+
 def test_store_false_keeps_nothing(srv):
     c = client(srv)
     sessions = requests.get(f"{srv.base}/v1/sessions", timeout=10).json()["data"]
@@ -108,10 +130,13 @@ def test_unknown_ids_are_404(srv):
     ({"input": "hi", "text": {"format": {"type": "xml"}}}, "'text.format.type'"),
     ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, "'text.format.schema'"),
     ({"input": "hi", "text": {"format": {"type": "json_schema", "name": "x", "schema": {
-        "type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}}}}}, "text.format.schema: "),
+        "type": "object", "properties": {"a": {"type": "string", "pattern": "(a)\\1"}}}}}}, "text.format.schema: "),
     ({"input": "hi", "text": {"format": {"type": "json_object", "schema": {}}}}, "'text.format.schema'"),
     ({"input": "hi", "text": {"verbosity": "low"}}, "'text.verbosity'"),
-    ({"input": "hi", "top_logprobs": 2}, "'top_logprobs'"),
+    ({"input": "hi", "top_logprobs": 21}, "'top_logprobs'"),
+    ({"input": "hi", "include": ["reasoning.encrypted_content"]}, "'include' value"),
+    ({"input": "hi", "include": ["message.output_text.logprobs"], "tools": [{"type": "function", "name": "f"}]},
+     "not supported with tools"),
     ({"input": "hi", "frobnicate": 1}, "'frobnicate'"),
     ({}, "'input' is required"),
     ({"input": 3}, "'input'"),

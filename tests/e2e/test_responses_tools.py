@@ -150,7 +150,7 @@ def test_round_trip_with_the_whole_conversation(c):
     ({"tools": [{"type": "function", "name": "bad name"}]}, "'tools[0].name'"),
     ({"tools": [{"type": "function", "name": "f", "parameters": 3}]}, "'tools[0].parameters'"),
     ({"tools": [{"type": "function", "name": "f", "parameters": {
-        "type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}}}]}, "tools[0].parameters: "),
+        "type": "object", "properties": {"a": {"type": "string", "pattern": "(a)\\1"}}}}]}, "tools[0].parameters: "),
     ({"tools": [{"type": "function", "name": "f"}, {"type": "function", "name": "f"}]}, "used twice"),
     ({"tools": [{"type": "function", "name": "f", "cache": 1}]}, "'tools[0].cache'"),
     ({"tools": [{"type": "function", "name": "f"}], "tool_choice": "sometimes"}, "'tool_choice'"),
