@@ -26,6 +26,7 @@ const std::vector<HttpRoute>& HttpConnection::Routes() {
       {"/ready", "/ready", {{V::get, &C::Readiness}}},
       {"/readyz", "/ready", {{V::get, &C::Readiness}}},
       {"/metrics", "/metrics", {{V::get, &C::Metrics}}},
+      {"/version", "/version", {{V::get, &C::Version}}},
       {"/v1/completions", "/v1/completions", {{V::post, &C::Completions}}},
       {"/v1/chat/completions", "/v1/chat/completions", {{V::post, &C::ChatCompletions}}},
       {"/v1/models", "/v1/models", {{V::get, &C::ListModels}}},
@@ -294,6 +295,12 @@ void HttpConnection::Health(const PathParams&) {
   Send(200, "application/json", R"({"status":"ok"})");
 }
 
+void HttpConnection::Version(const PathParams&) {
+  const ModelDescription& m = shared_->service->model();
+  Send(200, "application/json",
+       nlohmann::json{{"version", RWKVX_VERSION}, {"backend", m.backend}, {"model", m.id}}.dump());
+}
+
 void HttpConnection::Readiness(const PathParams&) {
   if (shared_->service->Ready()) Send(200, "application/json", R"({"status":"ready"})");
   else Send(503, "application/json", R"({"status":"draining"})");
@@ -305,7 +312,8 @@ void HttpConnection::Metrics(const PathParams&) {
 
 namespace {
 
-nlohmann::json ModelJson(const ModelDescription& m) {
+nlohmann::json ModelJson(const Service& svc) {
+  const ModelDescription& m = svc.model();
   return {{"id", m.id},
           {"object", "model"},
           {"created", m.created_unix},
@@ -314,20 +322,23 @@ nlohmann::json ModelJson(const ModelDescription& m) {
           {"random_weights", m.random_weights},
           {"tokenizer", m.tokenizer},
           {"backend", m.backend},
-          {"initial_states", m.initial_states}};
+          {"initial_states", m.initial_states},
+          // vLLM's field, read by clients to budget prompts: RWKV-X has no context window, so
+          // it is this server's prompt limit (--max-prompt-tokens).
+          {"max_model_len", svc.limits().max_prompt_tokens}};
 }
 
 }  // namespace
 
 void HttpConnection::ListModels(const PathParams&) {
   nlohmann::json list = {{"object", "list"},
-                         {"data", nlohmann::json::array({ModelJson(shared_->service->model())})}};
+                         {"data", nlohmann::json::array({ModelJson(*shared_->service)})}};
   Send(200, "application/json", list.dump());
 }
 
 void HttpConnection::GetModel(const PathParams& p) {
   const Service& svc = *shared_->service;
-  if (p[0] == svc.model().id) return Send(200, "application/json", ModelJson(svc.model()).dump());
+  if (p[0] == svc.model().id) return Send(200, "application/json", ModelJson(svc).dump());
   SendError(svc.CheckModel(p[0]));
 }
 

@@ -74,6 +74,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   // Routes without state (http_connection.cc).
   void Health(const PathParams&);
+  void Version(const PathParams&);  // {"version", "backend", "model"}
   void Readiness(const PathParams&);
   void Metrics(const PathParams&);
   void ListModels(const PathParams&);

@@ -21,6 +21,16 @@ def test_models_lists_embedded_demo_model(client, server):
     raw = requests.get(server.base + "/v1/models", timeout=10).json()
     assert raw["data"][0]["random_weights"] is False
     assert "trained" in raw["data"][0]["description"]
+    # vLLM's max_model_len: the server's prompt limit (the tokenize endpoint reports the same).
+    limit = raw["data"][0]["max_model_len"]
+    assert limit > 0 and requests.post(server.base + "/tokenize", json={"prompt": "x"}, timeout=10).json()[
+        "max_model_len"] == limit
+
+
+def test_version(server):
+    v = requests.get(server.base + "/version", timeout=10).json()
+    assert v["version"].count(".") == 2 and v["backend"] in ("cpu", "cuda")
+    assert v["model"] == requests.get(server.base + "/v1/models", timeout=10).json()["data"][0]["id"]
 
 
 def test_embedded_seed_serves_the_random_model(make_server):
