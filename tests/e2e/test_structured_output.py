@@ -35,15 +35,24 @@ YES_NO = 'root ::= ("yes" | "no") " " [0-9] [0-9]? [0-9]?'
 YES_NO_RE = re.compile(r"(yes|no) [0-9]{1,3}")
 
 
-def test_parse_with_pydantic_model_over_seeds(client):
+def parsed_over_seeds(client, model, ask):
+    """chat.completions.parse with `model` at temperature 1 for seeds 1-6: each choice, which
+    ended by the grammar (stop) and parsed into `model`."""
+    out = []
     for seed in range(1, 7):
         r = client.chat.completions.parse(
-            model=model_id(client), messages=[{"role": "user", "content": "Describe a person."}],
-            response_format=Person, temperature=1.0, seed=seed, max_tokens=300)
+            model=model_id(client), messages=[{"role": "user", "content": ask}],
+            response_format=model, temperature=1.0, seed=seed, max_tokens=300)
         choice = r.choices[0]
         assert choice.finish_reason == "stop", choice.message.content
-        assert isinstance(choice.message.parsed, Person)
-        Person.model_validate_json(choice.message.content)
+        assert isinstance(choice.message.parsed, model)
+        model.model_validate_json(choice.message.content)
+        out.append(choice)
+    return out
+
+
+def test_parse_with_pydantic_model_over_seeds(client):
+    for choice in parsed_over_seeds(client, Person, "Describe a person."):
         assert " " not in choice.message.content.replace(choice.message.parsed.name, "")  # compact
 
 
@@ -57,14 +66,8 @@ class Ticket(pydantic.BaseModel):
 
 
 def test_patterns_over_seeds(client):
-    for seed in range(1, 7):
-        r = client.chat.completions.parse(
-            model=model_id(client), messages=[{"role": "user", "content": "A ticket."}],
-            response_format=Ticket, temperature=1.0, seed=seed, max_tokens=300)
-        choice = r.choices[0]
-        assert choice.finish_reason == "stop", choice.message.content
+    for choice in parsed_over_seeds(client, Ticket, "A ticket."):  # pydantic checked every pattern
         t = choice.message.parsed
-        assert isinstance(t, Ticket)  # pydantic checked every pattern
         assert re.fullmatch(r"[A-Z]{3}-\d{4}", t.code) and re.fullmatch(r'x"\\y|[a-z]{2}', t.note)
         assert json.loads(choice.message.content)["note"] == t.note
 
