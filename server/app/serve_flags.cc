@@ -162,9 +162,9 @@ const std::vector<FlagDef>& Defs() {
   return defs;
 }
 
-// The environment variable of a flag: --http-port -> RWKVX_ARG_HTTP_PORT.
+// The environment variable of a flag: --http-port -> RWKVX_FLAG_HTTP_PORT.
 std::string EnvName(const std::string& flag) {
-  std::string out = "RWKVX_ARG_";
+  std::string out = "RWKVX_FLAG_";
   for (char c : flag) out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
@@ -185,20 +185,21 @@ std::string ServeHelp() {
     absl::StrAppend(&out, left, d.help, def.empty() ? "" : absl::StrCat(" [", def, "]"), "\n");
   }
   out += "  --help                        this text\n\n"
-         "Every flag may also come from the environment as RWKVX_ARG_<FLAG> (upper case, '-' as '_': "
-         "RWKVX_ARG_HTTP_PORT=8080); a flag on the command line wins. An RWKVX_ARG_ variable that names no flag "
-         "is an error.\n";
+         "Every flag may also come from the environment as RWKVX_FLAG_<FLAG> (upper case, '-' as '_': "
+         "RWKVX_FLAG_HTTP_PORT=8080; an empty value counts as not set); a flag on the command line wins. An "
+         "RWKVX_FLAG_ variable that names no flag is an error.\n";
   return out;
 }
 
 absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f, char** envp) {
-  constexpr std::string_view kPrefix = "RWKVX_ARG_";
+  constexpr std::string_view kPrefix = "RWKVX_FLAG_";
   for (char** e = envp; e && *e; ++e) {
     const std::string_view kv(*e);
     if (kv.substr(0, kPrefix.size()) != kPrefix) continue;
     const size_t eq = kv.find('=');
     if (eq == std::string_view::npos) continue;
     const std::string name(kv.substr(0, eq)), value(kv.substr(eq + 1));
+    if (value.empty()) continue;  // set but empty: not given (as deploy/ leaves optional ones)
     const FlagDef* def = nullptr;
     for (const auto& d : Defs()) {
       if (EnvName(d.name) == name) def = &d;

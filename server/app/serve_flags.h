@@ -102,12 +102,12 @@ struct ServeFlags {
   ServeTestingFlags testing;  // --testing-*
 
   bool help = false;
-  std::vector<std::string> from_env;  // the flags set by RWKVX_ARG_* variables (for the log)
+  std::vector<std::string> from_env;  // the flags set by RWKVX_FLAG_* variables (for the log)
 };
 
-// Parses the environment's RWKVX_ARG_<FLAG> variables (--http-port: RWKVX_ARG_HTTP_PORT;
+// Parses the environment's RWKVX_FLAG_<FLAG> variables (--http-port: RWKVX_FLAG_HTTP_PORT;
 // what a container sets), then argv (after the subcommand name), which wins. InvalidArgument
-// names the bad flag or variable; an RWKVX_ARG_ variable that names no flag is an error.
+// names the bad flag or variable; an RWKVX_FLAG_ variable that names no flag is an error.
 // `envp`: the environment (null-terminated "NAME=value" strings; null = none).
 absl::Status ParseServeFlags(int argc, char** argv, ServeFlags* f, char** envp = nullptr);
 std::string ServeHelp();

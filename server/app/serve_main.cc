@@ -102,7 +102,7 @@ int ServeMain(int argc, char** argv) {
   if (!f.from_env.empty()) {  // names only: a value may be a key
     std::string names;
     for (const std::string& n : f.from_env) names += (names.empty() ? "" : ", ") + n;
-    SLOG(INFO) << "flags from the environment (RWKVX_ARG_*): " << names;
+    SLOG(INFO) << "flags from the environment (RWKVX_FLAG_*): " << names;
   }
 
   auto served = BuildServedModel(f);

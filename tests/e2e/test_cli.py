@@ -146,14 +146,14 @@ def test_weights_fp8_is_a_cuda_option(make_server):
 
 
 def test_flags_from_the_environment(make_server, monkeypatch):
-    # RWKVX_ARG_<FLAG> sets a flag (what a container's environment does); the command line
+    # RWKVX_FLAG_<FLAG> sets a flag (what a container's environment does); the command line
     # wins; the log names the flags taken from the environment, never their values.
-    monkeypatch.setenv("RWKVX_ARG_MAX_TOKENS", "300")
-    monkeypatch.setenv("RWKVX_ARG_MAX_BATCH_TOKENS", "64")
-    monkeypatch.setenv("RWKVX_ARG_API_KEY", "rk-env-secret")
+    monkeypatch.setenv("RWKVX_FLAG_MAX_TOKENS", "300")
+    monkeypatch.setenv("RWKVX_FLAG_MAX_BATCH_TOKENS", "64")
+    monkeypatch.setenv("RWKVX_FLAG_API_KEY", "rk-env-secret")
     srv = make_server("--backend", "cpu", "--max-batch-tokens", "96")
     log = srv.log_text()
-    line = next(l for l in log.splitlines() if "flags from the environment (RWKVX_ARG_*)" in l)
+    line = next(l for l in log.splitlines() if "flags from the environment (RWKVX_FLAG_*)" in l)
     for flag in ("--max-tokens", "--max-batch-tokens", "--api-key"):
         assert flag in line
     assert "rk-env-secret" not in log
@@ -166,11 +166,11 @@ def test_flags_from_the_environment(make_server, monkeypatch):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=srv.base + "/v1", api_key="wrong", max_retries=0).models.list()
     # A variable that names no flag, and a bad value, fail at start naming the variable.
-    r = run("--backend", "cpu", env={"RWKVX_ARG_MAX_TOKEN": "5"})
-    assert r.returncode != 0 and b"unknown environment variable RWKVX_ARG_MAX_TOKEN" in r.stderr
-    r = run("--backend", "cpu", env={"RWKVX_ARG_MAX_SESSIONS": "many"})
-    assert r.returncode != 0 and b"RWKVX_ARG_MAX_SESSIONS (--max-sessions): bad value 'many'" in r.stderr
-    assert b"RWKVX_ARG_" in run("--help").stdout
+    r = run("--backend", "cpu", env={"RWKVX_FLAG_MAX_TOKEN": "5"})
+    assert r.returncode != 0 and b"unknown environment variable RWKVX_FLAG_MAX_TOKEN" in r.stderr
+    r = run("--backend", "cpu", env={"RWKVX_FLAG_MAX_SESSIONS": "many"})
+    assert r.returncode != 0 and b"RWKVX_FLAG_MAX_SESSIONS (--max-sessions): bad value 'many'" in r.stderr
+    assert b"RWKVX_FLAG_" in run("--help").stdout
 
 
 def test_backend_cuda_without_gpu_fails_clearly():
