@@ -206,6 +206,13 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
   if (const json* so = Field(j, "stream_options")) {
     if (!so->is_object()) return Bad("'stream_options' must be an object");
     RWKVX_RETURN_IF_ERROR(GetBool(*so, "include_usage", &r.include_usage));
+    for (const auto& [k, v] : so->items()) {  // nothing in it goes unread
+      if (k == "include_usage" || v.is_null()) continue;
+      if (k == "include_obfuscation" && v.is_boolean() && !v.get<bool>()) continue;  // none is ever added
+      return Bad(absl::StrCat("'stream_options.", k.substr(0, 64), "' is not supported",
+                              k == "include_obfuscation" ? " with true (events carry no obfuscation padding)" : "",
+                              " (only include_usage)"));
+    }
   }
   if (kind == ApiKind::kCompletion) {
     RWKVX_RETURN_IF_ERROR(GetInt(j, "logprobs", &logprobs_n));

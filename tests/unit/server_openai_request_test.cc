@@ -59,6 +59,21 @@ TEST(OpenAiRequestTest, RejectsBadTypesAndJson) {
   }
 }
 
+// stream_options: include_usage read, include_obfuscation false accepted (nothing is ever
+// padded), anything else refused by name rather than ignored.
+TEST(OpenAiRequestTest, StreamOptionsAreAllRead) {
+  auto ok = ParseOpenAiRequest(
+      ApiKind::kCompletion, R"({"prompt": "x", "stream": true, "stream_options": {"include_usage": true, "include_obfuscation": false}})", 64);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(ok->include_usage);
+  for (const char* b : {R"({"prompt": "x", "stream_options": {"continuous_usage_stats": true}})",
+                        R"({"prompt": "x", "stream_options": {"include_obfuscation": true}})"}) {
+    auto r = ParseOpenAiRequest(ApiKind::kCompletion, b, 64);
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << b;
+    EXPECT_NE(r.status().message().find("'stream_options."), std::string::npos) << r.status();
+  }
+}
+
 TEST(OpenAiRequestTest, JsonDepth) {
   std::string deep = R"({"prompt": "x", "a": )" + std::string(100, '[') + std::string(100, ']') + "}";
   EXPECT_FALSE(ParseOpenAiRequest(ApiKind::kCompletion, deep, 64).ok());
