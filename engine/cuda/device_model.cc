@@ -13,23 +13,22 @@ DeviceModel::~DeviceModel() {
   if (staging_) cudaFree(staging_);
 }
 
-absl::StatusOr<const float*> DeviceModel::F32(const std::vector<float>& v, cudaStream_t s) {
-  if (v.empty()) return nullptr;
-  void* p = nullptr;
-  RWKVX_CUDA_RETURN(cudaMalloc(&p, v.size() * sizeof(float)));
-  allocs_.push_back(p);
-  bytes += v.size() * sizeof(float);
-  RWKVX_CUDA_RETURN(cudaMemcpyAsync(p, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice, s));
-  RWKVX_CUDA_RETURN(cudaStreamSynchronize(s));
-  return static_cast<const float*>(p);
-}
-
 absl::StatusOr<void*> DeviceModel::Alloc(size_t n) {
   void* p = nullptr;
   RWKVX_CUDA_RETURN(cudaMalloc(&p, n));
   allocs_.push_back(p);
   bytes += n;
   return p;
+}
+
+absl::StatusOr<const float*> DeviceModel::F32(const std::vector<float>& v, cudaStream_t s) {
+  if (v.empty()) return nullptr;
+  auto a = Alloc(v.size() * sizeof(float));
+  if (!a.ok()) return a.status();
+  void* p = *a;
+  RWKVX_CUDA_RETURN(cudaMemcpyAsync(p, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice, s));
+  RWKVX_CUDA_RETURN(cudaStreamSynchronize(s));
+  return static_cast<const float*>(p);
 }
 
 absl::StatusOr<const void*> DeviceModel::Fp8(const std::vector<float>& v, size_t rows, cudaStream_t s) {
@@ -75,10 +74,9 @@ absl::StatusOr<const void*> DeviceModel::Half(const std::vector<float>& v, cudaS
       for (size_t j = 0; j < Ccols; ++j) t[j * R + i] = v[i * Ccols + j];
     src = &t;
   }
-  void* p = nullptr;
-  RWKVX_CUDA_RETURN(cudaMalloc(&p, v.size() * 2));
-  allocs_.push_back(p);
-  bytes += v.size() * 2;
+  auto a = Alloc(v.size() * 2);
+  if (!a.ok()) return a.status();
+  void* p = *a;
   if (!staging_) {
     staging_floats_ = size_t{16} << 20;  // 64 MiB
     RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&staging_), staging_floats_ * sizeof(float)));

@@ -224,6 +224,16 @@ void HttpConnection::OnWritten(beast::error_code ec, bool close) {
   DoRead();
 }
 
+absl::StatusOr<nlohmann::json> ParseJsonBody(const std::string& body, int max_depth, bool allow_empty) {
+  if (body.empty() && allow_empty) return nlohmann::json::object();
+  if (auto s = CheckJsonDepth(body, max_depth); !s.ok()) return s;
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("the request body must be a JSON object");
+  }
+  return j;
+}
+
 void HttpConnection::SendJson(absl::StatusOr<std::string> body) {
   if (body.ok()) Send(200, "application/json", std::move(*body));
   else SendError(body.status());

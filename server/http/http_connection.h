@@ -37,6 +37,10 @@ struct HttpShared {
   ResponseRecords responses;               // /v1/responses objects (http_responses.cc)
 };
 
+// A request body that must be a JSON object (nesting checked against max_depth); an empty
+// body is {} where allow_empty. InvalidArgument otherwise.
+absl::StatusOr<nlohmann::json> ParseJsonBody(const std::string& body, int max_depth, bool allow_empty);
+
 class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
  public:
   HttpConnection(net::ip::tcp::socket socket, HttpShared* shared);

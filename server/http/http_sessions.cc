@@ -44,16 +44,6 @@ json SessionJson(const StoredSessionInfo& i) {
           {"expires", UnixS(i.expires)}};
 }
 
-absl::StatusOr<json> ParseBody(const std::string& body, int max_depth, bool allow_empty) {
-  if (body.empty() && allow_empty) return json::object();
-  if (auto s = CheckJsonDepth(body, max_depth); !s.ok()) return s;
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError("the request body must be a JSON object");
-  }
-  return j;
-}
-
 // "prompt": absent, a string, or an array of integers (the Service checks the rest).
 absl::StatusOr<PromptInput> PromptOf(const json& j) {
   PromptInput in;
@@ -102,7 +92,7 @@ void HttpConnection::ListSessions(const PathParams&) {
 }
 
 void HttpConnection::CreateSession(const PathParams&) {
-  auto j = ParseBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/true);
+  auto j = ParseJsonBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/true);
   if (!j.ok()) return SendError(j.status());
   auto name = OptionalName(*j);
   if (!name.ok()) return SendError(name.status());
@@ -129,7 +119,7 @@ void HttpConnection::DeleteSession(const PathParams& p) {
 }
 
 void HttpConnection::AppendSession(const PathParams& p) {
-  auto j = ParseBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/false);
+  auto j = ParseJsonBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/false);
   if (!j.ok()) return SendError(j.status());
   auto prompt = PromptOf(*j);
   if (!prompt.ok()) return SendError(prompt.status());
@@ -253,7 +243,7 @@ void HttpConnection::SessionCompletions(const PathParams& p) {
 }
 
 void HttpConnection::ForkSession(const PathParams& p) {
-  auto j = ParseBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/true);
+  auto j = ParseJsonBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/true);
   if (!j.ok()) return SendError(j.status());
   auto name = OptionalName(*j);
   if (!name.ok()) return SendError(name.status());
@@ -283,7 +273,7 @@ struct ClientHeldCall {
 void HttpConnection::ClientHeldCompletions(const PathParams&) {
   Service& svc = *shared_->service;
   const int depth = shared_->opts.max_json_depth;
-  auto j = ParseBody(req_.body(), depth, /*allow_empty=*/false);
+  auto j = ParseJsonBody(req_.body(), depth, /*allow_empty=*/false);
   if (!j.ok()) return SendError(j.status());
   std::optional<std::string> snapshot;
   if (auto it = j->find("snapshot"); it != j->end() && !it->is_null()) {

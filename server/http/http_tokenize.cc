@@ -16,14 +16,6 @@ namespace {
 using json = nlohmann::json;
 using openai_json::Bad;
 
-absl::StatusOr<json> Body(std::string_view body, int max_depth) {
-  if (auto s = CheckJsonDepth(body, max_depth); !s.ok()) return s;
-  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Bad("the request body is not valid JSON (or not valid UTF-8)");
-  if (!j.is_object()) return Bad("the request body must be a JSON object");
-  return j;
-}
-
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // The text /tokenize tokenizes: `prompt` (or llama.cpp's `content`) as given, or `messages`
@@ -76,7 +68,7 @@ absl::StatusOr<std::string> TokenizeText(const json& j, int max_depth, std::stri
 
 void HttpConnection::Tokenize(const PathParams&) {
   const Service& svc = *shared_->service;
-  auto j = Body(req_.body(), shared_->opts.max_json_depth);
+  auto j = ParseJsonBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/false);
   if (!j.ok()) return SendError(j.status());
   std::string model;
   bool strs = false;
@@ -103,7 +95,7 @@ void HttpConnection::Tokenize(const PathParams&) {
 
 void HttpConnection::Detokenize(const PathParams&) {
   const Service& svc = *shared_->service;
-  auto j = Body(req_.body(), shared_->opts.max_json_depth);
+  auto j = ParseJsonBody(req_.body(), shared_->opts.max_json_depth, /*allow_empty=*/false);
   if (!j.ok()) return SendError(j.status());
   std::string model;
   std::vector<int64_t> ids;
