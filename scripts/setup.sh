@@ -25,6 +25,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${SKIP_VENV:-0}" != 1 ]; then
+  # The test venv is ~7.5 GB installed (torch from PyPI brings its CUDA 12 libraries); pip's
+  # wheel cache would hold another ~3.5 GB copy of the same bytes, so it is off unless the
+  # caller set PIP_NO_CACHE_DIR. Say how much room there is before starting, so that a full
+  # disk shows as such rather than as a pip traceback halfway through.
+  export PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1}
+  free_gb=$(df -Pk . | awk 'NR==2 {printf "%d", $4 / 1048576}')
+  if [ ! -x .venv/bin/python ] && [ "${free_gb:-0}" -lt 12 ]; then
+    echo "setup: warning: ${free_gb} GB free on $(df -P . | awk 'NR==2 {print $6}'); the test venv"\
+         "needs ~8 GB and the builds (plain, sanitizers, fuzz) ~3 GB more" >&2
+  fi
   PY=${PYTHON:-python3}
   if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
