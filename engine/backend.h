@@ -177,6 +177,10 @@ struct CudaBackendOptions {
   // `--weights fp8`): half the weight bytes; LoRA factors, the head and vectors stay half /
   // float32. Bounded error, not exact: docs/CUDA.md ("8-bit weights").
   bool fp8_weights = false;
+  // The same matrices as int8 codes with a scale per output row (`--weights int8`): the
+  // same bytes as fp8, a uniform step instead of 4 significant bits (smaller errors for
+  // weights like a trained model's). Exclusive with fp8_weights.
+  bool int8_weights = false;
   double gpu_memory_fraction = 0.9;
   // Session memory cap in bytes on top of the card's fraction (0 = the fraction alone):
   // the same meaning as the CPU backend's memory_budget_bytes (--memory-budget-bytes).

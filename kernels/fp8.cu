@@ -22,13 +22,20 @@ __global__ void __launch_bounds__(256) QuantizeFp8RowsKernel(Fp8QuantParams p) {
   if (threadIdx.x == 0) {
     float t = 0.f;
     for (int k = 0; k < static_cast<int>(blockDim.x >> 5); ++k) t = fmaxf(t, red[k]);
-    red[32] = t > 0.f ? t / kFp8Max : 1.f;
+    red[32] = t > 0.f ? t / (p.fmt == W8::kInt8 ? kInt8Max : kFp8Max) : 1.f;
     p.scale[row] = red[32];
   }
   __syncthreads();
   const float sc = red[32];
-  for (int i = threadIdx.x; i < p.in; i += blockDim.x)
-    p.q[row * p.in + i] = __nv_cvt_float_to_fp8(w[i] / sc, __NV_SATFINITE, __NV_E4M3);
+  if (p.fmt == W8::kInt8) {
+    for (int i = threadIdx.x; i < p.in; i += blockDim.x) {
+      const float v = fminf(fmaxf(w[i] / sc, -kInt8Max), kInt8Max);
+      p.q[row * p.in + i] = static_cast<uint8_t>(static_cast<int8_t>(__float2int_rn(v)));
+    }
+  } else {
+    for (int i = threadIdx.x; i < p.in; i += blockDim.x)
+      p.q[row * p.in + i] = __nv_cvt_float_to_fp8(w[i] / sc, __NV_SATFINITE, __NV_E4M3);
+  }
 }
 
 // 16 values a thread: one 16-byte load of q, two 16-byte stores.
@@ -43,10 +50,19 @@ __global__ void __launch_bounds__(256) DequantFp8Kernel(Fp8DequantParams p) {
     const uint4 u = reinterpret_cast<const uint4*>(p.q)[g];
     const uint32_t w[4] = {u.x, u.y, u.z, u.w};
     uint32_t o[8];
+    float fi[16];
+    if (p.fmt == W8::kInt8)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) Int8x4ToFloat(w[k], fi + 4 * k);
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
-      const __nv_fp8x2_storage_t pair = static_cast<__nv_fp8x2_storage_t>((w[k / 2] >> (16 * (k % 2))) & 0xffffu);
-      const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
+      float2 f;
+      if (p.fmt == W8::kInt8) {
+        f = make_float2(fi[2 * k], fi[2 * k + 1]);
+      } else {
+        const __nv_fp8x2_storage_t pair = static_cast<__nv_fp8x2_storage_t>((w[k / 2] >> (16 * (k % 2))) & 0xffffu);
+        f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
+      }
       if (p.bf16) {
         const __nv_bfloat162 h = __floats2bfloat162_rn(f.x * sc, f.y * sc);
         o[k] = *reinterpret_cast<const uint32_t*>(&h);

@@ -59,16 +59,27 @@ __device__ __forceinline__ void Unpack16Fp8(const uint4& u, float* f) {
   }
 }
 
-// The 8-bit form of the loop below: 16 weights a lane per iteration, the two 8-value
-// halves of x for each.
-template <int ROWS>
-__device__ __forceinline__ void DotFp8(const GemvParams& p, int o, int lane, bool bf16, float (&acc)[ROWS]) {
+// 16 int8 codes to float (exact).
+__device__ __forceinline__ void Unpack16Int8(const uint4& u, float* f) {
+  Int8x4ToFloat(u.x, f);
+  Int8x4ToFloat(u.y, f + 4);
+  Int8x4ToFloat(u.z, f + 8);
+  Int8x4ToFloat(u.w, f + 12);
+}
+
+// The 8-bit form of the loop below (kInt8: int8 codes, else E4M3): 16 weights a lane per
+// iteration, the two 8-value halves of x for each.
+template <int ROWS, bool kInt8>
+__device__ __forceinline__ void Dot8(const GemvParams& p, int o, int lane, bool bf16, float (&acc)[ROWS]) {
   const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in);
   const int n16 = p.in / 16;
 #pragma unroll 4
   for (int i = lane; i < n16; i += 32) {
     float wf[16];
-    Unpack16Fp8(w[i], wf);
+    if (kInt8)
+      Unpack16Int8(w[i], wf);
+    else
+      Unpack16Fp8(w[i], wf);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       const uint4* xr = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2);
@@ -105,7 +116,10 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
   if (kAny8 && p.w_scale) {  // warp-uniform: one output row per warp
-    DotFp8<ROWS>(p, o, lane, bf16, acc);
+    if (p.w_int8)
+      Dot8<ROWS, true>(p, o, lane, bf16, acc);
+    else
+      Dot8<ROWS, false>(p, o, lane, bf16, acc);
   } else {
     DotHalf<ROWS>(p, o, lane, bf16, acc);
   }

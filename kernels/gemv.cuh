@@ -1,6 +1,6 @@
 // Skinny products for decode steps with at most 4 rows: y[r, o] (+)= sum_i x[r, i] * w[o, i]
-// (w a torch Linear weight [out, in] in fp16/bf16, or 8-bit E4M3 with a scale per output
-// row, kernels/fp8.cuh; x the half GEMM input, fp32 accumulation, an 8-bit row's sum
+// (w a torch Linear weight [out, in] in fp16/bf16, or 8-bit (E4M3 or int8) with a scale
+// per output row, kernels/fp8.cuh; x the half GEMM input, fp32 accumulation, an 8-bit row's sum
 // scaled once at the end). cuBLAS takes ~6 us per such launch on an H100 whatever the size (its
 // tiles are built for many rows); one warp per output row streaming 16-byte loads is
 // bound by the weight bytes instead.
@@ -22,10 +22,11 @@ namespace rwkvx::kernels {
 
 struct GemvParams {
   const void* x = nullptr;  // [rows, in] fp16/bf16
-  const void* w = nullptr;  // [out, in] fp16/bf16, or E4M3 bytes when w_scale is set
-  // Per-output-row scales of an 8-bit weight (kernels/fp8.cuh: w ~ e4m3(q) * scale); null
+  const void* w = nullptr;  // [out, in] fp16/bf16, or 8-bit codes when w_scale is set
+  // Per-output-row scales of an 8-bit weight (kernels/fp8.cuh: w ~ decode(q) * scale); null
   // for a half weight. Needs in % 16 == 0.
   const float* w_scale = nullptr;
+  bool w_int8 = false;      // with w_scale: the codes are int8 (W8::kInt8), else E4M3
   float* y = nullptr;       // [rows, out] float32 (or null)
   void* y_half = nullptr;   // [rows, out] fp16/bf16 (when y is null)
   bool accumulate = false;  // y += instead of y = (float32 output only)

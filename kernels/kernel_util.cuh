@@ -49,6 +49,15 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   return t;
 }
 
+// Four int8 codes (one 32-bit word, byte k = code k) to float, exactly: each byte, offset by
+// 128, becomes the low mantissa byte of 2^23 + b (one byte permute), then 2^23 + 128 is
+// subtracted (8-bit weights, kernels/fp8.cuh).
+__device__ __forceinline__ void Int8x4ToFloat(unsigned w, float* f) {
+  const unsigned u = w ^ 0x80808080u;  // int8 -> uint8 + 128
+#pragma unroll
+  for (int k = 0; k < 4; ++k) f[k] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u + k)) - 8388736.f;
+}
+
 __device__ __forceinline__ float Sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
 
 inline unsigned CeilDiv(size_t a, size_t b) { return static_cast<unsigned>((a + b - 1) / b); }

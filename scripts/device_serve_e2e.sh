@@ -117,10 +117,10 @@ for shape in ${BENCH:-}; do
     echo "bench $tag rc=$?"; grep -A8 "^batched decode" "$OUT/$tag.txt"
   done
 done
-# PARITY="0.2b 3.6b": .gpulibs/bench_parity per shape (PARITY_WEIGHTS, default fp16,fp8;
+# PARITY="0.2b 3.6b": .gpulibs/bench_parity per shape (PARITY_WEIGHTS, default fp16,fp8,int8;
 # PARITY_STEPS, default 256): each precision's logits against the fp32 CPU engine.
 for shape in ${PARITY:-}; do
-  timeout $(cap 300) .gpulibs/bench_parity --shape "$shape" --weights "${PARITY_WEIGHTS:-fp16,fp8}" \
+  timeout $(cap 300) .gpulibs/bench_parity --shape "$shape" --weights "${PARITY_WEIGHTS:-fp16,fp8,int8}" \
     --steps "${PARITY_STEPS:-256}" --json "$OUT/parity_$shape.json" >"$OUT/parity_$shape.txt" 2>&1
   echo "parity $shape rc=$?"; tail -4 "$OUT/parity_$shape.txt"
 done

@@ -84,13 +84,13 @@ constexpr const char* kUsage =
     "usage: bench_engine [--shape 0.2b|3.6b|tiny] [--decode-ctx 1K,8K,...] [--prefill 1K,4K,...]\n"
     "                    [--batch 1,16,...] [--batch-ctx 1K,8K] [--mem-ctx 8K,...] [--steps 32]\n"
     "                    [--fill-chunk 16384] [--cuda-graphs 1|0] [--pdl 1|0] [--wkv-chunked 1|0] [--hbm-tbps F]\n"
-    "                    [--weights fp16|bf16|fp8] [--json out.json]\n"
+    "                    [--weights fp16|bf16|fp8|int8] [--json out.json]\n"
     "  --cuda-graphs 0   run decode steps eagerly instead of replaying CUDA graphs\n"
     "                    (CudaBackendOptions::cuda_graphs; e.g. to see each kernel in a profiler)\n"
     "  --pdl 1|0         programmatic dependent launch of the step's kernels (CudaBackendOptions::pdl)\n"
     "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
     "  --fused-decode 0  decode steps run prep, wkv7 and post as three kernels (CudaBackendOptions::fused_decode)\n"
-    "  --weights fp16|bf16|fp8  weight precision of the CUDA backend (default fp16; fp8: docs/CUDA.md)\n"
+    "  --weights fp16|bf16|fp8|int8  weight precision of the CUDA backend (default fp16; 8-bit: docs/CUDA.md)\n"
     "  --decode-prefetch 1  the fused decode kernel loads the post's inputs early (CudaBackendOptions::decode_prefetch)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
@@ -144,7 +144,9 @@ int main(int argc, char** argv) {
     else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
     else if (k == "--fused-decode") a.fused_decode = std::atoi(v) != 0;
     else if (k == "--decode-prefetch") a.decode_prefetch = std::atoi(v) != 0;
-    else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8"))) a.weights = v;
+    else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8") ||
+                                      !std::strcmp(v, "int8")))
+      a.weights = v;
     else if (k == "--wkv-chunked-min") a.wkv_chunked_min = std::atoi(v);
     else if (k == "--hbm-tbps") a.hbm_tbps = std::atof(v);
     else if (k == "--json") a.json = v;
@@ -175,6 +177,7 @@ int main(int argc, char** argv) {
   o.cuda_graphs = a.cuda_graphs;
   if (a.pdl >= 0) o.pdl = a.pdl != 0;
   o.wkv_chunked = a.wkv_chunked, o.fused_decode = a.fused_decode, o.bf16 = a.weights == "bf16", o.fp8_weights = a.weights == "fp8";
+  o.int8_weights = a.weights == "int8";
   o.decode_prefetch = a.decode_prefetch;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   auto be = MakeCudaBackend(model, o);

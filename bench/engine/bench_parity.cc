@@ -4,7 +4,7 @@
 // token (so both see the same tokens); per step the relative L2 error of the logits and
 // whether the top-1 tokens agree; also the GPU's own free-running greedy tokens against
 // the CPU's (the length of the identical prefix). Prints a table, writes JSON.
-// Usage: bench_parity [--shape 0.2b|3.6b|tiny] [--weights fp16,fp8] [--steps 256]
+// Usage: bench_parity [--shape 0.2b|3.6b|tiny] [--weights fp16,fp8,int8] [--steps 256]
 //                     [--prompt 32] [--vocab N] [--json out.json]
 #include <algorithm>
 #include <cmath>
@@ -51,12 +51,12 @@ struct Row {
 
 int main(int argc, char** argv) {
   using namespace rwkvx;
-  std::string shape = "0.2b", weights = "fp16,fp8", json;
+  std::string shape = "0.2b", weights = "fp16,fp8,int8", json;
   int steps = 256, prompt = 32, vocab = 0;
   for (int i = 1; i < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--help" || k == "-h" || i + 1 >= argc) {
-      std::printf("usage: bench_parity [--shape 0.2b|3.6b|tiny] [--weights fp16,bf16,fp8] [--steps 256] [--prompt 32] "
+      std::printf("usage: bench_parity [--shape 0.2b|3.6b|tiny] [--weights fp16,bf16,fp8,int8] [--steps 256] [--prompt 32] "
                   "[--vocab N] [--json out.json]\n");
       return k == "--help" || k == "-h" ? 0 : 2;
     }
@@ -99,9 +99,14 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   std::stringstream ws(weights);
   for (std::string w; std::getline(ws, w, ',');) {
+    if (w != "fp16" && w != "bf16" && w != "fp8" && w != "int8") {
+      std::fprintf(stderr, "--weights: a comma-separated list of fp16, bf16, fp8, int8 (not '%s')\n", w.c_str());
+      return 2;
+    }
     CudaBackendOptions o;
     o.bf16 = w == "bf16";
     o.fp8_weights = w == "fp8";
+    o.int8_weights = w == "int8";
     auto gb = MakeCudaBackend(model, o);
     if (!gb.ok()) { std::printf("%s: %s\n", w.c_str(), gb.status().ToString().c_str()); return 1; }
     Backend& g = **gb;

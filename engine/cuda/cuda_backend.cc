@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <optional>
 
 #include "engine/cuda/cuda_check.h"
 #include "kernels/attn_decode.cuh"
+#include "kernels/fp8.cuh"
 #include "kernels/kv_append.cuh"
 #include "kernels/launch.cuh"
 
@@ -81,7 +83,12 @@ absl::Status CudaBackend::Init() {
   RWKVX_CUDA_RETURN(cudaDeviceGetDefaultMemPool(&pool, opts_.device));
   uint64_t threshold = UINT64_MAX;
   RWKVX_CUDA_RETURN(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
-  auto dm = DeviceModel::Upload(*model_, opts_.bf16, opts_.fp8_weights, stream_);
+  if (opts_.fp8_weights && opts_.int8_weights)
+    return absl::InvalidArgumentError("8-bit weights: fp8 or int8, not both");
+  std::optional<kernels::W8> w8;
+  if (opts_.fp8_weights) w8 = kernels::W8::kE4M3;
+  if (opts_.int8_weights) w8 = kernels::W8::kInt8;
+  auto dm = DeviceModel::Upload(*model_, opts_.bf16, w8, stream_);
   if (!dm.ok()) return dm.status();
   dev_ = std::move(*dm);
   size_t free_b = 0, total_b = 0;

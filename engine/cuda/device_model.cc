@@ -31,11 +31,11 @@ absl::StatusOr<const float*> DeviceModel::F32(const std::vector<float>& v, cudaS
   return static_cast<const float*>(p);
 }
 
-absl::StatusOr<const void*> DeviceModel::Fp8(const std::vector<float>& v, size_t rows, cudaStream_t s) {
+absl::StatusOr<const void*> DeviceModel::Bytes8(const std::vector<float>& v, size_t rows, cudaStream_t s) {
   if (v.empty()) return nullptr;
   const size_t in = v.size() / rows;
   if (in % 16 != 0 || in * rows != v.size())
-    return absl::InvalidArgumentError("fp8 weights need matrices whose input size is a multiple of 16");
+    return absl::InvalidArgumentError("8-bit weights need matrices whose input size is a multiple of 16");
   auto q = Alloc(v.size());
   if (!q.ok()) return q.status();
   auto sc = Alloc(rows * sizeof(float));
@@ -45,7 +45,7 @@ absl::StatusOr<const void*> DeviceModel::Fp8(const std::vector<float>& v, size_t
     RWKVX_CUDA_RETURN(cudaMalloc(reinterpret_cast<void**>(&staging_), staging_floats_ * sizeof(float)));
   }
   const size_t per = std::max<size_t>(1, staging_floats_ / in);  // whole rows a pass
-  if (per * in > staging_floats_) return absl::InvalidArgumentError("fp8 weights: a matrix row over 16M values");
+  if (per * in > staging_floats_) return absl::InvalidArgumentError("8-bit weights: a matrix row over 16M values");
   for (size_t r0 = 0; r0 < rows; r0 += per) {
     const size_t n = std::min(per, rows - r0);
     RWKVX_CUDA_RETURN(cudaMemcpyAsync(staging_, v.data() + r0 * in, n * in * sizeof(float), cudaMemcpyHostToDevice, s));
@@ -53,6 +53,7 @@ absl::StatusOr<const void*> DeviceModel::Fp8(const std::vector<float>& v, size_t
     qp.w = staging_;
     qp.q = static_cast<uint8_t*>(*q) + r0 * in;
     qp.scale = static_cast<float*>(*sc) + r0;
+    qp.fmt = w8_fmt;
     qp.rows = static_cast<int>(n);
     qp.in = static_cast<int>(in);
     RWKVX_CUDA_RETURN(kernels::LaunchQuantizeFp8Rows(qp, s));
@@ -96,11 +97,13 @@ absl::StatusOr<const void*> DeviceModel::Half(const std::vector<float>& v, cudaS
   return static_cast<const void*>(p);
 }
 
-absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m, bool bf16, bool fp8,
-                                                                 cudaStream_t s) {
+absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m, bool bf16,
+                                                                 std::optional<kernels::W8> w8, cudaStream_t s) {
   auto d = std::make_unique<DeviceModel>();
   d->bf16 = bf16;
-  d->fp8 = fp8;
+  const bool eight = w8.has_value();  // 8-bit projections, either format
+  d->w8 = eight;
+  d->w8_fmt = w8.value_or(kernels::W8::kE4M3);
   const size_t C = m.shape.n_embd;
 #define F32_OR_RETURN(dst, vec)          \
   do {                                   \
@@ -114,12 +117,12 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
     if (!r_.ok()) return r_.status();    \
     dst = *r_;                           \
   } while (0)
-  // A large projection [out, in] (out = rows): 8-bit with fp8, else half.
-#define BIG_OR_RETURN(dst, vec, rows)                          \
-  do {                                                         \
-    auto r_ = fp8 ? d->Fp8(vec, rows, s) : d->Half(vec, s, 0); \
-    if (!r_.ok()) return r_.status();                          \
-    dst = *r_;                                                 \
+  // A large projection [out, in] (out = rows): 8-bit with w8, else half.
+#define BIG_OR_RETURN(dst, vec, rows)                              \
+  do {                                                             \
+    auto r_ = eight ? d->Bytes8(vec, rows, s) : d->Half(vec, s, 0); \
+    if (!r_.ok()) return r_.status();                              \
+    dst = *r_;                                                     \
   } while (0)
   // Three projections of one shape in one allocation, at a fixed stride, so that a step
   // runs them as one strided-batched GEMM (CudaBackend::GemmJobs).
@@ -129,14 +132,14 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
     std::vector<float> all;
     all.reserve(3 * a.size());
     for (const auto* v : {&a, &b, &c}) all.insert(all.end(), v->begin(), v->end());
-    auto r = fp8 ? d->Fp8(all, 3 * C, s) : d->Half(all, s, 0);  // [3C, C] either way
+    auto r = eight ? d->Bytes8(all, 3 * C, s) : d->Half(all, s, 0);  // [3C, C] either way
     if (!r.ok()) return r.status();
     const char* base = static_cast<const char*>(*r);
-    const size_t el = fp8 ? 1 : 2;  // bytes a weight
+    const size_t el = eight ? 1 : 2;  // bytes a weight
     *pa = base;
     *pb = base + a.size() * el;
     *pc = base + 2 * a.size() * el;
-    if (fp8) {  // each part has its rows' scales (one [3C] array)
+    if (eight) {  // each part has its rows' scales (one [3C] array)
       const float* sc = d->ScaleOf(base);
       d->scales_[*pb] = sc + C;
       d->scales_[*pc] = sc + 2 * C;
@@ -197,7 +200,7 @@ absl::StatusOr<std::unique_ptr<DeviceModel>> DeviceModel::Upload(const Model& m,
 #undef F32_OR_RETURN
 #undef HALF_OR_RETURN
 #undef BIG_OR_RETURN
-  if (fp8) {  // step scratch, not weights: outside `bytes` (the session budget sees it as used memory)
+  if (eight) {  // step scratch, not weights: outside `bytes` (the session budget sees it as used memory)
     RWKVX_CUDA_RETURN(cudaMalloc(&d->deq, d->deq_elems * 2));
     d->allocs_.push_back(d->deq);
   }

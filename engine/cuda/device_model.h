@@ -1,18 +1,20 @@
 // The model's weights on the GPU: matrices in fp16 (or bf16), vectors in float32. With
-// fp8 the large projections (RWKV r/k/v/o and channel mix, attention q/k/v/o and channel
-// mix) are E4M3 bytes with a float32 scale per output row (kernels/fp8.cuh); the LoRA
-// factors, the head and every vector stay as they are.
+// 8-bit weights the large projections (RWKV r/k/v/o and channel mix, attention q/k/v/o and
+// channel mix) are E4M3 or int8 codes with a float32 scale per output row
+// (kernels/fp8.cuh); the LoRA factors, the head and every vector stay as they are.
 // LoRA matrices are stored in torch Linear layout [out, in] (transposed at upload) so that
 // every projection is the same GEMM. Owned by the CUDA backend; immutable after Upload.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/model.h"
+#include "kernels/fp8.cuh"
 
 namespace rwkvx::cuda {
 
@@ -34,7 +36,9 @@ struct DevAttnBlock {
 class DeviceModel {
  public:
   ~DeviceModel();
-  static absl::StatusOr<std::unique_ptr<DeviceModel>> Upload(const Model& m, bool bf16, bool fp8, cudaStream_t s);
+  // w8: the large projections in that 8-bit format (none: half).
+  static absl::StatusOr<std::unique_ptr<DeviceModel>> Upload(const Model& m, bool bf16,
+                                                             std::optional<kernels::W8> w8, cudaStream_t s);
 
   // The per-row scales of an 8-bit matrix (the pointer a Dev*Block field holds), or null for
   // a half matrix.
@@ -45,8 +49,9 @@ class DeviceModel {
   }
 
   bool bf16 = false;
-  bool fp8 = false;
-  // fp8: room for the largest run of 8-bit matrices dequantized to half for a cuBLAS GEMM
+  bool w8 = false;                        // 8-bit projections present, in format w8_fmt
+  kernels::W8 w8_fmt = kernels::W8::kE4M3;
+  // w8: room for the largest run of 8-bit matrices dequantized to half for a cuBLAS GEMM
   // (the r/k/v triple or a channel-mix matrix; CudaBackend::GemmJobs). Not in `bytes`.
   void* deq = nullptr;
   size_t deq_elems = 0;
@@ -62,8 +67,8 @@ class DeviceModel {
   // Half copy of a matrix; `transpose_rows` > 0: the input is [transpose_rows, n/rows] and is
   // stored transposed.
   absl::StatusOr<const void*> Half(const std::vector<float>& v, cudaStream_t s, size_t transpose_rows = 0);
-  // E4M3 copy of a matrix [rows, v.size() / rows] and its scales (kernels/fp8.cuh).
-  absl::StatusOr<const void*> Fp8(const std::vector<float>& v, size_t rows, cudaStream_t s);
+  // 8-bit (w8_fmt) copy of a matrix [rows, v.size() / rows] and its scales (kernels/fp8.cuh).
+  absl::StatusOr<const void*> Bytes8(const std::vector<float>& v, size_t rows, cudaStream_t s);
   absl::StatusOr<void*> Alloc(size_t bytes);
   std::unordered_map<const void*, const float*> scales_;
   std::vector<void*> allocs_;

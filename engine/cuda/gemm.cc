@@ -1,6 +1,6 @@
 // CudaBackend's projections: a weight-bound GEMV (kernels/gemv.cuh) for steps of at most
 // kGemvMaxRows rows, cuBLAS GEMMs (fp16/bf16 inputs, fp32 accumulation) above. 8-bit
-// weights (DeviceModel::fp8): the GEMV reads them directly; for a GEMM they are first
+// weights (DeviceModel::w8, E4M3 or int8): the GEMV reads them directly; for a GEMM they are first
 // dequantized into the model's half scratch (kernels/fp8.cuh), one run of matrices at a time.
 #include <algorithm>
 #include <cstddef>
@@ -31,6 +31,7 @@ kernels::GemvParams CudaBackend::GemmJob::Gemv(bool bf16, int rows) const {
 kernels::GemvParams CudaBackend::GemvOf(const GemmJob& q, int rows) const {
   kernels::GemvParams p = q.Gemv(dev_->bf16, rows);
   p.w_scale = dev_->ScaleOf(q.w);
+  p.w_int8 = p.w_scale && dev_->w8_fmt == kernels::W8::kInt8;
   return p;
 }
 
@@ -39,10 +40,11 @@ bool CudaBackend::GemvFits(const GemmJob& q, int rows) const {
 }
 
 absl::Status CudaBackend::Dequant(const void* w, int out, int in) {
-  if (static_cast<size_t>(out) * in > dev_->deq_elems) return absl::InternalError("fp8 dequant scratch too small");
+  if (static_cast<size_t>(out) * in > dev_->deq_elems) return absl::InternalError("8-bit dequant scratch too small");
   kernels::Fp8DequantParams d;
   d.q = static_cast<const uint8_t*>(w);
   d.scale = dev_->ScaleOf(w);
+  d.fmt = dev_->w8_fmt;
   d.out = dev_->deq;
   d.bf16 = dev_->bf16;
   d.rows = out;

@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
   cpu.threads = f.threads;
   cpu.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
   cpu.half_weights = f.weights == "fp16";
-  const bool cuda_only = f.weights == "bf16" || f.weights == "fp8";
+  const bool cuda_only = f.weights == "bf16" || f.weights == "fp8" || f.weights == "int8";
   if (cuda_only && f.backend == "cpu")
     return absl::InvalidArgumentError("--weights " + f.weights +
                                       " is a CUDA option; the CPU backend takes fp32 or fp16");
@@ -77,6 +77,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.device = f.cuda_device;
     c.bf16 = f.weights == "bf16";
     c.fp8_weights = f.weights == "fp8";
+    c.int8_weights = f.weights == "int8";
     c.gpu_memory_fraction = f.gpu_memory_fraction;
     c.memory_budget_bytes = static_cast<size_t>(f.memory_budget_bytes);
     c.reserve_step_rows = f.max_batch_tokens > 0 ? f.max_batch_tokens : kBatchTokensCuda;  // auto: CUDA's
@@ -89,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     if (b.ok()) {
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found; weights "
                  << (f.weights.empty() || f.weights == "fp32" ? "fp16" : f.weights)
-                 << (f.weights == "fp8" ? ", experimental: docs/CUDA.md" : "") << ")";
+                 << (f.weights == "fp8" || f.weights == "int8" ? ", experimental: docs/CUDA.md" : "") << ")";
       return b;
     }
     if (f.backend == "cuda") return b.status();
@@ -140,8 +141,9 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
     return bad("--tokenizer: auto, world or bytes");
   if (f.backend != "auto" && f.backend != "cpu" && f.backend != "cuda")
     return bad("--backend: auto, cpu or cuda");
-  if (!f.weights.empty() && f.weights != "fp32" && f.weights != "fp16" && f.weights != "bf16" && f.weights != "fp8")
-    return bad("--weights: fp32, fp16, bf16 or fp8");
+  if (!f.weights.empty() && f.weights != "fp32" && f.weights != "fp16" && f.weights != "bf16" && f.weights != "fp8" &&
+      f.weights != "int8")
+    return bad("--weights: fp32, fp16, bf16, fp8 or int8");
   if (f.sampling != "auto" && f.sampling != "device" && f.sampling != "host")
     return bad("--sampling: auto, device or host");
   if (!(f.gpu_memory_fraction > 0 && f.gpu_memory_fraction <= 1))

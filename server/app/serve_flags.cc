@@ -44,8 +44,8 @@ const std::vector<FlagDef>& Defs() {
       NUM(cuda_device, "cuda-device", "N", "GPU index for the CUDA backend"),
       STR(weights, "weights",
           "weight precision: CPU fp32 (default, exact) or fp16 (half the bytes per token); "
-          "CUDA fp16 (default), bf16 or fp8 (8-bit E4M3 projections with per-row scales: half the "
-          "weight bytes, bounded error; docs/CUDA.md)"),
+          "CUDA fp16 (default), bf16, fp8 or int8 (8-bit projections, E4M3 or int8 codes with per-row "
+          "scales: ~0.6x the weight bytes, bounded error, experimental; docs/CUDA.md)"),
       STR(sampling, "sampling",
           "where generated tokens are sampled: auto (default: device where the backend samples, i.e. "
           "CUDA, else host; logged), host (every logits row is copied out) or device (inside the "

@@ -33,7 +33,7 @@ struct ServeFlags {
   std::string backend = "auto";    // auto | cpu | cuda
   int threads = 0;                 // CPU backend threads (0 = all cores)
   int cuda_device = 0;
-  std::string weights;             // "" | fp32 | fp16 | bf16 | fp8 (see --weights)
+  std::string weights;             // "" | fp32 | fp16 | bf16 | fp8 | int8 (see --weights)
   double gpu_memory_fraction = 0.9;
   int cuda_split_mixed = 0;
   int cuda_wkv_chunked_min = 0;  // 0 = CudaBackendOptions' default

@@ -1,5 +1,6 @@
-// 8-bit weights (kernels/fp8.cuh): the row quantization against a host E4M3 decoder (each
-// value the nearest E4M3 of w / scale, the scale max|w| / 448), the GEMV's 8-bit path
+// 8-bit weights (kernels/fp8.cuh), both formats: the row quantization against a host
+// decoder (E4M3: each value the nearest E4M3 of w / scale, the scale max|w| / 448; int8:
+// the nearest integer, ties to even, the scale max|w| / 127), the GEMV's 8-bit path
 // against a double reference over the dequantized weights (alone and grouped with half
 // jobs), and the dequantization as exactly one rounding of q * scale. Built only with
 // CUDA; skips without a GPU.
@@ -35,15 +36,22 @@ float DecodeE4M3(uint8_t b) {
   return s ? -v : v;
 }
 
+float Decode(kernels::W8 f, uint8_t b) {
+  return f == kernels::W8::kInt8 ? static_cast<float>(static_cast<int8_t>(b)) : DecodeE4M3(b);
+}
+const char* Name(kernels::W8 f) { return f == kernels::W8::kInt8 ? "int8" : "e4m3"; }
+constexpr kernels::W8 kFormats[] = {kernels::W8::kE4M3, kernels::W8::kInt8};
+
 struct Quantized {
   std::vector<uint8_t> q;
   std::vector<float> scale;
   uint8_t* dq = nullptr;
   float* dscale = nullptr;
 };
-Quantized Quantize(const std::vector<float>& w, int rows, int in) {
+Quantized Quantize(const std::vector<float>& w, int rows, int in, kernels::W8 fmt = kernels::W8::kE4M3) {
   Quantized r;
   kernels::Fp8QuantParams p;
+  p.fmt = fmt;
   p.w = Dev(w);
   p.q = Dev(std::vector<uint8_t>(w.size(), 0xAA));
   p.scale = Dev(std::vector<float>(rows, -1.f));
@@ -106,6 +114,38 @@ TEST(CudaKernels, Fp8QuantizeRoundsToNearestE4M3) {
   EXPECT_EQ(DecodeE4M3(qz.q[in + 3]), -448.f);      // the one value of row 1 is the row's maximum
 }
 
+TEST(CudaKernels, Int8QuantizeRoundsToNearestInteger) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(6);
+  const int rows = 40, in = 272;
+  auto w = TestMatrix(rows, in, g);
+  // Row 5: maximum 127/64, so the scale is exactly 2^-6 and the other values (k + 0.5) / 64
+  // lie exactly halfway between two codes (ties go to the even code).
+  w[5 * in] = 127.f / 64;
+  for (int i = 1; i < in; ++i) w[5 * in + i] = ((i % 254) - 127 + 0.5f) / 64;
+  const Quantized qz = Quantize(w, rows, in, kernels::W8::kInt8);
+  for (int r = 0; r < rows; ++r) {
+    float amax = 0;
+    for (int i = 0; i < in; ++i) amax = std::max(amax, std::abs(w[static_cast<size_t>(r) * in + i]));
+    const float want = amax > 0 ? amax / kernels::kInt8Max : 1.f;
+    ASSERT_EQ(qz.scale[r], want) << "row " << r;
+    for (int i = 0; i < in; ++i) {
+      const size_t e = static_cast<size_t>(r) * in + i;
+      const float x = w[e] / qz.scale[r];
+      const int8_t got = static_cast<int8_t>(qz.q[e]);
+      ASSERT_GE(got, -127);
+      ASSERT_EQ(got, static_cast<int8_t>(std::clamp(std::nearbyint(x), -127.f, 127.f)))
+          << "row " << r << " col " << i << ": " << x;
+      ASSERT_LE(std::abs(got - x), 0.5f + 1e-4f);
+    }
+  }
+  EXPECT_EQ(qz.scale[0], 1.f);                         // zero row
+  EXPECT_EQ(static_cast<int8_t>(qz.q[in + 3]), -127);  // the one value of row 1 is the row's maximum
+  EXPECT_EQ(qz.scale[5], 1.f / 64);
+  EXPECT_EQ(static_cast<int8_t>(qz.q[5 * in + 1]), -126);  // -126.5 -> -126
+  EXPECT_EQ(static_cast<int8_t>(qz.q[5 * in + 2]), -126);  // -125.5 -> -126
+}
+
 // The 8-bit GEMV for 1..4 rows equals the double-precision product over the dequantized
 // weights (fp32 accumulation: relative 1e-5 of sum |w x|), alone and in a group beside half
 // jobs, whose bits the group leaves unchanged.
@@ -114,6 +154,7 @@ TEST(CudaKernels, Fp8GemvMatchesDequantizedReference) {
   std::mt19937 g(7);
   struct Sh { int out, in; bool half_out, accumulate; };
   const Sh shapes[] = {{37, 272, false, false}, {64, 768, true, false}, {9, 16, false, true}, {130, 2560, false, false}};
+  for (kernels::W8 fmt : kFormats)
   for (int rows = 1; rows <= kernels::kGemvMaxRows; ++rows) {
     kernels::GemvGroupParams grp;
     std::vector<kernels::GemvParams> alone;
@@ -121,10 +162,10 @@ TEST(CudaKernels, Fp8GemvMatchesDequantizedReference) {
     std::vector<Ref> refs;
     for (const Sh& sh : shapes) {
       const auto wf = TestMatrix(sh.out, sh.in, g);
-      const Quantized qz = Quantize(wf, sh.out, sh.in);
+      const Quantized qz = Quantize(wf, sh.out, sh.in, fmt);
       Ref ref;
       ref.wdq.resize(wf.size());
-      for (size_t e = 0; e < wf.size(); ++e) ref.wdq[e] = DecodeE4M3(qz.q[e]) * qz.scale[e / sh.in];
+      for (size_t e = 0; e < wf.size(); ++e) ref.wdq[e] = Decode(fmt, qz.q[e]) * qz.scale[e / sh.in];
       const auto xf = Rand(static_cast<size_t>(rows) * sh.in, g, -1, 1);
       for (float v : xf) ref.x.push_back(__float2half(v));
       ref.y0 = Rand(static_cast<size_t>(rows) * sh.out, g, -1, 1);
@@ -132,6 +173,7 @@ TEST(CudaKernels, Fp8GemvMatchesDequantizedReference) {
       p.x = Dev(ref.x);
       p.w = qz.dq;
       p.w_scale = qz.dscale;
+      p.w_int8 = fmt == kernels::W8::kInt8;
       p.rows = rows; p.out = sh.out; p.in = sh.in;
       p.accumulate = sh.accumulate;
       if (sh.half_out) p.y_half = Dev(std::vector<__half>(static_cast<size_t>(rows) * sh.out));
@@ -172,7 +214,7 @@ TEST(CudaKernels, Fp8GemvMatchesDequantizedReference) {
         got = Host(grp.job[j].y, n);
         got_alone = Host(alone[j].y, n);
       }
-      ASSERT_EQ(got, got_alone) << "rows " << rows << " job " << j;
+      ASSERT_EQ(got, got_alone) << Name(fmt) << " rows " << rows << " job " << j;
       for (int r = 0; r < rows; ++r)
         for (int o = 0; o < sh.out; ++o) {
           double v = 0, mag = 0;
@@ -184,7 +226,8 @@ TEST(CudaKernels, Fp8GemvMatchesDequantizedReference) {
           }
           if (sh.accumulate) v += refs[j].y0[static_cast<size_t>(r) * sh.out + o];
           const double tol = sh.half_out ? 1e-5 * mag + std::abs(v) / 1024 : 1e-5 * mag + 1e-6;
-          ASSERT_NEAR(got[static_cast<size_t>(r) * sh.out + o], v, tol) << "rows " << rows << " job " << j << " " << r << "," << o;
+          ASSERT_NEAR(got[static_cast<size_t>(r) * sh.out + o], v, tol)
+              << Name(fmt) << " rows " << rows << " job " << j << " " << r << "," << o;
         }
     }
   }
@@ -202,9 +245,11 @@ TEST(CudaKernels, Fp8DequantIsOneRounding) {
   std::mt19937 g(9);
   const int rows = 50, in = 96;
   const auto w = TestMatrix(rows, in, g);
-  const Quantized qz = Quantize(w, rows, in);
+  for (kernels::W8 fmt : kFormats)
   for (bool bf16 : {false, true}) {
+    const Quantized qz = Quantize(w, rows, in, fmt);
     kernels::Fp8DequantParams d;
+    d.fmt = fmt;
     d.q = qz.dq;
     d.scale = qz.dscale;
     d.out = Dev(std::vector<uint16_t>(w.size(), 0xFFFF));
@@ -215,7 +260,7 @@ TEST(CudaKernels, Fp8DequantIsOneRounding) {
     CK(cudaDeviceSynchronize());
     const auto got = Host(static_cast<uint16_t*>(d.out), w.size());
     for (size_t e = 0; e < w.size(); ++e) {
-      const float v = DecodeE4M3(qz.q[e]) * qz.scale[e / in];
+      const float v = Decode(fmt, qz.q[e]) * qz.scale[e / in];
       uint16_t want;
       if (bf16) {
         const __nv_bfloat16 b = __float2bfloat16_rn(v);
@@ -224,9 +269,10 @@ TEST(CudaKernels, Fp8DequantIsOneRounding) {
         const __half h = __float2half_rn(v);
         std::memcpy(&want, &h, 2);
       }
-      ASSERT_EQ(got[e], want) << (bf16 ? "bf16 " : "fp16 ") << e;
+      ASSERT_EQ(got[e], want) << Name(fmt) << (bf16 ? " bf16 " : " fp16 ") << e;
     }
   }
+  const Quantized qz = Quantize(w, rows, in);
   kernels::Fp8DequantParams bad;
   bad.q = qz.dq;
   bad.scale = qz.dscale;

@@ -124,20 +124,22 @@ def test_sampling_auto_is_the_default_and_is_host_on_the_cpu_backend(make_server
     assert "sampling: host (the backend returns logits) [--sampling auto]" in srv.log_text()
 
 
-def test_weights_fp8_is_a_cuda_option(make_server):
-    # --weights fp8 (8-bit projections; docs/CUDA.md): the CPU backend refuses it by name; with
-    # --backend auto the CUDA backend takes it where a GPU is usable, else the CPU serves the
-    # exact fp32 model and the log says that the choice did not apply. Either way it serves.
-    r = run("--backend", "cpu", "--weights", "fp8")
-    assert r.returncode != 0 and b"--weights fp8 is a CUDA option" in r.stderr
+@pytest.mark.parametrize("fmt", ["fp8", "int8"])
+def test_weights_8bit_is_a_cuda_option(make_server, fmt):
+    # --weights fp8 / int8 (8-bit projections; docs/CUDA.md): the CPU backend refuses them by
+    # name; with --backend auto the CUDA backend takes them where a GPU is usable, else the CPU
+    # serves the exact fp32 model and the log says that the choice did not apply. Either way
+    # it serves.
+    r = run("--backend", "cpu", "--weights", fmt)
+    assert r.returncode != 0 and f"--weights {fmt} is a CUDA option".encode() in r.stderr
     r = run("--weights", "fp4")
-    assert r.returncode != 0 and b"--weights: fp32, fp16, bf16 or fp8" in r.stderr
-    srv = make_server("--weights", "fp8")
+    assert r.returncode != 0 and b"--weights: fp32, fp16, bf16, fp8 or int8" in r.stderr
+    srv = make_server("--weights", fmt)
     log = srv.log_text()
     if "backend: cuda" in log:
-        assert "weights fp8, experimental" in log
+        assert f"weights {fmt}, experimental" in log
     else:
-        assert "--weights fp8 applies to the CUDA backend only: the CPU backend runs fp32" in log
+        assert f"--weights {fmt} applies to the CUDA backend only: the CPU backend runs fp32" in log
     client = openai.OpenAI(base_url=srv.base + "/v1", api_key="unused", max_retries=0)
     model = client.models.list().data[0].id
     r = client.completions.create(model=model, prompt="Hello", max_tokens=4,
