@@ -92,6 +92,7 @@ constexpr const char* kUsage =
     "  --fused-decode 0  decode steps run prep, wkv7 and post as three kernels (CudaBackendOptions::fused_decode)\n"
     "  --weights fp16|bf16|fp8|int8  weight precision of the CUDA backend (default fp16; 8-bit: docs/CUDA.md)\n"
     "  --decode-prefetch 1  the fused decode kernel loads the post's inputs early (CudaBackendOptions::decode_prefetch)\n"
+    "  --skinny-mma 1      steps of 5..32 rows on the tensor-core skinny kernel (CudaBackendOptions::skinny_mma)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
@@ -110,7 +111,7 @@ struct Args {
   int fill_chunk = 16384;
   bool cuda_graphs = true;
   int pdl = -1;  // -1: the backend's default
-  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false;
+  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = false;
   int wkv_chunked_min = -1;  // -1: the backend's default
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
@@ -144,6 +145,7 @@ int main(int argc, char** argv) {
     else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
     else if (k == "--fused-decode") a.fused_decode = std::atoi(v) != 0;
     else if (k == "--decode-prefetch") a.decode_prefetch = std::atoi(v) != 0;
+    else if (k == "--skinny-mma") a.skinny_mma = std::atoi(v) != 0;
     else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8") ||
                                       !std::strcmp(v, "int8")))
       a.weights = v;
@@ -179,6 +181,7 @@ int main(int argc, char** argv) {
   o.wkv_chunked = a.wkv_chunked, o.fused_decode = a.fused_decode, o.bf16 = a.weights == "bf16", o.fp8_weights = a.weights == "fp8";
   o.int8_weights = a.weights == "int8";
   o.decode_prefetch = a.decode_prefetch;
+  o.skinny_mma = a.skinny_mma;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }

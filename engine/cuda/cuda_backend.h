@@ -183,7 +183,8 @@ class CudaBackend final : public Backend {
   // Same product, output rounded to the weights' half type (fp32 accumulation).
   absl::Status GemmHalfOut(void* y, const void* x, const void* w, int rows, int out, int in);
   // Independent products of one step over the same rows: one grouped GEMV launch per
-  // kGemvMaxJobs for decode steps of at most kGemvMaxRows rows, else cuBLAS per job (with
+  // kGemvMaxJobs for decode steps of at most kGemvMaxRows rows, with skinny_mma one grouped
+  // tensor-core launch up to kSkinnyMaxRows rows, else cuBLAS per job (with
   // `tmp`, a float buffer [rows, out], and an activation launch when act is set).
   struct GemmJob {
     float* y;          // float32 output, or null
@@ -196,12 +197,14 @@ class CudaBackend final : public Backend {
     kernels::Act act = kernels::Act::kNone;
     kernels::GemvParams Gemv(bool bf16, int rows) const;  // the GEMV kernel's view
   };
+  static constexpr int kMaxGemmJobs = 8;  // the most jobs a GemmJobs call passes (the r/k/v + LoRA downs: 7)
   absl::Status GemmJobs(const GemmJob* jobs, int n, int rows);
   absl::Status GemmOne(const GemmJob& job, int rows);  // one job, no activation
   // GemmJobs' cuBLAS path for jobs whose weights are half (8-bit ones dequantized first).
   absl::Status GemmHalfJobs(const GemmJob* jobs, int n, int rows);
   kernels::GemvParams GemvOf(const GemmJob& q, int rows) const;  // with the 8-bit scales
   bool GemvFits(const GemmJob& q, int rows) const;             // the GEMV kernel takes it
+  bool SkinnyFits(const GemmJob& q, int rows) const;           // the skinny MMA kernel takes it
   // 8-bit matrix w [out, in] (DeviceModel::ScaleOf) into dev_->deq as half.
   absl::Status Dequant(const void* w, int out, int in);
   static constexpr int kMaxDeqRun = 3;  // the r/k/v (q/k/v) triple

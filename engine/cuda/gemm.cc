@@ -1,5 +1,7 @@
 // CudaBackend's projections: a weight-bound GEMV (kernels/gemv.cuh) for steps of at most
-// kGemvMaxRows rows, cuBLAS GEMMs (fp16/bf16 inputs, fp32 accumulation) above. 8-bit
+// kGemvMaxRows rows, with CudaBackendOptions::skinny_mma the tensor-core skinny kernel
+// (kernels/gemm_skinny.cuh) up to kSkinnyMaxRows, cuBLAS GEMMs (fp16/bf16 inputs, fp32
+// accumulation) above. 8-bit
 // weights (DeviceModel::w8, E4M3 or int8): the GEMV reads them directly; for a GEMM they are first
 // dequantized into the model's half scratch (kernels/fp8.cuh), one run of matrices at a time.
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include "engine/cuda/cuda_check.h"
 #include "kernels/activation.cuh"
 #include "kernels/fp8.cuh"
+#include "kernels/gemm_skinny.cuh"
 #include "kernels/gemv.cuh"
 
 namespace rwkvx::cuda {
@@ -39,6 +42,11 @@ bool CudaBackend::GemvFits(const GemmJob& q, int rows) const {
   return rows <= kernels::kGemvMaxRows && q.in % (dev_->ScaleOf(q.w) ? 16 : 8) == 0;
 }
 
+bool CudaBackend::SkinnyFits(const GemmJob& q, int rows) const {
+  return opts_.skinny_mma && rows >= kernels::kSkinnyMinRows && rows <= kernels::kSkinnyMaxRows &&
+         kernels::SkinnyFits(GemvOf(q, rows));
+}
+
 absl::Status CudaBackend::Dequant(const void* w, int out, int in) {
   if (static_cast<size_t>(out) * in > dev_->deq_elems) return absl::InternalError("8-bit dequant scratch too small");
   kernels::Fp8DequantParams d;
@@ -56,6 +64,13 @@ absl::Status CudaBackend::Dequant(const void* w, int out, int in) {
 absl::Status CudaBackend::GemmOne(const GemmJob& q, int rows) {
   if (GemvFits(q, rows)) {  // decode of a few sessions: weight-bound GEMV
     RWKVX_CUDA_RETURN(kernels::LaunchGemv(GemvOf(q, rows), stream_));
+    return absl::OkStatus();
+  }
+  if (SkinnyFits(q, rows)) {  // a few dozen rows: tensor cores, the weights read once
+    kernels::GemvGroupParams g;
+    g.job[0] = GemvOf(q, rows);
+    g.n_jobs = 1;
+    RWKVX_CUDA_RETURN(kernels::LaunchSkinnyGroup(g, stream_));
     return absl::OkStatus();
   }
   const void* w = q.w;
@@ -128,6 +143,28 @@ absl::Status CudaBackend::GemmJobs(const GemmJob* jobs, int n, int rows) {
       RWKVX_CUDA_RETURN(kernels::LaunchGemvGroup(g, stream_));
     }
     return absl::OkStatus();
+  }
+  // A few dozen rows: the jobs the skinny kernel takes, up to kGemvMaxJobs a launch; the
+  // others (if any) below. The jobs of one call are independent products.
+  GemmJob rest[kMaxGemmJobs];
+  int n_rest = 0;
+  if (opts_.skinny_mma && n <= kMaxGemmJobs) {
+    kernels::GemvGroupParams g;
+    for (int j = 0; j < n; ++j) {
+      if (!SkinnyFits(jobs[j], rows)) {
+        rest[n_rest++] = jobs[j];
+        continue;
+      }
+      g.job[g.n_jobs++] = GemvOf(jobs[j], rows);
+      if (g.n_jobs == kernels::kGemvMaxJobs) {
+        RWKVX_CUDA_RETURN(kernels::LaunchSkinnyGroup(g, stream_));
+        g.n_jobs = 0;
+      }
+    }
+    if (g.n_jobs > 0) RWKVX_CUDA_RETURN(kernels::LaunchSkinnyGroup(g, stream_));
+    if (n_rest == 0) return absl::OkStatus();
+    jobs = rest;
+    n = n_rest;
   }
   // cuBLAS: half weights as they are; a run of 8-bit matrices that lie back to back with
   // their scales (the r/k/v triple) dequantized at once, then the same GEMMs on the copy.
