@@ -222,10 +222,11 @@ struct CudaBackendOptions {
   // memory, rather than after the step (kernels/wkv7.cuh, Wkv7DecodeParams::prefetch_post;
   // the same bits). Off until measured on a GPU (bench_engine --decode-prefetch 1).
   bool decode_prefetch = false;
-  // Steps of 5..32 rows run their projections on tensor cores in our skinny kernel
-  // (kernels/gemm_skinny.cuh: half or 8-bit weights read once, no dequantized copy) instead
-  // of cuBLAS. Off until measured on a GPU (bench_engine --skinny-mma 1).
-  bool skinny_mma = false;
+  // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
+  // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
+  // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).
+  // Measured on the H200: docs/CUDA.md ("Skinny products").
+  bool skinny_mma = true;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

@@ -92,7 +92,8 @@ constexpr const char* kUsage =
     "  --fused-decode 0  decode steps run prep, wkv7 and post as three kernels (CudaBackendOptions::fused_decode)\n"
     "  --weights fp16|bf16|fp8|int8  weight precision of the CUDA backend (default fp16; 8-bit: docs/CUDA.md)\n"
     "  --decode-prefetch 1  the fused decode kernel loads the post's inputs early (CudaBackendOptions::decode_prefetch)\n"
-    "  --skinny-mma 1      steps of 5..32 rows on the tensor-core skinny kernel (CudaBackendOptions::skinny_mma)\n"
+    "  --skinny-mma 0      cuBLAS for steps of 5..32 rows instead of the tensor-core skinny kernel\n"
+    "                    (CudaBackendOptions::skinny_mma, default 1)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
@@ -111,7 +112,7 @@ struct Args {
   int fill_chunk = 16384;
   bool cuda_graphs = true;
   int pdl = -1;  // -1: the backend's default
-  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = false;
+  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true;
   int wkv_chunked_min = -1;  // -1: the backend's default
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried

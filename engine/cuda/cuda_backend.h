@@ -184,7 +184,7 @@ class CudaBackend final : public Backend {
   absl::Status GemmHalfOut(void* y, const void* x, const void* w, int rows, int out, int in);
   // Independent products of one step over the same rows: one grouped GEMV launch per
   // kGemvMaxJobs for decode steps of at most kGemvMaxRows rows, with skinny_mma one grouped
-  // tensor-core launch up to kSkinnyMaxRows rows, else cuBLAS per job (with
+  // tensor-core launch up to 16 rows (32 for 8-bit weights), else cuBLAS per job (with
   // `tmp`, a float buffer [rows, out], and an activation launch when act is set).
   struct GemmJob {
     float* y;          // float32 output, or null
@@ -205,6 +205,7 @@ class CudaBackend final : public Backend {
   kernels::GemvParams GemvOf(const GemmJob& q, int rows) const;  // with the 8-bit scales
   bool GemvFits(const GemmJob& q, int rows) const;             // the GEMV kernel takes it
   bool SkinnyFits(const GemmJob& q, int rows) const;           // the skinny MMA kernel takes it
+  static constexpr int kSkinnyMaxRowsHalf = 16;                // half weights: measured crossover
   // 8-bit matrix w [out, in] (DeviceModel::ScaleOf) into dev_->deq as half.
   absl::Status Dequant(const void* w, int out, int in);
   static constexpr int kMaxDeqRun = 3;  // the r/k/v (q/k/v) triple

@@ -1,7 +1,7 @@
 // CudaBackend's projections: a weight-bound GEMV (kernels/gemv.cuh) for steps of at most
-// kGemvMaxRows rows, with CudaBackendOptions::skinny_mma the tensor-core skinny kernel
-// (kernels/gemm_skinny.cuh) up to kSkinnyMaxRows, cuBLAS GEMMs (fp16/bf16 inputs, fp32
-// accumulation) above. 8-bit
+// kGemvMaxRows rows, with CudaBackendOptions::skinny_mma (default) the tensor-core skinny
+// kernel (kernels/gemm_skinny.cuh) up to 16 rows (32 with 8-bit weights), cuBLAS GEMMs
+// (fp16/bf16 inputs, fp32 accumulation) above. 8-bit
 // weights (DeviceModel::w8, E4M3 or int8): the GEMV reads them directly; for a GEMM they are first
 // dequantized into the model's half scratch (kernels/fp8.cuh), one run of matrices at a time.
 #include <algorithm>
@@ -42,9 +42,13 @@ bool CudaBackend::GemvFits(const GemmJob& q, int rows) const {
   return rows <= kernels::kGemvMaxRows && q.in % (dev_->ScaleOf(q.w) ? 16 : 8) == 0;
 }
 
+// Where the skinny kernel beat cuBLAS on the H200 (docs/CUDA.md, "Skinny products"): half
+// weights up to 16 rows (3.6B at 32 rows: 7.03 ms against cuBLAS's 6.00), 8-bit weights up
+// to its limit of 32 (cuBLAS would read a dequantized half copy).
 bool CudaBackend::SkinnyFits(const GemmJob& q, int rows) const {
-  return opts_.skinny_mma && rows >= kernels::kSkinnyMinRows && rows <= kernels::kSkinnyMaxRows &&
-         kernels::SkinnyFits(GemvOf(q, rows));
+  if (!opts_.skinny_mma || rows < kernels::kSkinnyMinRows) return false;
+  const int max_rows = dev_->ScaleOf(q.w) ? kernels::kSkinnyMaxRows : kSkinnyMaxRowsHalf;
+  return rows <= max_rows && kernels::SkinnyFits(GemvOf(q, rows));
 }
 
 absl::Status CudaBackend::Dequant(const void* w, int out, int in) {

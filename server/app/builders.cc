@@ -86,6 +86,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.reserve_step_items = f.max_sessions;
     c.split_mixed_steps = f.cuda_split_mixed != 0;
     c.graph_buckets = f.cuda_graph_buckets != 0;
+    c.skinny_mma = f.cuda_skinny_mma != 0;
     auto b = MakeCudaBackend(model, c);
     if (b.ok()) {
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found; weights "
@@ -150,6 +151,7 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
     return bad("--gpu-memory-fraction must be in (0, 1]");
   if (f.cuda_split_mixed != 0 && f.cuda_split_mixed != 1) return bad("--cuda-split-mixed: 0 or 1");
   if (f.cuda_graph_buckets != 0 && f.cuda_graph_buckets != 1) return bad("--cuda-graph-buckets: 0 or 1");
+  if (f.cuda_skinny_mma != 0 && f.cuda_skinny_mma != 1) return bad("--cuda-skinny-mma: 0 or 1");
   if (f.cuda_warmup != 0 && f.cuda_warmup != 1) return bad("--cuda-warmup: 0 or 1");
   if (f.stream_writer != "auto" && f.stream_writer != "on" && f.stream_writer != "off")
     return bad("--stream-writer: auto, on or off");

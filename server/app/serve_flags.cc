@@ -60,6 +60,9 @@ const std::vector<FlagDef>& Defs() {
           "CUDA: freed sessions' state blocks kept for new sessions, so that a new session costs no "
           "cudaMalloc and no device synchronisation; their bytes come off the session budget at start, an "
           "eighth of it at most (-1 = auto, default: up to 32 blocks and 256 MiB; 0 = none; docs/MEMORY.md)"),
+      NUM(cuda_skinny_mma, "cuda-skinny-mma", "0|1",
+          "CUDA: steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in "
+          "the skinny kernel (1, default) or in cuBLAS (0); docs/CUDA.md"),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),

@@ -143,7 +143,7 @@ TEST(CudaKernels, Int8QuantizeRoundsToNearestInteger) {
   EXPECT_EQ(static_cast<int8_t>(qz.q[in + 3]), -127);  // the one value of row 1 is the row's maximum
   EXPECT_EQ(qz.scale[5], 1.f / 64);
   EXPECT_EQ(static_cast<int8_t>(qz.q[5 * in + 1]), -126);  // -126.5 -> -126
-  EXPECT_EQ(static_cast<int8_t>(qz.q[5 * in + 2]), -126);  // -125.5 -> -126
+  EXPECT_EQ(static_cast<int8_t>(qz.q[5 * in + 2]), -124);  // -124.5 -> -124
 }
 
 // The 8-bit GEMV for 1..4 rows equals the double-precision product over the dequantized
