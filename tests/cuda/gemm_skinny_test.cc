@@ -2,10 +2,12 @@
 // product for 1..32 rows: half weights (fp16 and bf16) and 8-bit ones (E4M3 and int8 with
 // per-row scales), float outputs (set and accumulate) and half outputs with an
 // activation, odd output counts (partial tiles), groups of jobs with the same bits as each
-// job alone, repeat launches with the same bits, and widths it cannot take refused.
+// job alone, repeat launches with the same bits, a row's bits independent of the row count,
+// and widths it cannot take refused.
 // Built only with CUDA; skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -206,6 +208,39 @@ TEST(CudaKernels, SkinnyMatchesDoubleReference) {
           EXPECT_EQ(Out(j, again), first);
         }
       }
+}
+
+// A row's result does not depend on how many rows share the step (1..32: one, two or four
+// column tiles) or where it sits: each MMA column is its own dot product, the K windows go
+// to the warps by position and the warps' sums are added in a fixed order. (The backend
+// still switches between the GEMV, this kernel and cuBLAS by row count.)
+TEST(CudaKernels, SkinnyRowsDoNotDependOnTheBatch) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(13);
+  for (Wt wt : {Wt::kHalf, Wt::kInt8}) {
+    const int out = 48, in = 512;
+    Job base = MakeJob(wt, false, 32, out, in, false, false, kernels::Act::kNone, g);
+    std::vector<float> first;
+    for (int rows : {1, 5, 8, 9, 16, 17, 32}) {
+      // The same x row placed last of `rows` rows (the others are base's rows).
+      const auto xs = Host(static_cast<const uint16_t*>(base.p.x), static_cast<size_t>(32) * in);
+      std::vector<uint16_t> x(xs.begin(), xs.begin() + static_cast<size_t>(rows) * in);
+      std::copy(xs.begin(), xs.begin() + in, x.begin() + static_cast<size_t>(rows - 1) * in);
+      kernels::GemvParams p = base.p;
+      p.x = Dev(x);
+      p.rows = rows;
+      p.y = Dev(std::vector<float>(static_cast<size_t>(rows) * out));
+      kernels::GemvGroupParams one;
+      one.job[0] = p;
+      one.n_jobs = 1;
+      CK(kernels::LaunchSkinnyGroup(one, 0));
+      CK(cudaDeviceSynchronize());
+      const auto y = Host(p.y, static_cast<size_t>(rows) * out);
+      const std::vector<float> last(y.end() - out, y.end());
+      if (first.empty()) first = last;
+      ASSERT_EQ(last, first) << Name(wt) << " rows " << rows;
+    }
+  }
 }
 
 TEST(CudaKernels, SkinnyRefusesWhatItCannotTake) {
