@@ -1,9 +1,10 @@
 // CudaBackend's projections: a weight-bound GEMV (kernels/gemv.cuh) for steps of at most
 // kGemvMaxRows rows, with CudaBackendOptions::skinny_mma (default) the tensor-core skinny
 // kernel (kernels/gemm_skinny.cuh) up to 16 rows (32 with 8-bit weights), cuBLAS GEMMs
-// (fp16/bf16 inputs, fp32 accumulation) above. 8-bit
-// weights (DeviceModel::w8, E4M3 or int8): the GEMV reads them directly; for a GEMM they are first
-// dequantized into the model's half scratch (kernels/fp8.cuh), one run of matrices at a time.
+// (fp16/bf16 inputs, fp32 accumulation) above. 8-bit weights (DeviceModel::w8, E4M3 or
+// int8): the GEMV and the skinny kernel read them directly; for a cuBLAS GEMM they are
+// first dequantized into the model's half scratch (kernels/fp8.cuh), one run of matrices
+// at a time.
 #include <algorithm>
 #include <cstddef>
 
