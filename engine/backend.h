@@ -101,6 +101,11 @@ class Backend {
   // Whether Step can sample in the backend (StepInput::sample), so that only token ids
   // leave it. The CPU reference returns logits only.
   virtual bool SupportsDeviceSampling() const { return false; }
+  // Whether a session's state and logits are the same bits however its tokens are cut
+  // into calls (below the model's own limit: server/prefix_cache SplitInvariantTokens) and
+  // whatever else shares its steps. The CPU backend is; the CUDA backend in its
+  // batch-invariant mode (CudaBackendOptions::batch_invariant).
+  virtual bool SplitInvariant() const { return false; }
   // Step with device sampling: `logits` gets the rows of the items with want_logits and
   // no `sample`, in item order; `sampled` one entry per item with a `sample`, in item
   // order. Without SupportsDeviceSampling, items must not carry `sample`.
@@ -227,6 +232,17 @@ struct CudaBackendOptions {
   // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).
   // Measured on the H200: docs/CUDA.md ("Skinny products").
   bool skinny_mma = true;
+  // Batch- and split-invariant mode (--cuda-batch-invariant 1): a session's logits and
+  // state do not depend on what else is in the step nor on how its tokens are cut into
+  // calls (below the model's split-invariant length, as on the CPU): every projection runs
+  // in the skinny kernel's fixed reduction order whatever the row count (32-row slabs
+  // beyond 32 rows, the GEMV in 4-row slabs for shapes the skinny kernel cannot take),
+  // full-attention rows of decode and prefill alike run the prefill kernel (key tiles of 64
+  // from row 0), sparse decode attention splits each item by its own key count, and the
+  // recurrence is always the sequential kernel. The prefix cache then serves checkpoints at
+  // any token below that length (docs/PREFIX_CACHE.md). Slower, chiefly for prefill
+  // (docs/CUDA.md, "Batch invariance"). skinny_mma and wkv_chunked are ignored.
+  bool batch_invariant = false;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

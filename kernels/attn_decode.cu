@@ -27,13 +27,13 @@ __device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
 // dimension each). `other_blocks`: the slices were written by other blocks of the running
 // grid, so they are read past this SM's L1.
 __device__ __forceinline__ void Combine(const AttnDecodeParams& p, int h, int item, const AttnItem& it,
-                                        bool other_blocks) {
+                                        int splits, bool other_blocks) {
   const float* part = p.part + (static_cast<size_t>(item) * p.H + h) * p.splits * 66;
   auto ld = [&](int i) { return other_blocks ? __ldcg(part + i) : part[i]; };
   float M = -INFINITY;
-  for (int s = 0; s < p.splits; ++s) M = fmaxf(M, ld(s * 66));
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, ld(s * 66));
   float L = 0.f, A = 0.f;
-  for (int s = 0; s < p.splits; ++s) {
+  for (int s = 0; s < splits; ++s) {
     const float ms = ld(s * 66);
     if (ms == -INFINITY) continue;
     const float f = expf(ms - M);
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   __shared__ int ssel[16];
   const int h = blockIdx.x, item = blockIdx.y, split = blockIdx.z;
   const AttnItem& it = p.items[item];
-  if (it.len != 1) return;
+  if (it.len != 1 || (p.sparse_only && !it.sparse)) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 3, sub = lane & 7;
   int nsel = 0;
@@ -64,7 +64,9 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   __syncthreads();
   int tail0;
   const int L = ItemKeys(it, p.chunk, nsel, &tail0);
-  const int span = (L + p.splits - 1) / p.splits;
+  const int splits = p.split_want > 0 ? min(p.splits, ItemSplits(L, p.split_want)) : p.splits;
+  if (split >= splits) return;  // block-uniform, before any barrier or ticket
+  const int span = (L + splits - 1) / splits;
   const int v_begin = split * span, v_end = min(L, v_begin + span);
 
   const float* qp = p.q + static_cast<size_t>(it.row0) * p.C + h * 64 + 8 * sub;
@@ -159,13 +161,13 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   __syncthreads();
   if (threadIdx.x == 0) {
     unsigned* ticket = p.tickets + static_cast<size_t>(item) * p.H + h;
-    last = atomicAdd(ticket, 1u) == static_cast<unsigned>(p.splits - 1);
+    last = atomicAdd(ticket, 1u) == static_cast<unsigned>(splits - 1);
     if (last) *ticket = 0;  // every block has counted: ready for the next launch
   }
   __syncthreads();
   if (!last) return;
   __threadfence();
-  if (threadIdx.x < 64) Combine(p, h, item, it, true);
+  if (threadIdx.x < 64) Combine(p, h, item, it, splits, true);
 }
 
 // grid (H, items), 64 threads.
@@ -174,8 +176,14 @@ __global__ void AttnDecodeCombineKernel(AttnDecodeParams p) {
   PdlTrigger();
   const int h = blockIdx.x, item = blockIdx.y;
   const AttnItem& it = p.items[item];
-  if (it.len != 1) return;
-  Combine(p, h, item, it, false);
+  if (it.len != 1 || (p.sparse_only && !it.sparse)) return;
+  int splits = p.splits;
+  if (p.split_want > 0) {
+    const int nsel = it.sparse ? min(p.topk, it.ct / p.chunk) : 0;
+    int tail0;
+    splits = min(p.splits, ItemSplits(ItemKeys(it, p.chunk, nsel, &tail0), p.split_want));
+  }
+  Combine(p, h, item, it, splits, false);
 }
 }  // namespace
 

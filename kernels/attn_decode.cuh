@@ -24,12 +24,23 @@ struct AttnDecodeParams {
   bool bf16 = false;
   float* part = nullptr;            // scratch: n_items * H * splits * 66 floats
   int n_items = 0, C = 0, H = 0, chunk = 2048, topk = 3;
-  int splits = 1;                   // key slices per (item, head)
+  int splits = 1;                   // key slices per (item, head): the grid's
+  // 0: every item is cut into `splits` slices. > 0: each item into ItemSplits(its own key
+  // count, split_want) <= splits slices (the batch-invariant mode: an item's slices, and so
+  // its bits, do not depend on the other items; `splits` must be ItemSplits of the longest).
+  int split_want = 0;
+  bool sparse_only = false;         // skip items on the full path (the prefill kernel takes them)
   // n_items * H counters, zero (and left zero): the last block of each (item, head) to
   // finish merges the slices itself, so there is no second launch. Null: a second kernel
   // merges them (the same arithmetic in the same order: the same bits).
   unsigned* tickets = nullptr;
 };
+// Key slices of an item of L keys in the batch-invariant mode: about `want` (the host's
+// choice for one item alone), at least 64 keys a slice, at most 64 slices.
+__host__ __device__ inline int ItemSplits(int L, int want) {
+  const int s = want < L / 64 ? want : L / 64;
+  return s < 1 ? 1 : s > 64 ? 64 : s;
+}
 // Scratch floats that `part` must hold.
 inline size_t AttnDecodeScratchFloats(int n_items, int H, int splits) {
   return static_cast<size_t>(n_items) * H * splits * 66;

@@ -20,7 +20,7 @@ __global__ void __launch_bounds__(128) AttnPrefillKernel(AttnPrefillParams p) {
   const AttnItem& it = p.items[blockIdx.y];
   const int h = blockIdx.z;
   const int q0 = blockIdx.x * QT;
-  if (it.len <= 1 || q0 >= it.len) return;
+  if (q0 >= it.len || (it.len == 1 && (!p.singles || it.sparse))) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int qn = min(QT, it.len - q0);
   for (int idx = threadIdx.x; idx < QT * 64; idx += blockDim.x) {
@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(128) AttnPrefillKernel(AttnPrefillParams p) {
 }  // namespace
 
 cudaError_t LaunchAttnPrefill(const AttnPrefillParams& p, cudaStream_t s) {
-  if (p.n_items == 0 || p.max_len <= 1) return cudaSuccess;
+  if (p.n_items == 0 || p.max_len < 1 || (p.max_len == 1 && !p.singles)) return cudaSuccess;
   AttnPrefillKernel<<<dim3(CeilDiv(p.max_len, QT), p.n_items, p.H), 128, 0, s>>>(p);
   return cudaGetLastError();
 }

@@ -1,4 +1,5 @@
-// Prefill attention for items with len > 1 (the new rows already appended to the cache).
+// Prefill attention for items with len > 1 (and, with `singles`, full-path decode items;
+// the new rows already appended to the cache).
 // Query i of an item (cache row ct + i) attends causally to cache rows [lo_i, ct + i]:
 //   full-prefix path (prefix = 1): lo_i = 0 (the whole cache, then the new rows up to i)
 //   chunk-local path (prefix = 0): lo_i = ct + (i div B) * B (pieces of B from the first
@@ -22,6 +23,9 @@ struct AttnPrefillParams {
   bool bf16 = false;
   int n_items = 0, C = 0, H = 0, chunk = 2048;
   int max_len = 0;                  // max item len (grid size)
+  // Also one-row items on the full path (len 1, sparse 0, prefix 1): the batch-invariant
+  // mode, where a decode token and a prefill row of the same keys are the same sums.
+  bool singles = false;
 };
 cudaError_t LaunchAttnPrefill(const AttnPrefillParams& p, cudaStream_t s);
 

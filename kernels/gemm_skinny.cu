@@ -2,6 +2,7 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/gemm_skinny.cuh"
@@ -132,21 +133,32 @@ __device__ __forceinline__ void ComputeWindow(const Window<NT>& f, bool w8, bool
     }
 }
 
-// Blocks are laid out job after job (ceil(out / 16) blocks per job).
+// Blocks are laid out job after job (ceil(out / 16) tiles per job), each tile as `slabs`
+// consecutive blocks, one per slab of kSkinnySlabRows rows: the blocks that run at once
+// share their weight tiles (read from memory once, then from L2) rather than their x rows.
 template <int NT, bool kBf16>
 __global__ void __launch_bounds__(kThreads) SkinnyKernel(GemvGroupParams gp) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ float red[kWarps][kTile][NT * 8];
-  int b = blockIdx.x, j = 0;
+  const int slabs = (gp.job[0].rows + kSkinnySlabRows - 1) / kSkinnySlabRows;
+  const int slab = slabs > 1 ? static_cast<int>(blockIdx.x % slabs) : 0;
+  int b = slabs > 1 ? static_cast<int>(blockIdx.x / slabs) : static_cast<int>(blockIdx.x), j = 0;
   for (; j < gp.n_jobs - 1; ++j) {
     const int nb = (gp.job[j].out + kTile - 1) / kTile;
     if (b < nb) break;
     b -= nb;
   }
-  const GemvParams& p = gp.job[j];
+  GemvParams p = gp.job[j];
+  if (slab > 0) {  // this block's rows: [slab * 32, min(rows, slab * 32 + 32)) as rows 0..
+    const size_t r0 = static_cast<size_t>(slab) * kSkinnySlabRows;
+    p.x = static_cast<const char*>(p.x) + r0 * p.in * 2;
+    if (p.y) p.y += r0 * p.out;
+    if (p.y_half) p.y_half = static_cast<char*>(p.y_half) + r0 * p.out * 2;
+    p.rows -= static_cast<int>(r0);
+  }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int o0 = b * kTile, rows = p.rows;
+  const int o0 = b * kTile, rows = min(p.rows, kSkinnySlabRows);
   const bool w8 = p.w_scale != nullptr, int8 = w8 && p.w_int8;
   const int nwin = p.in / (w8 ? 64 : 32);
   float c[NT][4];
@@ -192,6 +204,7 @@ __global__ void __launch_bounds__(kThreads) SkinnyKernel(GemvGroupParams gp) {
 
 template <bool kBf16>
 cudaError_t LaunchNt(const GemvGroupParams& p, int rows, unsigned blocks, cudaStream_t s) {
+  rows = std::min(rows, kSkinnySlabRows);
   if (rows <= 8)
     RWKVX_KLAUNCH((SkinnyKernel<1, kBf16>), blocks, kThreads, 0, s, p);
   else if (rows <= 16)
@@ -209,10 +222,13 @@ cudaError_t LaunchSkinnyGroup(const GemvGroupParams& p, cudaStream_t s) {
   unsigned blocks = 0;
   for (int j = 0; j < p.n_jobs; ++j) {
     const GemvParams& q = p.job[j];
-    if (q.rows != rows || q.bf16 != p.job[0].bf16 || !SkinnyFits(q) || (!q.y && !q.y_half))
+    if (q.rows != rows || q.bf16 != p.job[0].bf16 || !SkinnyShapeFits(q) || (!q.y && !q.y_half))
       return cudaErrorInvalidValue;
     blocks += CeilDiv(q.out, kTile);
   }
+  const long long total = static_cast<long long>(blocks) * CeilDiv(rows, kSkinnySlabRows);
+  if (total > 0x7fffffffLL) return cudaErrorInvalidValue;
+  blocks = static_cast<unsigned>(total);
   return p.job[0].bf16 ? LaunchNt<true>(p, rows, blocks, s) : LaunchNt<false>(p, rows, blocks, s);
 }
 

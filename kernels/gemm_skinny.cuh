@@ -25,11 +25,19 @@
 namespace rwkvx::kernels {
 
 constexpr int kSkinnyMinRows = 5, kSkinnyMaxRows = 32;
+// More rows run as slabs of this many, each block one slab of one 16-row weight tile (the
+// batch-invariant mode's projections, CudaBackendOptions::batch_invariant): a row's sums
+// are the same bits whatever the row count and wherever the row sits.
+constexpr int kSkinnySlabRows = 32;
 
-// Whether a job can run here (rows in range, input width a multiple of the K window).
-inline bool SkinnyFits(const GemvParams& p) {
-  return p.rows >= 1 && p.rows <= kSkinnyMaxRows && p.in % (p.w_scale ? 64 : 32) == 0 && p.out >= 1;
+// Whether a job can run here at all (input width a multiple of the K window; any rows
+// >= 1, past kSkinnyMaxRows in slabs). Where it is the faster choice is the caller's
+// policy (engine/cuda/gemm.cc).
+inline bool SkinnyShapeFits(const GemvParams& p) {
+  return p.rows >= 1 && p.in % (p.w_scale ? 64 : 32) == 0 && p.out >= 1;
 }
+// Whether a job runs in one slab (the batched-decode range).
+inline bool SkinnyFits(const GemvParams& p) { return SkinnyShapeFits(p) && p.rows <= kSkinnyMaxRows; }
 
 // Up to kGemvMaxJobs products of the same rows (and bf16) in one launch.
 cudaError_t LaunchSkinnyGroup(const GemvGroupParams& p, cudaStream_t s);

@@ -40,15 +40,29 @@ if [ "${SKIP_VENV:-0}" != 1 ]; then
     echo "setup: creating .venv"
     "$PY" -m venv .venv
   fi
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r scripts/requirements-test.txt
+  # pip unpacks each wheel under TMPDIR before installing it (torch's CUDA libraries: over
+  # 3 GB at once): keep that on the venv's filesystem, not on a /tmp that may be a small
+  # tmpfs, and say where the room ran out if it does.
+  export TMPDIR="$PWD/.cache/pip-tmp"
+  mkdir -p "$TMPDIR"
+  pip_in() {
+    if ! .venv/bin/pip install -q "$@"; then
+      echo "setup: pip install $* failed; free space:" >&2
+      df -h . /tmp >&2 || true
+      exit 1
+    fi
+  }
+  pip_in --upgrade pip
+  pip_in -r scripts/requirements-test.txt
   # The official package, both generations, each in its own folder (see docs/MODEL.md).
   for spec in "0.1=rwkv-x==0.1.3" "0.2=rwkv-x==0.2.4"; do
     gen=${spec%%=*}; req=${spec#*=}
     if [ ! -f ".venv/oracle/$gen/rwkv_x/model.py" ]; then
-      .venv/bin/pip install -q --no-deps --target ".venv/oracle/$gen" "$req"
+      pip_in --no-deps --target ".venv/oracle/$gen" "$req"
     fi
   done
+  rm -rf "$TMPDIR"
+  unset TMPDIR
 fi
 
 BUILD=${BUILD_DIR:-build}

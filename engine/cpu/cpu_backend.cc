@@ -37,6 +37,7 @@ class CpuBackend final : public Backend {
   }
 
   std::string Name() const override { return "cpu"; }
+  bool SplitInvariant() const override { return true; }  // fixed-order reductions (docs/PREFIX_CACHE.md)
   const Model& model() const override { return *model_; }
 
   absl::StatusOr<SessionId> CreateSession() override {

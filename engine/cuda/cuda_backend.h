@@ -60,6 +60,7 @@ class CudaBackend final : public Backend {
   // leave the device; the sampler's kernels run after the forward, (token, logprob) pairs
   // come back.
   bool SupportsDeviceSampling() const override { return true; }
+  bool SplitInvariant() const override { return opts_.batch_invariant; }
   absl::Status StepSampled(const std::vector<StepInput>& items, std::vector<float>* logits,
                            std::vector<SampledToken>* sampled) override {
     return RunStep(items, logits, sampled);
@@ -200,6 +201,8 @@ class CudaBackend final : public Backend {
   static constexpr int kMaxGemmJobs = 8;  // the most jobs a GemmJobs call passes (the r/k/v + LoRA downs: 7)
   absl::Status GemmJobs(const GemmJob* jobs, int n, int rows);
   absl::Status GemmOne(const GemmJob& job, int rows);  // one job, no activation
+  // opts_.batch_invariant: every job in the kernel its shape alone picks (gemm.cc).
+  absl::Status InvariantJobs(const GemmJob* jobs, int n, int rows);
   // GemmJobs' cuBLAS path for jobs whose weights are half (8-bit ones dequantized first).
   absl::Status GemmHalfJobs(const GemmJob* jobs, int n, int rows);
   kernels::GemvParams GemvOf(const GemmJob& q, int rows) const;  // with the 8-bit scales
@@ -272,9 +275,11 @@ class CudaBackend final : public Backend {
   // CUDA graphs of pure decode steps (opts_.cuda_graphs).
   DecodeGraphs graphs_;
   // Chunked wkv7 (kernels/wkv7_chunked.cuh) for steps with an item of at least
-  // WkvChunkedMinLen() rows and few (item, head) pairs; opts_.wkv_chunked = false turns it off.
+  // WkvChunkedMinLen() rows and few (item, head) pairs; opts_.wkv_chunked = false (or the
+  // batch-invariant mode) turns it off.
   int WkvChunkedMinLen() const {
-    return opts_.wkv_chunked ? std::max(1, opts_.wkv_chunked_min_len) : std::numeric_limits<int>::max();
+    return opts_.wkv_chunked && !opts_.batch_invariant ? std::max(1, opts_.wkv_chunked_min_len)
+                                                       : std::numeric_limits<int>::max();
   }
   static constexpr size_t kWkvScratchBytes = size_t{64} << 20;
   bool graph_mode_ = false;   // set while capturing: chunk selection uses the fixed cap

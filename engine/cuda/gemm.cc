@@ -1,13 +1,15 @@
 // CudaBackend's projections: a weight-bound GEMV (kernels/gemv.cuh) for steps of at most
 // kGemvMaxRows rows, with CudaBackendOptions::skinny_mma (default) the tensor-core skinny
 // kernel (kernels/gemm_skinny.cuh) up to 16 rows (32 with 8-bit weights), cuBLAS GEMMs
-// (fp16/bf16 inputs, fp32 accumulation) above. 8-bit weights (DeviceModel::w8, E4M3 or
+// (fp16/bf16 inputs, fp32 accumulation) above; in the batch-invariant mode one kernel per
+// shape for every row count (InvariantJobs). 8-bit weights (DeviceModel::w8, E4M3 or
 // int8): the GEMV and the skinny kernel read them directly; for a cuBLAS GEMM they are
 // first dequantized into the model's half scratch (kernels/fp8.cuh), one run of matrices
 // at a time.
 #include <algorithm>
 #include <cstddef>
 
+#include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_check.h"
 #include "kernels/activation.cuh"
@@ -66,7 +68,42 @@ absl::Status CudaBackend::Dequant(const void* w, int out, int in) {
   return absl::OkStatus();
 }
 
+// Batch-invariant mode (CudaBackendOptions::batch_invariant): each product runs in the
+// kernel that its shape alone picks, whatever the row count: the skinny kernel (32-row
+// slabs past 32 rows) where the input width fits it, else the GEMV one slab of up to 4
+// rows at a time (synthetic shapes only: every released checkpoint's widths fit the
+// skinny kernel). Both sum a row the same way in any slab, so a row's outputs are the same
+// bits in any step.
+absl::Status CudaBackend::InvariantJobs(const GemmJob* jobs, int n, int rows) {
+  kernels::GemvGroupParams g;
+  for (int j = 0; j < n; ++j) {
+    const kernels::GemvParams p = GemvOf(jobs[j], rows);
+    if (kernels::SkinnyShapeFits(p)) {
+      g.job[g.n_jobs++] = p;
+      if (g.n_jobs == kernels::kGemvMaxJobs) {
+        RWKVX_CUDA_RETURN(kernels::LaunchSkinnyGroup(g, stream_));
+        g.n_jobs = 0;
+      }
+      continue;
+    }
+    if (p.in % (p.w_scale ? 16 : 8) != 0)
+      return absl::InvalidArgumentError(absl::StrCat("batch-invariant mode: a projection of input width ", p.in,
+                                                     " (needs a multiple of ", p.w_scale ? 16 : 8, ")"));
+    for (int r0 = 0; r0 < rows; r0 += kernels::kGemvMaxRows) {
+      kernels::GemvParams s = p;
+      s.rows = std::min(kernels::kGemvMaxRows, rows - r0);
+      s.x = static_cast<const char*>(p.x) + static_cast<size_t>(r0) * p.in * 2;
+      if (p.y) s.y = p.y + static_cast<size_t>(r0) * p.out;
+      if (p.y_half) s.y_half = static_cast<char*>(p.y_half) + static_cast<size_t>(r0) * p.out * 2;
+      RWKVX_CUDA_RETURN(kernels::LaunchGemv(s, stream_));
+    }
+  }
+  if (g.n_jobs > 0) RWKVX_CUDA_RETURN(kernels::LaunchSkinnyGroup(g, stream_));
+  return absl::OkStatus();
+}
+
 absl::Status CudaBackend::GemmOne(const GemmJob& q, int rows) {
+  if (opts_.batch_invariant) return InvariantJobs(&q, 1, rows);
   if (GemvFits(q, rows)) {  // decode of a few sessions: weight-bound GEMV
     RWKVX_CUDA_RETURN(kernels::LaunchGemv(GemvOf(q, rows), stream_));
     return absl::OkStatus();
@@ -138,6 +175,7 @@ absl::Status CudaBackend::GemmStrided(const GemmJob* jobs, int count, int rows) 
 }
 
 absl::Status CudaBackend::GemmJobs(const GemmJob* jobs, int n, int rows) {
+  if (opts_.batch_invariant) return InvariantJobs(jobs, n, rows);
   bool grouped = true;
   for (int j = 0; j < n; ++j) grouped = grouped && GemvFits(jobs[j], rows);
   if (grouped) {  // decode of a few sessions: up to kGemvMaxJobs products per launch

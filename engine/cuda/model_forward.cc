@@ -292,10 +292,12 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     dp.chunk = cfg.chunk_size;
     dp.topk = cfg.topk;
     dp.splits = step_.decode_splits;
+    dp.split_want = step_.decode_split_want;
+    dp.sparse_only = opts_.batch_invariant;  // full-path decode items: the prefill kernel below
     dp.tickets = ws_.tickets;  // the last block of each (item, head) merges: no second launch
     RWKVX_CUDA_RETURN(kernels::LaunchAttnDecode(dp, stream_));
   }
-  if (step_.any_prefill) {
+  if (step_.any_prefill || (opts_.batch_invariant && step_.any_decode)) {
     kernels::AttnPrefillParams pp;
     pp.items = d_items;
     pp.q = q;
@@ -306,6 +308,7 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     pp.H = H_;
     pp.chunk = cfg.chunk_size;
     pp.max_len = step_.max_len;
+    pp.singles = opts_.batch_invariant;
     RWKVX_CUDA_RETURN(kernels::LaunchAttnPrefill(pp, stream_));
   }
   RWKVX_RETURN_IF_ERROR(Gemm(ws_.x, ws_.yh, w.Wo, rows, C_, C_, true));

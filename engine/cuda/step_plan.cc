@@ -156,7 +156,10 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
       a.len = T;
       a.prefix = (T + ct <= thr || cfg.prefill_mode == AttnPrefillMode::kFull) ? 1 : 0;
       a.sparse = (ct <= thr || cfg.decode_mode == AttnDecodeMode::kFull) ? 0 : 1;
-      if (T == 1) {
+      // Batch-invariant mode: a full-path decode token runs in the prefill kernel, over the
+      // whole cache (prefix path) like any prefill row of the same keys.
+      if (opts_.batch_invariant && T == 1 && !a.sparse) a.prefix = 1;
+      if (T == 1 && (a.sparse || !opts_.batch_invariant)) {
         const int nsel = a.sparse ? std::min(cfg.topk, ct / Bc) : 0;
         const int tail0 = a.sparse ? (ct / Bc) * Bc : 0;
         maxL = std::max(maxL, nsel * Bc + ct + 1 - tail0);
@@ -184,6 +187,8 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
   // (item, head) over many SMs. Decode: split each (item, head) so that the attention
   // has about two blocks per SM.
   const int min_len = WkvChunkedMinLen();
+  // Batch-invariant mode: always the sequential recurrence (WkvChunkedMinLen is INT_MAX),
+  // whose rows do not depend on the cut nor on the other items.
   p.wkv_chunked = p.max_len >= min_len && p.items * H_ < 2 * sm_count_;
   // Long prompt chunks beside many short items (new requests joining decoding ones): the
   // sequential kernel would run each long item's rows on one block per head while the
@@ -202,7 +207,14 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
     }
   }
   p.decode_splits = 1;
-  if (p.any_decode) {
+  p.decode_split_want = 0;
+  if (p.any_decode && opts_.batch_invariant) {
+    // Each item's slices from its own key count (the choice for an item alone); the grid
+    // fits the longest (maxL spans the sparse decode items only: the rest run in the
+    // prefill kernel).
+    p.decode_split_want = std::min(64, (2 * sm_count_ + H_ - 1) / H_);
+    p.decode_splits = kernels::ItemSplits(maxL, p.decode_split_want);
+  } else if (p.any_decode) {
     p.decode_splits = DecodeSplits(p.items, maxL);
   }
   return absl::OkStatus();

@@ -58,7 +58,8 @@ struct StepPlan {
   std::vector<void**> pt_dst;
   std::vector<void*> pt_val;
   bool any_decode = false, any_prefill = false;
-  int decode_splits = 1;     // attn_decode's splits of each (item, head)
+  int decode_splits = 1;     // attn_decode's splits of each (item, head): its grid
+  int decode_split_want = 0;  // batch-invariant mode: > 0, each item's own (AttnDecodeParams)
   bool wkv_chunked = false;  // kernels/wkv7_chunked.cuh for this step's recurrence
   // A step mixing long prompt chunks with other items: its wkv_long items of at least
   // WkvChunkedMinLen() rows (few: wkv_long * H < 2 * SMs) take the chunked recurrence, the

@@ -87,11 +87,13 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.split_mixed_steps = f.cuda_split_mixed != 0;
     c.graph_buckets = f.cuda_graph_buckets != 0;
     c.skinny_mma = f.cuda_skinny_mma != 0;
+    c.batch_invariant = f.cuda_batch_invariant != 0;
     auto b = MakeCudaBackend(model, c);
     if (b.ok()) {
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found; weights "
                  << (f.weights.empty() || f.weights == "fp32" ? "fp16" : f.weights)
-                 << (f.weights == "fp8" || f.weights == "int8" ? ", experimental: docs/CUDA.md" : "") << ")";
+                 << (f.weights == "fp8" || f.weights == "int8" ? ", experimental: docs/CUDA.md" : "")
+                 << (c.batch_invariant ? "; batch-invariant kernels" : "") << ")";
       return b;
     }
     if (f.backend == "cuda") return b.status();
@@ -152,6 +154,7 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (f.cuda_split_mixed != 0 && f.cuda_split_mixed != 1) return bad("--cuda-split-mixed: 0 or 1");
   if (f.cuda_graph_buckets != 0 && f.cuda_graph_buckets != 1) return bad("--cuda-graph-buckets: 0 or 1");
   if (f.cuda_skinny_mma != 0 && f.cuda_skinny_mma != 1) return bad("--cuda-skinny-mma: 0 or 1");
+  if (f.cuda_batch_invariant != 0 && f.cuda_batch_invariant != 1) return bad("--cuda-batch-invariant: 0 or 1");
   if (f.cuda_warmup != 0 && f.cuda_warmup != 1) return bad("--cuda-warmup: 0 or 1");
   if (f.stream_writer != "auto" && f.stream_writer != "on" && f.stream_writer != "off")
     return bad("--stream-writer: auto, on or off");

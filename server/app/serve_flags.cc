@@ -63,6 +63,11 @@ const std::vector<FlagDef>& Defs() {
       NUM(cuda_skinny_mma, "cuda-skinny-mma", "0|1",
           "CUDA: steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in "
           "the skinny kernel (1, default) or in cuBLAS (0); docs/CUDA.md"),
+      NUM(cuda_batch_invariant, "cuda-batch-invariant", "0|1",
+          "CUDA: 1 makes a session's logits the same bits whatever else is in its steps and however its "
+          "prompt is cut into calls (fixed-order kernels for every row count; slower, chiefly prefill), and "
+          "lets the prefix cache serve checkpoints at any token below the model's split-invariant length; "
+          "0 (default): the fastest kernel for each step; docs/CUDA.md \"Batch invariance\""),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),

@@ -21,7 +21,7 @@ struct PrefixCache::Node {
 };
 
 long long SplitInvariantTokens(const Backend& backend) {
-  if (backend.Name() != "cpu") return 0;
+  if (!backend.SplitInvariant()) return 0;
   const Model& m = backend.model();
   if (m.shape.n_attn_layer == 0) return LLONG_MAX;
   const SparseAttnConfig& a = m.attn;

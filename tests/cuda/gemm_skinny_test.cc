@@ -1,5 +1,5 @@
 // The tensor-core skinny kernel (kernels/gemm_skinny.cuh) against a double-precision
-// product for 1..32 rows: half weights (fp16 and bf16) and 8-bit ones (E4M3 and int8 with
+// product for 1..70 rows (past 32 in slabs): half weights (fp16 and bf16) and 8-bit ones (E4M3 and int8 with
 // per-row scales), float outputs (set and accumulate) and half outputs with an
 // activation, odd output counts (partial tiles), groups of jobs with the same bits as each
 // job alone, repeat launches with the same bits, a row's bits independent of the row count,
@@ -153,7 +153,7 @@ TEST(CudaKernels, SkinnyMatchesDoubleReference) {
   std::mt19937 g(11);
   for (Wt wt : {Wt::kHalf, Wt::kE4M3, Wt::kInt8})
     for (bool bf16 : {false, true})
-      for (int rows : {1, 5, 8, 9, 16, 17, 32}) {
+      for (int rows : {1, 5, 8, 9, 16, 17, 32, 33, 70}) {  // 33, 70: slabs of 32 (kSkinnySlabRows)
         // (out, in): partial tiles, one window, many windows, an odd window count per warp.
         std::vector<Job> jobs;
         jobs.push_back(MakeJob(wt, bf16, rows, 37, 256, false, false, kernels::Act::kNone, g));
@@ -211,19 +211,20 @@ TEST(CudaKernels, SkinnyMatchesDoubleReference) {
 }
 
 // A row's result does not depend on how many rows share the step (1..32: one, two or four
-// column tiles) or where it sits: each MMA column is its own dot product, the K windows go
-// to the warps by position and the warps' sums are added in a fixed order. (The backend
-// still switches between the GEMV, this kernel and cuBLAS by row count.)
+// column tiles; more: slabs of 32) or where it sits: each MMA column is its own dot
+// product, the K windows go to the warps by position and the warps' sums are added in a
+// fixed order. (The backend switches between the GEMV, this kernel and cuBLAS by row
+// count, except in its batch-invariant mode: tests/cuda/batch_invariant_test.cc.)
 TEST(CudaKernels, SkinnyRowsDoNotDependOnTheBatch) {
   SKIP_WITHOUT_GPU();
   std::mt19937 g(13);
   for (Wt wt : {Wt::kHalf, Wt::kInt8}) {
     const int out = 48, in = 512;
-    Job base = MakeJob(wt, false, 32, out, in, false, false, kernels::Act::kNone, g);
+    Job base = MakeJob(wt, false, 97, out, in, false, false, kernels::Act::kNone, g);
     std::vector<float> first;
-    for (int rows : {1, 5, 8, 9, 16, 17, 32}) {
+    for (int rows : {1, 5, 8, 9, 16, 17, 32, 33, 64, 97}) {
       // The same x row placed last of `rows` rows (the others are base's rows).
-      const auto xs = Host(static_cast<const uint16_t*>(base.p.x), static_cast<size_t>(32) * in);
+      const auto xs = Host(static_cast<const uint16_t*>(base.p.x), static_cast<size_t>(97) * in);
       std::vector<uint16_t> x(xs.begin(), xs.begin() + static_cast<size_t>(rows) * in);
       std::copy(xs.begin(), xs.begin() + in, x.begin() + static_cast<size_t>(rows - 1) * in);
       kernels::GemvParams p = base.p;
@@ -256,7 +257,7 @@ TEST(CudaKernels, SkinnyRefusesWhatItCannotTake) {
   grp.job[0] = q8.p;  // 8-bit weights: in % 64
   EXPECT_EQ(kernels::LaunchSkinnyGroup(grp, 0), cudaErrorInvalidValue);
   grp.job[0] = half.p;
-  grp.job[0].rows = kernels::kSkinnyMaxRows + 1;
+  grp.job[0].rows = 0;
   EXPECT_EQ(kernels::LaunchSkinnyGroup(grp, 0), cudaErrorInvalidValue);
   grp.job[0] = half.p;
   grp.job[1] = half.p;

@@ -31,6 +31,7 @@ class ListBackend : public Backend {
     model_ = m;
   }
   std::string Name() const override { return "list"; }
+  bool SplitInvariant() const override { return invariant; }
   const Model& model() const override { return *model_; }
   absl::StatusOr<SessionId> CreateSession() override {
     sessions_[next_] = {};
@@ -55,6 +56,8 @@ class ListBackend : public Backend {
     }
     return absl::OkStatus();
   }
+  bool invariant = false;  // what SplitInvariant() says
+  void SetModel(std::shared_ptr<const Model> m) { model_ = std::move(m); }
   size_t SessionBytes(SessionId id) const override { return sessions_.count(id) ? bytes : 0; }
   size_t SessionKvTokens(SessionId) const override { return 0; }
   MemoryInfo Memory() const override { return {}; }
@@ -73,7 +76,7 @@ class ListBackend : public Backend {
   size_t bytes = 1000;
 
  private:
-  std::shared_ptr<Model> model_;
+  std::shared_ptr<const Model> model_;
   std::map<SessionId, std::vector<int32_t>> sessions_;
   SessionId next_ = 1;
 };
@@ -452,8 +455,14 @@ TEST(PrefixCacheExact, SplitInvariantLength) {
   m->attn.prefill_mode = AttnPrefillMode::kFull;
   m->attn.decode_mode = AttnDecodeMode::kFull;
   EXPECT_EQ(SplitInvariantTokens(*MakeCpuBackend(m)), LLONG_MAX);
+  // Any backend: the model's limit if it says it is split-invariant (the CUDA backend in
+  // its batch-invariant mode), else 0 (only the aligned rule serves).
   ListBackend other;
+  other.SetModel(SmallModel(16, 2, 90));
   EXPECT_EQ(SplitInvariantTokens(other), 0);
+  other.invariant = true;
+  EXPECT_EQ(SplitInvariantTokens(other), 32);
+  EXPECT_TRUE(be->SplitInvariant());
 }
 
 // ---- the chat template ----------------------------------------------------------------
