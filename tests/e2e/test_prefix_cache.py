@@ -20,11 +20,17 @@ BYTES = "rwkvx_prefix_cache_bytes"
 GRID = 128  # --prefill-chunk's default
 
 
-def on_gpu(srv):
-    """The CUDA backend is not split-invariant (fp16 GEMM shapes and the wkv kernel change
-    with how a prompt is cut), so its cache serves only checkpoints on the prefill grid
-    (multiples of --prefill-chunk; docs/PREFIX_CACHE.md): a hit off the grid would change
-    the numbers. The tests state that there rather than the CPU's finer hits."""
+INVARIANT = ("--cuda-batch-invariant", "1")
+
+
+def on_gpu(srv, flags=()):
+    """The CUDA backend's default kernels are not split-invariant (the GEMM kernels and the
+    wkv kernel change with how a prompt is cut), so its cache serves only checkpoints on the
+    prefill grid (multiples of --prefill-chunk; docs/PREFIX_CACHE.md): a hit off the grid
+    would change the numbers. The tests state that there rather than the CPU's finer hits.
+    With --cuda-batch-invariant 1 the CUDA backend is split-invariant and hits like the CPU."""
+    if tuple(flags[-2:]) == INVARIANT:
+        return False
     return requests.get(srv.base + "/v1/models", timeout=30).json()["data"][0]["backend"] != "cpu"
 
 
@@ -56,8 +62,14 @@ def chat_turn(c, messages, seed):
     return ch.message.content, lps, r.usage.prompt_tokens
 
 
-def test_multi_turn_chat_matches_a_server_without_the_cache(pair):
-    cold, warm = pair()
+# The second set: on the CPU the same run (a CUDA flag); on a GPU, the batch-invariant
+# kernels, whose cache hits at any token like the CPU's.
+MODES = pytest.mark.parametrize("mode", [(), INVARIANT], ids=["default", "batch-invariant"])
+
+
+@MODES
+def test_multi_turn_chat_matches_a_server_without_the_cache(pair, mode):
+    cold, warm = pair(*mode)
     cc, wc = client(cold), client(warm)
     messages = [{"role": "system", "content": "You are a terse assistant."}]
     prompt_lens = []
@@ -70,7 +82,7 @@ def test_multi_turn_chat_matches_a_server_without_the_cache(pair):
         messages.append({"role": "assistant", "content": want[0]})
     assert cold.metric(HITS) == 0 and cold.metric(SAVED) == 0
     assert warm.metric(MISSES) >= 1  # the first turn
-    if on_gpu(warm):
+    if on_gpu(warm, mode):
         # Grid checkpoints only: each hit saves whole multiples of the grid, and every
         # turn whose previous prompt crossed a grid point hits.
         assert warm.metric(SAVED) % GRID == 0
@@ -112,15 +124,16 @@ def test_completions_sharing_a_prefix_match(pair, flags):
     assert warm.metric(PROMPT) + warm.metric(SAVED) == cold.metric(PROMPT)
 
 
-def test_whole_prompt_repeat_prefills_nothing(make_server):
-    srv = make_server("--prefix-cache-bytes", str(1 << 30), "--prefix-cache-min-tokens", "4")
+@MODES
+def test_whole_prompt_repeat_prefills_nothing(make_server, mode):
+    srv = make_server("--prefix-cache-bytes", str(1 << 30), "--prefix-cache-min-tokens", "4", *mode)
     c = client(srv)
     prompt = "A prompt that is asked twice, word for word."
     first = completion(c, prompt, seed=3)
     before = srv.metric(PROMPT)
     saved = srv.metric(SAVED)
     assert completion(c, prompt, seed=3) == first
-    if on_gpu(srv):  # 44 tokens, below the first grid point: prefilled again, the same
+    if on_gpu(srv, mode):  # 44 tokens, below the first grid point: prefilled again, the same
         assert srv.metric(PROMPT) == before + len(prompt)
         assert srv.metric(SAVED) == saved
         return
