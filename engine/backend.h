@@ -227,6 +227,11 @@ struct CudaBackendOptions {
   // memory, rather than after the step (kernels/wkv7.cuh, Wkv7DecodeParams::prefetch_post;
   // the same bits). Off until measured on a GPU (bench_engine --decode-prefetch 1).
   bool decode_prefetch = false;
+  // Decode steps of up to 4 sessions fold each LayerNorm (and its token-shift mixes) into
+  // the prologue of the GEMV group that reads it (kernels/gemv.cuh, GemvFold: the same
+  // arithmetic, the same bits), 32 launches fewer a 0.2B step; the saved token-shift state
+  // is copied by the next group. Off until measured on a GPU (bench_engine --fold-ln 1).
+  bool fold_layernorm = false;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
   // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).

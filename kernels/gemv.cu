@@ -5,6 +5,7 @@
 #include "kernels/launch.cuh"
 #include "kernels/gemv.cuh"
 #include "kernels/kernel_util.cuh"
+#include "kernels/layernorm_row.cuh"
 
 namespace rwkvx::kernels {
 namespace {
@@ -29,7 +30,8 @@ __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
 
 // One output row's dot products over half weights: 8 weights a lane per iteration.
 template <int ROWS>
-__device__ __forceinline__ void DotHalf(const GemvParams& p, int o, int lane, bool bf16, float (&acc)[ROWS]) {
+__device__ __forceinline__ void DotHalf(const GemvParams& p, const void* x, int o, int lane, bool bf16,
+                                        float (&acc)[ROWS]) {
   const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
   const int n8 = p.in / 8;
 #pragma unroll 4  // several 16-byte weight loads in flight per lane (same summation order)
@@ -38,7 +40,7 @@ __device__ __forceinline__ void DotHalf(const GemvParams& p, int o, int lane, bo
     Unpack8(w[i], bf16, wf);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      const uint4 xv = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2)[i];
+      const uint4 xv = reinterpret_cast<const uint4*>(static_cast<const char*>(x) + static_cast<size_t>(r) * p.in * 2)[i];
       float xf[8];
       Unpack8(xv, bf16, xf);
 #pragma unroll
@@ -70,7 +72,8 @@ __device__ __forceinline__ void Unpack16Int8(const uint4& u, float* f) {
 // The 8-bit form of the loop below (kInt8: int8 codes, else E4M3): 16 weights a lane per
 // iteration, the two 8-value halves of x for each.
 template <int ROWS, bool kInt8>
-__device__ __forceinline__ void Dot8(const GemvParams& p, int o, int lane, bool bf16, float (&acc)[ROWS]) {
+__device__ __forceinline__ void Dot8(const GemvParams& p, const void* x, int o, int lane, bool bf16,
+                                     float (&acc)[ROWS]) {
   const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in);
   const int n16 = p.in / 16;
 #pragma unroll 4
@@ -82,7 +85,7 @@ __device__ __forceinline__ void Dot8(const GemvParams& p, int o, int lane, bool 
       Unpack16Fp8(w[i], wf);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      const uint4* xr = reinterpret_cast<const uint4*>(static_cast<const char*>(p.x) + static_cast<size_t>(r) * p.in * 2);
+      const uint4* xr = reinterpret_cast<const uint4*>(static_cast<const char*>(x) + static_cast<size_t>(r) * p.in * 2);
       float xf[8];
       Unpack8(xr[2 * i], bf16, xf);
 #pragma unroll
@@ -94,10 +97,47 @@ __device__ __forceinline__ void Dot8(const GemvParams& p, int o, int lane, bool 
   }
 }
 
+// The folded LayerNorm (GemvFold): rows 0..ROWS-1 normalized with the LayerNorm kernel's
+// arithmetic (kernels/layernorm_row.cuh; the same expressions as LayerNormRegsKernel for
+// y and the mixes), this job's x (y itself or mix m) stored as halves into xs [ROWS][C];
+// block 0 writes y. All 256 threads.
+template <int ROWS>
+__device__ void FoldPrologue(const GemvFold& f, int mix, bool bf16, void* xs, float* scratch, bool write_y) {
+  constexpr int kPer = kGemvFoldMaxC / kLnThreads;
+  for (int r = 0; r < ROWS; ++r) {
+    const float* x = f.x + static_cast<size_t>(r) * f.C;
+    float xv[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int c = threadIdx.x + i * kLnThreads;
+      xv[i] = c < f.C ? x[c] : 0.f;
+    }
+    float mean, inv;
+    LnRowStats<kPer>(xv, f.C, f.eps, scratch, &mean, &inv);
+    const float* st = mix >= 0 ? f.item_state[r] + f.state_off : nullptr;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int c = threadIdx.x + i * kLnThreads;
+      if (c >= f.C) break;
+      const float y = (xv[i] - mean) * inv * __ldg(f.w + c) + __ldg(f.b + c);
+      const size_t o = static_cast<size_t>(r) * f.C + c;
+      if (st) {
+        const float d = st[c] - y;
+        StoreHalf(xs, o, y + d * __ldg(f.mix + static_cast<size_t>(mix) * f.C + c), bf16);
+      } else {
+        StoreHalf(xs, o, y, bf16);
+      }
+      if (write_y) f.y_out[o] = y;
+    }
+  }
+}
+
 // 256 threads = 8 warps, one output row each. Blocks are laid out job after job
 // (ceil(out / 8) blocks per job). kAny8: some job has 8-bit weights (a separate
 // instantiation, so that groups of half weights compile exactly as without the 8-bit path).
-template <int ROWS, bool kAny8>
+// kMode: 0 plain; 1 the folded LayerNorm first (GemvFold: x from shared memory); 2 the
+// state copy first (GemvSave, block 0).
+template <int ROWS, bool kAny8, int kMode>
 __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
@@ -110,6 +150,23 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   }
   const GemvParams& p = gp.job[j];
   const bool bf16 = gp.job[0].bf16;
+  const void* x = p.x;
+  if constexpr (kMode == 1) {
+    __shared__ __align__(16) unsigned short xs[ROWS * kGemvFoldMaxC];
+    __shared__ float scratch[33];
+    FoldPrologue<ROWS>(gp.fold, p.fold_mix, bf16, xs, scratch, blockIdx.x == 0);
+    __syncthreads();
+    x = xs;
+  }
+  if constexpr (kMode == 2) {
+    if (blockIdx.x == 0) {
+      const GemvSave& sv = gp.save;
+      for (int r = 0; r < ROWS; ++r) {
+        float* st = sv.item_state[r] + sv.state_off;
+        for (int c = threadIdx.x; c < sv.C; c += blockDim.x) st[c] = sv.src[static_cast<size_t>(r) * sv.C + c];
+      }
+    }
+  }
   const int o = b * 8 + (threadIdx.x >> 5);
   if (o >= p.out) return;
   float acc[ROWS];
@@ -117,11 +174,11 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
   if (kAny8 && p.w_scale) {  // warp-uniform: one output row per warp
     if (p.w_int8)
-      Dot8<ROWS, true>(p, o, lane, bf16, acc);
+      Dot8<ROWS, true>(p, x, o, lane, bf16, acc);
     else
-      Dot8<ROWS, false>(p, o, lane, bf16, acc);
+      Dot8<ROWS, false>(p, x, o, lane, bf16, acc);
   } else {
-    DotHalf<ROWS>(p, o, lane, bf16, acc);
+    DotHalf<ROWS>(p, x, o, lane, bf16, acc);
   }
   const float scale = kAny8 && p.w_scale ? p.w_scale[o] : 1.f;  // an 8-bit row's sum, scaled once
 #pragma unroll
@@ -137,15 +194,20 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   }
 }
 
-template <bool kAny8>
+template <bool kAny8, int kMode>
 cudaError_t LaunchRows(const GemvGroupParams& p, int rows, unsigned blocks, cudaStream_t s) {
   switch (rows) {
-    case 1: RWKVX_KLAUNCH((GemvKernel<1, kAny8>), blocks, 256, 0, s, p); break;
-    case 2: RWKVX_KLAUNCH((GemvKernel<2, kAny8>), blocks, 256, 0, s, p); break;
-    case 3: RWKVX_KLAUNCH((GemvKernel<3, kAny8>), blocks, 256, 0, s, p); break;
-    default: RWKVX_KLAUNCH((GemvKernel<4, kAny8>), blocks, 256, 0, s, p); break;
+    case 1: RWKVX_KLAUNCH((GemvKernel<1, kAny8, kMode>), blocks, 256, 0, s, p); break;
+    case 2: RWKVX_KLAUNCH((GemvKernel<2, kAny8, kMode>), blocks, 256, 0, s, p); break;
+    case 3: RWKVX_KLAUNCH((GemvKernel<3, kAny8, kMode>), blocks, 256, 0, s, p); break;
+    default: RWKVX_KLAUNCH((GemvKernel<4, kAny8, kMode>), blocks, 256, 0, s, p); break;
   }
   return cudaGetLastError();
+}
+
+template <int kMode>
+cudaError_t LaunchMode(const GemvGroupParams& p, bool any8, int rows, unsigned blocks, cudaStream_t s) {
+  return any8 ? LaunchRows<true, kMode>(p, rows, blocks, s) : LaunchRows<false, kMode>(p, rows, blocks, s);
 }
 }  // namespace
 
@@ -153,6 +215,10 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
   if (p.n_jobs < 1 || p.n_jobs > kGemvMaxJobs) return cudaErrorInvalidValue;
   const int rows = p.job[0].rows;
   if (rows < 1 || rows > kGemvMaxRows) return cudaErrorInvalidValue;
+  const bool fold = p.fold.x != nullptr, save = p.save.src != nullptr;
+  if (fold && (save || p.fold.C < 1 || p.fold.C > kGemvFoldMaxC || !p.fold.w || !p.fold.b || !p.fold.y_out))
+    return cudaErrorInvalidValue;
+  if (save && (!p.save.item_state || p.save.C < 1)) return cudaErrorInvalidValue;
   unsigned blocks = 0;
   bool any8 = false;
   for (int j = 0; j < p.n_jobs; ++j) {
@@ -160,10 +226,14 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
     if (q.rows != rows || q.bf16 != p.job[0].bf16 || q.in % (q.w_scale ? 16 : 8) != 0 || q.out < 1 ||
         (!q.y && !q.y_half))
       return cudaErrorInvalidValue;
+    if (fold && (q.in != p.fold.C || q.fold_mix >= 6 || (q.fold_mix >= 0 && (!p.fold.mix || !p.fold.item_state))))
+      return cudaErrorInvalidValue;
     blocks += CeilDiv(q.out, 8);
     any8 = any8 || q.w_scale;
   }
-  return any8 ? LaunchRows<true>(p, rows, blocks, s) : LaunchRows<false>(p, rows, blocks, s);
+  if (fold) return LaunchMode<1>(p, any8, rows, blocks, s);
+  if (save) return LaunchMode<2>(p, any8, rows, blocks, s);
+  return LaunchMode<0>(p, any8, rows, blocks, s);
 }
 
 cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s) {

@@ -33,14 +33,47 @@ struct GemvParams {
   Act act = Act::kNone;     // applied before a half store (y_half only)
   bool bf16 = false;
   int rows = 0, out = 0, in = 0;  // rows <= 4, in % 8 == 0
+  // With GemvGroupParams::fold: which of the fold's vectors is this job's x (x is then not
+  // read): -1 the normed row y itself, m >= 0 the token-shift mix m, y + (prev - y) * mix[m].
+  int fold_mix = -1;
 };
 constexpr int kGemvMaxRows = 4;
 cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s);
+
+// A decode step's LayerNorm (and its token-shift mixes) folded into the prologue of the
+// GEMV group that reads its outputs (CudaBackendOptions::fold_layernorm): every block
+// normalizes the step's rows itself (kernels/layernorm_row.cuh: the LayerNorm kernel's
+// arithmetic, the same bits) into shared memory as its jobs' x, and block 0 also writes
+// the normed rows y to y_out. The token-shift state (prev <- y) cannot be written here
+// (other blocks still read prev): the next GEMV group copies y_out into it (GemvSave).
+// Row r is item r (decode). C <= kGemvFoldMaxC; every job's in == C.
+constexpr int kGemvFoldMaxC = 4096;
+struct GemvFold {
+  const float* x = nullptr;     // [rows, C] float32 residual rows
+  const float* w = nullptr;     // [C] LayerNorm weight
+  const float* b = nullptr;     // [C] LayerNorm bias
+  float eps = 1e-5f;
+  int C = 0;
+  const float* mix = nullptr;   // [n_mix, C] token-shift mixes (jobs with fold_mix >= 0)
+  float* const* item_state = nullptr;  // [rows] state blocks: prev at + state_off
+  size_t state_off = 0;
+  float* y_out = nullptr;       // [rows, C] float32: y, written by block 0
+};
+// Rows copied into the items' state before the group's products (block 0): the token-shift
+// state the previous group's fold could not write.
+struct GemvSave {
+  const float* src = nullptr;   // [rows, C]
+  float* const* item_state = nullptr;
+  size_t state_off = 0;
+  int C = 0;
+};
 
 constexpr int kGemvMaxJobs = 8;
 struct GemvGroupParams {
   GemvParams job[kGemvMaxJobs];  // rows and bf16 of job[0] hold for all
   int n_jobs = 0;
+  GemvFold fold;  // fold.x set: the jobs' x come from the folded LayerNorm
+  GemvSave save;  // save.src set (not with fold): copy rows into the state first
 };
 cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s);
 

@@ -1,6 +1,7 @@
 #include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/layernorm.cuh"
+#include "kernels/layernorm_row.cuh"
 
 namespace rwkvx::kernels {
 namespace {
@@ -14,25 +15,13 @@ __device__ __forceinline__ const float* RowIn(const LayerNormParams& p, int r) {
 
 // The row's mean and 1 / sqrt(var + eps) from this thread's columns threadIdx.x + i *
 // kThreads (in that order; two passes, like the float32 reference, so no E[x^2]-E[x]^2
-// cancellation). Shared by the register and row kernels: the same bits.
+// cancellation). Shared by the register and row kernels and the GEMV's folded LayerNorm
+// (kernels/layernorm_row.cuh): the same bits.
 template <int kPer>
 __device__ __forceinline__ void RowStats(const float (&xv)[kPer], const LayerNormParams& p, float* scratch,
                                          float* mean_out, float* inv_out) {
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i)
-    if (threadIdx.x + i * kThreads < p.C) s += xv[i];
-  const float mean = BlockSum(s, scratch) / p.C;
-  float v = 0.f;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i)
-    if (threadIdx.x + i * kThreads < p.C) {
-      const float d = xv[i] - mean;
-      v += d * d;
-    }
-  const float var = BlockSum(v, scratch) / p.C;
-  *mean_out = mean;
-  *inv_out = 1.f / sqrtf(var + p.eps);
+  static_assert(kThreads == kLnThreads, "one column layout");
+  LnRowStats<kPer>(xv, p.C, p.eps, scratch, mean_out, inv_out);
 }
 
 // One block per row; two passes over the row (mean, then centred variance) like the

@@ -95,6 +95,8 @@ constexpr const char* kUsage =
     "  --skinny-mma 0      cuBLAS for steps of 5..32 rows instead of the tensor-core skinny kernel\n"
     "                    (CudaBackendOptions::skinny_mma, default 1)\n"
     "  --batch-invariant 1 fixed-order kernels for every row count (CudaBackendOptions::batch_invariant)\n"
+    "  --fold-ln 1         decode steps of <= 4 sessions fold each LayerNorm into the next GEMV group\n"
+    "                    (CudaBackendOptions::fold_layernorm, default 0)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
@@ -113,7 +115,7 @@ struct Args {
   int fill_chunk = 16384;
   bool cuda_graphs = true;
   int pdl = -1;  // -1: the backend's default
-  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false;
+  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false, fold_ln = false;
   int wkv_chunked_min = -1;  // -1: the backend's default
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
@@ -149,6 +151,7 @@ int main(int argc, char** argv) {
     else if (k == "--decode-prefetch") a.decode_prefetch = std::atoi(v) != 0;
     else if (k == "--skinny-mma") a.skinny_mma = std::atoi(v) != 0;
     else if (k == "--batch-invariant") a.batch_invariant = std::atoi(v) != 0;
+    else if (k == "--fold-ln") a.fold_ln = std::atoi(v) != 0;
     else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8") ||
                                       !std::strcmp(v, "int8")))
       a.weights = v;
@@ -186,6 +189,7 @@ int main(int argc, char** argv) {
   o.decode_prefetch = a.decode_prefetch;
   o.skinny_mma = a.skinny_mma;
   o.batch_invariant = a.batch_invariant;
+  o.fold_layernorm = a.fold_ln;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }
@@ -198,7 +202,8 @@ int main(int argc, char** argv) {
               model->attn.min_kv_cache_size);
   std::ostringstream js;
   js << "{\"card\":\"" << prop.name << "\",\"shape\":\"" << a.shape << "\",\"weights\":\"" << a.weights << "\",\"weights_bytes\":" << b.Memory().weights_bytes
-     << ",\"skinny_mma\":" << a.skinny_mma << ",\"batch_invariant\":" << a.batch_invariant;
+     << ",\"skinny_mma\":" << a.skinny_mma << ",\"batch_invariant\":" << a.batch_invariant
+     << ",\"fold_ln\":" << a.fold_ln;
   const int V = s.vocab;
   std::vector<float> l;
 

@@ -196,6 +196,7 @@ class CudaBackend final : public Backend {
     int out, in;
     bool accumulate = false;
     kernels::Act act = kernels::Act::kNone;
+    int mix = -1;  // x is token-shift mix plane `mix` of ws_.mixh (-1: the normed row or other)
     kernels::GemvParams Gemv(bool bf16, int rows) const;  // the GEMV kernel's view
   };
   static constexpr int kMaxGemmJobs = 8;  // the most jobs a GemmJobs call passes (the r/k/v + LoRA downs: 7)
@@ -203,6 +204,28 @@ class CudaBackend final : public Backend {
   absl::Status GemmOne(const GemmJob& job, int rows);  // one job, no activation
   // opts_.batch_invariant: every job in the kernel its shape alone picks (gemm.cc).
   absl::Status InvariantJobs(const GemmJob* jobs, int n, int rows);
+  // opts_.fold_layernorm (decode steps of <= kGemvMaxRows sessions, fold_step_): NormShift
+  // and the attention block's first LayerNorm leave their LayerNorm to the next GEMV group
+  // (fold_next_); a fold with a token-shift state leaves the state copy to the group after
+  // it (save_next_). LaunchGemvs attaches them; any other product path with one pending is
+  // an error (their inputs were never written).
+  absl::Status LaunchGemvs(kernels::GemvGroupParams g);
+  void EndFold() {  // the folded group has launched: its state copy goes to the next one
+    fold_next_ = {};
+    save_next_ = save_after_fold_;
+    save_after_fold_ = {};
+  }
+  bool fold_step_ = false;
+  // The model's widths let every decode product take the GEMV with a folded input (in % 16
+  // for 8-bit weights, C within the fold's shared-memory rows).
+  bool FoldShapes() const {
+    const ModelShape& s = model_->shape;
+    for (int d : {C_, F_, s.rank_w, s.rank_a, s.rank_v, s.rank_g})
+      if (d % 16 != 0) return false;
+    return C_ <= kernels::kGemvFoldMaxC;
+  }
+  kernels::GemvFold fold_next_{};
+  kernels::GemvSave save_after_fold_{}, save_next_{};
   // GemmJobs' cuBLAS path for jobs whose weights are half (8-bit ones dequantized first).
   absl::Status GemmHalfJobs(const GemmJob* jobs, int n, int rows);
   kernels::GemvParams GemvOf(const GemmJob& q, int rows) const;  // with the 8-bit scales

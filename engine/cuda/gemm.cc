@@ -31,7 +31,24 @@ kernels::GemvParams CudaBackend::GemmJob::Gemv(bool bf16, int rows) const {
   p.rows = rows;
   p.out = out;
   p.in = in;
+  p.fold_mix = mix;
   return p;
+}
+
+// A GEMV group launch, with the pending folded LayerNorm or state copy attached (one of
+// them at most; the copy that a fold with a state leaves goes to the next launch).
+absl::Status CudaBackend::LaunchGemvs(kernels::GemvGroupParams g) {
+  if (fold_next_.x) {
+    g.fold = fold_next_;
+    RWKVX_CUDA_RETURN(kernels::LaunchGemvGroup(g, stream_));
+    return absl::OkStatus();  // every launch of the group folds (fold_next_ stays until the caller's jobs end)
+  }
+  if (save_next_.src) {
+    g.save = save_next_;
+    save_next_ = {};
+  }
+  RWKVX_CUDA_RETURN(kernels::LaunchGemvGroup(g, stream_));
+  return absl::OkStatus();
 }
 
 kernels::GemvParams CudaBackend::GemvOf(const GemmJob& q, int rows) const {
@@ -105,9 +122,15 @@ absl::Status CudaBackend::InvariantJobs(const GemmJob* jobs, int n, int rows) {
 absl::Status CudaBackend::GemmOne(const GemmJob& q, int rows) {
   if (opts_.batch_invariant) return InvariantJobs(&q, 1, rows);
   if (GemvFits(q, rows)) {  // decode of a few sessions: weight-bound GEMV
-    RWKVX_CUDA_RETURN(kernels::LaunchGemv(GemvOf(q, rows), stream_));
+    kernels::GemvGroupParams g;
+    g.job[0] = GemvOf(q, rows);
+    g.n_jobs = 1;
+    const bool folded = fold_next_.x != nullptr;
+    RWKVX_RETURN_IF_ERROR(LaunchGemvs(g));
+    if (folded) EndFold();
     return absl::OkStatus();
   }
+  if (fold_next_.x || save_next_.src) return absl::InternalError("a folded LayerNorm outside the GEMV path");
   if (SkinnyFits(q, rows)) {  // a few dozen rows: tensor cores, the weights read once
     kernels::GemvGroupParams g;
     g.job[0] = GemvOf(q, rows);
@@ -179,14 +202,17 @@ absl::Status CudaBackend::GemmJobs(const GemmJob* jobs, int n, int rows) {
   bool grouped = true;
   for (int j = 0; j < n; ++j) grouped = grouped && GemvFits(jobs[j], rows);
   if (grouped) {  // decode of a few sessions: up to kGemvMaxJobs products per launch
+    const bool folded = fold_next_.x != nullptr;
     for (int j0 = 0; j0 < n; j0 += kernels::kGemvMaxJobs) {
       kernels::GemvGroupParams g;
       g.n_jobs = std::min(n - j0, kernels::kGemvMaxJobs);
       for (int j = 0; j < g.n_jobs; ++j) g.job[j] = GemvOf(jobs[j0 + j], rows);
-      RWKVX_CUDA_RETURN(kernels::LaunchGemvGroup(g, stream_));
+      RWKVX_RETURN_IF_ERROR(LaunchGemvs(g));
     }
+    if (folded) EndFold();
     return absl::OkStatus();
   }
+  if (fold_next_.x || save_next_.src) return absl::InternalError("a folded LayerNorm outside the GEMV path");
   // A few dozen rows: the jobs the skinny kernel takes, up to kGemvMaxJobs a launch; the
   // others (if any) below. The jobs of one call are independent products.
   GemmJob rest[kMaxGemmJobs];

@@ -32,6 +32,11 @@ absl::Status CudaBackend::NormShift(const float* ln_w, const float* ln_b, const 
   ln.rows = rows;
   ln.C = C_;
   ln.bf16 = dev_->bf16;
+  if (step_.max_len == 1 && fold_step_) {  // the next GEMV group normalizes (GemvFold)
+    fold_next_ = kernels::GemvFold{ws_.x, ln_w, ln_b, ln.eps, C_, mix, meta_.item_state, prev_off, ws_.u};
+    save_after_fold_ = kernels::GemvSave{ws_.u, meta_.item_state, prev_off, C_};
+    return absl::OkStatus();
+  }
   if (step_.max_len == 1) {  // decode: one row per item, row r is item r: one fused launch
     ln.mix = mix;
     ln.n_mix = n_mix;
@@ -72,6 +77,7 @@ absl::Status CudaBackend::ChannelMix(const float* ln_w, const float* ln_b, const
   k.out = F_;
   k.in = C_;
   k.act = kernels::Act::kReluSq;
+  k.mix = 0;  // x_k: the one mix
   RWKVX_RETURN_IF_ERROR(GemmJobs(&k, 1, rows));
   return Gemm(ws_.x, ws_.ffnh, value, rows, C_, F_, true);
 }
@@ -89,18 +95,20 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   auto hid = [&](int m) { return static_cast<void*>(static_cast<char*>(ws_.lorah) + m * lplane); };
   GemmJob down[7], up[4];
   int nd = 0, nu = 0;
-  auto proj = [&](float* y, const void* x, const void* wt) { down[nd++] = GemmJob{y, nullptr, nullptr, x, wt, C_, C_}; };
-  auto lora = [&](int m, float* y, const void* x, const void* w1, const void* w2, int rank, kernels::Act act) {
-    down[nd++] = GemmJob{nullptr, hid(m), ws_.lora, x, w1, rank, C_, false, act};
-    up[nu++] = GemmJob{y, nullptr, nullptr, hid(m), w2, C_, rank};
+  auto proj = [&](float* y, int m, const void* wt) {
+    down[nd++] = GemmJob{y, nullptr, nullptr, mix(m), wt, C_, C_, false, kernels::Act::kNone, m};
   };
-  proj(ws_.r, mix(0), w.Wr);  // r, k, v: one strided-batched GEMM above the GEMV sizes
-  proj(ws_.k, mix(1), w.Wk);
-  proj(ws_.v, mix(2), w.Wv);
-  lora(0, ws_.w, mix(3), w.w1, w.w2, s.rank_w, kernels::Act::kTanh);
-  lora(1, ws_.a, mix(4), w.a1, w.a2, s.rank_a, kernels::Act::kNone);
-  if (i != 0) lora(2, ws_.vg, mix(2), w.v1, w.v2, s.rank_v, kernels::Act::kNone);
-  lora(3, ws_.g, mix(5), w.g1, w.g2, s.rank_g, kernels::Act::kSigmoid);
+  auto lora = [&](int h, float* y, int m, const void* w1, const void* w2, int rank, kernels::Act act) {
+    down[nd++] = GemmJob{nullptr, hid(h), ws_.lora, mix(m), w1, rank, C_, false, act, m};
+    up[nu++] = GemmJob{y, nullptr, nullptr, hid(h), w2, C_, rank};
+  };
+  proj(ws_.r, 0, w.Wr);  // r, k, v: one strided-batched GEMM above the GEMV sizes
+  proj(ws_.k, 1, w.Wk);
+  proj(ws_.v, 2, w.Wv);
+  lora(0, ws_.w, 3, w.w1, w.w2, s.rank_w, kernels::Act::kTanh);
+  lora(1, ws_.a, 4, w.a1, w.a2, s.rank_a, kernels::Act::kNone);
+  if (i != 0) lora(2, ws_.vg, 2, w.v1, w.v2, s.rank_v, kernels::Act::kNone);
+  lora(3, ws_.g, 5, w.g1, w.g2, s.rank_g, kernels::Act::kSigmoid);
   RWKVX_RETURN_IF_ERROR(GemmJobs(down, nd, rows));
   RWKVX_RETURN_IF_ERROR(GemmJobs(up, nu, rows));
 
@@ -209,7 +217,10 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   ln.bf16 = bf;
   ln.rows = rows;
   ln.C = C_;
-  RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+  if (fold_step_)  // the q/k/v group normalizes (GemvFold; no token shift here)
+    fold_next_ = kernels::GemvFold{ws_.x, ln.w, ln.b, ln.eps, C_, nullptr, nullptr, 0, ws_.u};
+  else
+    RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
   float* q = ws_.r;
   const GemmJob qkv[3] = {GemmJob{q, nullptr, nullptr, ws_.mixh, w.Wq, C_, C_},
                          GemmJob{ws_.k, nullptr, nullptr, ws_.mixh, w.Wk, C_, C_},
@@ -316,6 +327,12 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
 }
 
 absl::Status CudaBackend::Forward(int rows, int nitems, int nl) {
+  // Folded LayerNorms: decode steps whose every product takes the GEMV (see gemm.cc).
+  fold_step_ = opts_.fold_layernorm && FoldShapes() && !opts_.batch_invariant && step_.max_len == 1 &&
+               rows == nitems && rows <= kernels::kGemvMaxRows;
+  fold_next_ = {};
+  save_after_fold_ = {};
+  save_next_ = {};
   kernels::EmbedParams ep;
   ep.emb = dev_->emb;
   ep.tokens = meta_.tokens;

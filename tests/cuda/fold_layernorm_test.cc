@@ -1,0 +1,95 @@
+// Decode steps with the LayerNorms folded into the GEMV groups (CudaBackendOptions::
+// fold_layernorm, kernels/gemv.cuh GemvFold / GemvSave) against the same steps with the
+// LayerNorm kernel: the folded prologue runs the LayerNorm kernel's arithmetic, so logits
+// and the exported state (the token-shift vectors the next group copies) are the same bits.
+// Decode steps of 1..4 sessions (folded), 7 (the skinny path: not folded) and a mixed step;
+// graphs and eager; fp16, bf16 and int8 weights. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+#include "tests/cuda/cuda_parity_util.h"
+#include "tests/cuda/cuda_test_util.h"
+
+namespace rwkvx {
+namespace {
+
+constexpr int kV = 1024;
+
+std::vector<float> StateFloats(const SessionState& s) {
+  std::vector<float> f;
+  for (const auto& l : s.rwkv) {
+    f.insert(f.end(), l.att_prev.begin(), l.att_prev.end());
+    f.insert(f.end(), l.wkv.begin(), l.wkv.end());
+    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
+  }
+  for (const auto& l : s.attn) {
+    f.insert(f.end(), l.k.begin(), l.k.end());
+    f.insert(f.end(), l.v.begin(), l.v.end());
+    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
+  }
+  return f;
+}
+
+bool Same(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(CudaFoldLayerNorm, FoldedDecodeEqualsLayerNormKernel) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(61);
+  enum class W { kFp16, kBf16, kInt8 };
+  auto run = [&](bool fold, bool graphs, W wt, std::vector<float>* state) {
+    CudaBackendOptions o = GpuOptions();
+    o.fold_layernorm = fold;
+    o.cuda_graphs = graphs;
+    o.bf16 = wt == W::kBf16;
+    o.int8_weights = wt == W::kInt8;
+    auto b = Gpu(m, o);
+    std::vector<float> out, l;
+    if (!b) return out;
+    std::vector<SessionId> ids;
+    std::vector<StepInput> pre;
+    for (int i = 0; i < 7; ++i) {
+      ids.push_back(*b->CreateSession());
+      pre.push_back({ids.back(), Tokens(9 + 11 * i, kV, 500 + i), false});
+    }
+    EXPECT_TRUE(b->Step(pre, &l).ok());
+    std::vector<int32_t> tok(7, 3);
+    for (int st = 0; st < 12; ++st) {
+      const int n = st == 9 ? 7 : 1 + st % 4;  // 1, 2, 3, 4 sessions; step 9: 7 (not folded)
+      std::vector<StepInput> in;
+      for (int i = 0; i < n; ++i) in.push_back({ids[i], {tok[i]}, true});
+      if (st == 6) in.push_back({ids[6], Tokens(5, kV, 77), true});  // a mixed step (not folded)
+      EXPECT_TRUE(b->Step(in, &l).ok());
+      for (int i = 0; i < n; ++i) tok[i] = Argmax(l.data() + static_cast<size_t>(i) * kV, kV);
+      out.insert(out.end(), l.begin(), l.end());
+    }
+    for (auto id : ids) {
+      auto s = b->ExportSession(id);
+      EXPECT_TRUE(s.ok());
+      if (s.ok()) {
+        const auto f = StateFloats(*s);
+        state->insert(state->end(), f.begin(), f.end());
+      }
+    }
+    return out;
+  };
+  for (W wt : {W::kFp16, W::kBf16, W::kInt8})
+    for (bool graphs : {true, false}) {
+      std::vector<float> sf, sk;
+      const std::vector<float> folded = run(true, graphs, wt, &sf), kernel = run(false, graphs, wt, &sk);
+      ASSERT_FALSE(folded.empty());
+      const char* w = wt == W::kFp16 ? "fp16" : wt == W::kBf16 ? "bf16" : "int8";
+      EXPECT_TRUE(Same(folded, kernel)) << w << (graphs ? " graphs" : " eager");
+      EXPECT_TRUE(Same(sf, sk)) << "state " << w << (graphs ? " graphs" : " eager");
+      std::printf("[fold layernorm] %s %s: %zu logits %s, state %s\n", w, graphs ? "graphs" : "eager", folded.size(),
+                  Same(folded, kernel) ? "identical" : "DIFFERENT", Same(sf, sk) ? "identical" : "DIFFERENT");
+    }
+}
+
+}  // namespace
+}  // namespace rwkvx
