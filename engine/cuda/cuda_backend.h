@@ -204,6 +204,7 @@ class CudaBackend final : public Backend {
   absl::Status GemmOne(const GemmJob& job, int rows);  // one job, no activation
   // opts_.batch_invariant: every job in the kernel its shape alone picks (gemm.cc).
   absl::Status InvariantJobs(const GemmJob* jobs, int n, int rows);
+  static constexpr int kInvariantTileRows = 64;  // from here half-weight jobs take the tiled kernel
   // opts_.fold_layernorm (decode steps of <= kGemvMaxRows sessions, fold_step_): NormShift
   // and the attention block's first LayerNorm leave their LayerNorm to the next GEMV group
   // (fold_next_); a fold with a token-shift state leaves the state copy to the group after

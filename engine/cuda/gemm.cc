@@ -14,6 +14,7 @@
 #include "engine/cuda/cuda_check.h"
 #include "kernels/activation.cuh"
 #include "kernels/fp8.cuh"
+#include "kernels/gemm_invariant.cuh"
 #include "kernels/gemm_skinny.cuh"
 #include "kernels/gemv.cuh"
 
@@ -87,14 +88,24 @@ absl::Status CudaBackend::Dequant(const void* w, int out, int in) {
 
 // Batch-invariant mode (CudaBackendOptions::batch_invariant): each product runs in the
 // kernel that its shape alone picks, whatever the row count: the skinny kernel (32-row
-// slabs past 32 rows) where the input width fits it, else the GEMV one slab of up to 4
-// rows at a time (synthetic shapes only: every released checkpoint's widths fit the
-// skinny kernel). Both sum a row the same way in any slab, so a row's outputs are the same
-// bits in any step.
+// slabs past 32 rows; from kInvariantTileRows rows with half weights the tiled kernel of
+// kernels/gemm_invariant.cuh, which sums every output exactly as the skinny kernel does)
+// where the input width fits it, else the GEMV one slab of up to 4 rows at a time
+// (synthetic shapes only: every released checkpoint's widths fit the skinny kernel). Each
+// sums a row the same way in any slab or tile, so a row's outputs are the same bits in
+// any step.
 absl::Status CudaBackend::InvariantJobs(const GemmJob* jobs, int n, int rows) {
-  kernels::GemvGroupParams g;
+  kernels::GemvGroupParams g, tiled;
   for (int j = 0; j < n; ++j) {
     const kernels::GemvParams p = GemvOf(jobs[j], rows);
+    if (rows >= kInvariantTileRows && kernels::InvariantGemmFits(p)) {  // many rows: tiles, the same bits
+      tiled.job[tiled.n_jobs++] = p;
+      if (tiled.n_jobs == kernels::kGemvMaxJobs) {
+        RWKVX_CUDA_RETURN(kernels::LaunchInvariantGemm(tiled, stream_));
+        tiled.n_jobs = 0;
+      }
+      continue;
+    }
     if (kernels::SkinnyShapeFits(p)) {
       g.job[g.n_jobs++] = p;
       if (g.n_jobs == kernels::kGemvMaxJobs) {
@@ -116,6 +127,7 @@ absl::Status CudaBackend::InvariantJobs(const GemmJob* jobs, int n, int rows) {
     }
   }
   if (g.n_jobs > 0) RWKVX_CUDA_RETURN(kernels::LaunchSkinnyGroup(g, stream_));
+  if (tiled.n_jobs > 0) RWKVX_CUDA_RETURN(kernels::LaunchInvariantGemm(tiled, stream_));
   return absl::OkStatus();
 }
 

@@ -22,6 +22,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/fp8.cuh"
+#include "kernels/gemm_invariant.cuh"
 #include "kernels/gemm_skinny.cuh"
 #include "tests/cuda/cuda_buffers.h"
 #include "tests/cuda/cuda_test_util.h"
@@ -242,6 +243,48 @@ TEST(CudaKernels, SkinnyRowsDoNotDependOnTheBatch) {
       ASSERT_EQ(last, first) << Name(wt) << " rows " << rows;
     }
   }
+}
+
+// The batch-invariant mode's tiled kernel (kernels/gemm_invariant.cuh) sums every output
+// as the skinny kernel does: the same bits for 1..300 rows (partial row and output tiles),
+// fewer windows than the skinny kernel's warps (in 64: two) and an odd count (in 576: 18),
+// fp16 and bf16, float outputs (set and accumulate) and half outputs with an activation,
+// a group of jobs; and it refuses 8-bit weights and widths it cannot take.
+TEST(CudaKernels, InvariantGemmEqualsSkinny) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 g(17);
+  for (bool bf16 : {false, true})
+    for (int rows : {1, 37, 64, 130, 300}) {
+      std::vector<Job> jobs;
+      jobs.push_back(MakeJob(Wt::kHalf, bf16, rows, 37, 256, false, false, kernels::Act::kNone, g));
+      jobs.push_back(MakeJob(Wt::kHalf, bf16, rows, 64, 768, true, false, kernels::Act::kReluSq, g));
+      jobs.push_back(MakeJob(Wt::kHalf, bf16, rows, 130, 2560, false, true, kernels::Act::kNone, g));
+      jobs.push_back(MakeJob(Wt::kHalf, bf16, rows, 16, 64 * 9, true, false, kernels::Act::kTanh, g));
+      jobs.push_back(MakeJob(Wt::kHalf, bf16, rows, 70, 64, false, false, kernels::Act::kNone, g));
+      kernels::GemvGroupParams tiled, skinny;
+      for (const Job& j : jobs) {
+        tiled.job[tiled.n_jobs++] = j.p;
+        skinny.job[skinny.n_jobs++] = j.alone;
+      }
+      CK(kernels::LaunchInvariantGemm(tiled, 0));
+      CK(kernels::LaunchSkinnyGroup(skinny, 0));
+      CK(cudaDeviceSynchronize());
+      for (size_t k = 0; k < jobs.size(); ++k) {
+        const auto a = Out(jobs[k], jobs[k].p), b = Out(jobs[k], jobs[k].alone);
+        ASSERT_EQ(a.size(), b.size());
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+            << "bf16 " << bf16 << " rows " << rows << " job " << k;
+      }
+    }
+  Job q8 = MakeJob(Wt::kInt8, false, 70, 16, 128, false, false, kernels::Act::kNone, g);
+  kernels::GemvGroupParams grp;
+  grp.n_jobs = 1;
+  grp.job[0] = q8.p;
+  EXPECT_EQ(kernels::LaunchInvariantGemm(grp, 0), cudaErrorInvalidValue);
+  Job half = MakeJob(Wt::kHalf, false, 70, 16, 64, false, false, kernels::Act::kNone, g);
+  grp.job[0] = half.p;
+  grp.job[0].in = 48;
+  EXPECT_EQ(kernels::LaunchInvariantGemm(grp, 0), cudaErrorInvalidValue);
 }
 
 TEST(CudaKernels, SkinnyRefusesWhatItCannotTake) {
