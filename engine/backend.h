@@ -246,7 +246,7 @@ struct CudaBackendOptions {
   // from row 0), sparse decode attention splits each item by its own key count, and the
   // recurrence is always the sequential kernel. The prefix cache then serves checkpoints at
   // any token below that length (docs/PREFIX_CACHE.md). Slower, chiefly for prefill
-  // (docs/CUDA.md, "Batch invariance"). skinny_mma and wkv_chunked are ignored.
+  // (docs/BATCH_INVARIANCE.md). skinny_mma and wkv_chunked are ignored.
   bool batch_invariant = false;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at

@@ -67,7 +67,7 @@ const std::vector<FlagDef>& Defs() {
           "CUDA: 1 makes a session's logits the same bits whatever else is in its steps and however its "
           "prompt is cut into calls (fixed-order kernels for every row count; slower, chiefly prefill), and "
           "lets the prefix cache serve checkpoints at any token below the model's split-invariant length; "
-          "0 (default): the fastest kernel for each step; docs/CUDA.md \"Batch invariance\""),
+          "0 (default): the fastest kernel for each step; docs/BATCH_INVARIANCE.md"),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),
