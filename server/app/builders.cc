@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found; weights "
                  << (f.weights.empty() || f.weights == "fp32" ? "fp16" : f.weights)
                  << (f.weights == "fp8" || f.weights == "int8" ? ", experimental: docs/CUDA.md" : "")
-                 << (c.batch_invariant ? "; batch-invariant kernels" : "") << ")";
+                 << (c.batch_invariant ? "; batch-invariant kernels, experimental: docs/BATCH_INVARIANCE.md" : "") << ")";
       return b;
     }
     if (f.backend == "cuda") return b.status();
