@@ -6,6 +6,7 @@
 #include "kernels/gemm_invariant.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/launch.cuh"
+#include "kernels/mma.cuh"
 
 namespace rwkvx::kernels {
 namespace {
@@ -32,28 +33,6 @@ __device__ __forceinline__ void CpCommit() { asm volatile("cp.async.commit_group
 template <int N>
 __device__ __forceinline__ void CpWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-template <bool kBf16>
-__device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1) {
-  if constexpr (kBf16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  }
-}
-
-__device__ __forceinline__ uint32_t Reg(const uint4& u, int m) {
-  return m == 0 ? u.x : m == 1 ? u.y : m == 2 ? u.z : u.w;
 }
 
 // The block's window `win` of weights (kBM rows from o0) and x (kBN rows from r0) into a
@@ -137,7 +116,7 @@ __global__ void __launch_bounds__(kThreads) InvariantGemmKernel(GemvGroupParams 
       for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni)
-          Mma<kBf16>(acc[mi][ni], Reg(wa[mi], 2 * jj), Reg(wb[mi], 2 * jj), Reg(wa[mi], 2 * jj + 1),
+          Mma16816<kBf16>(acc[mi][ni], Reg(wa[mi], 2 * jj), Reg(wb[mi], 2 * jj), Reg(wa[mi], 2 * jj + 1),
                      Reg(wb[mi], 2 * jj + 1), Reg(xv[ni], 2 * jj), Reg(xv[ni], 2 * jj + 1));
     if (nw != w || !more) {  // warp w's sum is complete: onto the total, in w order
 #pragma unroll

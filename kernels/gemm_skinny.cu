@@ -8,6 +8,7 @@
 #include "kernels/gemm_skinny.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/launch.cuh"
+#include "kernels/mma.cuh"
 
 namespace rwkvx::kernels {
 namespace {
@@ -55,28 +56,6 @@ __device__ __forceinline__ void Codes16(const uint4& u, bool int8, uint32_t (&r)
   }
 }
 
-template <bool kBf16>
-__device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1) {
-  if constexpr (kBf16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-  }
-}
-
-__device__ __forceinline__ uint32_t Reg(const uint4& u, int m) {
-  return m == 0 ? u.x : m == 1 ? u.y : m == 2 ? u.z : u.w;
-}
-
 // One K window's operands for one lane: the two weight rows it feeds (g and g + 8) and
 // x's rows g, g + 8, ... (one per 8-column tile). Lane t = lane % 4 of a quad holds the
 // physical columns [t * E, (t + 1) * E) of the window (E = 8 half weights or 16 codes);
@@ -116,7 +95,7 @@ __device__ __forceinline__ void ComputeWindow(const Window<NT>& f, bool w8, bool
     for (int j = 0; j < 2; ++j)
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
-        Mma<kBf16>(c[nt], Reg(f.wa, 2 * j), Reg(f.wb, 2 * j), Reg(f.wa, 2 * j + 1), Reg(f.wb, 2 * j + 1),
+        Mma16816<kBf16>(c[nt], Reg(f.wa, 2 * j), Reg(f.wb, 2 * j), Reg(f.wa, 2 * j + 1), Reg(f.wb, 2 * j + 1),
                    Reg(f.x[nt][0], 2 * j), Reg(f.x[nt][0], 2 * j + 1));
     return;
   }
@@ -128,7 +107,7 @@ __device__ __forceinline__ void ComputeWindow(const Window<NT>& f, bool w8, bool
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       const uint4& xv = f.x[nt][j / 2];
-      Mma<kBf16>(c[nt], a[2 * j], b[2 * j], a[2 * j + 1], b[2 * j + 1], Reg(xv, 2 * (j % 2)),
+      Mma16816<kBf16>(c[nt], a[2 * j], b[2 * j], a[2 * j + 1], b[2 * j + 1], Reg(xv, 2 * (j % 2)),
                  Reg(xv, 2 * (j % 2) + 1));
     }
 }
