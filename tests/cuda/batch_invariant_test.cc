@@ -9,7 +9,6 @@
 // and it stays within the fp16 bound of the CPU reference. Skips without a GPU.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <vector>
 
 #include "engine/backend.h"
@@ -37,27 +36,6 @@ std::shared_ptr<Model> TestModel(bool sparse, uint64_t seed) {
   m->attn.topk = sparse ? 2 : 4;
   m->attn.max_kv_cache_size = 0;
   return m;
-}
-
-// Every float of a state, in a fixed order (bit comparison with memcmp).
-std::vector<float> StateBits(const SessionState& s) {
-  std::vector<float> f;
-  for (const auto& l : s.rwkv) {
-    f.insert(f.end(), l.att_prev.begin(), l.att_prev.end());
-    f.insert(f.end(), l.wkv.begin(), l.wkv.end());
-    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
-  }
-  for (const auto& l : s.attn) {
-    f.push_back(static_cast<float>(l.ct));
-    f.insert(f.end(), l.k.begin(), l.k.end());
-    f.insert(f.end(), l.v.begin(), l.v.end());
-    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
-  }
-  return f;
-}
-
-bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 std::vector<float> Row(const std::vector<float>& l, int r) {

@@ -6,7 +6,6 @@
 // graphs and eager; fp16, bf16 and int8 weights. Skips without a GPU.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <vector>
 
 #include "engine/backend.h"
@@ -18,25 +17,6 @@ namespace rwkvx {
 namespace {
 
 constexpr int kV = 1024;
-
-std::vector<float> StateFloats(const SessionState& s) {
-  std::vector<float> f;
-  for (const auto& l : s.rwkv) {
-    f.insert(f.end(), l.att_prev.begin(), l.att_prev.end());
-    f.insert(f.end(), l.wkv.begin(), l.wkv.end());
-    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
-  }
-  for (const auto& l : s.attn) {
-    f.insert(f.end(), l.k.begin(), l.k.end());
-    f.insert(f.end(), l.v.begin(), l.v.end());
-    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
-  }
-  return f;
-}
-
-bool Same(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 TEST(CudaFoldLayerNorm, FoldedDecodeEqualsLayerNormKernel) {
   SKIP_WITHOUT_GPU();
@@ -72,7 +52,7 @@ TEST(CudaFoldLayerNorm, FoldedDecodeEqualsLayerNormKernel) {
       auto s = b->ExportSession(id);
       EXPECT_TRUE(s.ok());
       if (s.ok()) {
-        const auto f = StateFloats(*s);
+        const auto f = StateBits(*s);
         state->insert(state->end(), f.begin(), f.end());
       }
     }
@@ -84,10 +64,10 @@ TEST(CudaFoldLayerNorm, FoldedDecodeEqualsLayerNormKernel) {
       const std::vector<float> folded = run(true, graphs, wt, &sf), kernel = run(false, graphs, wt, &sk);
       ASSERT_FALSE(folded.empty());
       const char* w = wt == W::kFp16 ? "fp16" : wt == W::kBf16 ? "bf16" : "int8";
-      EXPECT_TRUE(Same(folded, kernel)) << w << (graphs ? " graphs" : " eager");
-      EXPECT_TRUE(Same(sf, sk)) << "state " << w << (graphs ? " graphs" : " eager");
+      EXPECT_TRUE(SameBits(folded, kernel)) << w << (graphs ? " graphs" : " eager");
+      EXPECT_TRUE(SameBits(sf, sk)) << "state " << w << (graphs ? " graphs" : " eager");
       std::printf("[fold layernorm] %s %s: %zu logits %s, state %s\n", w, graphs ? "graphs" : "eager", folded.size(),
-                  Same(folded, kernel) ? "identical" : "DIFFERENT", Same(sf, sk) ? "identical" : "DIFFERENT");
+                  SameBits(folded, kernel) ? "identical" : "DIFFERENT", SameBits(sf, sk) ? "identical" : "DIFFERENT");
     }
 }
 
