@@ -7,7 +7,7 @@
 # tests first; VARIANT_TESTS runs cuda_tests_<name> (filter VARIANT_FILTER) for variants.
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=...
 # scripts/device_serve_pack.sh`. Results: $OUT/results.tgz and a table on stdout.
-# PROFILE_PREFILL="1024" adds an ncu profile of one prefill call (below).
+# PROFILE_PREFILL="3.6b:1024 0.2b:4096" adds ncu profiles of one prefill call (below).
 #   AB_SHAPES="0.2b 3.6b" AB_RUNS="base new base2 new2" scripts/device_engine_ab.sh
 # A run named <stem> with FLAGS_<stem> set and no bench_engine_<stem> carried is this
 # tree's bench_engine with those flags (AB_RUNS="base new pdl" FLAGS_pdl="--pdl 1").
@@ -35,15 +35,18 @@ for v in ${VARIANT_TESTS:-}; do
   timeout $(cap 200) "$B/cuda_tests_$v" --gtest_filter="${VARIANT_FILTER:-*}" >"$OUT/cuda_tests_$v.log" 2>&1
   echo "cuda_tests_$v rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED  \]" "$OUT/cuda_tests_$v.log" | head -10
 done
-# PROFILE_PREFILL="1024": ncu per-kernel times of one prefill call of T tokens (one session,
-# graphs off) on PROFILE_SHAPE (default 3.6b), this tree's bench_engine.
-for pt in ${PROFILE_PREFILL:-}; do
+# PROFILE_PREFILL="3.6b:1024 0.2b:4096" (or bare T on PROFILE_SHAPE, default 3.6b): ncu
+# per-kernel times of one prefill call of T tokens (one session, graphs off), this tree's
+# bench_engine.
+for spec in ${PROFILE_PREFILL:-}; do
+  shp=${PROFILE_SHAPE:-3.6b}; pt=$spec
+  case "$spec" in *:*) shp=${spec%%:*}; pt=${spec#*:} ;; esac
   if command -v ncu >/dev/null; then
     RWKVX_PROFILE_PREFILL=$pt timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu --profile-from-start off --cache-control none \
       --clock-control none --print-summary per-kernel --metrics gpu__time_duration.sum,dram__bytes_read.sum \
-      "$B/bench_engine" --shape "${PROFILE_SHAPE:-3.6b}" --cuda-graphs 0 >"$OUT/ncu_prefill$pt.txt" 2>&1
-    echo "ncu prefill T=$pt rc=$?"
-    python3 scripts/ncu_summary.py "$OUT/ncu_prefill$pt.txt" | tee "$OUT/ncu_prefill${pt}_summary.txt" | head -25
+      "$B/bench_engine" --shape "$shp" --cuda-graphs 0 >"$OUT/ncu_prefill_${shp}_$pt.txt" 2>&1
+    echo "ncu prefill $shp T=$pt rc=$?"
+    python3 scripts/ncu_summary.py "$OUT/ncu_prefill_${shp}_$pt.txt" | tee "$OUT/ncu_prefill_${shp}_${pt}_summary.txt" | head -25
   fi
 done
 for shape in ${AB_SHAPES:-0.2b 3.6b}; do
