@@ -49,7 +49,8 @@ for spec in ${PROFILE_PREFILL:-}; do
     python3 scripts/ncu_summary.py "$OUT/ncu_prefill_${shp}_$pt.txt" | tee "$OUT/ncu_prefill_${shp}_${pt}_summary.txt" | head -25
   fi
 done
-for shape in ${AB_SHAPES:-0.2b 3.6b}; do
+for shape in ${AB_SHAPES:-0.2b 3.6b}; do  # AB_SHAPES=none: tests and profiles only
+  [ "$shape" = none ] && continue
   runs=${AB_RUNS:-base new base2 new2}
   [ "$shape" = 3.6b ] && runs=${AB_RUNS_36:-base new}
   for run in $runs; do
