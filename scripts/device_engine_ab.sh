@@ -7,7 +7,7 @@
 # tests first; VARIANT_TESTS runs cuda_tests_<name> (filter VARIANT_FILTER) for variants.
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=...
 # scripts/device_serve_pack.sh`. Results: $OUT/results.tgz and a table on stdout.
-# PROFILE_PREFILL="3.6b:1024 0.2b:4096" adds ncu profiles of one prefill call (below).
+# PROFILE_PREFILL="3.6b:1024 0.2b:4096" / PROFILE_BATCH="3.6b:256" add ncu profiles (below).
 #   AB_SHAPES="0.2b 3.6b" AB_RUNS="base new base2 new2" scripts/device_engine_ab.sh
 # A run named <stem> with FLAGS_<stem> set and no bench_engine_<stem> carried is this
 # tree's bench_engine with those flags (AB_RUNS="base new pdl" FLAGS_pdl="--pdl 1").
@@ -47,6 +47,19 @@ for spec in ${PROFILE_PREFILL:-}; do
       "$B/bench_engine" --shape "$shp" --cuda-graphs 0 >"$OUT/ncu_prefill_${shp}_$pt.txt" 2>&1
     echo "ncu prefill $shp T=$pt rc=$?"
     python3 scripts/ncu_summary.py "$OUT/ncu_prefill_${shp}_$pt.txt" | tee "$OUT/ncu_prefill_${shp}_${pt}_summary.txt" | head -25
+  fi
+done
+# PROFILE_BATCH="3.6b:256": the same for one sampled decode step of B sessions at 1K context
+# (temperature 1, top-p 0.9: the server's path).
+for spec in ${PROFILE_BATCH:-}; do
+  shp=${spec%%:*}; pb=${spec#*:}
+  if command -v ncu >/dev/null; then
+    RWKVX_PROFILE_BATCH=$pb RWKVX_PROFILE_DECODE=${PROFILE_CTX:-1024} timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu \
+      --profile-from-start off --cache-control none --clock-control none --print-summary per-kernel \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum "$B/bench_engine" --shape "$shp" --cuda-graphs 0 \
+      >"$OUT/ncu_batch_${shp}_$pb.txt" 2>&1
+    echo "ncu decode $shp B=$pb rc=$?"
+    python3 scripts/ncu_summary.py "$OUT/ncu_batch_${shp}_$pb.txt" | tee "$OUT/ncu_batch_${shp}_${pb}_summary.txt" | head -25
   fi
 done
 for shape in ${AB_SHAPES:-0.2b 3.6b}; do  # AB_SHAPES=none: tests and profiles only
