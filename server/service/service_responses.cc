@@ -124,8 +124,13 @@ void ResponseGeneration::Finish(const GenerateEvent& last, const std::string& an
     return done(absl::UnavailableError(absl::StrCat("the response ended early (",
                                                     FinishReasonName(last.finish), ")")));
   }
-  DeleteSessions(/*stored_too=*/false);
-  if (stored_.empty()) return done(absl::OkStatus());
+  if (stored_.empty()) {
+    // store: false: the reply waits for the working copy's deletion, so that a client that
+    // got it and then lists sessions or scrapes the gauges sees nothing left behind.
+    if (work_.empty()) return done(absl::OkStatus());
+    return scheduler_->DeleteSession(work_, [done](absl::Status) { done(absl::OkStatus()); });
+  }
+  DeleteSessions(/*stored_too=*/false);  // runs before the append below (commands in order)
   std::vector<int32_t> tokens = tokenizer_->Encode(ChatAnswerPiece(answer));
   Scheduler* sched = scheduler_;
   std::string stored = stored_;
