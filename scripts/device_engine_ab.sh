@@ -32,7 +32,8 @@ if [ -n "${MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
   echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | head -5
 fi
 for v in ${VARIANT_TESTS:-}; do
-  timeout $(cap 200) "$B/cuda_tests_$v" --gtest_filter="${VARIANT_FILTER:-*}" >"$OUT/cuda_tests_$v.log" 2>&1
+  fv="VARIANT_FILTER_$v"  # a variant's own filter, else VARIANT_FILTER
+  timeout $(cap 200) "$B/cuda_tests_$v" --gtest_filter="${!fv:-${VARIANT_FILTER:-*}}" >"$OUT/cuda_tests_$v.log" 2>&1
   echo "cuda_tests_$v rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED  \]" "$OUT/cuda_tests_$v.log" | head -10
 done
 # PROFILE_PREFILL="3.6b:1024 0.2b:4096" (or bare T on PROFILE_SHAPE, default 3.6b): ncu
