@@ -97,6 +97,34 @@ __device__ __forceinline__ void Dot8(const GemvParams& p, const void* x, int o, 
   }
 }
 
+// Output row o of job p (this warp): the dot products over x's rows, then the stores.
+template <int ROWS, bool kAny8>
+__device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int o, int lane, bool bf16) {
+  float acc[ROWS];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
+  if (kAny8 && p.w_scale) {  // warp-uniform: one output row per warp
+    if (p.w_int8)
+      Dot8<ROWS, true>(p, x, o, lane, bf16, acc);
+    else
+      Dot8<ROWS, false>(p, x, o, lane, bf16, acc);
+  } else {
+    DotHalf<ROWS>(p, x, o, lane, bf16, acc);
+  }
+  const float scale = kAny8 && p.w_scale ? p.w_scale[o] : 1.f;  // an 8-bit row's sum, scaled once
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    const float v = kAny8 ? WarpSum(acc[r]) * scale : WarpSum(acc[r]);
+    if (lane == 0) {
+      const size_t idx = static_cast<size_t>(r) * p.out + o;
+      if (p.y)
+        p.y[idx] = p.accumulate ? p.y[idx] + v : v;
+      else
+        StoreHalf(p.y_half, idx, ApplyAct(p.act, v), bf16);
+    }
+  }
+}
+
 // The folded LayerNorm (GemvFold): rows 0..ROWS-1 normalized with the LayerNorm kernel's
 // arithmetic (kernels/layernorm_row.cuh; the same expressions as LayerNormRegsKernel for
 // y and the mixes), this job's x (y itself or mix m) stored as halves into xs [ROWS][C];
@@ -142,9 +170,12 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   const int lane = threadIdx.x & 31;
+  // Output rows a warp: one, or with the fold GemvFold::outs_per_warp (fewer blocks, each
+  // normalizing the rows once for more outputs).
+  const int nout = kMode == 1 ? gp.fold.outs_per_warp : 1;
   int b = blockIdx.x, j = 0;
   for (; j < gp.n_jobs - 1; ++j) {
-    const int nb = (gp.job[j].out + 7) / 8;
+    const int nb = (gp.job[j].out + 8 * nout - 1) / (8 * nout);
     if (b < nb) break;
     b -= nb;
   }
@@ -167,30 +198,16 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
       }
     }
   }
-  const int o = b * 8 + (threadIdx.x >> 5);
-  if (o >= p.out) return;
-  float acc[ROWS];
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
-  if (kAny8 && p.w_scale) {  // warp-uniform: one output row per warp
-    if (p.w_int8)
-      Dot8<ROWS, true>(p, x, o, lane, bf16, acc);
-    else
-      Dot8<ROWS, false>(p, x, o, lane, bf16, acc);
-  } else {
-    DotHalf<ROWS>(p, x, o, lane, bf16, acc);
-  }
-  const float scale = kAny8 && p.w_scale ? p.w_scale[o] : 1.f;  // an 8-bit row's sum, scaled once
-#pragma unroll
-  for (int r = 0; r < ROWS; ++r) {
-    const float v = kAny8 ? WarpSum(acc[r]) * scale : WarpSum(acc[r]);
-    if (lane == 0) {
-      const size_t idx = static_cast<size_t>(r) * p.out + o;
-      if (p.y)
-        p.y[idx] = p.accumulate ? p.y[idx] + v : v;
-      else
-        StoreHalf(p.y_half, idx, ApplyAct(p.act, v), bf16);
+  if constexpr (kMode == 1) {
+    for (int k = 0; k < nout; ++k) {
+      const int o = (b * nout + k) * 8 + (threadIdx.x >> 5);
+      if (o >= p.out) return;
+      GemvOut<ROWS, kAny8>(p, x, o, lane, bf16);
     }
+  } else {
+    const int o = b * 8 + (threadIdx.x >> 5);
+    if (o >= p.out) return;
+    GemvOut<ROWS, kAny8>(p, x, o, lane, bf16);
   }
 }
 
@@ -216,7 +233,8 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
   const int rows = p.job[0].rows;
   if (rows < 1 || rows > kGemvMaxRows) return cudaErrorInvalidValue;
   const bool fold = p.fold.x != nullptr, save = p.save.src != nullptr;
-  if (fold && (save || p.fold.C < 1 || p.fold.C > kGemvFoldMaxC || !p.fold.w || !p.fold.b || !p.fold.y_out))
+  if (fold && (save || p.fold.C < 1 || p.fold.C > kGemvFoldMaxC || !p.fold.w || !p.fold.b || !p.fold.y_out ||
+               p.fold.outs_per_warp < 1 || p.fold.outs_per_warp > 16))
     return cudaErrorInvalidValue;
   if (save && (!p.save.item_state || p.save.C < 1)) return cudaErrorInvalidValue;
   unsigned blocks = 0;
@@ -228,7 +246,7 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
       return cudaErrorInvalidValue;
     if (fold && (q.in != p.fold.C || q.fold_mix >= 6 || (q.fold_mix >= 0 && (!p.fold.mix || !p.fold.item_state))))
       return cudaErrorInvalidValue;
-    blocks += CeilDiv(q.out, 8);
+    blocks += CeilDiv(q.out, 8 * (fold ? p.fold.outs_per_warp : 1));
     any8 = any8 || q.w_scale;
   }
   if (fold) return LaunchMode<1>(p, any8, rows, blocks, s);

@@ -58,6 +58,9 @@ struct GemvFold {
   float* const* item_state = nullptr;  // [rows] state blocks: prev at + state_off
   size_t state_off = 0;
   float* y_out = nullptr;       // [rows, C] float32: y, written by block 0
+  // Output rows a warp takes in turn (1..16): wide rows (3.6B's 2560) are normalized by
+  // every block, so fewer, fuller blocks there. The same sums for every output either way.
+  int outs_per_warp = 1;
 };
 // Rows copied into the items' state before the group's products (block 0): the token-shift
 // state the previous group's fold could not write.

@@ -225,6 +225,9 @@ class CudaBackend final : public Backend {
       if (d % 16 != 0) return false;
     return C_ <= kernels::kGemvFoldMaxC;
   }
+  // Wide rows are normalized by every block of the folded group: four outputs a warp there
+  // (a quarter of the blocks), one for narrow ones (more blocks for one session's latency).
+  int FoldOutsPerWarp() const { return C_ >= 2048 ? 4 : 1; }
   kernels::GemvFold fold_next_{};
   kernels::GemvSave save_after_fold_{}, save_next_{};
   // GemmJobs' cuBLAS path for jobs whose weights are half (8-bit ones dequantized first).

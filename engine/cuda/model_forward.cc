@@ -33,7 +33,8 @@ absl::Status CudaBackend::NormShift(const float* ln_w, const float* ln_b, const 
   ln.C = C_;
   ln.bf16 = dev_->bf16;
   if (step_.max_len == 1 && fold_step_) {  // the next GEMV group normalizes (GemvFold)
-    fold_next_ = kernels::GemvFold{ws_.x, ln_w, ln_b, ln.eps, C_, mix, meta_.item_state, prev_off, ws_.u};
+    fold_next_ = kernels::GemvFold{ws_.x, ln_w, ln_b, ln.eps, C_, mix, meta_.item_state, prev_off, ws_.u,
+                                   FoldOutsPerWarp()};
     save_after_fold_ = kernels::GemvSave{ws_.u, meta_.item_state, prev_off, C_};
     return absl::OkStatus();
   }
@@ -218,7 +219,7 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   ln.rows = rows;
   ln.C = C_;
   if (fold_step_)  // the q/k/v group normalizes (GemvFold; no token shift here)
-    fold_next_ = kernels::GemvFold{ws_.x, ln.w, ln.b, ln.eps, C_, nullptr, nullptr, 0, ws_.u};
+    fold_next_ = kernels::GemvFold{ws_.x, ln.w, ln.b, ln.eps, C_, nullptr, nullptr, 0, ws_.u, FoldOutsPerWarp()};
   else
     RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
   float* q = ws_.r;
