@@ -64,7 +64,7 @@ const std::vector<FlagDef>& Defs() {
           "CUDA: steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in "
           "the skinny kernel (1, default) or in cuBLAS (0); docs/CUDA.md"),
       NUM(cuda_batch_invariant, "cuda-batch-invariant", "0|1",
-          "CUDA: 1 makes a session's logits the same bits whatever else is in its steps and however its "
+          "CUDA (experimental): 1 makes a session's logits the same bits whatever else is in its steps and however its "
           "prompt is cut into calls (fixed-order kernels for every row count; slower, chiefly prefill), and "
           "lets the prefix cache serve checkpoints at any token below the model's split-invariant length; "
           "0 (default): the fastest kernel for each step; docs/BATCH_INVARIANCE.md"),
