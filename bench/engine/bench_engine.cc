@@ -1,5 +1,5 @@
 // bench_engine: measures the CUDA backend on random-weight RWKV-X models of the released
-// shapes. Usage: bench_engine --help (kUsage below).
+// shapes. Usage: bench_engine --help (kUsage, bench/engine/bench_args.h).
 // Never asserts on timings. Each Step returns after its logits are on the host, so a wall
 // clock around Step is the end-to-end step latency.
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/backend.h"
+#include "bench/engine/bench_args.h"
 #include "bench/engine/bench_shapes.h"
 #include "engine/model.h"
 
@@ -25,19 +26,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double Ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
-
-std::vector<int> Ints(const char* s) {
-  std::vector<int> v;
-  std::stringstream ss(s);
-  std::string t;
-  while (std::getline(ss, t, ',')) {
-    if (t.empty()) continue;
-    double x = std::atof(t.c_str());
-    x *= (t.back() == 'K' || t.back() == 'k') ? 1024 : (t.back() == 'M' || t.back() == 'm') ? 1024 * 1024 : 1;
-    v.push_back(static_cast<int>(x));
-  }
-  return v;
-}
 
 std::vector<int32_t> Tokens(int n, int V, uint32_t seed) {
   std::vector<int32_t> t(n);
@@ -80,86 +68,13 @@ std::vector<DeviceSampling> ServerLikeSpecs(int n) {
   return specs;
 }
 
-constexpr const char* kUsage =
-    "usage: bench_engine [--shape 0.2b|3.6b|tiny] [--decode-ctx 1K,8K,...] [--prefill 1K,4K,...]\n"
-    "                    [--batch 1,16,...] [--batch-ctx 1K,8K] [--mem-ctx 8K,...] [--steps 32]\n"
-    "                    [--fill-chunk 16384] [--cuda-graphs 1|0] [--pdl 1|0] [--wkv-chunked 1|0] [--hbm-tbps F]\n"
-    "                    [--weights fp16|bf16|fp8|int8] [--json out.json]\n"
-    "  --cuda-graphs 0   run decode steps eagerly instead of replaying CUDA graphs\n"
-    "                    (CudaBackendOptions::cuda_graphs; e.g. to see each kernel in a profiler)\n"
-    "  --pdl 1|0         programmatic dependent launch of the step's kernels (CudaBackendOptions::pdl)\n"
-    "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
-    "  --fused-decode 0  decode steps run prep, wkv7 and post as three kernels (CudaBackendOptions::fused_decode)\n"
-    "  --weights fp16|bf16|fp8|int8  weight precision of the CUDA backend (default fp16; 8-bit: docs/CUDA.md)\n"
-    "  --decode-prefetch 1  the fused decode kernel loads the post's inputs early (CudaBackendOptions::decode_prefetch)\n"
-    "  --skinny-mma 0      cuBLAS for steps of 5..32 rows instead of the tensor-core skinny kernel\n"
-    "                    (CudaBackendOptions::skinny_mma, default 1)\n"
-    "  --batch-invariant 1 fixed-order kernels for every row count (CudaBackendOptions::batch_invariant)\n"
-    "  --fold-ln 1         decode steps of <= 4 sessions fold each LayerNorm into the next GEMV group\n"
-    "                    (CudaBackendOptions::fold_layernorm, default 0)\n"
-    "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
-    "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
-    "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
-    "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
-    "  RWKVX_PROFILE_BATCH=B with it: B sessions, sampled on the GPU; RWKVX_PROFILE_MIXED=D,P,T:\n"
-    "  a mixed step (D decoding sessions + P new T-token prompts, all sampled), timed and profiled.\n";
-
-struct Args {
-  std::string shape = "0.2b";
-  std::vector<int> decode_ctx = Ints("1K,8K,32K,64K,128K");
-  std::vector<int> prefill = Ints("1K,4K,16K,64K");
-  std::vector<int> batch = Ints("1,16,64,256,1024");
-  std::vector<int> batch_ctx = Ints("1K,8K");
-  std::vector<int> mem_ctx = Ints("8K,20000,128K");
-  int steps = 32;
-  int fill_chunk = 16384;
-  bool cuda_graphs = true;
-  int pdl = -1;  // -1: the backend's default
-  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false, fold_ln = false;
-  int wkv_chunked_min = -1;  // -1: the backend's default
-  std::string weights = "fp16";  // --weights
-  double hbm_tbps = 0;  // 0: the card's peak, queried
-  std::string json;
-};
-
 }  // namespace
 }  // namespace rwkvx
 
 int main(int argc, char** argv) {
   using namespace rwkvx;
   Args a;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i];
-    const char* v = argv[i + 1];
-    if (k == "--shape") a.shape = v;
-    else if (k == "--decode-ctx") a.decode_ctx = Ints(v);
-    else if (k == "--prefill") a.prefill = Ints(v);
-    else if (k == "--batch") a.batch = Ints(v);
-    else if (k == "--batch-ctx") a.batch_ctx = Ints(v);
-    else if (k == "--mem-ctx") a.mem_ctx = Ints(v);
-    else if (k == "--steps") a.steps = std::atoi(v);
-    else if (k == "--fill-chunk") a.fill_chunk = std::atoi(v);
-    else if (k == "--cuda-graphs") a.cuda_graphs = std::atoi(v) != 0;
-    else if (k == "--pdl") a.pdl = std::atoi(v) != 0;
-    else if (k == "--wkv-chunked") a.wkv_chunked = std::atoi(v) != 0;
-    else if (k == "--fused-decode") a.fused_decode = std::atoi(v) != 0;
-    else if (k == "--decode-prefetch") a.decode_prefetch = std::atoi(v) != 0;
-    else if (k == "--skinny-mma") a.skinny_mma = std::atoi(v) != 0;
-    else if (k == "--batch-invariant") a.batch_invariant = std::atoi(v) != 0;
-    else if (k == "--fold-ln") a.fold_ln = std::atoi(v) != 0;
-    else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8") ||
-                                      !std::strcmp(v, "int8")))
-      a.weights = v;
-    else if (k == "--wkv-chunked-min") a.wkv_chunked_min = std::atoi(v);
-    else if (k == "--hbm-tbps") a.hbm_tbps = std::atof(v);
-    else if (k == "--json") a.json = v;
-    else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
-  }
+  if (const int rc = ParseArgs(argc, argv, &a); rc >= 0) return rc;
   if (const std::string why = CudaUnavailableReason(); !why.empty()) {
     std::printf("bench_engine: no GPU: %s\n", why.c_str());
     return 0;
@@ -180,17 +95,7 @@ int main(int argc, char** argv) {
   auto t0 = Clock::now();
   auto model = MakeRandomModel(s, 1234, a.shape);
   auto t1 = Clock::now();
-  CudaBackendOptions o;
-  o.gpu_memory_fraction = 0.92;
-  o.cuda_graphs = a.cuda_graphs;
-  if (a.pdl >= 0) o.pdl = a.pdl != 0;
-  o.wkv_chunked = a.wkv_chunked, o.fused_decode = a.fused_decode, o.bf16 = a.weights == "bf16", o.fp8_weights = a.weights == "fp8";
-  o.int8_weights = a.weights == "int8";
-  o.decode_prefetch = a.decode_prefetch;
-  o.skinny_mma = a.skinny_mma;
-  o.batch_invariant = a.batch_invariant;
-  o.fold_layernorm = a.fold_ln;
-  if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
+  const CudaBackendOptions o = OptionsOf(a);
   auto be = MakeCudaBackend(model, o);
   if (!be.ok()) { std::printf("MakeCudaBackend: %s\n", std::string(be.status().message()).c_str()); return 1; }
   Backend& b = **be;
