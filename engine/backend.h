@@ -229,8 +229,9 @@ struct CudaBackendOptions {
   bool decode_prefetch = false;
   // Decode steps of up to 4 sessions fold each LayerNorm (and its token-shift mixes) into
   // the prologue of the GEMV group that reads it (kernels/gemv.cuh, GemvFold: the same
-  // arithmetic, the same bits), 32 launches fewer a 0.2B step; the saved token-shift state
-  // is copied by the next group. Off until measured on a GPU (bench_engine --fold-ln 1).
+  // arithmetic, meant to give the same bits; CudaFoldLayerNorm checks it, not yet run on a
+  // GPU), 32 launches fewer a 0.2B step; the saved token-shift state is copied by the next
+  // group. Off until measured on a GPU (bench_engine --fold-ln 1).
   bool fold_layernorm = false;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
@@ -241,12 +242,14 @@ struct CudaBackendOptions {
   // state do not depend on what else is in the step nor on how its tokens are cut into
   // calls (below the model's split-invariant length, as on the CPU): every projection runs
   // in the skinny kernel's fixed reduction order whatever the row count (32-row slabs
-  // beyond 32 rows, the GEMV in 4-row slabs for shapes the skinny kernel cannot take),
+  // beyond 32 rows, from 64 rows the tiled kernel of kernels/gemm_invariant.cuh, the GEMV
+  // in 4-row slabs for shapes the skinny kernel cannot take),
   // full-attention rows of decode and prefill alike run the prefill kernel (key tiles of 64
   // from row 0), sparse decode attention splits each item by its own key count, and the
   // recurrence is always the sequential kernel. The prefix cache then serves checkpoints at
   // any token below that length (docs/PREFIX_CACHE.md). Slower, chiefly for prefill
-  // (docs/BATCH_INVARIANCE.md). skinny_mma and wkv_chunked are ignored.
+  // (docs/BATCH_INVARIANCE.md). skinny_mma and wkv_chunked are ignored. Experimental: its
+  // tests (tests/cuda/batch_invariant_test.cc) have not run on a GPU yet.
   bool batch_invariant = false;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at

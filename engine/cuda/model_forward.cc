@@ -290,7 +290,10 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     cs.max_chunks = max_chunks;
     RWKVX_CUDA_RETURN(kernels::LaunchChunkSelect(cs, stream_));
   }
-  if (step_.any_decode) {
+  // The batch-invariant mode runs full-path decode tokens in the prefill kernel below: the
+  // decode kernel only where some decode item is sparse (`sparse`: the graph's key says so
+  // when capturing).
+  if (step_.any_decode && (sparse || !opts_.batch_invariant)) {
     kernels::AttnDecodeParams dp;
     dp.items = d_items;
     dp.q = q;

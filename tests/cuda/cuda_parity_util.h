@@ -185,24 +185,6 @@ inline void RunParity(std::shared_ptr<Model> m, const std::vector<std::vector<in
   if (out) *out = run;
 }
 
-// Every float of a session's state in a fixed order (RWKV layers: token-shift vectors and
-// wkv state; sparse layers: cached rows, count and FFN vector), for bit comparisons.
-inline std::vector<float> StateBits(const SessionState& s) {
-  std::vector<float> f;
-  for (const auto& l : s.rwkv) {
-    f.insert(f.end(), l.att_prev.begin(), l.att_prev.end());
-    f.insert(f.end(), l.wkv.begin(), l.wkv.end());
-    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
-  }
-  for (const auto& l : s.attn) {
-    f.push_back(static_cast<float>(l.ct));
-    f.insert(f.end(), l.k.begin(), l.k.end());
-    f.insert(f.end(), l.v.begin(), l.v.end());
-    f.insert(f.end(), l.ffn_prev.begin(), l.ffn_prev.end());
-  }
-  return f;
-}
-
 // The same bits (memcmp: NaNs and signed zeros included).
 inline bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
