@@ -213,6 +213,11 @@ struct CudaBackendOptions {
   // (sm_90 and later; ignored before): each may be scheduled while the previous one
   // finishes (kernels/launch.cuh). docs/CUDA.md: measured.
   bool pdl = true;
+  // State rows a thread of the sequential wkv7 kernel (1, 2 or 4; kernels/wkv7.cuh,
+  // Wkv7Params::rows_per_thread): more rows share each token's staged inputs, fewer
+  // shared-memory reads for multi-token items (prompt chunks of mixed steps); the same bits.
+  // 1 until measured on a GPU (bench_engine --wkv-rows N).
+  int wkv_rows = 1;
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;

@@ -10,25 +10,33 @@ constexpr int N = wkv7::kN;
 constexpr int P = wkv7::kP;  // threads per state row
 constexpr int J = wkv7::kJ;  // columns per thread
 
-// grid (H, items), 256 threads: thread t owns columns [(t%4)*16, +16) of row t/4 of the
-// head's state in registers and runs the item's tokens through wkv7::Wkv7Tokens (inputs
-// staged in shared memory TC tokens at a time, conflict-free float4 reads).
-__global__ void __launch_bounds__(N * P, 4) Wkv7Kernel(Wkv7Params p) {
+// grid (H, items), 256 / R threads: thread t owns columns [(t%4)*16, +16) of rows t/4 + r*64/R
+// of the head's state in registers and runs the item's tokens through wkv7::Wkv7TokensRows
+// (inputs staged in shared memory TC tokens at a time, conflict-free float4 reads).
+// Blocks an SM: shared memory (29 KB a block) allows 7; R = 2, 4 take up to 102 / 255 registers.
+constexpr int Wkv7MinBlocks(int r) { return r == 1 ? 4 : r == 2 ? 4 : 4; }
+template <int R>
+__global__ void __launch_bounds__(N * P / R, Wkv7MinBlocks(R)) Wkv7Kernel(Wkv7Params p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ __align__(16) wkv7::StageRwk sh;
   __shared__ wkv7::StageV sv;
   const int h = blockIdx.x, it = blockIdx.y, t = threadIdx.x;
-  const int i = t / P, part = t % P, j0 = part * J;
+  const int g = t / P, part = t % P, j0 = part * J;
   float* S = p.item_state[it] + p.state_off + static_cast<size_t>(h) * N * N;
-  float s[J];
+  float s[R][J];
 #pragma unroll
-  for (int jj = 0; jj < J; ++jj) s[jj] = S[(j0 + jj) * N + i];
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int jj = 0; jj < J; ++jj) s[r][jj] = S[(j0 + jj) * N + g + r * (N / R)];
   const int row0 = p.item_row0[it], len = p.item_len[it];
-  wkv7::Wkv7Tokens(s, sh, sv, p, row0, len, h, /*zero_v=*/false,
-                   [&](int tok, float y) { p.y[static_cast<size_t>(row0 + tok) * p.C + h * N + i] = y; });
+  wkv7::Wkv7TokensRows<R>(s, sh, sv, p, row0, len, h, /*zero_v=*/false, [&](int tok, int i, float y) {
+    p.y[static_cast<size_t>(row0 + tok) * p.C + h * N + i] = y;
+  });
 #pragma unroll
-  for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + i] = s[jj];
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + g + r * (N / R)] = s[r][jj];
 }
 
 // Wkv7DecodeParams (wkv7.cuh): warp 0 preps the head's 64 columns of the item's row into
@@ -125,7 +133,12 @@ cudaError_t LaunchWkv7Decode(const Wkv7DecodeParams& p, cudaStream_t s) {
 
 cudaError_t LaunchWkv7(const Wkv7Params& p, cudaStream_t s) {
   if (p.items == 0) return cudaSuccess;
-  RWKVX_KLAUNCH(Wkv7Kernel, dim3(p.H, p.items), N * P, 0, s, p);
+  switch (p.rows_per_thread) {
+    case 1: RWKVX_KLAUNCH(Wkv7Kernel<1>, dim3(p.H, p.items), N * P, 0, s, p); break;
+    case 2: RWKVX_KLAUNCH(Wkv7Kernel<2>, dim3(p.H, p.items), N * P / 2, 0, s, p); break;
+    case 4: RWKVX_KLAUNCH(Wkv7Kernel<4>, dim3(p.H, p.items), N * P / 4, 0, s, p); break;
+    default: return cudaErrorInvalidValue;
+  }
   return cudaGetLastError();
 }
 

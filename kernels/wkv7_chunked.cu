@@ -18,11 +18,12 @@ __device__ __forceinline__ Scratch Slot(float* base, int item, int g, int h, int
   return Scratch{s, s + N * N, s + 2 * N * N, s + 2 * N * N + L * N};
 }
 
-// Pass A. grid (seg_chunks, H, items * 2), 256 threads. z = item * 2 + mode: mode 0 runs X
-// from I with v = 0 (writes P = X_L and Q_t = X_t r_t), mode 1 runs D from 0 (writes D_L and
-// y0_t). The token loop is the sequential kernel's (wkv7::Wkv7Tokens): thread t owns
-// columns [(t%4)*16, +16) of row t/4.
-__global__ void __launch_bounds__(N * P) Wkv7ChunkAKernel(Wkv7ChunkedParams cp, int chunk0) {
+// Pass A. grid (seg_chunks, H, items * 2), 256 / R threads. z = item * 2 + mode: mode 0
+// runs X from I with v = 0 (writes P = X_L and Q_t = X_t r_t), mode 1 runs D from 0 (writes
+// D_L and y0_t). The token loop is the sequential kernel's (wkv7::Wkv7TokensRows): thread t
+// owns columns [(t%4)*16, +16) of rows t/4 + r*64/R (base.rows_per_thread: the same bits).
+template <int R>
+__global__ void __launch_bounds__(N * P / R) Wkv7ChunkAKernel(Wkv7ChunkedParams cp, int chunk0) {
   const Wkv7Params& p = cp.base;
   __shared__ __align__(16) wkv7::StageRwk sh;
   __shared__ wkv7::StageV sv;
@@ -32,19 +33,24 @@ __global__ void __launch_bounds__(N * P) Wkv7ChunkAKernel(Wkv7ChunkedParams cp, 
   if (t0 >= len) return;  // uniform over the block
   const int n_tok = min(L, len - t0);
   const int row0 = p.item_row0[item] + t0;
-  const int t = threadIdx.x, i = t / P, part = t % P, j0 = part * J;
-  float s[J];
+  const int t = threadIdx.x, gi = t / P, part = t % P, j0 = part * J;
+  float s[R][J];
 #pragma unroll
-  for (int jj = 0; jj < J; ++jj) s[jj] = (mode == 0 && j0 + jj == i) ? 1.f : 0.f;
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int jj = 0; jj < J; ++jj) s[r][jj] = (mode == 0 && j0 + jj == gi + r * (N / R)) ? 1.f : 0.f;
   const Scratch out = Slot(cp.scratch, item, g, h, cp.seg_chunks, p.H);
   float* yout = mode == 0 ? out.Q : out.Y0;
-  wkv7::Wkv7Tokens(s, sh, sv, p, row0, n_tok, h, /*zero_v=*/mode == 0,
-                   [&](int tok, float y) { yout[tok * N + i] = y; });
+  wkv7::Wkv7TokensRows<R>(s, sh, sv, p, row0, n_tok, h, /*zero_v=*/mode == 0,
+                          [&](int tok, int i, float y) { yout[tok * N + i] = y; });
   // Final X (or D), row-major [i][j].
-  float* fin = (mode == 0 ? out.P : out.D) + i * N + j0;
 #pragma unroll
-  for (int q = 0; q < J / 4; ++q)
-    reinterpret_cast<float4*>(fin)[q] = make_float4(s[4 * q], s[4 * q + 1], s[4 * q + 2], s[4 * q + 3]);
+  for (int r = 0; r < R; ++r) {
+    float* fin = (mode == 0 ? out.P : out.D) + (gi + r * (N / R)) * N + j0;
+#pragma unroll
+    for (int q = 0; q < J / 4; ++q)
+      reinterpret_cast<float4*>(fin)[q] = make_float4(s[r][4 * q], s[r][4 * q + 1], s[r][4 * q + 2], s[r][4 * q + 3]);
+  }
 }
 
 // Pass B. grid (H, items, RS), 256 threads: the chunk-to-chunk recurrence S <- S P + D only.
@@ -169,11 +175,18 @@ cudaError_t LaunchWkv7Chunked(const Wkv7ChunkedParams& p, cudaStream_t s) {
   const Wkv7Params& b = p.base;
   if (b.items == 0 || p.max_len == 0) return cudaSuccess;
   if (p.seg_chunks < 1 || !p.scratch || b.H * N != b.C) return cudaErrorInvalidValue;
+  if (b.rows_per_thread != 1 && b.rows_per_thread != 2 && b.rows_per_thread != 4) return cudaErrorInvalidValue;
   const int chunks = (p.max_len + L - 1) / L;
   const int pairs = b.items * b.H;  // pass B splits each (item, head) over rows when few
   const int max_blocks = 2 * p.sm_count;
   for (int c0 = 0; c0 < chunks; c0 += p.seg_chunks) {
-    Wkv7ChunkAKernel<<<dim3(p.seg_chunks, b.H, b.items * 2), N * P, 0, s>>>(p, c0);
+    const dim3 grid_a(p.seg_chunks, b.H, b.items * 2);
+    if (b.rows_per_thread == 4)
+      Wkv7ChunkAKernel<4><<<grid_a, N * P / 4, 0, s>>>(p, c0);
+    else if (b.rows_per_thread == 2)
+      Wkv7ChunkAKernel<2><<<grid_a, N * P / 2, 0, s>>>(p, c0);
+    else
+      Wkv7ChunkAKernel<1><<<grid_a, N * P, 0, s>>>(p, c0);
     if (pairs * 4 <= max_blocks)
       Wkv7ChunkBKernel<4><<<dim3(b.H, b.items, 4), N * P, 0, s>>>(p, c0);
     else if (pairs * 2 <= max_blocks)

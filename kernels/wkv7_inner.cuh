@@ -32,64 +32,94 @@ using StageRwk = float[kTC][5][kP][kSEG];
 using StageV = float[kTC][kN];
 
 // One token's recurrence step from its staged inputs (tk: r, w, k, -kk, kk*a; v) on this
-// thread's 16 state columns; returns y_i (the same in the row's 4 threads).
-__device__ __forceinline__ float Wkv7Step(float (&s)[kJ], const float (&tk)[5][kP][kSEG], const float* v, int i,
-                                          int part) {
+// thread's 16 state columns of R rows (row g + r * kN / R in s[r]); y[r] gets y_i of each
+// (the same in the row's 4 threads). The staged values are read once for all R rows: R = 2
+// halves the shared-memory reads a row-token, which bound the multi-token loop (ncu:
+// L1/TEX ~85% busy). Each row's arithmetic is the R = 1 step's, in the same order.
+template <int R>
+__device__ __forceinline__ void Wkv7StepRows(float (&s)[R][kJ], const float (&tk)[5][kP][kSEG], const float* v,
+                                             int g, int part, float (&y)[R]) {
   const float4* r4 = reinterpret_cast<const float4*>(tk[0][part]);
   const float4* w4 = reinterpret_cast<const float4*>(tk[1][part]);
   const float4* k4 = reinterpret_cast<const float4*>(tk[2][part]);
   const float4* n4 = reinterpret_cast<const float4*>(tk[3][part]);
   const float4* b4 = reinterpret_cast<const float4*>(tk[4][part]);
-  // Four accumulators: the sum is on the token-to-token critical path.
-  float sa0 = 0.f, sa1 = 0.f, sa2 = 0.f, sa3 = 0.f;
+  // Four accumulators a row: the sum is on the token-to-token critical path.
+  float sa0[R], sa1[R], sa2[R], sa3[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) sa0[r] = sa1[r] = sa2[r] = sa3[r] = 0.f;
 #pragma unroll
   for (int q = 0; q < kJ / 4; ++q) {
     const float4 nk = n4[q];
-    sa0 += s[4 * q] * nk.x;
-    sa1 += s[4 * q + 1] * nk.y;
-    sa2 += s[4 * q + 2] * nk.z;
-    sa3 += s[4 * q + 3] * nk.w;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      sa0[r] += s[r][4 * q] * nk.x;
+      sa1[r] += s[r][4 * q + 1] * nk.y;
+      sa2[r] += s[r][4 * q + 2] * nk.z;
+      sa3[r] += s[r][4 * q + 3] * nk.w;
+    }
   }
-  float sa = (sa0 + sa1) + (sa2 + sa3);
-  sa += __shfl_xor_sync(0xffffffffu, sa, 1);
-  sa += __shfl_xor_sync(0xffffffffu, sa, 2);
-  const float vi = v[i];
-  float y0 = 0.f, y1 = 0.f, y2 = 0.f, y3 = 0.f;
+  float sa[R], vi[R], y0[R], y1[R], y2[R], y3[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    sa[r] = (sa0[r] + sa1[r]) + (sa2[r] + sa3[r]);
+    sa[r] += __shfl_xor_sync(0xffffffffu, sa[r], 1);
+    sa[r] += __shfl_xor_sync(0xffffffffu, sa[r], 2);
+    vi[r] = v[g + r * (kN / R)];
+    y0[r] = y1[r] = y2[r] = y3[r] = 0.f;
+  }
 #pragma unroll
   for (int q = 0; q < kJ / 4; ++q) {
-    const float4 w = w4[q], b = b4[q], k = k4[q], r = r4[q];
-    s[4 * q] = s[4 * q] * w.x + sa * b.x + vi * k.x;
-    s[4 * q + 1] = s[4 * q + 1] * w.y + sa * b.y + vi * k.y;
-    s[4 * q + 2] = s[4 * q + 2] * w.z + sa * b.z + vi * k.z;
-    s[4 * q + 3] = s[4 * q + 3] * w.w + sa * b.w + vi * k.w;
-    y0 += s[4 * q] * r.x;
-    y1 += s[4 * q + 1] * r.y;
-    y2 += s[4 * q + 2] * r.z;
-    y3 += s[4 * q + 3] * r.w;
+    const float4 w = w4[q], b = b4[q], k = k4[q], rr = r4[q];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      float* sr = s[r];
+      sr[4 * q] = sr[4 * q] * w.x + sa[r] * b.x + vi[r] * k.x;
+      sr[4 * q + 1] = sr[4 * q + 1] * w.y + sa[r] * b.y + vi[r] * k.y;
+      sr[4 * q + 2] = sr[4 * q + 2] * w.z + sa[r] * b.z + vi[r] * k.z;
+      sr[4 * q + 3] = sr[4 * q + 3] * w.w + sa[r] * b.w + vi[r] * k.w;
+      y0[r] += sr[4 * q] * rr.x;
+      y1[r] += sr[4 * q + 1] * rr.y;
+      y2[r] += sr[4 * q + 2] * rr.z;
+      y3[r] += sr[4 * q + 3] * rr.w;
+    }
   }
-  float y = (y0 + y1) + (y2 + y3);
-  y += __shfl_xor_sync(0xffffffffu, y, 1);
-  y += __shfl_xor_sync(0xffffffffu, y, 2);
-  return y;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    float yy = (y0[r] + y1[r]) + (y2[r] + y3[r]);
+    yy += __shfl_xor_sync(0xffffffffu, yy, 1);
+    yy += __shfl_xor_sync(0xffffffffu, yy, 2);
+    y[r] = yy;
+  }
+}
+
+// The step of one row a thread (row i in s): Wkv7StepRows<1>.
+__device__ __forceinline__ float Wkv7Step(float (&s)[kJ], const float (&tk)[5][kP][kSEG], const float* v, int i,
+                                          int part) {
+  float y[1];
+  Wkv7StepRows<1>(reinterpret_cast<float (&)[1][kJ]>(s), tk, v, i, part, y);
+  return y[0];
 }
 
 // Where column c of staged vector `vec` goes (the layout Wkv7Step reads).
 __device__ __forceinline__ float& Staged(float (&tk)[5][kP][kSEG], int vec, int c) { return tk[vec][c / kJ][c % kJ]; }
 
 // Runs tokens [0, len) of head h, whose inputs are at step rows row0.. of p's [rows, C]
-// arrays, from the state in `s` (this thread's 16 columns of row threadIdx.x / kP), which it
-// leaves updated. v is read as 0 when zero_v (the chunked kernel's run from I). Each
-// token's readout y_i goes to emit(token, y) from the row's part-0 thread only.
-template <class Emit>
-__device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV& sv, const Wkv7Params& p, int row0,
-                                           int len, int h, bool zero_v, Emit emit) {
-  const int t = threadIdx.x, i = t / kP, part = t % kP;
+// arrays, from the state in `s` (this thread's 16 columns of rows g + r * kN / R, g =
+// threadIdx.x / kP: the block has kThreads / R threads), which it leaves updated. v is read
+// as 0 when zero_v (the chunked kernel's run from I). Each token's readout y_i goes to
+// emit(token, i, y) from the row's part-0 thread only.
+template <int R, class Emit>
+__device__ __forceinline__ void Wkv7TokensRows(float (&s)[R][kJ], StageRwk& sh, StageV& sv, const Wkv7Params& p,
+                                               int row0, int len, int h, bool zero_v, Emit emit) {
+  constexpr int kBlock = kThreads / R;
+  const int t = threadIdx.x, g = t / kP, part = t % kP;
   for (int c0 = 0; c0 < len; c0 += kTC) {
     const int n = min(kTC, len - c0);
     __syncthreads();  // the previous pass is done reading sh
 #pragma unroll
-    for (int q = 0; q < kTC * kN / kThreads; ++q) {
-      const int e = t + q * kThreads;
+    for (int q = 0; q < kTC * kN / kBlock; ++q) {
+      const int e = t + q * kBlock;
       const int tok = e / kN, c = e % kN;
       if (tok < n) {
         const size_t o = static_cast<size_t>(row0 + c0 + tok) * p.C + h * kN + c;
@@ -106,10 +136,22 @@ __device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV&
     // Unrolled so that one token's output reduction overlaps the next token's update.
 #pragma unroll 2
     for (int tok = 0; tok < n; ++tok) {
-      const float y = Wkv7Step(s, sh[tok], sv[tok], i, part);
-      if (part == 0) emit(c0 + tok, y);
+      float y[R];
+      Wkv7StepRows<R>(s, sh[tok], sv[tok], g, part, y);
+      if (part == 0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) emit(c0 + tok, g + r * (kN / R), y[r]);
+      }
     }
   }
+}
+
+// One row a thread (256 threads): emit(token, y) for row threadIdx.x / kP.
+template <class Emit>
+__device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV& sv, const Wkv7Params& p, int row0,
+                                           int len, int h, bool zero_v, Emit emit) {
+  Wkv7TokensRows<1>(reinterpret_cast<float (&)[1][kJ]>(s), sh, sv, p, row0, len, h, zero_v,
+                    [&](int tok, int, float y) { emit(tok, y); });
 }
 
 }  // namespace rwkvx::kernels::wkv7

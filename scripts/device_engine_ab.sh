@@ -63,6 +63,20 @@ for spec in ${PROFILE_BATCH:-}; do
     python3 scripts/ncu_summary.py "$OUT/ncu_batch_${shp}_$pb.txt" | tee "$OUT/ncu_batch_${shp}_${pb}_summary.txt" | head -25
   fi
 done
+# MIXED="200,30,128" MIXED_RUNS="base new w2" (MIXED_SHAPE, default 0.2b): the timed mixed
+# step of RWKVX_PROFILE_MIXED=D,P,T (D decoding sessions + P new T-token prompts, sampled:
+# the server's step when requests join) for each run, named as in AB_RUNS; no profiler.
+for spec in ${MIXED:-}; do
+  for run in ${MIXED_RUNS:-base new}; do
+    stem=${run%2}
+    bin=$B/bench_engine; [ "$stem" != new ] && bin=$B/bench_engine_$stem
+    fv="FLAGS_$stem"; extra=${!fv:-}
+    [ -x "$bin" ] || { [ -n "$extra" ] && bin=$B/bench_engine; }
+    [ -x "$bin" ] || continue
+    line=$(RWKVX_PROFILE_MIXED=$spec timeout $(cap 90) "$bin" --shape "${MIXED_SHAPE:-0.2b}" $extra 2>&1 | grep "mixed step")
+    echo "mixed $spec $run: $line" | tee -a "$OUT/mixed.txt"
+  done
+done
 for shape in ${AB_SHAPES:-0.2b 3.6b}; do  # AB_SHAPES=none: tests and profiles only
   [ "$shape" = none ] && continue
   runs=${AB_RUNS:-base new base2 new2}
@@ -101,8 +115,10 @@ def rows(path):
                     r[key + " " + k] = v
     return r
 files = glob.glob(out + "/*_*.json")
-for shape in sorted({os.path.basename(p).split("_", 1)[1][:-5] for p in files}):
-    names = sorted({os.path.basename(p).split("_", 1)[0] for p in files if p.endswith(f"_{shape}.json")})
+# <run>_<shape>.json: a run's name may hold '_' (layernorm_slices2), a shape does not.
+split = lambda p: os.path.basename(p)[:-5].rsplit("_", 1)
+for shape in sorted({split(p)[1] for p in files}):
+    names = sorted({split(p)[0] for p in files if split(p)[1] == shape})
     stems = sorted({n.rstrip("2") for n in names}, key=lambda s: (s != "base", s))
     runs = {n: rows(f"{out}/{n}_{shape}.json") for n in names}
     others = [s for s in stems if s != "base"]

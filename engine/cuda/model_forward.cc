@@ -145,6 +145,7 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   wp.items = items;
   wp.C = C_;
   wp.H = H_;
+  wp.rows_per_thread = opts_.wkv_rows;
   kernels::Rwkv7PostParams po;
   po.y = ws_.y;
   po.r = ws_.r;

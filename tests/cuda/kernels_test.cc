@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "engine/backend.h"
@@ -29,8 +30,10 @@
 namespace rwkvx {
 namespace {
 
-// seg_chunks 0: the sequential kernel; else the chunked one with that segment size.
-void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed) {
+// seg_chunks 0: the sequential kernel (rows_per_thread state rows a thread); else the
+// chunked one with that segment size. *bits (if given) gets y and the final states.
+void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed, int rows_per_thread = 1,
+               std::vector<float>* bits = nullptr) {
   std::mt19937 g(seed);
   const int H = 2, C = 128, N = 64;
   std::vector<int> row0;
@@ -64,6 +67,7 @@ void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed) {
   p.item_len = Dev(lens);
   p.item_state = Dev(dstate);
   p.items = items; p.C = C; p.H = H;
+  p.rows_per_thread = rows_per_thread;
   if (seg_chunks == 0) {
     CK(kernels::LaunchWkv7(p, 0));
   } else {
@@ -76,6 +80,7 @@ void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed) {
   }
   CK(cudaDeviceSynchronize());
   auto y = Host(p.y, rows * C);
+  std::vector<float> out = y;
   double worst = 0;
   for (int it = 0; it < items; ++it)
     for (int h = 0; h < H; ++h) {
@@ -93,20 +98,53 @@ void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed) {
         }
       }
       auto st = Host(dstate[it] + h * 4096, 4096);
+      out.insert(out.end(), st.begin(), st.end());
       for (int i = 0; i < N; ++i)
         for (int j = 0; j < N; ++j)
           worst = std::max(worst, std::abs(s[i * N + j] - st[j * N + i]) / (1 + std::abs(s[i * N + j])));
     }
-  EXPECT_LT(worst, 1e-4) << "seg_chunks " << seg_chunks;  // NaN fails too
-  std::printf("[wkv7 %s] lens", seg_chunks ? "chunked" : "sequential");
+  EXPECT_LT(worst, 1e-4) << "seg_chunks " << seg_chunks << " rows_per_thread " << rows_per_thread;  // NaN fails too
+  std::printf("[wkv7 %s, %d row(s) a thread] lens", seg_chunks ? "chunked" : "sequential", rows_per_thread);
   for (int l : lens) std::printf(" %d", l);
   std::printf("  worst rel err vs float64 %.3e\n", worst);
+  if (bits) *bits = std::move(out);
 }
 
 TEST(CudaKernels, Wkv7MatchesSequentialRecurrence) {
   SKIP_WITHOUT_GPU();
   CheckWkv7({1, 7, 33}, 0, 1);
   CheckWkv7({200}, 0, 2);
+}
+
+// Two or four state rows a thread (the sequential kernel and the chunked form's pass A): each
+// row's arithmetic is the one-row kernel's, so y and the final states are the same bits
+// (Wkv7Params::rows_per_thread is a speed choice only).
+TEST(CudaKernels, Wkv7RowsPerThreadSameBits) {
+  SKIP_WITHOUT_GPU();
+  for (const std::vector<int>& lens : {std::vector<int>{1, 7, 33}, std::vector<int>{128, 1, 1, 200, 16}}) {
+    std::vector<float> one, more;
+    CheckWkv7(lens, 0, 11, 1, &one);
+    for (int rows : {2, 4}) {
+      CheckWkv7(lens, 0, 11, rows, &more);
+      ASSERT_EQ(more.size(), one.size());
+      EXPECT_EQ(0, std::memcmp(more.data(), one.data(), one.size() * sizeof(float))) << rows << " rows a thread";
+    }
+  }
+  // The chunked form's token pass likewise (two segments, a partial last chunk).
+  {
+    std::vector<float> one, more;
+    CheckWkv7({300, 40}, 2, 12, 1, &one);
+    for (int rows : {2, 4}) {
+      CheckWkv7({300, 40}, 2, 12, rows, &more);
+      ASSERT_EQ(more.size(), one.size());
+      EXPECT_EQ(0, std::memcmp(more.data(), one.data(), one.size() * sizeof(float))) << rows << " rows, chunked";
+    }
+  }
+  kernels::Wkv7Params bad;
+  bad.items = 1;
+  bad.rows_per_thread = 3;
+  EXPECT_EQ(kernels::LaunchWkv7(bad, 0), cudaErrorInvalidValue);
+  cudaGetLastError();
 }
 
 // The chunked form: one item, several items of mixed lengths (partial last chunks, items
