@@ -218,6 +218,10 @@ struct CudaBackendOptions {
   // shared-memory reads for multi-token items (prompt chunks of mixed steps); the same bits.
   // 1 until measured on a GPU (bench_engine --wkv-rows N).
   int wkv_rows = 1;
+  // The same for the fused decode kernel (1 or 2; Wkv7DecodeKernel): at 2, half of a
+  // thread's registers hold state, twice the state bytes in flight an SM at large batch.
+  // 1 until measured on a GPU (bench_engine --wkv-decode-rows N).
+  int wkv_decode_rows = 1;
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;

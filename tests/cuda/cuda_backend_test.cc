@@ -131,10 +131,12 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
 TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
   SKIP_WITHOUT_GPU();
   auto m = SparseTestModel(59);
-  auto run = [&](bool fused, bool graphs, bool bf16, bool prefetch = false) {
+  auto run = [&](bool fused, bool graphs, bool bf16, bool prefetch = false, int rows = 1) {
     CudaBackendOptions o = GpuOptions();
     o.fused_decode = fused;
     o.decode_prefetch = prefetch;
+    o.wkv_decode_rows = std::min(rows, 2);  // state rows a thread (the same bits)
+    o.wkv_rows = rows;
     o.cuda_graphs = graphs;
     o.bf16 = bf16;
     auto b = Gpu(m, o);
@@ -168,6 +170,9 @@ TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
                   fused.size(), fused == three ? "identical" : "DIFFERENT");
       // The kernel that loads the post's inputs early (CudaBackendOptions::decode_prefetch).
       EXPECT_TRUE(run(true, graphs, bf16, /*prefetch=*/true) == three) << "prefetch " << (graphs ? "graphs" : "eager");
+      // Two state rows a thread in the fused kernel (and 2 / 4 in the three kernels' wkv7).
+      EXPECT_TRUE(run(true, graphs, bf16, true, 2) == three) << "2 rows " << (graphs ? "graphs" : "eager");
+      EXPECT_TRUE(run(false, graphs, bf16, false, 4) == three) << "4 rows " << (graphs ? "graphs" : "eager");
     }
 }
 
