@@ -238,9 +238,9 @@ struct CudaBackendOptions {
   bool decode_prefetch = false;
   // Decode steps of up to 4 sessions fold each LayerNorm (and its token-shift mixes) into
   // the prologue of the GEMV group that reads it (kernels/gemv.cuh, GemvFold: the same
-  // arithmetic, meant to give the same bits; CudaFoldLayerNorm checks it, not yet run on a
-  // GPU), 32 launches fewer a 0.2B step; the saved token-shift state is copied by the next
-  // group. Off until measured on a GPU (bench_engine --fold-ln 1).
+  // arithmetic, the same bits: CudaFoldLayerNorm, passed on an H100), 32 launches fewer a
+  // 0.2B step; the saved token-shift state is copied by the next group. Off: measured
+  // slower (0.2B one session 1.14x the time, H100, session 19; docs/CUDA.md).
   bool fold_layernorm = false;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
@@ -257,8 +257,9 @@ struct CudaBackendOptions {
   // from row 0), sparse decode attention splits each item by its own key count, and the
   // recurrence is always the sequential kernel. The prefix cache then serves checkpoints at
   // any token below that length (docs/PREFIX_CACHE.md). Slower, chiefly for prefill
-  // (docs/BATCH_INVARIANCE.md). skinny_mma and wkv_chunked are ignored. Experimental: its
-  // tests (tests/cuda/batch_invariant_test.cc) have not run on a GPU yet.
+  // (docs/BATCH_INVARIANCE.md: measured 1.5-3x the step time, prefill 0.15-0.22x the rate).
+  // skinny_mma and wkv_chunked are ignored. Experimental; its tests
+  // (tests/cuda/batch_invariant_test.cc) passed on an H100 (session 19).
   bool batch_invariant = false;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at

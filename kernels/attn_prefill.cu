@@ -1,120 +1,204 @@
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
 #include "kernels/attn_prefill.cuh"
 #include "kernels/kernel_util.cuh"
+#include "kernels/mma.cuh"
 
 namespace rwkvx::kernels {
 namespace {
-constexpr int QT = 32, KT = 64, QPW = 8;  // queries per block, keys per tile, queries per warp
+// Tensor-core form (flash-attention style): a block holds 64 queries of one (item, head),
+// four warps of 16; each 64-key tile of K and V is staged in shared memory (cp.async, rows
+// past the block's last key zero-filled), S = Q K^T and O += P V run as mma.sync m16n8k16
+// (fp16 inputs: q scaled by 1/8 and rounded to fp16, P rounded to fp16; fp32 accumulation),
+// with the online softmax on the S fragments in registers. Each query's result depends on
+// its own key range and the tile grid only (the prefix path's tiles start at row 0), not on
+// the other queries of the block: a decode token through this kernel (`singles`, the
+// batch-invariant mode) gives the bits of a prefill row over the same keys.
+constexpr int kQ = 64, kK = 64, kD = 64;
+constexpr int kStride = kD + 8;  // halves a staged row: 144 bytes, conflict-free fragment reads
+constexpr int kThreads = 128;
 
 __device__ __forceinline__ int LoRow(const AttnItem& it, int i, int chunk) {
   return it.prefix ? 0 : it.ct + (i / chunk) * chunk;
 }
 
-// grid (ceil(max_len/32), items, H), 128 threads (4 warps x 8 queries). Each K/V tile loaded
-// into shared memory serves 32 queries; V stays half precision there (41 KB in all).
-__global__ void __launch_bounds__(128) AttnPrefillKernel(AttnPrefillParams p) {
-  // Rows of Ks padded to 68 floats: a quarter-warp's float4 reads of 8 rows hit all banks once.
-  __shared__ __align__(16) float Qs[QT][64];
-  __shared__ __align__(16) float Ks[KT][68];
-  __shared__ __align__(16) __half2 Vs[KT][32];
-  __shared__ __align__(16) float Ps[4][QPW][KT];
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ uint32_t PackHalf2(float a, float b) {
+  const __half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// Four 8x8 half matrices, transposed, from rows given per lane (ldmatrix .trans): lane
+// (g, t) gets elements (rows 2t, 2t+1; column g) of each.
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const void* row_addr) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row_addr));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
+// grid (ceil(max_len / 64), items, H), 128 threads.
+__global__ void __launch_bounds__(kThreads) AttnPrefillKernel(AttnPrefillParams p) {
+  __shared__ __align__(16) __half Ks[kK][kStride];
+  __shared__ __align__(16) __half Vs[kK][kStride];
   const AttnItem& it = p.items[blockIdx.y];
   const int h = blockIdx.z;
-  const int q0 = blockIdx.x * QT;
+  const int q0 = blockIdx.x * kQ;
   if (q0 >= it.len || (it.len == 1 && (!p.singles || it.sparse))) return;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int qn = min(QT, it.len - q0);
-  for (int idx = threadIdx.x; idx < QT * 64; idx += blockDim.x) {
-    const int qi = idx / 64, d = idx % 64;
-    Qs[qi][d] = qi < qn ? p.q[static_cast<size_t>(it.row0 + q0 + qi) * p.C + h * 64 + d] * 0.125f : 0.f;
-  }
-  const int lo = LoRow(it, q0, p.chunk);
-  const int hi = it.ct + q0 + qn - 1;  // inclusive
-  float m[QPW], l[QPW], ax[QPW], ay[QPW];
-#pragma unroll
-  for (int q = 0; q < QPW; ++q) { m[q] = -INFINITY; l[q] = 0.f; ax[q] = 0.f; ay[q] = 0.f; }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int qn = min(kQ, it.len - q0);
+  // This warp's queries: i0 + g and i0 + g + 8 (block-relative rows warp*16 + ...).
+  const int i0 = q0 + warp * 16;
+  const int ia = i0 + g, ib = i0 + g + 8;  // item-relative query indices
+  const bool va = ia < it.len, vb = ib < it.len;
 
-  for (int t0 = lo; t0 <= hi; t0 += KT) {
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < KT * 32; idx += blockDim.x) {
-      const int rr = idx / 32, d2 = idx % 32, row = t0 + rr;
-      float2 kf = make_float2(0.f, 0.f);
-      __half2 vh = __float2half2_rn(0.f);
-      if (row <= hi) {
-        const __half* kr = it.kv.K(row, p.C) + h * 64 + 2 * d2;
-        kf = __half22float2(*reinterpret_cast<const __half2*>(kr));
-        vh = *reinterpret_cast<const __half2*>(kr + it.kv.v_off);
-      }
-      Ks[rr][2 * d2] = kf.x;
-      Ks[rr][2 * d2 + 1] = kf.y;
-      Vs[rr][d2] = vh;
-    }
-    __syncthreads();
-    float s0[QPW], s1[QPW];
+  // Q fragments (A operand, 16 queries x 64 dims: four k16 steps), scaled by 1/8, fp16.
+  uint32_t qf[4][4];
+  {
+    const float* qa = p.q + static_cast<size_t>(it.row0 + (va ? ia : 0)) * p.C + h * kD;
+    const float* qb = p.q + static_cast<size_t>(it.row0 + (vb ? ib : 0)) * p.C + h * kD;
 #pragma unroll
-    for (int q = 0; q < QPW; ++q) { s0[q] = 0.f; s1[q] = 0.f; }
-#pragma unroll 4
-    for (int d4 = 0; d4 < 16; ++d4) {
-      const float4 k0 = *reinterpret_cast<const float4*>(&Ks[lane][4 * d4]);
-      const float4 k1 = *reinterpret_cast<const float4*>(&Ks[lane + 32][4 * d4]);
-#pragma unroll
-      for (int q = 0; q < QPW; ++q) {
-        const float4 qv = *reinterpret_cast<const float4*>(&Qs[warp * QPW + q][4 * d4]);
-        s0[q] += qv.x * k0.x + qv.y * k0.y + qv.z * k0.z + qv.w * k0.w;
-        s1[q] += qv.x * k1.x + qv.y * k1.y + qv.z * k1.z + qv.w * k1.w;
-      }
+    for (int s = 0; s < 4; ++s) {
+      const int d0 = 16 * s + 2 * t, d1 = d0 + 8;
+      const float2 a0 = va ? *reinterpret_cast<const float2*>(qa + d0) : make_float2(0.f, 0.f);
+      const float2 b0 = vb ? *reinterpret_cast<const float2*>(qb + d0) : make_float2(0.f, 0.f);
+      const float2 a1 = va ? *reinterpret_cast<const float2*>(qa + d1) : make_float2(0.f, 0.f);
+      const float2 b1 = vb ? *reinterpret_cast<const float2*>(qb + d1) : make_float2(0.f, 0.f);
+      qf[s][0] = PackHalf2(a0.x * 0.125f, a0.y * 0.125f);
+      qf[s][1] = PackHalf2(b0.x * 0.125f, b0.y * 0.125f);
+      qf[s][2] = PackHalf2(a1.x * 0.125f, a1.y * 0.125f);
+      qf[s][3] = PackHalf2(b1.x * 0.125f, b1.y * 0.125f);
     }
-#pragma unroll
-    for (int q = 0; q < QPW; ++q) {
-      const int qi = warp * QPW + q;
-      const int i = q0 + qi;
-      float p0 = 0.f, p1 = 0.f;
-      if (qi < qn) {
-        const int lo_i = LoRow(it, i, p.chunk), hi_i = it.ct + i;
-        const int r0 = t0 + lane, r1 = t0 + lane + 32;
-        const bool v0 = r0 >= lo_i && r0 <= hi_i, v1 = r1 >= lo_i && r1 <= hi_i;
-        const float tmax = WarpMax(fmaxf(v0 ? s0[q] : -INFINITY, v1 ? s1[q] : -INFINITY));
-        if (tmax != -INFINITY) {
-          const float mn = fmaxf(m[q], tmax);
-          const float corr = expf(m[q] - mn);
-          p0 = v0 ? expf(s0[q] - mn) : 0.f;
-          p1 = v1 ? expf(s1[q] - mn) : 0.f;
-          l[q] = l[q] * corr + WarpSum(p0 + p1);
-          ax[q] *= corr;
-          ay[q] *= corr;
-          m[q] = mn;
-        }
-      }
-      Ps[warp][q][lane] = p0;
-      Ps[warp][q][lane + 32] = p1;
-    }
-    __syncwarp();
-#pragma unroll 2
-    for (int r4 = 0; r4 < KT / 4; ++r4) {
-      const float2 v0 = __half22float2(Vs[4 * r4][lane]), v1 = __half22float2(Vs[4 * r4 + 1][lane]),
-                   v2 = __half22float2(Vs[4 * r4 + 2][lane]), v3 = __half22float2(Vs[4 * r4 + 3][lane]);
-#pragma unroll
-      for (int q = 0; q < QPW; ++q) {
-        const float4 pw = *reinterpret_cast<const float4*>(&Ps[warp][q][4 * r4]);
-        ax[q] += pw.x * v0.x + pw.y * v1.x + pw.z * v2.x + pw.w * v3.x;
-        ay[q] += pw.x * v0.y + pw.y * v1.y + pw.z * v2.y + pw.w * v3.y;
-      }
-    }
-    __syncwarp();
   }
+  // Key ranges of the two rows.
+  const int hia = it.ct + ia, hib = it.ct + ib;
+  const int loa = LoRow(it, ia, p.chunk), lob = LoRow(it, ib, p.chunk);
+  const int lo = LoRow(it, q0, p.chunk);
+  const int hi = it.ct + q0 + qn - 1;  // the block's last key (inclusive)
+
+  float o[8][4];
 #pragma unroll
-  for (int q = 0; q < QPW; ++q) {
-    const int qi = warp * QPW + q;
-    if (qi >= qn) continue;
-    const size_t o = static_cast<size_t>(it.row0 + q0 + qi) * p.C + h * 64 + 2 * lane;
-    StoreHalf(p.out, o, ax[q] / l[q], p.bf16);
-    StoreHalf(p.out, o + 1, ay[q] / l[q], p.bf16);
+  for (int n = 0; n < 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;  // this thread's parts of l
+
+  for (int t0 = lo; t0 <= hi; t0 += kK) {
+    __syncthreads();  // the previous tile's reads are done
+    for (int e = threadIdx.x; e < kK * 8; e += kThreads) {
+      const int rr = e >> 3, q = e & 7, row = t0 + rr;
+      const bool ok = row <= hi;
+      const __half* kr = it.kv.K(ok ? row : t0, p.C) + h * kD + 8 * q;
+      CpAsync16(&Ks[rr][8 * q], kr, ok);
+      CpAsync16(&Vs[rr][8 * q], kr + it.kv.v_off, ok);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    __syncthreads();
+
+    // S = Q K^T: 16 queries x 64 keys (8 n-tiles of 8 keys).
+    float s[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+      const __half* kr = &Ks[n * 8 + g][0];
+#pragma unroll
+      for (int st = 0; st < 4; ++st) {
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(kr + 16 * st + 2 * t);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(kr + 16 * st + 8 + 2 * t);
+        Mma16816<false>(s[n], qf[st][0], qf[st][1], qf[st][2], qf[st][3], b0, b1);
+      }
+    }
+    // Mask and the tile's row maxima (rows g: s[.][0..1], g + 8: s[.][2..3]).
+    float tma = -INFINITY, tmb = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int kr = t0 + n * 8 + 2 * t + e;
+        if (!(va && kr >= loa && kr <= hia)) s[n][e] = -INFINITY;
+        if (!(vb && kr >= lob && kr <= hib)) s[n][2 + e] = -INFINITY;
+        tma = fmaxf(tma, s[n][e]);
+        tmb = fmaxf(tmb, s[n][2 + e]);
+      }
+    tma = fmaxf(tma, __shfl_xor_sync(0xffffffffu, tma, 1));
+    tma = fmaxf(tma, __shfl_xor_sync(0xffffffffu, tma, 2));
+    tmb = fmaxf(tmb, __shfl_xor_sync(0xffffffffu, tmb, 1));
+    tmb = fmaxf(tmb, __shfl_xor_sync(0xffffffffu, tmb, 2));
+    const float na = fmaxf(ma, tma), nb = fmaxf(mb, tmb);
+    // exp relative to the running maxima (a row with nothing yet keeps zeros).
+    const float ca = na == -INFINITY ? 1.f : expf(ma - na), cb = nb == -INFINITY ? 1.f : expf(mb - nb);
+    float suma = 0.f, sumb = 0.f;
+#pragma unroll
+    for (int n = 0; n < 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        s[n][e] = na == -INFINITY ? 0.f : expf(s[n][e] - na);
+        s[n][2 + e] = nb == -INFINITY ? 0.f : expf(s[n][2 + e] - nb);
+        suma += s[n][e];
+        sumb += s[n][2 + e];
+      }
+    la = la * ca + suma;
+    lb = lb * cb + sumb;
+    ma = na;
+    mb = nb;
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+      o[n][0] *= ca;
+      o[n][1] *= ca;
+      o[n][2] *= cb;
+      o[n][3] *= cb;
+    }
+    // O += P V: P (16 x 64 keys) from the S fragments as the A operand (four k16 steps),
+    // V^T fragments through ldmatrix .trans (two 8-dim n-tiles a load).
+#pragma unroll
+    for (int st = 0; st < 4; ++st) {
+      const uint32_t a0 = PackHalf2(s[2 * st][0], s[2 * st][1]);
+      const uint32_t a1 = PackHalf2(s[2 * st][2], s[2 * st][3]);
+      const uint32_t a2 = PackHalf2(s[2 * st + 1][0], s[2 * st + 1][1]);
+      const uint32_t a3 = PackHalf2(s[2 * st + 1][2], s[2 * st + 1][3]);
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {  // dims 16 np .. 16 np + 15: n-tiles 2 np, 2 np + 1
+        // Matrices: keys 16st+0..7 x dims 16np+0..7, keys 16st+8..15 x the same dims, then
+        // the same keys x dims 16np+8..15; lane l addresses row l % 8 of matrix l / 8.
+        const int m = lane >> 3, r = lane & 7;
+        const __half* addr = &Vs[16 * st + (m & 1) * 8 + r][16 * np + (m >> 1) * 8];
+        uint32_t v[4];
+        LdMatrixX4Trans(v, addr);
+        Mma16816<false>(o[2 * np], a0, a1, a2, a3, v[0], v[1]);
+        Mma16816<false>(o[2 * np + 1], a0, a1, a2, a3, v[2], v[3]);
+      }
+    }
+  }
+  // l: the quad's parts (fixed order), then O / l.
+  la += __shfl_xor_sync(0xffffffffu, la, 1);
+  la += __shfl_xor_sync(0xffffffffu, la, 2);
+  lb += __shfl_xor_sync(0xffffffffu, lb, 1);
+  lb += __shfl_xor_sync(0xffffffffu, lb, 2);
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+    const int d = n * 8 + 2 * t;
+    if (va) {
+      const size_t oa = static_cast<size_t>(it.row0 + ia) * p.C + h * kD + d;
+      StoreHalf(p.out, oa, o[n][0] / la, p.bf16);
+      StoreHalf(p.out, oa + 1, o[n][1] / la, p.bf16);
+    }
+    if (vb) {
+      const size_t ob = static_cast<size_t>(it.row0 + ib) * p.C + h * kD + d;
+      StoreHalf(p.out, ob, o[n][2] / lb, p.bf16);
+      StoreHalf(p.out, ob + 1, o[n][3] / lb, p.bf16);
+    }
   }
 }
 }  // namespace
 
 cudaError_t LaunchAttnPrefill(const AttnPrefillParams& p, cudaStream_t s) {
   if (p.n_items == 0 || p.max_len < 1 || (p.max_len == 1 && !p.singles)) return cudaSuccess;
-  AttnPrefillKernel<<<dim3(CeilDiv(p.max_len, QT), p.n_items, p.H), 128, 0, s>>>(p);
+  AttnPrefillKernel<<<dim3(CeilDiv(p.max_len, kQ), p.n_items, p.H), kThreads, 0, s>>>(p);
   return cudaGetLastError();
 }
 

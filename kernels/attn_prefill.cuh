@@ -4,8 +4,9 @@
 //   full-prefix path (prefix = 1): lo_i = 0 (the whole cache, then the new rows up to i)
 //   chunk-local path (prefix = 0): lo_i = ct + (i div B) * B (pieces of B from the first
 //                                  new token; the cache is ignored)
-// Tiled on CUDA cores: a block holds 32 queries of one head and walks 64-row key tiles
-// through shared memory with an online softmax. Scale 1/sqrt(64).
+// On tensor cores (kernels/attn_prefill.cu): a block holds 64 queries of one head and walks
+// 64-row key tiles through shared memory with an online softmax; q (scaled) and the
+// probabilities enter the MMAs as fp16, sums in fp32. Scale 1/sqrt(64).
 // Threads: the launcher enqueues on the caller's stream and returns at once; call it from
 // the thread that owns that stream (the CUDA backend's step). Params are plain values;
 // every pointer is device memory owned by the caller and must outlive the kernel.

@@ -31,6 +31,13 @@ constexpr int kThreads = kN * kP;
 using StageRwk = float[kTC][5][kP][kSEG];
 using StageV = float[kTC][kN];
 
+// S_ij*w_j + sa_i*(kk_j*a_j) + v_i*k_j with the roundings spelled out: left to the compiler,
+// the contraction into FMAs differed between instantiations (R = 1 and R = 2 gave other
+// bits on the H100, session 19), and every path must give the same bits.
+__device__ __forceinline__ float Update(float s, float w, float sa, float b, float v, float k) {
+  return __fmaf_rn(s, w, __fmaf_rn(sa, b, __fmul_rn(v, k)));
+}
+
 // One token's recurrence step from its staged inputs (tk: r, w, k, -kk, kk*a; v) on this
 // thread's 16 state columns of R rows (row g + r * kN / R in s[r]); y[r] gets y_i of each
 // (the same in the row's 4 threads). The staged values are read once for all R rows: R = 2
@@ -53,10 +60,10 @@ __device__ __forceinline__ void Wkv7StepRows(float (&s)[R][kJ], const float (&tk
     const float4 nk = n4[q];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      sa0[r] += s[r][4 * q] * nk.x;
-      sa1[r] += s[r][4 * q + 1] * nk.y;
-      sa2[r] += s[r][4 * q + 2] * nk.z;
-      sa3[r] += s[r][4 * q + 3] * nk.w;
+      sa0[r] = __fmaf_rn(s[r][4 * q], nk.x, sa0[r]);
+      sa1[r] = __fmaf_rn(s[r][4 * q + 1], nk.y, sa1[r]);
+      sa2[r] = __fmaf_rn(s[r][4 * q + 2], nk.z, sa2[r]);
+      sa3[r] = __fmaf_rn(s[r][4 * q + 3], nk.w, sa3[r]);
     }
   }
   float sa[R], vi[R], y0[R], y1[R], y2[R], y3[R];
@@ -74,14 +81,14 @@ __device__ __forceinline__ void Wkv7StepRows(float (&s)[R][kJ], const float (&tk
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       float* sr = s[r];
-      sr[4 * q] = sr[4 * q] * w.x + sa[r] * b.x + vi[r] * k.x;
-      sr[4 * q + 1] = sr[4 * q + 1] * w.y + sa[r] * b.y + vi[r] * k.y;
-      sr[4 * q + 2] = sr[4 * q + 2] * w.z + sa[r] * b.z + vi[r] * k.z;
-      sr[4 * q + 3] = sr[4 * q + 3] * w.w + sa[r] * b.w + vi[r] * k.w;
-      y0[r] += sr[4 * q] * rr.x;
-      y1[r] += sr[4 * q + 1] * rr.y;
-      y2[r] += sr[4 * q + 2] * rr.z;
-      y3[r] += sr[4 * q + 3] * rr.w;
+      sr[4 * q] = Update(sr[4 * q], w.x, sa[r], b.x, vi[r], k.x);
+      sr[4 * q + 1] = Update(sr[4 * q + 1], w.y, sa[r], b.y, vi[r], k.y);
+      sr[4 * q + 2] = Update(sr[4 * q + 2], w.z, sa[r], b.z, vi[r], k.z);
+      sr[4 * q + 3] = Update(sr[4 * q + 3], w.w, sa[r], b.w, vi[r], k.w);
+      y0[r] = __fmaf_rn(sr[4 * q], rr.x, y0[r]);
+      y1[r] = __fmaf_rn(sr[4 * q + 1], rr.y, y1[r]);
+      y2[r] = __fmaf_rn(sr[4 * q + 2], rr.z, y2[r]);
+      y3[r] = __fmaf_rn(sr[4 * q + 3], rr.w, y3[r]);
     }
   }
 #pragma unroll

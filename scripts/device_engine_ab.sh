@@ -10,7 +10,8 @@
 # PROFILE_PREFILL="3.6b:1024 0.2b:4096" / PROFILE_BATCH="3.6b:256" add ncu profiles (below).
 #   AB_SHAPES="0.2b 3.6b" AB_RUNS="base new base2 new2" scripts/device_engine_ab.sh
 # A run named <stem> with FLAGS_<stem> set and no bench_engine_<stem> carried is this
-# tree's bench_engine with those flags (AB_RUNS="base new pdl" FLAGS_pdl="--pdl 1").
+# tree's bench_engine with those flags (AB_RUNS="base new pdl" FLAGS_pdl="--pdl 1"). A trailing
+# "2" marks a repeat (base2 is base again): name flag runs without one (drows, not dr2).
 set -uo pipefail
 FINAL=${OUT:-/tmp/out}
 OUT=$FINAL/r
