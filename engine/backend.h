@@ -213,15 +213,13 @@ struct CudaBackendOptions {
   // (sm_90 and later; ignored before): each may be scheduled while the previous one
   // finishes (kernels/launch.cuh). docs/CUDA.md: measured.
   bool pdl = true;
-  // State rows a thread of the sequential wkv7 kernel (1, 2 or 4; kernels/wkv7.cuh,
-  // Wkv7Params::rows_per_thread): more rows share each token's staged inputs, fewer
-  // shared-memory reads for multi-token items (prompt chunks of mixed steps); the same bits.
-  // 1 until measured on a GPU (bench_engine --wkv-rows N).
-  int wkv_rows = 1;
-  // The same for the fused decode kernel (1 or 2; Wkv7DecodeKernel): at 2, half of a
-  // thread's registers hold state, twice the state bytes in flight an SM at large batch.
-  // 1 until measured on a GPU (bench_engine --wkv-decode-rows N).
-  int wkv_decode_rows = 1;
+  // State rows a thread of the sequential wkv7 kernel and of the chunked form's token pass
+  // (1, 2 or 4; kernels/wkv7.cuh, Wkv7Params::rows_per_thread): more rows share each
+  // token's staged inputs, fewer shared-memory reads for multi-token items; the same bits
+  // (explicit roundings, CudaKernels.Wkv7RowsPerThreadSameBits). 2: measured 3.6B prefill
+  // 0.92x / 0.91x the time at 1K / 4K tokens (H100, session 19; 4 rows the same). The fused
+  // decode kernel keeps one row a thread (two were 1.02x the time at 256 sessions).
+  int wkv_rows = 2;
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;

@@ -44,24 +44,19 @@ __global__ void __launch_bounds__(N * P / R, Wkv7MinBlocks(R)) Wkv7Kernel(Wkv7Pa
 // the one token, warp 0 normalises and gates the head's output. kPrefetch: warp 0 loads the
 // post's inputs at the start, into shared memory (registers would have to live across the
 // step in every thread), so that the post does not wait for memory after the step.
-// R state rows a thread (p.wkv.rows_per_thread; blocks of 256 / R threads): at R = 2 half
-// of a thread's registers hold state, so that an SM has twice the state bytes in flight
-// (the kernel is a read and a write of every state, bound by memory at large batch).
-template <bool kPrefetch, int R>
-__global__ void __launch_bounds__(N * P / R, 4 * R) Wkv7DecodeKernel(Wkv7DecodeParams p) {
+template <bool kPrefetch>
+__global__ void __launch_bounds__(N * P, 4) Wkv7DecodeKernel(Wkv7DecodeParams p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ __align__(16) float tk[5][P][wkv7::kSEG];
   __shared__ float sv[N], ys[N];
   __shared__ __align__(8) float post_in[kPrefetch ? 4 : 1][kPrefetch ? N : 1];  // g, r_k, ln_w, ln_b
   const int h = blockIdx.x, it = blockIdx.y, t = threadIdx.x;
-  const int gi = t / P, part = t % P, j0 = part * J;
+  const int i = t / P, part = t % P, j0 = part * J;
   float* S = p.wkv.item_state[it] + p.wkv.state_off + static_cast<size_t>(h) * N * N;
-  float s[R][J];
+  float s[J];
 #pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int jj = 0; jj < J; ++jj) s[r][jj] = S[(j0 + jj) * N + gi + r * (N / R)];
+  for (int jj = 0; jj < J; ++jj) s[jj] = S[(j0 + jj) * N + i];
   using rwkv7::Load2;
   const int c = 2 * t, cc = h * N + c;  // (warp 0's lanes)
   const size_t o = static_cast<size_t>(p.wkv.item_row0[it]) * p.wkv.C + cc;
@@ -101,14 +96,10 @@ __global__ void __launch_bounds__(N * P / R, 4 * R) Wkv7DecodeKernel(Wkv7DecodeP
     }
   }
   __syncthreads();
-  float y[R];
-  wkv7::Wkv7StepRows<R>(s, tk, sv, gi, part, y);
+  const float y = wkv7::Wkv7Step(s, tk, sv, i, part);
+  if (part == 0) ys[i] = y;
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (part == 0) ys[gi + r * (N / R)] = y[r];
-#pragma unroll
-    for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + gi + r * (N / R)] = s[r][jj];
-  }
+  for (int jj = 0; jj < J; ++jj) S[(j0 + jj) * N + i] = s[jj];
   __syncthreads();
   if (t < 32) {
     float2 g2, rk2, lnw2, lnb2;
@@ -132,15 +123,10 @@ __global__ void __launch_bounds__(N * P / R, 4 * R) Wkv7DecodeKernel(Wkv7DecodeP
 
 cudaError_t LaunchWkv7Decode(const Wkv7DecodeParams& p, cudaStream_t s) {
   if (p.wkv.items == 0) return cudaSuccess;
-  const dim3 grid(p.wkv.H, p.wkv.items);
-  const int rows = p.wkv.rows_per_thread;
-  if (rows != 1 && rows != 2) return cudaErrorInvalidValue;
   if (p.prefetch_post) {
-    if (rows == 2) RWKVX_KLAUNCH((Wkv7DecodeKernel<true, 2>), grid, N * P / 2, 0, s, p);
-    else RWKVX_KLAUNCH((Wkv7DecodeKernel<true, 1>), grid, N * P, 0, s, p);
+    RWKVX_KLAUNCH(Wkv7DecodeKernel<true>, dim3(p.wkv.H, p.wkv.items), N * P, 0, s, p);
   } else {
-    if (rows == 2) RWKVX_KLAUNCH((Wkv7DecodeKernel<false, 2>), grid, N * P / 2, 0, s, p);
-    else RWKVX_KLAUNCH((Wkv7DecodeKernel<false, 1>), grid, N * P, 0, s, p);
+    RWKVX_KLAUNCH(Wkv7DecodeKernel<false>, dim3(p.wkv.H, p.wkv.items), N * P, 0, s, p);
   }
   return cudaGetLastError();
 }

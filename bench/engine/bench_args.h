@@ -45,8 +45,8 @@ constexpr const char* kUsage =
     "  --fold-ln 1         decode steps of <= 4 sessions fold each LayerNorm into the next GEMV group\n"
     "                    (CudaBackendOptions::fold_layernorm, default 0)\n"
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
-    "  --wkv-rows 1|2|4    state rows a thread of the sequential wkv7 kernel (CudaBackendOptions::wkv_rows)\n"
-    "  --wkv-decode-rows 1|2  the same for the fused decode kernel (CudaBackendOptions::wkv_decode_rows)\n"
+    "  --wkv-rows 1|2|4    state rows a thread of the sequential wkv7 kernel and the chunked token pass\n"
+    "                    (CudaBackendOptions::wkv_rows, default 2)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
@@ -66,7 +66,7 @@ struct Args {
   int pdl = -1;  // -1: the backend's default
   bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false, fold_ln = false;
   int wkv_chunked_min = -1;  // -1: the backend's default
-  int wkv_rows = 1, wkv_decode_rows = 1;
+  int wkv_rows = -1;  // -1: the backend's default
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -103,7 +103,6 @@ int ParseArgs(int argc, char** argv, Args* a) {
       a->weights = v;
     else if (k == "--wkv-chunked-min") a->wkv_chunked_min = std::atoi(v);
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
-    else if (k == "--wkv-decode-rows") a->wkv_decode_rows = std::atoi(v);
     else if (k == "--hbm-tbps") a->hbm_tbps = std::atof(v);
     else if (k == "--json") a->json = v;
     else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
@@ -123,8 +122,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   o.batch_invariant = a.batch_invariant;
   o.fold_layernorm = a.fold_ln;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
-  o.wkv_rows = a.wkv_rows;
-  o.wkv_decode_rows = a.wkv_decode_rows;
+  if (a.wkv_rows > 0) o.wkv_rows = a.wkv_rows;
   return o;
 }
 

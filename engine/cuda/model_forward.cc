@@ -162,9 +162,7 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   po.H = H_;
   if (opts_.fused_decode && rows == items && !step_.wkv_chunked && step_.wkv_long == 0) {
     // Every item one token: prep, recurrence and post in one launch (the same bits).
-    kernels::Wkv7DecodeParams dp{wp, pp, po, opts_.decode_prefetch};
-    dp.wkv.rows_per_thread = opts_.wkv_decode_rows;
-    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(dp, stream_));
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(kernels::Wkv7DecodeParams{wp, pp, po, opts_.decode_prefetch}, stream_));
   } else {
     RWKVX_RETURN_IF_ERROR(TimeMixKernels(pp, wp, po, items));
   }

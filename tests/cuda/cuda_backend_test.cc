@@ -131,12 +131,11 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
 TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
   SKIP_WITHOUT_GPU();
   auto m = SparseTestModel(59);
-  auto run = [&](bool fused, bool graphs, bool bf16, bool prefetch = false, int rows = 1) {
+  auto run = [&](bool fused, bool graphs, bool bf16, bool prefetch = false, int wkv_rows = 1) {
     CudaBackendOptions o = GpuOptions();
     o.fused_decode = fused;
     o.decode_prefetch = prefetch;
-    o.wkv_decode_rows = std::min(rows, 2);  // state rows a thread (the same bits)
-    o.wkv_rows = rows;
+    o.wkv_rows = wkv_rows;  // state rows a thread of the unfused wkv7 (the same bits)
     o.cuda_graphs = graphs;
     o.bf16 = bf16;
     auto b = Gpu(m, o);
@@ -170,8 +169,8 @@ TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
                   fused.size(), fused == three ? "identical" : "DIFFERENT");
       // The kernel that loads the post's inputs early (CudaBackendOptions::decode_prefetch).
       EXPECT_TRUE(run(true, graphs, bf16, /*prefetch=*/true) == three) << "prefetch " << (graphs ? "graphs" : "eager");
-      // Two state rows a thread in the fused kernel (and 2 / 4 in the three kernels' wkv7).
-      EXPECT_TRUE(run(true, graphs, bf16, true, 2) == three) << "2 rows " << (graphs ? "graphs" : "eager");
+      // The three kernels with 2 and 4 state rows a thread in wkv7 (CudaBackendOptions::wkv_rows).
+      EXPECT_TRUE(run(false, graphs, bf16, false, 2) == three) << "2 rows " << (graphs ? "graphs" : "eager");
       EXPECT_TRUE(run(false, graphs, bf16, false, 4) == three) << "4 rows " << (graphs ? "graphs" : "eager");
     }
 }
