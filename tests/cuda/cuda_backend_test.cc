@@ -169,9 +169,8 @@ TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
                   fused.size(), fused == three ? "identical" : "DIFFERENT");
       // The kernel that loads the post's inputs early (CudaBackendOptions::decode_prefetch).
       EXPECT_TRUE(run(true, graphs, bf16, /*prefetch=*/true) == three) << "prefetch " << (graphs ? "graphs" : "eager");
-      // The three kernels with 2 and 4 state rows a thread in wkv7 (CudaBackendOptions::wkv_rows).
-      EXPECT_TRUE(run(false, graphs, bf16, false, 2) == three) << "2 rows " << (graphs ? "graphs" : "eager");
-      EXPECT_TRUE(run(false, graphs, bf16, false, 4) == three) << "4 rows " << (graphs ? "graphs" : "eager");
+      for (int rows : {2, 4})  // the three kernels with 2 and 4 state rows a thread in wkv7 (wkv_rows)
+        EXPECT_TRUE(run(false, graphs, bf16, false, rows) == three) << rows << " rows " << (graphs ? "graphs" : "eager");
     }
 }
 
