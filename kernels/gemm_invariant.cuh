@@ -12,7 +12,7 @@
 // accumulators restart at zero for each w and are then added to the running total, in w
 // order. The MMA is deterministic for the same operands and accumulator, so every output
 // is the same float as the skinny kernel's (test: tests/cuda/gemm_skinny_test.cc
-// InvariantGemmEqualsSkinny, written in session 18, not yet run on a GPU).
+// InvariantGemmEqualsSkinny, passed on an H100 in session 19).
 // Needs half weights, in % 32 == 0; any rows >= 1; sm_80 or newer.
 // Threads: the launcher enqueues on the caller's stream and returns at once; call it from
 // the thread that owns that stream. Params are plain values; every pointer is device

@@ -43,8 +43,8 @@ cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s);
 // A decode step's LayerNorm (and its token-shift mixes) folded into the prologue of the
 // GEMV group that reads its outputs (CudaBackendOptions::fold_layernorm): every block
 // normalizes the step's rows itself (kernels/layernorm_row.cuh: the LayerNorm kernel's
-// arithmetic, meant to give its bits; CudaFoldLayerNorm, not yet run on a GPU) into shared
-// memory as its jobs' x, and block 0 also writes
+// arithmetic, the same bits: CudaFoldLayerNorm, passed on an H100) into shared memory as
+// its jobs' x, and block 0 also writes
 // the normed rows y to y_out. The token-shift state (prev <- y) cannot be written here
 // (other blocks still read prev): the next GEMV group copies y_out into it (GemvSave).
 // Row r is item r (decode). C <= kGemvFoldMaxC; every job's in == C.

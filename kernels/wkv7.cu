@@ -13,10 +13,9 @@ constexpr int J = wkv7::kJ;  // columns per thread
 // grid (H, items), 256 / R threads: thread t owns columns [(t%4)*16, +16) of rows t/4 + r*64/R
 // of the head's state in registers and runs the item's tokens through wkv7::Wkv7TokensRows
 // (inputs staged in shared memory TC tokens at a time, conflict-free float4 reads).
-// Blocks an SM: shared memory (29 KB a block) allows 7; R = 2, 4 take up to 102 / 255 registers.
-constexpr int Wkv7MinBlocks(int r) { return r == 1 ? 4 : r == 2 ? 4 : 4; }
+// Four blocks an SM at every R (ptxas sm_90a: 64 / 110 / 179 registers at R = 1 / 2 / 4).
 template <int R>
-__global__ void __launch_bounds__(N * P / R, Wkv7MinBlocks(R)) Wkv7Kernel(Wkv7Params p) {
+__global__ void __launch_bounds__(N * P / R, 4) Wkv7Kernel(Wkv7Params p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ __align__(16) wkv7::StageRwk sh;

@@ -24,10 +24,10 @@ struct Wkv7Params {
   size_t state_off = 0;                // floats from the base to this layer's [H, 64, 64]
   int items = 0, C = 0, H = 0;
   // State rows a thread (1, 2 or 4; blocks of 256 / rows threads) of LaunchWkv7 and of the
-  // chunked form's token pass (kernels/wkv7_chunked.cuh). More rows
-  // a thread read each token's staged inputs once for more rows (fewer shared-memory reads
-  // a row-token, which bound multi-token items); every row's arithmetic is the same, so
-  // the same bits whatever the choice (CudaKernels.Wkv7RowsPerThreadSameBits).
+  // chunked form's token pass (kernels/wkv7_chunked.cuh): a thread reads each token's
+  // staged inputs once for all its rows (fewer shared-memory reads a row-token, which bound
+  // multi-token items); every row's arithmetic is the same, so the same bits whatever the
+  // choice (CudaKernels.Wkv7RowsPerThreadSameBits).
   int rows_per_thread = 1;
 };
 cudaError_t LaunchWkv7(const Wkv7Params& p, cudaStream_t s);

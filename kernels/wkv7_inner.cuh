@@ -1,15 +1,16 @@
-// The RWKV-7 token loop of one (item, head) as one 256-thread block runs it, written once
+// The RWKV-7 token loop of one (item, head) as one block runs it, written once
 // for kernels/wkv7.cu (the sequential kernel) and kernels/wkv7_chunked.cu (its pass A).
 // Device code only: no params struct, no launcher. Per token (see wkv7.cuh):
 //   sa_i = sum_j S_ij * (-kk_j);  S_ij <- S_ij*w_j + sa_i*kk_j*a_j + v_i*k_j;  y_i = sum_j S_ij*r_j
-// Thread t owns columns [(t%4)*16, +16) of state row i = t/4 in registers; row sums are
-// finished with two shuffles among the row's 4 threads. The inputs of kTC tokens are staged
+// Thread t owns columns [(t%4)*16, +16) of state rows t/4 + r*64/R in registers (R rows a
+// thread, blocks of 256 / R threads); row sums are finished with two shuffles among the
+// row's 4 threads. The inputs of kTC tokens are staged
 // into shared memory by all threads at once (one memory latency per kTC tokens), then the
 // kTC recurrence steps run with no barrier. Shared-memory instruction issue is the limit,
 // so every read is a conflict-free float4.
 //
 // Ownership: the caller's block owns the shared staging arrays and the register state `s`;
-// every thread of the block must call Wkv7Tokens with the same row0/len (it holds barriers).
+// every thread of the block must call Wkv7TokensRows with the same row0/len (it holds barriers).
 // Threads: the launcher enqueues on the caller's stream and returns at once; call it from
 // the thread that owns that stream (the CUDA backend's step). Params are plain values;
 // every pointer is device memory owned by the caller and must outlive the kernel.
@@ -151,14 +152,6 @@ __device__ __forceinline__ void Wkv7TokensRows(float (&s)[R][kJ], StageRwk& sh, 
       }
     }
   }
-}
-
-// One row a thread (256 threads): emit(token, y) for row threadIdx.x / kP.
-template <class Emit>
-__device__ __forceinline__ void Wkv7Tokens(float (&s)[kJ], StageRwk& sh, StageV& sv, const Wkv7Params& p, int row0,
-                                           int len, int h, bool zero_v, Emit emit) {
-  Wkv7TokensRows<1>(reinterpret_cast<float (&)[1][kJ]>(s), sh, sv, p, row0, len, h, zero_v,
-                    [&](int tok, int, float y) { emit(tok, y); });
 }
 
 }  // namespace rwkvx::kernels::wkv7

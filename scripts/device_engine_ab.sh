@@ -64,16 +64,21 @@ for spec in ${PROFILE_BATCH:-}; do
     python3 scripts/ncu_summary.py "$OUT/ncu_batch_${shp}_$pb.txt" | tee "$OUT/ncu_batch_${shp}_${pb}_summary.txt" | head -25
   fi
 done
-# MIXED="200,30,128" MIXED_RUNS="base new w2" (MIXED_SHAPE, default 0.2b): the timed mixed
+# A run's binary and flags: bin (bench_engine_<stem>, or this tree's bench_engine for
+# "new" and for a FLAGS_<stem> run such as FLAGS_pdl="--pdl 1") and extra; fails if none.
+resolve() {
+  local stem=${1%2} fv
+  bin=$B/bench_engine; [ "$stem" != new ] && bin=$B/bench_engine_$stem
+  fv="FLAGS_$stem"; extra=${!fv:-}
+  [ -x "$bin" ] || { [ -n "$extra" ] && bin=$B/bench_engine; }
+  [ -x "$bin" ]
+}
+# MIXED="200,30,128" MIXED_RUNS="base new wrows" (MIXED_SHAPE, default 0.2b): the timed mixed
 # step of RWKVX_PROFILE_MIXED=D,P,T (D decoding sessions + P new T-token prompts, sampled:
 # the server's step when requests join) for each run, named as in AB_RUNS; no profiler.
 for spec in ${MIXED:-}; do
   for run in ${MIXED_RUNS:-base new}; do
-    stem=${run%2}
-    bin=$B/bench_engine; [ "$stem" != new ] && bin=$B/bench_engine_$stem
-    fv="FLAGS_$stem"; extra=${!fv:-}
-    [ -x "$bin" ] || { [ -n "$extra" ] && bin=$B/bench_engine; }
-    [ -x "$bin" ] || continue
+    resolve "$run" || continue
     line=$(RWKVX_PROFILE_MIXED=$spec timeout $(cap 90) "$bin" --shape "${MIXED_SHAPE:-0.2b}" $extra 2>&1 | grep "mixed step")
     echo "mixed $spec $run: $line" | tee -a "$OUT/mixed.txt"
   done
@@ -83,11 +88,7 @@ for shape in ${AB_SHAPES:-0.2b 3.6b}; do  # AB_SHAPES=none: tests and profiles o
   runs=${AB_RUNS:-base new base2 new2}
   [ "$shape" = 3.6b ] && runs=${AB_RUNS_36:-base new}
   for run in $runs; do
-    stem=${run%2}
-    bin=$B/bench_engine; [ "$stem" != new ] && bin=$B/bench_engine_$stem
-    fv="FLAGS_$stem"; extra=${!fv:-}  # FLAGS_<stem>="--pdl 1": this tree's bench_engine with flags
-    [ -x "$bin" ] || { [ -n "$extra" ] && bin=$B/bench_engine; }
-    [ -x "$bin" ] || continue
+    resolve "$run" || continue
     args="--decode-ctx ${DECODE_CTX:-1K,32K} --prefill ${PREFILL:-1K,4K} --batch ${BATCH:-1,16,256}"
     [ "$shape" = 3.6b ] && args="--decode-ctx ${DECODE_CTX_36:-1K} --prefill ${PREFILL_36:-1K} --batch ${BATCH_36:-1,256}"
     timeout $(cap ${BENCH_TIMEOUT:-120}) "$bin" --shape "$shape" $args $extra --batch-ctx 1K --mem-ctx 8K \
