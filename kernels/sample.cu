@@ -266,8 +266,7 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   if (p.n == 0) return cudaSuccess;
   if (p.V <= 0) return cudaErrorInvalidValue;
-  if (p.impl == kSampleClusterForm || (p.impl == kSampleAuto && SampleClusterUsable(p.V)))
-    return LaunchSampleCluster(p, s);
+  if (p.impl == kSampleClusterForm) return LaunchSampleCluster(p, s);
   if (p.scratch == nullptr) return cudaErrorInvalidValue;
   const Geo g = GeoFor(p.n, p.V);
   const Scratch sc = Carve(p.scratch, p.n, g.S);

@@ -59,10 +59,10 @@ struct SampleParams {
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
   void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
   unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
-  // Which form runs: kSampleAuto the cluster form where the GPU has clusters and a row's
-  // share fits a block's shared memory (SampleClusterUsable), else the passes;
-  // kSamplePassesForm always the passes; kSampleClusterForm the cluster form or
-  // cudaErrorNotSupported. Both give the same tokens and log-probability bits.
+  // Which form runs: kSampleAuto and kSamplePassesForm the passes (auto: the faster form
+  // as measured; the cluster form was not faster on an H100, docs/SAMPLING.md);
+  // kSampleClusterForm the cluster form (experimental) or cudaErrorNotSupported where
+  // SampleClusterUsable is false. Both give the same tokens and log-probability bits.
   int impl = 0;
 };
 enum SampleForm : int { kSampleAuto = 0, kSamplePassesForm = 1, kSampleClusterForm = 2 };

@@ -6,7 +6,8 @@
 // launches one kernel instead of 4 to 17. The passes are sample.cu's, in the same order
 // with the same arithmetic; what sample.cu hands between launches through the scratch
 // buffer, the blocks of a cluster read from each other's shared memory (distributed shared
-// memory) after a cluster barrier. Every cross-block quantity is an integer or a maximum
+// memory): each block stores its partial into every block's inbox before a cluster
+// barrier, so that after it the merges read local shared memory. Every cross-block quantity is an integer or a maximum
 // merged in rank order, so the tokens and log-probabilities are the passes form's bits
 // (CudaSample.ClusterEqualsPasses), whatever C is.
 // After the maximum, a block's copy holds each id's probability relative to the top token
@@ -27,12 +28,13 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int kMaxCluster = 8;      // portable cluster size
+constexpr int kMaxCluster = 16;     // 16 (non-portable, few rows) or 8 (portable)
 constexpr int kMinClusterIds = 1024;  // fewer ids a block: a smaller cluster
 
-// What a block shows the others of its cluster (read through map_shared_rank after a
-// cluster barrier). Histograms alternate between two slots: a block writes slot k + 1
-// only after the barrier that every block passes once done reading slot k - 1.
+// One block's partials as every block of its cluster receives them (inbox[rank], stored
+// remotely before a cluster barrier). Histograms alternate between two slots: a block
+// writes slot k + 1 only after the barrier that every block passes once done reading
+// slot k - 1.
 struct Pub {
   float max;
   int best, best1, tie_cut;
@@ -42,33 +44,33 @@ struct Pub {
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 // The selection after a round: the cluster's histograms of slot `par` merged in rank
-// order, then the walk of sample_detail::Advance (the highest bin where the running total
-// reaches `need`). Every block computes the same result. Call from all threads.
-__device__ Sel ClusterAdvance(cg::cluster_group& cl, Pub& pub, int C, int par, const Sel& prev, int round,
-                              Smem& sm) {
+// order, then sample_detail::Advance's choice (the highest bin where the running total
+// from the top reaches `need`) as one warp's suffix scan: lane b holds bin b. Every block
+// computes the same result. Call from all threads.
+__device__ __forceinline__ Sel ClusterAdvance(const Pub* inbox, int C, int par, const Sel& prev, int round, Smem& sm) {
+  static_assert(kBins == 32, "a lane per bin");
   const int shift = 30 - kBits * round;
   if (threadIdx.x < kBins) {
-    u64 t = 0;
-    for (int q = 0; q < C; ++q) t += cl.map_shared_rank(&pub, q)->hist[par][threadIdx.x];
-    sm.merged[threadIdx.x] = t;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    Sel st = prev;
-    u64 acc = 0;
-    int b = kBins - 1;
-    for (; b >= 0; --b) {
-      if (acc + sm.merged[b] >= prev.need) break;
-      acc += sm.merged[b];
+    const int lane = static_cast<int>(threadIdx.x);
+    u64 mb = 0;
+    for (int q = 0; q < C; ++q) mb += inbox[q].hist[par][lane];
+    u64 suf = mb;  // bins lane..31
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const u64 up = __shfl_down_sync(0xffffffffu, suf, o);
+      if (lane + o < 32) suf += up;
     }
+    const unsigned hit = __ballot_sync(0xffffffffu, suf >= prev.need);
+    if (lane == 0) sm.st = prev;
+    __syncwarp();
+    const int b = hit ? 31 - __clz(hit) : -1;
     if (b < 0) {
-      st.found = 0;
-    } else {
-      st.prefix = prev.prefix | (static_cast<unsigned>(b) << shift);
-      st.need = prev.need - acc;
-      st.last = sm.merged[b];
+      if (lane == 0) sm.st.found = 0;
+    } else if (lane == b) {
+      sm.st.prefix = prev.prefix | (static_cast<unsigned>(b) << shift);
+      sm.st.need = prev.need - (suf - mb);
+      sm.st.last = mb;
     }
-    sm.st = st;
   }
   __syncthreads();
   return sm.st;
@@ -87,15 +89,20 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
   const int r = static_cast<int>(blockIdx.x) / C;
   extern __shared__ __align__(16) float ks[];  // this block's ids: logits, then probabilities
   __shared__ Smem sm;
-  __shared__ Pub pub;
-  __shared__ u64 h[kBins][kT];  // one column per thread, as RoundKernel's
+  __shared__ Pub inbox[kMaxCluster];  // inbox[q]: block q's partials
+  __shared__ u64 hw[kWarps][kBins];  // a round's histogram per warp
   const int t = static_cast<int>(threadIdx.x);
   const SampleItem it = p.items[r];
   const Mode md = ModeOf(it, p.V);
   float* gl = p.logits + static_cast<size_t>(it.row) * p.V;
   const int c0 = min(p.V, s * chunk), c1 = min(p.V, c0 + chunk), n = c1 - c0;
   const float* kl = ks - c0;  // kl[i] for i in [c0, c1)
-  auto peer = [&](int q) -> const Pub* { return cl.map_shared_rank(&pub, q); };
+  auto peer = [&](int q) -> const Pub* { return &inbox[q]; };
+  // Stores v into field `f` of this block's slot in every block's inbox (f points into
+  // inbox[s] here; the barrier after it publishes the stores).
+  auto send = [&](auto* f, auto v) {
+    for (int q = 0; q < C; ++q) *cl.map_shared_rank(f, q) = v;
+  };
 
   // Adjustments and the mask, in place in the row as MaxKernel does (the logprob and a
   // T != 1 weight read the adjusted logit there), then the copy and the chunk's maximum.
@@ -138,7 +145,7 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
     }
   }
   m = BlockReduce(m, sm.f, MaxF());
-  if (t == 0) pub.max = m;
+  if (t == 0) send(&inbox[s].max, m);
   cl.sync();
   m = -INFINITY;
   for (int q = 0; q < C; ++q) m = fmaxf(m, peer(q)->max);
@@ -167,10 +174,10 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
   tot = BlockReduce(tot, sm.u, Plus());
   w = BlockReduce(w, sm.u, Plus());
   if (t == 0) {
-    pub.best = best;
-    pub.best1 = best1;
-    pub.tot = tot;
-    pub.w = w;
+    send(&inbox[s].best, best);
+    send(&inbox[s].best1, best1);
+    send(&inbox[s].tot, tot);
+    send(&inbox[s].w, w);
   }
   cl.sync();
   for (int q = 0; q < C; ++q) {
@@ -189,24 +196,37 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
   };
   // One radix round over this block's copy into slot `par`: counts (top-k) or masses of
   // the ids `keep` keeps (top-p) of the keys matching `prefix` above the digit.
+  // A thread adds a run of ids in one bin in a register and the run's total to its warp's
+  // histogram (integer atomics: any order gives the same sums); the keys of a row crowd
+  // into few bins, so runs are long and the atomics few.
+  static_assert(kBins == 32, "a lane per bin");
   auto round_hist = [&](int round, unsigned prefix, bool mass, const Keep& keep, int par) {
     const int shift = 30 - kBits * (round + 1);
     const unsigned above = ~0u << (shift + kBits);
-#pragma unroll
-    for (int d = 0; d < kBins; ++d) h[d][t] = 0;
+    u64* mine_h = hw[t >> 5];
+    mine_h[t & 31] = 0;
+    __syncwarp();
+    int cur = -1;
+    u64 acc = 0;
     ForRange<kT>(kl, c0, c1, t, [&](int i, float e) {
       const unsigned key = __float_as_uint(e);
       if ((key & above) != prefix) return;
       if (mass && !keep(i, key)) return;
-      h[(key >> shift) & (kBins - 1)][t] += mass ? Fix(e) : 1ull;
+      const int bin = (key >> shift) & (kBins - 1);
+      if (bin != cur) {
+        if (cur >= 0) atomicAdd(&mine_h[cur], acc);
+        cur = bin;
+        acc = 0;
+      }
+      acc += mass ? Fix(e) : 1ull;
     });
+    if (cur >= 0) atomicAdd(&mine_h[cur], acc);
     __syncthreads();
-    const int bin = t >> 2, q = t & 3, lane = t & 31;
-    u64 v = 0;
-    for (int c = 0; c < 32; ++c) v += h[bin][q * 32 + ((c + lane) & 31)];
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    v += __shfl_xor_sync(0xffffffffu, v, 2);
-    if (q == 0) pub.hist[par][bin] = v;
+    if (t < kBins) {
+      u64 v = 0;
+      for (int w = 0; w < kWarps; ++w) v += hw[w][t];
+      send(&inbox[s].hist[par][t], v);
+    }
   };
   int par = 0;  // the next histogram slot
 
@@ -221,7 +241,7 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
     for (int round = 0; round < kRounds; ++round) {
       round_hist(round, st.prefix, false, Keep(), par);
       cl.sync();
-      st = ClusterAdvance(cl, pub, C, par, st, round + 1, sm);
+      st = ClusterAdvance(inbox, C, par, st, round + 1, sm);
       par ^= 1;
     }
     keep.kth = st.prefix;
@@ -229,7 +249,7 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
       u64 ties = 0;
       ForRange<kT>(kl, c0, c1, t, [&](int, float e) { ties += __float_as_uint(e) == st.prefix; });
       ties = BlockReduce(ties, sm.u, Plus());
-      if (t == 0) pub.ties = ties;
+      if (t == 0) send(&inbox[s].ties, ties);
       cl.sync();
       u64 start = 0;
       int owner = -1;
@@ -244,7 +264,7 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
       if (owner == s) {
         const int cut = FindInChunk(kl, c0, c1, st.need - start - 1,
                                     [&](int, float e) -> u64 { return __float_as_uint(e) == st.prefix; }, sm);
-        if (t == 0) pub.tie_cut = cut;
+        if (t == 0) send(&inbox[s].tie_cut, cut);
       }
       cl.sync();
       if (owner >= 0) keep.tie_cut = peer(owner)->tie_cut;  // (always found: the ties sum to st.last)
@@ -261,7 +281,7 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
     for (int round = 0; round < kRounds && st.found; ++round) {
       round_hist(round, st.prefix, true, keep, par);
       cl.sync();
-      st = ClusterAdvance(cl, pub, C, par, st, round + 1, sm);
+      st = ClusterAdvance(inbox, C, par, st, round + 1, sm);
       par ^= 1;
     }
     if (st.found) keep.cutoff = st.prefix;
@@ -272,7 +292,7 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
     u64 ws = 0;
     ForRange<kT>(kl, c0, c1, t, [&](int i, float e) { ws += weight_of(i, e, keep); });
     ws = BlockReduce(ws, sm.u, Plus());
-    if (t == 0) pub.wsel = ws;
+    if (t == 0) send(&inbox[s].wsel, ws);
     cl.sync();
     for (int q = 0; q < C; ++q) {
       const u64 wq = peer(q)->wsel;
@@ -322,35 +342,36 @@ __global__ void __launch_bounds__(kT) SampleClusterKernel(SampleParams p, int ch
 #endif
 }
 
-// The cluster size and chunk for rows of V ids; 0 where a block's share does not fit.
-int ClusterFor(int V, int* chunk) {
-  int C = kMaxCluster;
+// The cluster size (at most `want`, smaller for short rows) and chunk for rows of V ids;
+// 0 where a block's share does not fit.
+int ClusterFor(int V, int want, int* chunk) {
+  int C = want;
   while (C > 1 && V < C * kMinClusterIds) C /= 2;
   *chunk = ((V + C - 1) / C + 31) / 32 * 32;
   const size_t smem = static_cast<size_t>(*chunk) * sizeof(float);
-  return smem + sizeof(Smem) + sizeof(Pub) + sizeof(u64) * kBins * kT <= 227 * 1024 ? C : 0;
+  return smem + sizeof(Smem) + sizeof(Pub) * kMaxCluster + sizeof(u64) * kBins * kWarps <= 227 * 1024 ? C : 0;
 }
 
-// Per device and cluster size: 0 unknown, 1 usable, 2 not.
-std::atomic<int> g_usable[16][4];
+// Per device and cluster size (log2): 0 unknown, 1 usable, 2 not.
+std::atomic<int> g_usable[16][5];
+std::atomic<int> g_sms[16];
 
-int Log2(int C) { return C >= 8 ? 3 : C >= 4 ? 2 : C >= 2 ? 1 : 0; }
+int Log2(int C) { return C >= 16 ? 4 : C >= 8 ? 3 : C >= 4 ? 2 : C >= 2 ? 1 : 0; }
 
-}  // namespace
-
-bool SampleClusterUsable(int V) {
-  int dev = 0, major = 0, chunk = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return false;
-  const int C = ClusterFor(V, &chunk);
-  if (C == 0) return false;
+// Whether clusters of C blocks with `chunk` floats of dynamic shared memory can run on
+// device `dev` (sm_90+, an occupancy of at least one cluster); checked once.
+bool Usable(int dev, int C, int chunk) {
   std::atomic<int>& u = g_usable[dev][Log2(C)];
   int known = u.load(std::memory_order_acquire);
   if (known == 0) {
     known = 2;
+    int major = 0;
     const size_t smem = static_cast<size_t>(chunk) * sizeof(float);
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
         cudaFuncSetAttribute(SampleClusterKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem)) == cudaSuccess) {
+                             static_cast<int>(smem)) == cudaSuccess &&
+        (C <= 8 || cudaFuncSetAttribute(SampleClusterKernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
+                       cudaSuccess)) {
       cudaLaunchAttribute attr[1];
       attr[0].id = cudaLaunchAttributeClusterDimension;
       attr[0].val.clusterDim.x = C;
@@ -372,10 +393,35 @@ bool SampleClusterUsable(int V) {
   return known == 1;
 }
 
+// The cluster size for n rows of V ids on the current device (16 blocks a row where 16
+// blocks for each row are at most two per SM, else 8), 0 if none can run.
+int PickCluster(int n, int V, int* chunk) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) return 0;
+  int sms = g_sms[dev].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+    g_sms[dev].store(sms, std::memory_order_relaxed);
+  }
+  for (int want : {16, 8}) {
+    if (want == 16 && static_cast<long long>(n) * 16 > 2LL * sms) continue;
+    const int C = ClusterFor(V, want, chunk);
+    if (C > 0 && Usable(dev, C, *chunk)) return C;
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool SampleClusterUsable(int V) {
+  int chunk = 0;
+  return PickCluster(1 << 20, V, &chunk) > 0;  // the portable size (many rows)
+}
+
 cudaError_t sample_detail::LaunchSampleCluster(const SampleParams& p, cudaStream_t s) {
   int chunk = 0;
-  const int C = ClusterFor(p.V, &chunk);
-  if (C == 0 || !SampleClusterUsable(p.V)) return cudaErrorNotSupported;
+  const int C = PickCluster(p.n, p.V, &chunk);
+  if (C == 0) return cudaErrorNotSupported;
   const size_t smem = static_cast<size_t>(chunk) * sizeof(float);
   // Per launch (cheap, host only): the attribute is per function, and another V may have
   // set a smaller size since.

@@ -48,7 +48,7 @@ constexpr const char* kUsage =
     "  --wkv-rows 1|2|4    state rows a thread of the sequential wkv7 kernel and the chunked token pass\n"
     "                    (CudaBackendOptions::wkv_rows, default 2)\n"
     "  --sample-form auto|passes|cluster  the device sampler's form (CudaBackendOptions::sample_form,\n"
-    "                    default auto: the cluster form where the GPU has clusters)\n"
+    "                    default auto: the passes form; cluster: experimental, sm_90+)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"

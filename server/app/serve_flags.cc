@@ -71,8 +71,8 @@ const std::vector<FlagDef>& Defs() {
       STR(cuda_sample_form, "cuda-sample-form",
           "auto | passes | cluster: the device sampler's form; the cluster form samples each row in one "
           "launch by a cluster of blocks holding the row in shared memory (sm_90 and later), the passes form "
-          "runs a short sequence of kernels; the same tokens either way (auto, default: the cluster form "
-          "where the GPU has it; docs/SAMPLING.md)"),
+          "runs a short sequence of kernels; the same tokens either way (auto, default: the passes form, "
+          "measured the faster; cluster is experimental; docs/SAMPLING.md)"),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),

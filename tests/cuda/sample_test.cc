@@ -91,7 +91,7 @@ struct DevResult {
 
 // Runs the kernels on the rows of `cs` as one batch (the batch size sets the split of each
 // row over blocks). `all_passes` false: only the passes SamplePasses asks for. `impl`:
-// SampleParams::impl (the default picks the cluster form where the GPU has it).
+// SampleParams::impl (the default: the passes form).
 DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, int impl = kernels::kSampleAuto) {
   const int n = static_cast<int>(cs.size());
   const int V = static_cast<int>(cs[0].logits.size());
