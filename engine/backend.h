@@ -259,12 +259,6 @@ struct CudaBackendOptions {
   // skinny_mma and wkv_chunked are ignored. Experimental; its tests
   // (tests/cuda/batch_invariant_test.cc) passed on an H100 (session 19).
   bool batch_invariant = false;
-  // The device sampler's form (kernels/sample.cuh, SampleParams::impl): 0 auto (the
-  // faster as measured: the passes form), 1 the passes form, 2 the one-launch cluster form
-  // (sm_90 and later; experimental: not faster on an H100; refused where it cannot run).
-  // Both give the same tokens and log-probability bits (CudaSample.ClusterEqualsPasses).
-  // docs/SAMPLING.md.
-  int sample_form = 0;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

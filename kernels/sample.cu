@@ -265,9 +265,7 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
 
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   if (p.n == 0) return cudaSuccess;
-  if (p.V <= 0) return cudaErrorInvalidValue;
-  if (p.impl == kSampleClusterForm) return LaunchSampleCluster(p, s);
-  if (p.scratch == nullptr) return cudaErrorInvalidValue;
+  if (p.scratch == nullptr || p.V <= 0) return cudaErrorInvalidValue;
   const Geo g = GeoFor(p.n, p.V);
   const Scratch sc = Carve(p.scratch, p.n, g.S);
   const dim3 grid(p.n, g.S);

@@ -4,12 +4,8 @@
 // top-k, top-p, probs ** (1 / temperature), one draw from a uniform the host supplies.
 // Only (token, logprob) goes back to the host.
 //
-// Two forms with the same results (SampleParams::impl): the passes form splits each row
-// over several blocks at small batch (one block per row at large batch) and a short
-// sequence of kernels passes per-(row, split) partials through `scratch`; the cluster form
-// (sm_90 and later, kernels/sample_cluster.cu) samples each row in one launch by a
-// cluster of blocks that keep the row in shared memory and exchange the same partials
-// through distributed shared memory. Greedy
+// Each row is split over several blocks at small batch (one block per row at large batch);
+// a short sequence of kernels passes per-(row, split) partials through `scratch`. Greedy
 // and top-k 1 rows stop after the max and sum passes; rows that neither top-k nor top-p
 // restrict draw right after them; top-k / top-p run radix selections over the probability
 // bits (5 bits a pass). Sums are fixed-point integers (2^-40 units of a probability
@@ -59,17 +55,7 @@ struct SampleParams {
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
   void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
   unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
-  // Which form runs: kSampleAuto and kSamplePassesForm the passes (auto: the faster form
-  // as measured; the cluster form was not faster on an H100, docs/SAMPLING.md);
-  // kSampleClusterForm the cluster form (experimental) or cudaErrorNotSupported where
-  // SampleClusterUsable is false. Both give the same tokens and log-probability bits.
-  int impl = 0;
 };
-enum SampleForm : int { kSampleAuto = 0, kSamplePassesForm = 1, kSampleClusterForm = 2 };
-
-// Whether the cluster form can run rows of V tokens on the current device (sm_90+, the
-// share of a row fits; checked once per device and cluster size).
-bool SampleClusterUsable(int V);
 
 // Scratch bytes for n rows of V tokens on the current device (its SM count sets the split).
 size_t SampleScratchBytes(int n, int V);

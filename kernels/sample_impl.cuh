@@ -1,6 +1,6 @@
 // Internals of kernels/sample.cu (the sampler's kernels; the public API is kernels/sample.cuh):
 // the scratch layout, the per-row mode, block reductions, the chunk loops and the radix
-// selection step the kernels share. Include from sample.cu and sample_cluster.cu only.
+// selection step the kernels share. Include from sample.cu only.
 // Threads: device code, plus host helpers (GeoFor, Carve) called by the launcher on the
 // thread that owns the stream.
 #pragma once
@@ -233,7 +233,7 @@ __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm)
 }
 
 // The row's maximum from the chunks' (+inf rows: 0, with *posinf set).
-__device__ inline float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
+__device__ float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
   float m = -INFINITY;
   for (int q = 0; q < S; ++q) m = fmaxf(m, sc.part[r * S + q].max);
   *posinf = m == INFINITY;
@@ -272,7 +272,7 @@ struct Keep {
     return (key > kth || (key == kth && i <= tie_cut)) && key >= cutoff;
   }
 };
-__device__ inline Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
+__device__ Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
   Keep k;
   if (md.topk) {
     const Sel& f = rs.k[kRounds];
@@ -293,7 +293,7 @@ __device__ __forceinline__ u64 Weight(int i, float x, float m, float inv_t, cons
 // The selection after round `round - 1` (whose digit starts at bit `shift`): merge the
 // chunks' histograms, take the highest bin where the running total reaches `need`.
 // Block (r, 0) records it. Call from all threads.
-__device__ inline Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, int round, Sel* slot, Smem& sm) {
+__device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, int round, Sel* slot, Smem& sm) {
   if (!prev.found) {  // top-p not reached: stays so (recorded for the later kernels)
     if (s == 0 && threadIdx.x == 0) *slot = prev;
     return prev;
@@ -327,9 +327,5 @@ __device__ inline Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, 
   __syncthreads();
   return sm.st;
 }
-
-// The cluster form's launcher (kernels/sample_cluster.cu): cudaErrorNotSupported where
-// SampleClusterUsable(p.V) is false.
-cudaError_t LaunchSampleCluster(const SampleParams& p, cudaStream_t s);
 
 }  // namespace rwkvx::kernels::sample_detail

@@ -13,7 +13,6 @@
 #include "kernels/attn_decode.cuh"
 #include "kernels/fp8.cuh"
 #include "kernels/kv_append.cuh"
-#include "kernels/sample.cuh"
 #include "kernels/launch.cuh"
 
 namespace rwkvx {
@@ -60,16 +59,10 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(std::shared_ptr<con
   if (model->attn.chunk_size < 1) return absl::InvalidArgumentError("chunk size must be >= 1");
   if (opts.wkv_rows != 1 && opts.wkv_rows != 2 && opts.wkv_rows != 4)
     return absl::InvalidArgumentError("wkv_rows must be 1, 2 or 4");
-  if (opts.sample_form < 0 || opts.sample_form > 2)
-    return absl::InvalidArgumentError("sample_form must be 0 (auto), 1 (passes) or 2 (cluster)");
   if (opts.gpu_memory_fraction <= 0 || opts.gpu_memory_fraction > 1)
     return absl::InvalidArgumentError("gpu_memory_fraction must be in (0, 1]");
   std::unique_ptr<CudaBackend> b(new CudaBackend(std::move(model), opts));
   if (auto st = b->Init(); !st.ok()) return st;
-  if (opts.sample_form == kernels::kSampleClusterForm && !kernels::SampleClusterUsable(static_cast<int>(s.vocab)))
-    return absl::InvalidArgumentError(
-        "the cluster form of the device sampler needs an sm_90 or later GPU and a vocabulary a cluster's shared "
-        "memory holds; use auto or passes");
   return std::unique_ptr<Backend>(std::move(b));
 }
 

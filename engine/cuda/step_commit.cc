@@ -40,7 +40,6 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
     // Only the selection passes some row needs (the items' host copy is still in the
     // pinned block).
     sp.passes = kernels::SamplePasses(layout.At(meta_host_).samp, plan.n_samp, V_);
-    sp.impl = opts_.sample_form;
     RWKVX_CUDA_RETURN(kernels::LaunchSample(sp, stream_));
     RWKVX_CUDA_RETURN(cudaMemcpyAsync(meta_host_ + layout.out_tok, meta_dev_ + layout.out_tok,
                                       layout.total - layout.out_tok, cudaMemcpyDeviceToHost, stream_));

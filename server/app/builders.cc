@@ -88,7 +88,6 @@ absl::StatusOr<std::unique_ptr<Backend>> PickBackend(const ServeFlags& f,
     c.graph_buckets = f.cuda_graph_buckets != 0;
     c.skinny_mma = f.cuda_skinny_mma != 0;
     c.batch_invariant = f.cuda_batch_invariant != 0;
-    c.sample_form = f.cuda_sample_form == "passes" ? 1 : f.cuda_sample_form == "cluster" ? 2 : 0;
     auto b = MakeCudaBackend(model, c);
     if (b.ok()) {
       SLOG(INFO) << "backend: cuda (device " << f.cuda_device << "; a usable GPU was found; weights "
@@ -156,8 +155,6 @@ absl::Status CheckServeFlags(const ServeFlags& f) {
   if (f.cuda_graph_buckets != 0 && f.cuda_graph_buckets != 1) return bad("--cuda-graph-buckets: 0 or 1");
   if (f.cuda_skinny_mma != 0 && f.cuda_skinny_mma != 1) return bad("--cuda-skinny-mma: 0 or 1");
   if (f.cuda_batch_invariant != 0 && f.cuda_batch_invariant != 1) return bad("--cuda-batch-invariant: 0 or 1");
-  if (f.cuda_sample_form != "auto" && f.cuda_sample_form != "passes" && f.cuda_sample_form != "cluster")
-    return bad("--cuda-sample-form: auto, passes or cluster");
   if (f.cuda_warmup != 0 && f.cuda_warmup != 1) return bad("--cuda-warmup: 0 or 1");
   if (f.stream_writer != "auto" && f.stream_writer != "on" && f.stream_writer != "off")
     return bad("--stream-writer: auto, on or off");

@@ -68,11 +68,6 @@ const std::vector<FlagDef>& Defs() {
           "prompt is cut into calls (fixed-order kernels for every row count; slower, chiefly prefill), and "
           "lets the prefix cache serve checkpoints at any token below the model's split-invariant length; "
           "0 (default): the fastest kernel for each step; docs/BATCH_INVARIANCE.md"),
-      STR(cuda_sample_form, "cuda-sample-form",
-          "auto | passes | cluster: the device sampler's form; the cluster form samples each row in one "
-          "launch by a cluster of blocks holding the row in shared memory (sm_90 and later), the passes form "
-          "runs a short sequence of kernels; the same tokens either way (auto, default: the passes form, "
-          "measured the faster; cluster is experimental; docs/SAMPLING.md)"),
       NUM(cuda_graph_buckets, "cuda-graph-buckets", "0|1",
           "CUDA: pad decode steps to a few bucketed batch sizes so that their CUDA graphs are captured "
           "once (1, default; at most 12.5% extra rows), or one graph per batch size (0); docs/CUDA.md"),

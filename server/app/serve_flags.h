@@ -41,7 +41,6 @@ struct ServeFlags {
   int cuda_graph_buckets = 1;
   int cuda_skinny_mma = 1;         // --cuda-skinny-mma 0|1
   int cuda_batch_invariant = 0;    // --cuda-batch-invariant 0|1
-  std::string cuda_sample_form = "auto";  // --cuda-sample-form auto|passes|cluster
   int cuda_warmup = 1;             // WarmUp (engine/warmup.h) before serving, CUDA only
   std::string stream_writer = "auto";  // auto | on | off (SchedulerOptions::stream_writer)
   int overlap_steps = 1;               // 0 | 1 (SchedulerOptions::overlap_steps)

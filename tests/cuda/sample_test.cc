@@ -90,9 +90,8 @@ struct DevResult {
 };
 
 // Runs the kernels on the rows of `cs` as one batch (the batch size sets the split of each
-// row over blocks). `all_passes` false: only the passes SamplePasses asks for. `impl`:
-// SampleParams::impl (the default: the passes form).
-DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, int impl = kernels::kSampleAuto) {
+// row over blocks). `all_passes` false: only the passes SamplePasses asks for.
+DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true) {
   const int n = static_cast<int>(cs.size());
   const int V = static_cast<int>(cs[0].logits.size());
   std::vector<kernels::SampleItem> items(n);
@@ -142,7 +141,6 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, i
   sp.out_logprob = d_lp.as<float>();
   sp.scratch = d_scratch.p;
   if (!all_passes) sp.passes = kernels::SamplePasses(items.data(), n, V);
-  sp.impl = impl;
   EXPECT_EQ(kernels::LaunchSample(sp, nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   DevResult r;
@@ -215,39 +213,6 @@ TEST(CudaSample, SplitRowsAtBatch1And300AreDeterministic) {
       ExpectMatchesHost(one, b1, v + " B=1 case " + std::to_string(i));
       ExpectSameBits(b1, 0, b300, i, v + " B=1 vs B=300, case " + std::to_string(i));
       ExpectSameBits(b1, 0, b300, i + cs.size(), v + " B=1 vs B=300 (second copy), case " + std::to_string(i));
-    }
-  }
-}
-
-// The cluster form (one launch, the row in the shared memory of a cluster of blocks)
-// against the passes form: the same token and log-probability bits for every case, at
-// vocabularies that give clusters of 1, 2, 4 and 8 blocks, alone and in batches, with masks,
-// adjustments, ties, NaN, +inf and everything banned; and the host's choices.
-TEST(CudaSample, ClusterEqualsPasses) {
-  SKIP_WITHOUT_GPU();
-  for (int V : {1000, 3000, 5000, 65536, 70001}) {
-    if (!kernels::SampleClusterUsable(V)) GTEST_SKIP() << "no thread-block clusters on this GPU (sm_90 and later)";
-    const std::string v = "V=" + std::to_string(V);
-    std::vector<SampleCase> cs = MakeCases(V, 40 + V % 11);
-    std::mt19937 g(V);
-    const int words = (V + 31) / 32;
-    for (size_t i = 0; i < cs.size(); i += 6) {  // some rows masked (sparse, or a run across chunks)
-      cs[i].allowed.assign(words, 0u);
-      for (int t = 0; t < V; ++t)
-        if (i % 12 == 0 ? g() % 16 == 0 : (t > V / 5 && t < V / 5 + V / 2)) cs[i].allowed[t / 32] |= 1u << (t % 32);
-    }
-    const DevResult passes = RunKernel(cs, false, kernels::kSamplePassesForm);
-    const DevResult cluster = RunKernel(cs, false, kernels::kSampleClusterForm);
-    const DevResult cluster_all = RunKernel(cs, true, kernels::kSampleClusterForm);
-    EXPECT_GT(ExpectMatchesHost(cs, cluster, v + " cluster"), 5);
-    for (size_t i = 0; i < cs.size(); ++i) {
-      ExpectSameBits(cluster, i, passes, i, v + " cluster vs passes, case " + std::to_string(i));
-      ExpectSameBits(cluster, i, cluster_all, i, v + " cluster, passes given or not, case " + std::to_string(i));
-    }
-    for (size_t i = 0; i < cs.size(); i += 9) {
-      const std::vector<SampleCase> one = {cs[i]};
-      ExpectSameBits(RunKernel(one, false, kernels::kSampleClusterForm), 0, passes, i, v + " cluster B=1, case " +
-                     std::to_string(i));
     }
   }
 }
