@@ -183,13 +183,14 @@ if [ "${TPUT:-1}" = 1 ]; then  # bench/serve/loadgen.py at the issue's two loads
     # After each load: the server's step counters, so that the backend's share of the wall
     # (rwkvx_step_duration_seconds_sum) and the mean batch are known.
     stepstats() { curl -s "$URL/metrics" | grep -E '^rwkvx_(steps_total|time_to_first_token_seconds_(sum|count)|queue_time_seconds_(sum|count)|inter_token_latency_seconds_(sum|count)|scheduler_(cpu_)?seconds_total\{[^}]*\}|steps_by_kind_total\{[^}]*\}|step_seconds_total\{[^}]*\}|step_duration_seconds_(sum|count)|step_batch_sessions_(sum|count)|step_batch_tokens_(sum|count)|backend_graphs|backend_device_bytes) ' >"$OUT/tput_${label}_$1.metrics"; }
-    # TPUT_LOADS (default "short long one"): which of the three loads run, in that order.
+    # TPUT_LOADS (default "short long one"): which of the three loads run, in that order;
+    # TPUT_REQUESTS / TPUT_REQUESTS_LONG (default 1024 each): requests of the short / long load.
     for load in ${TPUT_LOADS:-short long one}; do
       case $load in
         short) timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
-                 --requests 1024 --prompt-len 64 --max-tokens 128 --out "$OUT/tput_${label}_short.json" | tail -2 ;;
+                 --requests "${TPUT_REQUESTS:-1024}" --prompt-len 64 --max-tokens 128 --out "$OUT/tput_${label}_short.json" | tail -2 ;;
         long) timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --procs "${LG_PROCS:-8}" --concurrency 256 \
-                --requests 1024 --prompt-len 2048 --max-tokens 128 --out "$OUT/tput_${label}_long.json" | tail -2 ;;
+                --requests "${TPUT_REQUESTS_LONG:-1024}" --prompt-len 2048 --max-tokens 128 --out "$OUT/tput_${label}_long.json" | tail -2 ;;
         one) timeout $(cap 200) python3 bench/serve/loadgen.py --url "$URL" --concurrency 1 --requests 32 --prompt-len 64 \
                --max-tokens 128 --out "$OUT/tput_${label}_one.json" | tail -2 ;;
       esac
