@@ -55,10 +55,17 @@ struct SampleParams {
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
   void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
   unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
+  // > 0: the rows are sampled in groups of this many, each group's passes before the next
+  // group's, so that a group's rows (group_rows x V x 4 bytes) stay in L2 from one pass to
+  // the next instead of every pass reading all rows from memory. The same results (rows
+  // are independent, sums are integers); `scratch` must hold SampleScratchBytes(n, V,
+  // group_rows). 0: all rows at once. Unmeasured (CudaBackendOptions::sample_group_rows).
+  int group_rows = 0;
 };
 
-// Scratch bytes for n rows of V tokens on the current device (its SM count sets the split).
-size_t SampleScratchBytes(int n, int V);
+// Scratch bytes for n rows of V tokens on the current device (its SM count sets the split),
+// sampled in groups of `group_rows` (SampleParams::group_rows; 0 = all at once).
+size_t SampleScratchBytes(int n, int V, int group_rows = 0);
 // The passes rows of `items` (host memory, [n]) need: kSampleTopK where a row's top-k
 // restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p.
 unsigned SamplePasses(const SampleItem* items, int n, int V);
