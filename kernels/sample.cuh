@@ -53,7 +53,7 @@ struct SampleParams {
   int n = 0, V = 0;
   int* out_token = nullptr;      // [n]
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
-  void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
+  void* scratch = nullptr;       // SampleScratchBytes(n, V, group_rows) bytes, any contents
   unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
   // > 0: the rows are sampled in groups of this many, each group's passes before the next
   // group's, so that a group's rows (group_rows x V x 4 bytes) stay in L2 from one pass to
