@@ -39,8 +39,10 @@ struct SampleItem {
 };
 
 // The selection passes a launch runs (SampleParams::passes). A row that needs a pass the
-// launch leaves out is sampled wrongly: take the value from SamplePasses.
-enum SamplePass : unsigned { kSampleTopK = 1u, kSampleTopP = 2u, kSampleAllPasses = 3u };
+// launch leaves out is sampled wrongly: take the value from SamplePasses. kSampleTopKP
+// (rows restricted by both; with kSampleTopP) adds top-p's first round, which rows that
+// only top-p restricts take in the sum pass.
+enum SamplePass : unsigned { kSampleTopK = 1u, kSampleTopP = 2u, kSampleTopKP = 4u, kSampleAllPasses = 7u };
 
 struct SampleParams {
   float* logits = nullptr;          // [*, V] float32; adjusted in place
@@ -67,7 +69,8 @@ struct SampleParams {
 // sampled in groups of `group_rows` (SampleParams::group_rows; 0 = all at once).
 size_t SampleScratchBytes(int n, int V, int group_rows = 0);
 // The passes rows of `items` (host memory, [n]) need: kSampleTopK where a row's top-k
-// restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p.
+// restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p,
+// kSampleTopKP where both restrict one row.
 unsigned SamplePasses(const SampleItem* items, int n, int V);
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s);
 

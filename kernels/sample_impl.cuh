@@ -40,6 +40,7 @@ struct RowState {
 struct Scratch {
   Part* part;      // [n][S]
   u64* hist;       // [2][n][S][kBins], by round parity
+  u64* wbin;       // [n][S][kBins]: top-p-only rows, the last round's per-bin draw weights
   RowState* row;   // [n]
 };
 struct Geo {
@@ -59,6 +60,9 @@ __host__ __device__ inline Mode ModeOf(const SampleItem& it, int V) {
   md.topp = !md.greedy && !md.top1 && it.top_p < 1.f;
   return md;
 }
+// A row that top-p restricts and top-k does not: the sum pass builds its first top-p
+// histogram and its last top-p round sums its draw weights (no round-0 or weight pass).
+__host__ __device__ inline bool FoldsTopP(const Mode& md) { return md.topp && !md.topk; }
 
 inline size_t Align(size_t b) { return (b + 255) / 256 * 256; }
 
@@ -81,6 +85,8 @@ inline Scratch Carve(void* base, int n, int S) {
   b += Align(sizeof(Part) * n * S);
   sc.hist = reinterpret_cast<u64*>(b);
   b += Align(sizeof(u64) * 2 * n * S * kBins);
+  sc.wbin = reinterpret_cast<u64*>(b);
+  b += Align(sizeof(u64) * n * S * kBins);
   sc.row = reinterpret_cast<RowState*>(b);
   return sc;
 }
@@ -90,6 +96,8 @@ struct Smem {
   int i[kWarps];
   u64 u[kWarps];
   u64 merged[kBins];
+  u64 parts[kWarps][kBins];  // Advance: the merge's four partial sums
+  u64 wq[kMaxSplits];  // the draw pass: each chunk's weight sum (top-p-only rows)
   Sel st;
   int token;
 };
@@ -103,6 +111,18 @@ struct MinI {
 struct Plus {
   __device__ u64 operator()(u64 a, u64 b) const { return a + b; }
 };
+
+// The fold of v over the warp's 32 lanes (every lane gets it). The per-chunk partials of a
+// row (S <= 32 of them) are read one a lane and folded so: one load latency, not S in a
+// row (ncu at B = 1, 32 chunks: a radix round took ~8 us, mostly those loops).
+template <class T, class Op>
+__device__ __forceinline__ T WarpFold(T v, Op op) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+static_assert(kMaxSplits <= 32, "a row's chunk partials are folded one a lane");
+static_assert(kT == kWarps * kBins && kMaxSplits % kWarps == 0, "Advance merges a bin with one thread a warp");
 
 // Reduction over the block (every thread gets it); contains __syncthreads.
 template <class T, class Op>
@@ -233,9 +253,11 @@ __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm)
 }
 
 // The row's maximum from the chunks' (+inf rows: 0, with *posinf set).
+// Call from all threads (warp shuffles).
 __device__ float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
-  float m = -INFINITY;
-  for (int q = 0; q < S; ++q) m = fmaxf(m, sc.part[r * S + q].max);
+  const int lane = threadIdx.x & 31;
+  float m = lane < S ? sc.part[r * S + lane].max : -INFINITY;
+  m = WarpFold(m, MaxF());
   *posinf = m == INFINITY;
   return *posinf ? 0.f : m;
 }
@@ -283,11 +305,43 @@ __device__ Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
   return k;
 }
 
+// The draw's weight of a kept token of cleaned logit x and probability e = expf(x - m).
+__device__ __forceinline__ u64 WeightE(float x, float e, float m, float inv_t) {
+  return Fix(inv_t == 1.f ? e : expf((x - m) * inv_t));
+}
 // The draw's weight of token i: Fix(p ** (1 / T)) if kept, else 0.
 __device__ __forceinline__ u64 Weight(int i, float x, float m, float inv_t, const Keep& keep) {
   const float e = expf(x - m);
   if (!keep(i, __float_as_uint(e))) return 0;
-  return Fix(inv_t == 1.f ? e : expf((x - m) * inv_t));
+  return WeightE(x, e, m, inv_t);
+}
+
+// Top-p's selection before its first round: top_p of the row's whole mass (the chunks'
+// sums from the sum pass), at least one unit. Call from all threads (warp shuffles).
+__device__ inline Sel TopPStart(const Scratch& sc, int r, int S, float top_p) {
+  const int lane = threadIdx.x & 31;
+  const u64 tot = WarpFold(lane < S ? sc.part[r * S + lane].tot : 0ull, Plus());
+  const double want = ceil(static_cast<double>(top_p) * static_cast<double>(tot));
+  Sel st;
+  st.prefix = 0;
+  st.found = 1;
+  st.last = 0;
+  st.need = want < 1.0 ? 1ull : static_cast<u64>(want);
+  return st;
+}
+
+// The block's histogram h (one column a thread) summed per bin and written as chunk s of
+// row r for round `round` (by parity). Call from all threads after the columns are final.
+static_assert(kT == 4 * kBins, "WriteHist sums each bin with four threads");
+__device__ inline void WriteHist(const u64 (&h)[kBins][kT], const Scratch& sc, int r, int s, int S, int round) {
+  // Bin t / 4 from four threads of 32 columns each (rotated by lane: no bank conflicts).
+  const int bin = threadIdx.x >> 2, q = threadIdx.x & 3, lane = threadIdx.x & 31;
+  u64 t = 0;
+  for (int c = 0; c < 32; ++c) t += h[bin][q * 32 + ((c + lane) & 31)];
+  t += __shfl_xor_sync(0xffffffffu, t, 1);
+  t += __shfl_xor_sync(0xffffffffu, t, 2);
+  u64* out = sc.hist + ((static_cast<size_t>(round & 1) * gridDim.x + r) * S + s) * kBins;
+  if (q == 0) out[bin] = t;
 }
 
 // The selection after round `round - 1` (whose digit starts at bit `shift`): merge the
@@ -300,10 +354,22 @@ __device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, 
   }
   const int shift = 30 - kBits * round;
   const u64* h = sc.hist + (static_cast<size_t>((round - 1) & 1) * gridDim.x + r) * S * kBins;
-  if (threadIdx.x < kBins) {
+  {  // bin t % 32 over chunks t / 32, +4, ... (up to 8 loads a thread in flight), then the 4 parts
+    const int bin = threadIdx.x & (kBins - 1), part = threadIdx.x / kBins;
     u64 t = 0;
-    for (int q = 0; q < S; ++q) t += h[q * kBins + threadIdx.x];
-    sm.merged[threadIdx.x] = t;
+#pragma unroll
+    for (int q = 0; q < kMaxSplits / kWarps; ++q) {
+      const int c = part + q * kWarps;
+      t += c < S ? h[c * kBins + bin] : 0ull;
+    }
+    sm.parts[part][bin] = t;
+    __syncthreads();
+    if (threadIdx.x < kBins) {
+      u64 m = 0;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) m += sm.parts[w][threadIdx.x];
+      sm.merged[threadIdx.x] = m;
+    }
   }
   __syncthreads();
   if (threadIdx.x == 0) {
