@@ -61,7 +61,8 @@ struct SampleParams {
   // group's, so that a group's rows (group_rows x V x 4 bytes) stay in L2 from one pass to
   // the next instead of every pass reading all rows from memory. The same results (rows
   // are independent, sums are integers); `scratch` must hold SampleScratchBytes(n, V,
-  // group_rows). 0: all rows at once. Unmeasured (CudaBackendOptions::sample_group_rows).
+  // group_rows). 0: all rows at once. Measured slower on an H100 (CudaBackendOptions::
+  // sample_group_rows), so the backend leaves it at 0.
   int group_rows = 0;
 };
 
