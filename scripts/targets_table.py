@@ -109,7 +109,14 @@ def main():
         "{:.1f} (32K: {:.1f})".format(z["session_bytes"] / 2**20, k32["session_bytes"] / 2**20) if z and k32 else None,
         flat)
 
-    card = e02.get("card") or e36.get("card") or "?"
+    card = e02.get("card") or e36.get("card")
+    if not card:  # no bench_engine run (STAGES=serve): the card nvidia-smi named for the call
+        try:
+            with open(os.path.join(root, "gpu.txt")) as f:
+                card = f.readline().split(",")[0].strip()
+        except OSError:
+            pass
+    card = card or "?"
     print(f"Targets of issues 14 and 18 on **{card}** (one call; package = rwkv-x 0.1.3 cuda fp16 in the same call)\n")
     print("| issue | figure | target | measured | met |")
     print("|---|---|---|---|---|")
