@@ -259,13 +259,6 @@ struct CudaBackendOptions {
   // skinny_mma and wkv_chunked are ignored. Experimental; its tests
   // (tests/cuda/batch_invariant_test.cc) passed on an H100 (session 19).
   bool batch_invariant = false;
-  // > 0: the device sampler takes the step's rows in groups of this many, each group's
-  // passes before the next group's, so that the passes after the first read the group's
-  // logits from L2 (kernels/sample.cuh, SampleParams::group_rows; the same tokens, tested
-  // in CudaSample.SplitRowsAtBatch1And300AreDeterministic). 0 (default): all rows at once.
-  // Measured slower on an H100 (session 21: groups of 128 took 1.03x the sampled step's
-  // time at 256 rows, 1.09x at 1024; bench_engine --sample-group N), so it stays off.
-  int sample_group_rows = 0;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

@@ -315,18 +315,11 @@ __global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo
 
 }  // namespace
 
-namespace {
-size_t ScratchFor(int n, int V) {
+size_t SampleScratchBytes(int n, int V) {
   if (n <= 0) return 0;
   const Geo g = GeoFor(n, V);
   return Align(sizeof(Part) * n * g.S) + Align(sizeof(u64) * 2 * n * g.S * kBins) + Align(sizeof(u64) * n * g.S * kBins) +
          Align(sizeof(RowState) * n);
-}
-}  // namespace
-
-size_t SampleScratchBytes(int n, int V, int group_rows) {
-  if (group_rows <= 0 || group_rows >= n) return ScratchFor(n, V);
-  return std::max(ScratchFor(group_rows, V), ScratchFor(n % group_rows, V));  // the full groups, the last
 }
 
 unsigned SamplePasses(const SampleItem* items, int n, int V) {
@@ -340,9 +333,9 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
   return passes;
 }
 
-namespace {
-// The passes over the rows of p (one group).
-cudaError_t LaunchPasses(const SampleParams& p, cudaStream_t s) {
+cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
+  if (p.n == 0) return cudaSuccess;
+  if (p.scratch == nullptr || p.V <= 0) return cudaErrorInvalidValue;
   const Geo g = GeoFor(p.n, p.V);
   const Scratch sc = Carve(p.scratch, p.n, g.S);
   const dim3 grid(p.n, g.S);
@@ -363,23 +356,6 @@ cudaError_t LaunchPasses(const SampleParams& p, cudaStream_t s) {
   if (p.passes & kSampleTopK) RWKVX_KLAUNCH(WeightKernel, grid, kT, 0, s, p, sc, g);
   RWKVX_KLAUNCH(DrawKernel, grid, kT, 0, s, p, sc, g);
   return cudaGetLastError();
-}
-}  // namespace
-
-cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
-  if (p.n == 0) return cudaSuccess;
-  if (p.scratch == nullptr || p.V <= 0) return cudaErrorInvalidValue;
-  const int G = p.group_rows > 0 ? p.group_rows : p.n;
-  for (int g0 = 0; g0 < p.n; g0 += G) {  // each group's passes in turn (its rows stay in L2)
-    SampleParams q = p;
-    q.items = p.items + g0;
-    q.n = std::min(G, p.n - g0);
-    q.out_token = p.out_token + g0;
-    q.out_logprob = p.out_logprob + g0;
-    const cudaError_t e = LaunchPasses(q, s);
-    if (e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
 }
 
 }  // namespace rwkvx::kernels

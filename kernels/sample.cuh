@@ -55,20 +55,12 @@ struct SampleParams {
   int n = 0, V = 0;
   int* out_token = nullptr;      // [n]
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
-  void* scratch = nullptr;       // SampleScratchBytes(n, V, group_rows) bytes, any contents
+  void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
   unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
-  // > 0: the rows are sampled in groups of this many, each group's passes before the next
-  // group's, so that a group's rows (group_rows x V x 4 bytes) stay in L2 from one pass to
-  // the next instead of every pass reading all rows from memory. The same results (rows
-  // are independent, sums are integers); `scratch` must hold SampleScratchBytes(n, V,
-  // group_rows). 0: all rows at once. Measured slower on an H100 (CudaBackendOptions::
-  // sample_group_rows), so the backend leaves it at 0.
-  int group_rows = 0;
 };
 
-// Scratch bytes for n rows of V tokens on the current device (its SM count sets the split),
-// sampled in groups of `group_rows` (SampleParams::group_rows; 0 = all at once).
-size_t SampleScratchBytes(int n, int V, int group_rows = 0);
+// Scratch bytes for n rows of V tokens on the current device (its SM count sets the split).
+size_t SampleScratchBytes(int n, int V);
 // The passes rows of `items` (host memory, [n]) need: kSampleTopK where a row's top-k
 // restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p,
 // kSampleTopKP where both restrict one row.

@@ -47,8 +47,6 @@ constexpr const char* kUsage =
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --wkv-rows 1|2|4    state rows a thread of the sequential wkv7 kernel and the chunked token pass\n"
     "                    (CudaBackendOptions::wkv_rows, default 2)\n"
-    "  --sample-group N    the device sampler takes the rows in groups of N, each group's passes in turn\n"
-    "                    (CudaBackendOptions::sample_group_rows, default 0: all rows at once)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
@@ -69,7 +67,6 @@ struct Args {
   bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false, fold_ln = false;
   int wkv_chunked_min = -1;  // -1: the backend's default
   int wkv_rows = -1;  // -1: the backend's default
-  int sample_group = 0;  // --sample-group N
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -106,7 +103,6 @@ int ParseArgs(int argc, char** argv, Args* a) {
       a->weights = v;
     else if (k == "--wkv-chunked-min") a->wkv_chunked_min = std::atoi(v);
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
-    else if (k == "--sample-group") a->sample_group = std::atoi(v);
     else if (k == "--hbm-tbps") a->hbm_tbps = std::atof(v);
     else if (k == "--json") a->json = v;
     else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
@@ -127,7 +123,6 @@ CudaBackendOptions OptionsOf(const Args& a) {
   o.fold_layernorm = a.fold_ln;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   if (a.wkv_rows > 0) o.wkv_rows = a.wkv_rows;
-  o.sample_group_rows = a.sample_group;
   return o;
 }
 

@@ -90,9 +90,8 @@ struct DevResult {
 };
 
 // Runs the kernels on the rows of `cs` as one batch (the batch size sets the split of each
-// row over blocks). `all_passes` false: only the passes SamplePasses asks for. `group`:
-// SampleParams::group_rows (rows in groups of that many; 0 = all at once).
-DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, int group = 0) {
+// row over blocks). `all_passes` false: only the passes SamplePasses asks for.
+DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true) {
   const int n = static_cast<int>(cs.size());
   const int V = static_cast<int>(cs[0].logits.size());
   std::vector<kernels::SampleItem> items(n);
@@ -121,7 +120,7 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, i
   for (int i = 0; i < n; ++i)
     std::copy(cs[i].logits.begin(), cs[i].logits.end(), rows.begin() + static_cast<size_t>(n - 1 - i) * V);
   DevBuf d_logits(rows.size() * 4), d_items(n * sizeof(kernels::SampleItem)), d_tok(adj_tok.size() * 4),
-      d_val(adj_val.size() * 4), d_mask(mask.size() * 4), d_out(n * 4), d_lp(n * 4), d_scratch(kernels::SampleScratchBytes(n, V, group));
+      d_val(adj_val.size() * 4), d_mask(mask.size() * 4), d_out(n * 4), d_lp(n * 4), d_scratch(kernels::SampleScratchBytes(n, V));
   cudaMemcpy(d_logits.p, rows.data(), rows.size() * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(d_items.p, items.data(), n * sizeof(kernels::SampleItem), cudaMemcpyHostToDevice);
   cudaMemcpy(d_tok.p, adj_tok.data(), adj_tok.size() * 4, cudaMemcpyHostToDevice);
@@ -129,7 +128,7 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, i
   cudaMemcpy(d_mask.p, mask.data(), mask.size() * 4, cudaMemcpyHostToDevice);
   cudaMemset(d_out.p, 0xff, n * 4);  // poisoned
   cudaMemset(d_lp.p, 0xff, n * 4);
-  cudaMemset(d_scratch.p, 0xff, kernels::SampleScratchBytes(n, V, group));  // the kernels must not rely on zeros
+  cudaMemset(d_scratch.p, 0xff, kernels::SampleScratchBytes(n, V));  // the kernels must not rely on zeros
   kernels::SampleParams sp;
   sp.logits = d_logits.as<float>();
   sp.items = d_items.as<kernels::SampleItem>();
@@ -142,7 +141,6 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, i
   sp.out_logprob = d_lp.as<float>();
   sp.scratch = d_scratch.p;
   if (!all_passes) sp.passes = kernels::SamplePasses(items.data(), n, V);
-  sp.group_rows = group;
   EXPECT_EQ(kernels::LaunchSample(sp, nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   DevResult r;
@@ -197,8 +195,7 @@ TEST(CudaSample, MatchesHostSamplerOddVocab) {
 // Each row alone (B = 1: split over the most blocks), then all rows twice over in one
 // batch of 300 (few blocks per row): the host's choices every time, and the same bits at
 // every batch size and on every run (integer sums, fixed merge order), with only the
-// passes the rows need or with all of them, and in groups of 64 and 37 rows (the last
-// group shorter).
+// passes the rows need or with all of them.
 TEST(CudaSample, SplitRowsAtBatch1And300AreDeterministic) {
   SKIP_WITHOUT_GPU();
   for (int V : {65536, 1000, 70001}) {
@@ -210,11 +207,6 @@ TEST(CudaSample, SplitRowsAtBatch1And300AreDeterministic) {
     ExpectMatchesHost(big, b300, v + " B=300");
     const DevResult again = RunKernel(big, /*all_passes=*/false);
     for (size_t i = 0; i < big.size(); ++i) ExpectSameBits(b300, i, again, i, v + " B=300 twice, row " + std::to_string(i));
-    for (int group : {64, 37}) {
-      const DevResult grouped = RunKernel(big, false, group);
-      for (size_t i = 0; i < big.size(); ++i)
-        ExpectSameBits(b300, i, grouped, i, v + " B=300 in groups of " + std::to_string(group) + ", row " + std::to_string(i));
-    }
     for (size_t i = 0; i < cs.size(); ++i) {
       const std::vector<SampleCase> one = {cs[i]};
       const DevResult b1 = RunKernel(one, /*all_passes=*/false);
