@@ -57,21 +57,27 @@ __global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo 
   if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].max = m;
 }
 
+// kRound0: some row of the launch is top-p-only (kSampleTopPOnly) and takes its round-0
+// histogram here; without it the kernel keeps its small shared memory (greedy and plain
+// steps: more blocks an SM).
+template <bool kRound0>
 __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Geo g) {
   PdlWait();  // first: before any memory access (kernels/launch.cuh)
   PdlTrigger();
   __shared__ Smem sm;
-  __shared__ u64 h[kBins][kT];  // top-p-only rows: top-p's round-0 histogram (RoundKernel's)
+  __shared__ u64 h[kRound0 ? kBins : 1][kRound0 ? kT : 1];  // top-p's round-0 histogram (RoundKernel's)
   const Blk b(p, g, &sc);
   const float m = b.m;
   const bool posinf = b.posinf;
   if (m == -INFINITY) return;  // everything banned
   const bool plain = !b.md.greedy && !b.md.top1 && !b.md.topk && !b.md.topp;
-  const bool round0 = FoldsTopP(b.md);  // uniform over the block
+  const bool round0 = kRound0 && FoldsTopP(b.md);  // uniform over the block
   constexpr int shift0 = 30 - kBits;    // round 0's digit (bits 29..25; nothing above: e <= 1)
-  if (round0) {
+  if constexpr (kRound0) {
+    if (round0) {
 #pragma unroll
-    for (int d = 0; d < kBins; ++d) h[d][threadIdx.x] = 0;
+      for (int d = 0; d < kBins; ++d) h[d][threadIdx.x] = 0;
+    }
   }
   const Keep all;
   int best = INT_MAX, best1 = INT_MAX;
@@ -84,14 +90,18 @@ __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Ge
     const u64 f = Fix(e);
     tot += f;
     if (plain) w += Weight(i, x, m, b.md.inv_t, all);
-    if (round0) {
-      const unsigned key = __float_as_uint(e);
-      if ((key >> (shift0 + kBits)) == 0) h[(key >> shift0) & (kBins - 1)][threadIdx.x] += f;
+    if constexpr (kRound0) {
+      if (round0) {
+        const unsigned key = __float_as_uint(e);
+        if ((key >> (shift0 + kBits)) == 0) h[(key >> shift0) & (kBins - 1)][threadIdx.x] += f;
+      }
     }
   });
-  if (round0) {
-    __syncthreads();
-    WriteHist(h, sc, b.r, b.s, g.S, 0);
+  if constexpr (kRound0) {
+    if (round0) {
+      __syncthreads();
+      WriteHist(h, sc, b.r, b.s, g.S, 0);
+    }
   }
   best = BlockReduce(best, sm.i, MinI());
   best1 = BlockReduce(best1, sm.i, MinI());
@@ -329,6 +339,7 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
     if (md.topk) passes |= kSampleTopK;
     if (md.topp) passes |= kSampleTopP;
     if (md.topk && md.topp) passes |= kSampleTopKP;
+    if (FoldsTopP(md)) passes |= kSampleTopPOnly;
   }
   return passes;
 }
@@ -342,7 +353,10 @@ cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   // Programmatic dependent launch where the step asks for it (few sessions: the launch
   // latency of each short pass overlaps the previous one's tail; kernels/launch.cuh).
   RWKVX_KLAUNCH(MaxKernel, grid, kT, 0, s, p, sc, g);
-  RWKVX_KLAUNCH(StatsKernel, grid, kT, 0, s, p, sc, g);
+  if (p.passes & kSampleTopPOnly)
+    RWKVX_KLAUNCH(StatsKernel<true>, grid, kT, 0, s, p, sc, g);
+  else
+    RWKVX_KLAUNCH(StatsKernel<false>, grid, kT, 0, s, p, sc, g);
   if (p.passes & kSampleTopK) {
     for (int r = 0; r < kRounds; ++r) RWKVX_KLAUNCH(RoundKernel<false>, grid, kT, 0, s, p, sc, g, r);
     RWKVX_KLAUNCH(TieKernel, grid, kT, 0, s, p, sc, g);

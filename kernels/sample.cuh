@@ -40,9 +40,15 @@ struct SampleItem {
 
 // The selection passes a launch runs (SampleParams::passes). A row that needs a pass the
 // launch leaves out is sampled wrongly: take the value from SamplePasses. kSampleTopKP
-// (rows restricted by both; with kSampleTopP) adds top-p's first round, which rows that
-// only top-p restricts take in the sum pass.
-enum SamplePass : unsigned { kSampleTopK = 1u, kSampleTopP = 2u, kSampleTopKP = 4u, kSampleAllPasses = 7u };
+// (rows restricted by both; with kSampleTopP) adds top-p's first round; kSampleTopPOnly
+// (rows top-p restricts and top-k does not) has the sum pass build their first round.
+enum SamplePass : unsigned {
+  kSampleTopK = 1u,
+  kSampleTopP = 2u,
+  kSampleTopKP = 4u,
+  kSampleTopPOnly = 8u,
+  kSampleAllPasses = 15u
+};
 
 struct SampleParams {
   float* logits = nullptr;          // [*, V] float32; adjusted in place
@@ -63,7 +69,7 @@ struct SampleParams {
 size_t SampleScratchBytes(int n, int V);
 // The passes rows of `items` (host memory, [n]) need: kSampleTopK where a row's top-k
 // restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p,
-// kSampleTopKP where both restrict one row.
+// kSampleTopKP where both restrict one row, kSampleTopPOnly where top-p alone does.
 unsigned SamplePasses(const SampleItem* items, int n, int V);
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s);
 
