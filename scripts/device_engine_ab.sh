@@ -13,14 +13,8 @@
 # tree's bench_engine with those flags (AB_RUNS="base new pdl" FLAGS_pdl="--pdl 1"). A trailing
 # "2" marks a repeat (base2 is base again): name flag runs without one (drows, not dr2).
 set -uo pipefail
-FINAL=${OUT:-/tmp/out}
-OUT=$FINAL/r
-mkdir -p "$OUT"
-trap 'tar -C "$FINAL" -czf "$FINAL/results.tgz" r && rm -rf "$OUT"' EXIT
-END=$(( $(date +%s) + ${BUDGET_S:-570} ))
-cap() { local left=$(( END - $(date +%s) - 15 )); [ "$left" -lt 5 ] && left=5; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
-[ -d .gpulibs ] || tar -xJf .gpupack/gpulibs.tar.xz
-export LD_LIBRARY_PATH=$PWD/.gpulibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. "$(dirname "$0")/device_lib.sh"
+device_begin 570 15
 B=.gpulibs
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ "${TESTS:-1}" = 1 ]; then

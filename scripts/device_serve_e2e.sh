@@ -17,17 +17,11 @@
 # the 3.6B shape through the server (256 concurrent short prompts, one stream).
 #   FRACTIONS="0.03" CONC=192 scripts/device_serve_e2e.sh
 set -uo pipefail
-FINAL=${OUT:-/tmp/out}
-OUT=$FINAL/r  # everything goes here, then into one archive (the tool returns at most 8 files)
-mkdir -p "$OUT"
-trap 'tar -C "$FINAL" -czf "$FINAL/results.tgz" r && rm -rf "$OUT"' EXIT
 ROOT=$PWD
-# BUDGET_S (default 570): the whole call's seconds; each stage's timeout is capped by what is
-# left, so the results archive is written before the device tool's limit.
-END=$(( $(date +%s) + ${BUDGET_S:-570} ))
-cap() { local left=$(( END - $(date +%s) - 10 )); [ "$left" -lt 5 ] && left=5; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
-[ -d .gpulibs ] || tar -xJf .gpupack/gpulibs.tar.xz
-export LD_LIBRARY_PATH=$ROOT/.gpulibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# BUDGET_S (default 570): the whole call's seconds; everything goes under $OUT/r, then into
+# one archive (scripts/device_lib.sh).
+. "$(dirname "$0")/device_lib.sh"
+device_begin 570 10
 BIN=${SERVE_BIN:-$ROOT/.gpulibs/rwkvx}  # SERVE_BIN: another carried build of rwkvx
 VOCAB=$ROOT/.gpulibs/rwkv_vocab_v20230424.txt
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"

@@ -17,15 +17,9 @@
 # carry [".gpupack", ".whl", ".venv/oracle/0.1"] and this script. Results: $OUT/results.tgz
 # (engine/, package/, serve/, targets.md); STAGES="engine package serve" to pick.
 set -uo pipefail
-FINAL=${OUT:-/tmp/out}
-OUT=$FINAL/r
+. "$(dirname "$0")/device_lib.sh"
+device_begin 560 15
 mkdir -p "$OUT/engine"
-trap 'tar -C "$FINAL" -czf "$FINAL/results.tgz" r && rm -rf "$OUT"' EXIT
-END=$(( $(date +%s) + ${BUDGET_S:-560} ))
-left() { echo $(( END - $(date +%s) - 15 )); }
-cap() { local l; l=$(left); [ "$l" -lt 5 ] && l=5; [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
-[ -d .gpulibs ] || tar -xJf .gpupack/gpulibs.tar.xz
-export LD_LIBRARY_PATH=$PWD/.gpulibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 B=.gpulibs/bench_engine
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 stages=${STAGES:-engine package serve}
