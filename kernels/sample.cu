@@ -17,7 +17,7 @@
 //   Draw    the block whose chunk holds the draw walks it in id order; one block per row
 //           writes (token, logprob). For top-p-only rows it first takes the cutoff from the
 //           last round's histograms and each chunk's weight sum from that round's bins
-// A top-p-only row (the server's usual top-p request) thus takes Max, Stats, rounds 1..5
+// A top-p-only row (a request with top-p and no top-k) thus takes Max, Stats, rounds 1..5
 // and Draw: 8 launches, not 10.
 // Every cross-block quantity is an integer or a maximum, so the split changes no bit.
 #include "kernels/sample.cuh"
