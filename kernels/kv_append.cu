@@ -45,6 +45,22 @@ __global__ void ChunkSumUpdateKernel(KvAppendParams p) {
   const int n = end - begin;
   float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
   int r = 0;
+  // Rows 32 at a time: the 32 loads issued together, then added in the 4-row loop's order
+  // (s0..s3 take rows r mod 4, in row order): the same bits, 32 loads in flight a thread
+  // instead of the compiler's ~16 (ncu: 52 us a call for 1024 rows of the 0.2B with 6
+  // blocks, each thread waiting on ~64 memory round trips).
+  for (; r + 31 < n; r += 32) {
+    float v[32];
+#pragma unroll
+    for (int u = 0; u < 32; ++u) v[u] = k[static_cast<size_t>(r + u) * p.C];
+#pragma unroll
+    for (int u = 0; u < 32; u += 4) {
+      s0 += v[u];
+      s1 += v[u + 1];
+      s2 += v[u + 2];
+      s3 += v[u + 3];
+    }
+  }
   for (; r + 3 < n; r += 4) {
     s0 += k[static_cast<size_t>(r) * p.C];
     s1 += k[static_cast<size_t>(r + 1) * p.C];
