@@ -223,6 +223,10 @@ struct CudaBackendOptions {
   // Long prefills of few sessions use the chunked wkv7 recurrence (false: always the
   // sequential kernel). docs/CUDA.md.
   bool wkv_chunked = true;
+  // The chunked recurrence's first pass as 64 x 64 matrix products on tensor cores (3xTF32,
+  // kernels/wkv7_chunked.cuh, Wkv7ChunkedParams::matrix_pass_a; sm_90's shared memory, else
+  // ignored) instead of two runs of the token loop a chunk. docs/CUDA.md: measured.
+  bool wkv_matrix = false;
   // Rows from which an item takes the chunked recurrence; shorter items run the sequential
   // kernel, which is as fast or faster for them (docs/CUDA.md: measured on the H200).
   int wkv_chunked_min_len = 256;

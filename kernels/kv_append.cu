@@ -29,48 +29,47 @@ __global__ void KvAppendKernel(KvAppendParams p) {
   }
 }
 
-// grid (items, max_chunks_touched, ceil(C/128)).
+// grid (items, max_chunks_touched, ceil(C/32)), 128 threads: lane = column, warp j = the
+// partial sum s_j of the rows j mod 4 (relative to the item's first new row in the chunk),
+// in row order; s_0 then also takes the last n mod 4 rows, in order. Warp 0 writes
+// base + ((s0 + s1) + (s2 + s3)): every sum in the order a single thread's 4-way unrolled
+// loop adds them (deterministic; decode's one-row form in KvAppendKernel is its n = 1 case).
+// Four warps a 32-column slice (rather than one thread a column walking all rows) keep 4x
+// the loads in flight: a 0.2B 1K prefill had 6 blocks on 132 SMs.
 __global__ void ChunkSumUpdateKernel(KvAppendParams p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
+  __shared__ float part[4][32];
   const AttnItem& it = p.items[blockIdx.x];
-  const int col = blockIdx.z * blockDim.x + threadIdx.x;
-  if (col >= p.C || it.len == 0) return;
+  const int lane = threadIdx.x & 31, j = threadIdx.x >> 5;
+  const int col = blockIdx.z * 32 + lane;
+  if (it.len == 0) return;  // uniform over the block
   const int B = p.chunk;
   const int c = it.ct / B + blockIdx.y;
   const int begin = max(it.ct, c * B), end = min(it.ct + it.len, (c + 1) * B);
-  if (begin >= end) return;
-  // Four independent partial sums keep several loads in flight (fixed order: deterministic).
-  const float* k = p.k + static_cast<size_t>(it.row0 + (begin - it.ct)) * p.C + col;  // step row of `begin`
-  const int n = end - begin;
-  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-  int r = 0;
-  // Rows 32 at a time: the 32 loads issued together, then added in the 4-row loop's order
-  // (s0..s3 take rows r mod 4, in row order): the same bits, 32 loads in flight a thread
-  // instead of the compiler's ~16 (ncu: 52 us a call for 1024 rows of the 0.2B with 6
-  // blocks, each thread waiting on ~64 memory round trips).
-  for (; r + 31 < n; r += 32) {
-    float v[32];
+  if (begin >= end) return;  // uniform over the block
+  const int n = end - begin, n4 = n & ~3;
+  float s = 0.f;
+  if (col < p.C) {
+    const float* k = p.k + static_cast<size_t>(it.row0 + (begin - it.ct)) * p.C + col;  // step row of `begin`
+    int r = j;
+    for (; r + 4 * 31 < n4; r += 4 * 32) {  // 32 rows issued together, then added in order
+      float v[32];
 #pragma unroll
-    for (int u = 0; u < 32; ++u) v[u] = k[static_cast<size_t>(r + u) * p.C];
+      for (int u = 0; u < 32; ++u) v[u] = k[static_cast<size_t>(r + 4 * u) * p.C];
 #pragma unroll
-    for (int u = 0; u < 32; u += 4) {
-      s0 += v[u];
-      s1 += v[u + 1];
-      s2 += v[u + 2];
-      s3 += v[u + 3];
+      for (int u = 0; u < 32; ++u) s += v[u];
     }
+    for (; r < n4; r += 4) s += k[static_cast<size_t>(r) * p.C];
+    if (j == 0)
+      for (r = n4; r < n; ++r) s += k[static_cast<size_t>(r) * p.C];
   }
-  for (; r + 3 < n; r += 4) {
-    s0 += k[static_cast<size_t>(r) * p.C];
-    s1 += k[static_cast<size_t>(r + 1) * p.C];
-    s2 += k[static_cast<size_t>(r + 2) * p.C];
-    s3 += k[static_cast<size_t>(r + 3) * p.C];
-  }
-  for (; r < n; ++r) s0 += k[static_cast<size_t>(r) * p.C];
+  part[j][lane] = s;
+  __syncthreads();
+  if (j != 0 || col >= p.C) return;
   float* sum = it.sums.Row(c, p.C) + col;
   const float base = c * B < it.ct ? *sum : 0.f;
-  *sum = base + ((s0 + s1) + (s2 + s3));
+  *sum = base + ((part[0][lane] + part[1][lane]) + (part[2][lane] + part[3][lane]));
 }
 
 __global__ void ChunkSumsKernel(ChunkSumsParams p) {
@@ -91,7 +90,7 @@ cudaError_t LaunchKvAppend(const KvAppendParams& p, cudaStream_t s) {
   if (p.one_row_items && p.rows != p.n_items) return cudaErrorInvalidValue;
   RWKVX_KLAUNCH(KvAppendKernel, p.rows, 256, 0, s, p);
   if (!p.one_row_items)
-    RWKVX_KLAUNCH(ChunkSumUpdateKernel, dim3(p.n_items, p.max_chunks_touched, CeilDiv(p.C, 128)), 128, 0, s, p);
+    RWKVX_KLAUNCH(ChunkSumUpdateKernel, dim3(p.n_items, p.max_chunks_touched, CeilDiv(p.C, 32)), 128, 0, s, p);
   return cudaGetLastError();
 }
 

@@ -33,14 +33,14 @@ for v in ${VARIANT_TESTS:-}; do
 done
 # PROFILE_PREFILL="3.6b:1024 0.2b:4096" (or bare T on PROFILE_SHAPE, default 3.6b): ncu
 # per-kernel times of one prefill call of T tokens (one session, graphs off), this tree's
-# bench_engine.
+# bench_engine (PROFILE_FLAGS: extra bench_engine flags for the profiles, e.g. "--wkv-matrix 1").
 for spec in ${PROFILE_PREFILL:-}; do
   shp=${PROFILE_SHAPE:-3.6b}; pt=$spec
   case "$spec" in *:*) shp=${spec%%:*}; pt=${spec#*:} ;; esac
   if command -v ncu >/dev/null; then
     RWKVX_PROFILE_PREFILL=$pt timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu --profile-from-start off --cache-control none \
       --clock-control none --print-summary per-kernel --metrics gpu__time_duration.sum,dram__bytes_read.sum \
-      "$B/bench_engine" --shape "$shp" --cuda-graphs 0 >"$OUT/ncu_prefill_${shp}_$pt.txt" 2>&1
+      "$B/bench_engine" --shape "$shp" --cuda-graphs 0 ${PROFILE_FLAGS:-} >"$OUT/ncu_prefill_${shp}_$pt.txt" 2>&1
     echo "ncu prefill $shp T=$pt rc=$?"
     python3 scripts/ncu_summary.py "$OUT/ncu_prefill_${shp}_$pt.txt" | tee "$OUT/ncu_prefill_${shp}_${pt}_summary.txt" | head -25
   fi
@@ -52,7 +52,7 @@ for spec in ${PROFILE_BATCH:-}; do
   if command -v ncu >/dev/null; then
     RWKVX_PROFILE_BATCH=$pb RWKVX_PROFILE_DECODE=${PROFILE_CTX:-1024} timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu \
       --profile-from-start off --cache-control none --clock-control none --print-summary per-kernel \
-      --metrics gpu__time_duration.sum,dram__bytes_read.sum "$B/bench_engine" --shape "$shp" --cuda-graphs 0 \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum "$B/bench_engine" --shape "$shp" --cuda-graphs 0 ${PROFILE_FLAGS:-} \
       >"$OUT/ncu_batch_${shp}_$pb.txt" 2>&1
     echo "ncu decode $shp B=$pb rc=$?"
     python3 scripts/ncu_summary.py "$OUT/ncu_batch_${shp}_$pb.txt" | tee "$OUT/ncu_batch_${shp}_${pb}_summary.txt" | head -25

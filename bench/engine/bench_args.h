@@ -47,6 +47,8 @@ constexpr const char* kUsage =
     "  --wkv-chunked-min N  rows from which an item takes the chunked wkv7 (wkv_chunked_min_len)\n"
     "  --wkv-rows 1|2|4    state rows a thread of the sequential wkv7 kernel and the chunked token pass\n"
     "                    (CudaBackendOptions::wkv_rows, default 2)\n"
+    "  --wkv-matrix 0|1    the chunked wkv7's first pass as tensor-core matrix products\n"
+    "                    (CudaBackendOptions::wkv_matrix)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
@@ -67,6 +69,7 @@ struct Args {
   bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false, fold_ln = false;
   int wkv_chunked_min = -1;  // -1: the backend's default
   int wkv_rows = -1;  // -1: the backend's default
+  int wkv_matrix = -1;  // -1: the backend's default
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -103,6 +106,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
       a->weights = v;
     else if (k == "--wkv-chunked-min") a->wkv_chunked_min = std::atoi(v);
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
+    else if (k == "--wkv-matrix") a->wkv_matrix = std::atoi(v);
     else if (k == "--hbm-tbps") a->hbm_tbps = std::atof(v);
     else if (k == "--json") a->json = v;
     else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
@@ -123,6 +127,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   o.fold_layernorm = a.fold_ln;
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   if (a.wkv_rows > 0) o.wkv_rows = a.wkv_rows;
+  if (a.wkv_matrix >= 0) o.wkv_matrix = a.wkv_matrix != 0;
   return o;
 }
 

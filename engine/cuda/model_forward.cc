@@ -183,6 +183,7 @@ absl::Status CudaBackend::TimeMixKernels(const kernels::Rwkv7PrepParams& pp, con
     cp.seg_chunks = std::max<int>(
         1, kWkvScratchBytes / sizeof(float) / (static_cast<size_t>(base.items) * H_ * kernels::kWkv7ChunkFloats));
     cp.sm_count = sm_count_;
+    cp.matrix_pass_a = opts_.wkv_matrix;
     return kernels::LaunchWkv7Chunked(cp, stream_);
   };
   if (step_.wkv_long > 0) {  // long items chunked, the rest sequential (step_plan.h)

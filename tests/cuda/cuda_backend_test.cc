@@ -33,8 +33,8 @@ TEST(CudaBackend, ReportsUnavailableWithoutGpu) {
 
 // Prefills of >= 256 tokens (CudaBackendOptions::wkv_chunked_min_len) take the chunked wkv7
 // (kernels/wkv7_chunked.cuh); the same script with wkv_chunked = false takes the sequential
-// kernel, and with wkv_chunked_min_len = 64 the 130-token prompt is chunked too. All
-// against the CPU.
+// kernel, and with wkv_chunked_min_len = 64 the 130-token prompt is chunked too; with
+// wkv_matrix the chunked form's first pass runs as matrix products. All against the CPU.
 TEST(CudaBackend, LongPrefillParity) {
   SKIP_WITHOUT_GPU();
   auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 41, "t");
@@ -45,6 +45,10 @@ TEST(CudaBackend, LongPrefillParity) {
   CudaBackendOptions low = GpuOptions();
   low.wkv_chunked_min_len = 64;
   RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, chunked from 64 rows", false, low);
+  CudaBackendOptions matrix = GpuOptions();  // pass A as tensor-core matrix products (sm_90)
+  matrix.wkv_matrix = true;
+  RunParity(m, {Tokens(300, 1024, 11), Tokens(130, 1024, 12)}, 16, "long prefill, chunked wkv7, matrix pass A", false,
+            matrix);
 }
 
 // Decode steps replayed from CUDA graphs give the same logits, bit for bit, as the same

@@ -33,7 +33,7 @@ namespace {
 // seg_chunks 0: the sequential kernel (rows_per_thread state rows a thread); else the
 // chunked one with that segment size. *bits (if given) gets y and the final states.
 void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed, int rows_per_thread = 1,
-               std::vector<float>* bits = nullptr) {
+               std::vector<float>* bits = nullptr, bool matrix_pass_a = true) {
   std::mt19937 g(seed);
   const int H = 2, C = 128, N = 64;
   std::vector<int> row0;
@@ -75,6 +75,7 @@ void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed, int 
     cp.base = p;
     cp.max_len = *std::max_element(lens.begin(), lens.end());
     cp.seg_chunks = seg_chunks;
+    cp.matrix_pass_a = matrix_pass_a;
     cp.scratch = Dev(std::vector<float>(kernels::Wkv7ChunkedScratchFloats(items, seg_chunks, H), NAN));
     CK(kernels::LaunchWkv7Chunked(cp, 0));
   }
@@ -103,8 +104,10 @@ void CheckWkv7(const std::vector<int>& lens, int seg_chunks, uint32_t seed, int 
         for (int j = 0; j < N; ++j)
           worst = std::max(worst, std::abs(s[i * N + j] - st[j * N + i]) / (1 + std::abs(s[i * N + j])));
     }
-  EXPECT_LT(worst, 1e-4) << "seg_chunks " << seg_chunks << " rows_per_thread " << rows_per_thread;  // NaN fails too
-  std::printf("[wkv7 %s, %d row(s) a thread] lens", seg_chunks ? "chunked" : "sequential", rows_per_thread);
+  EXPECT_LT(worst, 1e-4) << "seg_chunks " << seg_chunks << " rows_per_thread " << rows_per_thread
+                         << " matrix pass A " << matrix_pass_a;  // NaN fails too
+  std::printf("[wkv7 %s, %d row(s) a thread] lens", !seg_chunks ? "sequential" : matrix_pass_a ? "chunked, matrix pass A" : "chunked",
+              rows_per_thread);
   for (int l : lens) std::printf(" %d", l);
   std::printf("  worst rel err vs float64 %.3e\n", worst);
   if (bits) *bits = std::move(out);
@@ -133,9 +136,9 @@ TEST(CudaKernels, Wkv7RowsPerThreadSameBits) {
   // The chunked form's token pass likewise (two segments, a partial last chunk).
   {
     std::vector<float> one, more;
-    CheckWkv7({300, 40}, 2, 12, 1, &one);
+    CheckWkv7({300, 40}, 2, 12, 1, &one, /*matrix_pass_a=*/false);
     for (int rows : {2, 4}) {
-      CheckWkv7({300, 40}, 2, 12, rows, &more);
+      CheckWkv7({300, 40}, 2, 12, rows, &more, /*matrix_pass_a=*/false);
       ASSERT_EQ(more.size(), one.size());
       EXPECT_EQ(0, std::memcmp(more.data(), one.data(), one.size() * sizeof(float))) << rows << " rows, chunked";
     }
@@ -151,10 +154,12 @@ TEST(CudaKernels, Wkv7RowsPerThreadSameBits) {
 // shorter than a chunk), several segments (seg_chunks 1 and 2) and one segment.
 TEST(CudaKernels, Wkv7ChunkedMatchesRecurrence) {
   SKIP_WITHOUT_GPU();
-  CheckWkv7({300}, 3, 3);
-  CheckWkv7({1, 7, 33, 100, 257}, 2, 4);
-  CheckWkv7({64, 31}, 1, 5);
-  CheckWkv7({500, 129}, 64, 6);
+  for (bool matrix : {true, false}) {  // pass A as matrix products (where it fits) and as the token loop
+    CheckWkv7({300}, 3, 3, 1, nullptr, matrix);
+    CheckWkv7({1, 7, 33, 100, 257}, 2, 4, 1, nullptr, matrix);
+    CheckWkv7({64, 31}, 1, 5, 1, nullptr, matrix);
+    CheckWkv7({500, 129}, 64, 6, 1, nullptr, matrix);
+  }
 }
 
 // Naive attention over fp16-rounded keys/values.

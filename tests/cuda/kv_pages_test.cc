@@ -69,7 +69,8 @@ TEST(CudaKvPages, PoolCountsSharesAndReleases) {
 
 // Item 0 has 100 cached rows and appends 60 (into page 0, then page 1); item 1 starts
 // empty and appends 200 (two pages). Chunk size 16, and 1 (then the chunk sums span two
-// sum pages). K/V rows and every chunk sum are checked against the host.
+// sum pages), and 256 (one chunk: 200 new rows in one sum). K/V rows and every chunk sum are
+// checked against the host, the sums to the bit in the kernels' order.
 void CheckAppend(int B) {
   std::mt19937 g(B);
   std::uniform_real_distribution<float> d(-1, 1);
@@ -155,6 +156,20 @@ void CheckAppend(int B) {
         double want = 0;
         for (int r = ch * B; r < std::min(n, (ch + 1) * B); ++r) want += key(r, c);
         ASSERT_NEAR(row[c], want, 1e-4) << "B " << B << " item " << i << " chunk " << ch << " col " << c;
+        // The exact bits, in the kernels' order: ChunkSumsKernel's running sum of the cached
+        // rows, then ChunkSumUpdateKernel's base + ((s0 + s1) + (s2 + s3)) over the new rows
+        // (s_j: rows j mod 4 from the chunk's first new row; s0 also the last n mod 4).
+        const int lo = ch * B, hi = std::min(n, (ch + 1) * B), begin = std::max(it.ct, lo);
+        float exact = 0.f;
+        for (int r = lo; r < std::min(it.ct, hi); ++r) exact += static_cast<float>(key(r, c));
+        if (begin < hi) {
+          float part[4] = {0.f, 0.f, 0.f, 0.f};
+          const int m = hi - begin, m4 = m & ~3;
+          for (int q = 0; q < m4; ++q) part[q % 4] += static_cast<float>(key(begin + q, c));
+          for (int q = m4; q < m; ++q) part[0] += static_cast<float>(key(begin + q, c));
+          exact = exact + ((part[0] + part[1]) + (part[2] + part[3]));
+        }
+        ASSERT_EQ(row[c], exact) << "B " << B << " item " << i << " chunk " << ch << " col " << c;
       }
     }
   }
@@ -164,6 +179,7 @@ TEST(CudaKvPages, AppendAndChunkSumsThroughPages) {
   SKIP_WITHOUT_GPU();
   CheckAppend(16);
   CheckAppend(1);
+  CheckAppend(256);  // 200 new rows in one chunk: ChunkSumUpdateKernel's 32-row batches
 }
 
 // A pure decode step (one row per item, KvAppendParams::one_row_items) appends and folds
