@@ -6,7 +6,8 @@ namespace rwkvx::kernels {
 namespace {
 constexpr int kWarps = 4;
 constexpr int kGroups = 4;  // rows a warp reads at once: 8 lanes per row, 8 dims (16 bytes) a lane
-constexpr int kUnroll = 2;  // rows per lane group loaded before the first is used
+constexpr int kUnroll = 4;  // rows per lane group loaded before the first is used (2 until session 22;
+                            // each group walks the same rows in the same order either way: the same bits)
 
 __device__ __forceinline__ int ItemKeys(const AttnItem& it, int chunk, int nsel, int* tail0) {
   *tail0 = it.sparse ? (it.ct / chunk) * chunk : 0;
