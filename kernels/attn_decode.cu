@@ -6,8 +6,11 @@ namespace rwkvx::kernels {
 namespace {
 constexpr int kWarps = 4;
 constexpr int kGroups = 4;  // rows a warp reads at once: 8 lanes per row, 8 dims (16 bytes) a lane
-constexpr int kUnroll = 4;  // rows per lane group loaded before the first is used (2 until session 22;
-                            // each group walks the same rows in the same order either way: the same bits)
+// Rows per lane group loaded before the first is used: 4 (2 until session 22: 0.965x the time
+// of a 0.2B token at 32K context with chunk_select's rewrite; 8 for steps of <= 4 items
+// measured 0.97-1.02x, within the runs' spread, not kept). Each lane group walks the same
+// rows in the same order whatever this is: the same bits.
+constexpr int kUnroll = 4;
 
 __device__ __forceinline__ int ItemKeys(const AttnItem& it, int chunk, int nsel, int* tail0) {
   *tail0 = it.sparse ? (it.ct / chunk) * chunk : 0;
@@ -25,21 +28,35 @@ __device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
 }
 
 // The merge of one (item, head)'s slices in slice order, by threads 0..63 (one output
-// dimension each). `other_blocks`: the slices were written by other blocks of the running
-// grid, so they are read past this SM's L1.
+// dimension each; two whole warps). `other_blocks`: the slices were written by other blocks
+// of the running grid, so they are read past this SM's L1. Lane s of each warp loads slice
+// s's max and sum (and s + 32's) in one round; the sum over slices then takes them from that
+// lane by shuffle and issues its loads of the slices' outputs 8 at a time. The same
+// operations in the same order as the loop over slices it replaced in session 22 (the same
+// bits), which waited on two loads a slice one slice after another.
 __device__ __forceinline__ void Combine(const AttnDecodeParams& p, int h, int item, const AttnItem& it,
                                         int splits, bool other_blocks) {
   const float* part = p.part + (static_cast<size_t>(item) * p.H + h) * p.splits * 66;
   auto ld = [&](int i) { return other_blocks ? __ldcg(part + i) : part[i]; };
-  float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, ld(s * 66));
+  const int lane = threadIdx.x & 31;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // splits <= 64
+  if (lane < splits) { m0 = ld(lane * 66); l0 = ld(lane * 66 + 1); }
+  if (lane + 32 < splits) { m1 = ld((lane + 32) * 66); l1 = ld((lane + 32) * 66 + 1); }
+  float M = fmaxf(m0, m1);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+  const float f0 = expf(m0 - M), f1 = expf(m1 - M);
   float L = 0.f, A = 0.f;
+#pragma unroll 8
   for (int s = 0; s < splits; ++s) {
-    const float ms = ld(s * 66);
+    const int src = s & 31;
+    const float ms = __shfl_sync(0xffffffffu, s < 32 ? m0 : m1, src);
+    const float f = __shfl_sync(0xffffffffu, s < 32 ? f0 : f1, src);
+    const float ls = __shfl_sync(0xffffffffu, s < 32 ? l0 : l1, src);
+    const float a = ld(s * 66 + 2 + threadIdx.x);
     if (ms == -INFINITY) continue;
-    const float f = expf(ms - M);
-    L += ld(s * 66 + 1) * f;
-    A += ld(s * 66 + 2 + threadIdx.x) * f;
+    L += ls * f;
+    A += a * f;
   }
   StoreHalf(p.out, static_cast<size_t>(it.row0) * p.C + h * 64 + threadIdx.x, A / L, p.bf16);
 }
