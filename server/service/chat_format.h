@@ -19,7 +19,7 @@ struct ChatToolCall {
 struct ChatMessage {
   std::string role;     // system | developer | user | assistant | tool
   std::string content;
-  std::vector<ChatToolCall> tool_calls;  // assistant messages only
+  std::vector<ChatToolCall> tool_calls = {};  // assistant messages only (= {}: aggregate inits may leave it out)
 };
 
 // How a tool call is written in the conversation, by the model and in the history:
