@@ -33,7 +33,8 @@ __device__ __forceinline__ void Unpack8(const uint4& raw, float* f) {
 // s's max and sum (and s + 32's) in one round; the sum over slices then takes them from that
 // lane by shuffle and issues its loads of the slices' outputs 8 at a time. The same
 // operations in the same order as the loop over slices it replaced in session 22 (the same
-// bits), which waited on two loads a slice one slice after another.
+// bits by construction; not compared against the old kernel), which waited on two loads a
+// slice one slice after another.
 __device__ __forceinline__ void Combine(const AttnDecodeParams& p, int h, int item, const AttnItem& it,
                                         int splits, bool other_blocks) {
   const float* part = p.part + (static_cast<size_t>(item) * p.H + h) * p.splits * 66;

@@ -101,9 +101,9 @@ __device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], u
 // 256 threads: warp w computes rows 16 (w / 2) + [0, 16), columns 32 (w % 2) + [0, 32) (four
 // 16 x 8 tiles) and hands each value to out(m, n, value). Reads only: call between barriers.
 // Each k step issues one term over the four tiles before the next term, so that an mma
-// waits on the one four back, not on the one before. The k loop is not unrolled: sixteen
-// products unrolled are ~10K instructions, and the warps stalled on instruction fetch (ncu,
-// session 22 call 3: half of all stall cycles).
+// waits on the one four back, not on the one before. The k loop is not unrolled: with the
+// sixteen products unrolled (an estimated ~10K instructions) the warps stalled on
+// instruction fetch (ncu, session 22 call 3: half of all stall cycles).
 template <bool kTA, bool kTB, class Out>
 __device__ __forceinline__ void Mm64(const float* a, const float* b, Out out) {
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;

@@ -1,0 +1,193 @@
+// CUDA backend: ways of running the same step that must give the same bits (CUDA graphs
+// against eager launches, programmatic dependent launch against plain launches, the fused
+// decode kernel against its three kernels) and padded decode buckets. Split from
+// cuda_backend_test.cc (parity with the CPU). Every test skips where no GPU is usable.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/model.h"
+
+#include "tests/cuda/cuda_parity_util.h"
+#include "tests/cuda/cuda_test_util.h"
+
+namespace rwkvx {
+namespace {
+
+// Decode steps replayed from CUDA graphs give the same logits, bit for bit, as the same
+// steps run eagerly (CudaBackendOptions::cuda_graphs = false): the same kernels with the
+// same arguments. One and two sessions (steps of <= 4 rows take the GEMV path, no cuBLAS
+// heuristics), sparse decode across a growing chunk count (new graph keys on the way).
+TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(47);
+  GraphsAndEager both(m);
+  ASSERT_TRUE(both.ok());
+  Backend* graphs = both.graphs.get();
+  Backend* eager = both.eager.get();
+  const SessionId g1 = *graphs->CreateSession(), g2 = *graphs->CreateSession();
+  const SessionId e1 = *eager->CreateSession(), e2 = *eager->CreateSession();
+  std::vector<float> lg, le;
+  ASSERT_TRUE(graphs->Step({{g1, Tokens(60, 1024, 21), false}, {g2, Tokens(250, 1024, 22), false}}, &lg).ok());
+  ASSERT_TRUE(eager->Step({{e1, Tokens(60, 1024, 21), false}, {e2, Tokens(250, 1024, 22), false}}, &le).ok());
+  int32_t t1 = 1, t2 = 2;
+  for (int i = 0; i < 40; ++i) {
+    // Alternate one-session and two-session steps so both graph shapes replay.
+    if (i % 3 == 0) {
+      ASSERT_TRUE(graphs->Step({{g1, {t1}, true}}, &lg).ok());
+      ASSERT_TRUE(eager->Step({{e1, {t1}, true}}, &le).ok());
+      ASSERT_EQ(lg, le) << "one-session step " << i;
+      t1 = Argmax(lg.data(), 1024);
+    } else {
+      ASSERT_TRUE(graphs->Step({{g1, {t1}, true}, {g2, {t2}, true}}, &lg).ok());
+      ASSERT_TRUE(eager->Step({{e1, {t1}, true}, {e2, {t2}, true}}, &le).ok());
+      ASSERT_EQ(lg, le) << "two-session step " << i;
+      t1 = Argmax(lg.data(), 1024);
+      t2 = Argmax(lg.data() + 1024, 1024);
+    }
+  }
+  EXPECT_EQ(graphs->SessionKvTokens(g2), eager->SessionKvTokens(e2));
+}
+
+// Programmatic dependent launch (CudaBackendOptions::pdl) lets a kernel start while the
+// previous one finishes; every kernel waits for it before touching memory, so the results
+// are the same bits as with ordinary launches. Prefill, then decode steps of 2 and of 4
+// sessions (the backend uses PDL for steps of up to 4), graphs and eager.
+TEST(CudaBackend, PdlStepsEqualPlainSteps) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(53);
+  auto run = [&](bool pdl, bool graphs) {
+    CudaBackendOptions o = GpuOptions();
+    o.pdl = pdl;
+    o.cuda_graphs = graphs;
+    auto b = Gpu(m, o);  // each step sets the process-wide PDL switch from its backend
+    std::vector<float> out, l;
+    if (!b) return out;
+    std::vector<SessionId> ids;
+    std::vector<StepInput> pre;
+    for (int i = 0; i < 4; ++i) {
+      ids.push_back(*b->CreateSession());
+      pre.push_back({ids.back(), Tokens(40 + 13 * i, 1024, 300 + i), false});
+    }
+    EXPECT_TRUE(b->Step(pre, &l).ok());
+    std::vector<int32_t> tok(4, 1);
+    for (int s = 0; s < 12; ++s) {
+      const int n = s % 2 ? 4 : 2;
+      std::vector<StepInput> in;
+      for (int i = 0; i < n; ++i) in.push_back({ids[i], {tok[i]}, true});
+      EXPECT_TRUE(b->Step(in, &l).ok());
+      for (int i = 0; i < n; ++i) tok[i] = Argmax(l.data() + static_cast<size_t>(i) * 1024, 1024);
+      out.insert(out.end(), l.begin(), l.end());
+    }
+    return out;
+  };
+  for (bool graphs : {true, false}) {
+    const std::vector<float> with = run(true, graphs), without = run(false, graphs);
+    ASSERT_FALSE(with.empty());
+    EXPECT_TRUE(with == without) << (graphs ? "graphs" : "eager");
+    std::printf("[pdl] %s: %zu logits, %s\n", graphs ? "graphs" : "eager", with.size(),
+                with == without ? "identical" : "DIFFERENT");
+  }
+}
+
+// Pure decode steps run each RWKV block's prep, recurrence and output norm as one kernel
+// (CudaBackendOptions::fused_decode, kernels/wkv7.cuh Wkv7DecodeKernel). It runs the same
+// arithmetic as the three kernels, so logits are the same bits: decode steps of 1, 3 and
+// 37 sessions (a padded bucket), graphs and eager, fp16 and bf16 weights; the prompts
+// (prefill steps) and a mixed step go through the three kernels in both runs.
+TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(59);
+  auto run = [&](bool fused, bool graphs, bool bf16, bool prefetch = false, int wkv_rows = 1) {
+    CudaBackendOptions o = GpuOptions();
+    o.fused_decode = fused;
+    o.decode_prefetch = prefetch;
+    o.wkv_rows = wkv_rows;  // state rows a thread of the unfused wkv7 (the same bits)
+    o.cuda_graphs = graphs;
+    o.bf16 = bf16;
+    auto b = Gpu(m, o);
+    std::vector<float> out, l;
+    if (!b) return out;
+    std::vector<SessionId> ids;
+    std::vector<StepInput> pre;
+    for (int i = 0; i < 37; ++i) {
+      ids.push_back(*b->CreateSession());
+      pre.push_back({ids.back(), Tokens(5 + 7 * (i % 5), 1024, 400 + i), false});
+    }
+    EXPECT_TRUE(b->Step(pre, &l).ok());
+    std::vector<int32_t> tok(37, 1);
+    for (int st = 0; st < 9; ++st) {
+      const int n = st % 3 == 0 ? 1 : st % 3 == 1 ? 3 : 37;
+      std::vector<StepInput> in;
+      for (int i = 0; i < n; ++i) in.push_back({ids[i], {tok[i]}, true});
+      if (st == 4) in.push_back({ids[36], Tokens(6, 1024, 900), true});  // a mixed step: three decodes and a prompt chunk
+      EXPECT_TRUE(b->Step(in, &l).ok());
+      for (int i = 0; i < n; ++i) tok[i] = Argmax(l.data() + static_cast<size_t>(i) * 1024, 1024);
+      out.insert(out.end(), l.begin(), l.end());
+    }
+    return out;
+  };
+  for (bool bf16 : {false, true})
+    for (bool graphs : {true, false}) {
+      const std::vector<float> fused = run(true, graphs, bf16), three = run(false, graphs, bf16);
+      ASSERT_FALSE(fused.empty());
+      EXPECT_TRUE(fused == three) << (graphs ? "graphs" : "eager") << (bf16 ? " bf16" : " fp16");
+      std::printf("[fused decode] %s %s: %zu logits, %s\n", graphs ? "graphs" : "eager", bf16 ? "bf16" : "fp16",
+                  fused.size(), fused == three ? "identical" : "DIFFERENT");
+      // The kernel that loads the post's inputs early (CudaBackendOptions::decode_prefetch).
+      EXPECT_TRUE(run(true, graphs, bf16, /*prefetch=*/true) == three) << "prefetch " << (graphs ? "graphs" : "eager");
+      for (int rows : {2, 4})  // the three kernels with 2 and 4 state rows a thread in wkv7 (wkv_rows)
+        EXPECT_TRUE(run(false, graphs, bf16, false, rows) == three) << rows << " rows " << (graphs ? "graphs" : "eager");
+    }
+}
+
+// Decode steps replayed from graphs are padded to a bucket (37 and 39 sessions both run as
+// 40 rows): an item's logits do not depend on how many real items share its bucket, and
+// stay within the GEMM-order bound of the unpadded eager step.
+TEST(CudaBackend, PaddedDecodeBuckets) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(61);
+  GraphsAndEager both(m);
+  ASSERT_TRUE(both.ok());
+  Backend* graphs = both.graphs.get();
+  Backend* eager = both.eager.get();
+  std::vector<StepInput> pre_g, pre_e;
+  for (int i = 0; i < 39; ++i) {
+    pre_g.push_back({*graphs->CreateSession(), Tokens(30, 1024, 100 + i), false});
+    pre_e.push_back({*eager->CreateSession(), Tokens(30, 1024, 100 + i), false});
+  }
+  std::vector<float> l;
+  ASSERT_TRUE(graphs->Step(pre_g, &l).ok());
+  ASSERT_TRUE(eager->Step(pre_e, &l).ok());
+  std::vector<SessionId> forks;
+  for (const StepInput& in : pre_g) forks.push_back(*graphs->ForkSession(in.session));
+  for (int s = 0; s < 3; ++s) {
+    std::vector<StepInput> a, b, e;
+    for (int i = 0; i < 39; ++i) {
+      const int32_t t = 7 * i + s;
+      if (i < 37) a.push_back({pre_g[i].session, {t}, true});
+      if (i < 37) e.push_back({pre_e[i].session, {t}, true});
+      b.push_back({forks[i], {t}, true});
+    }
+    std::vector<float> la, lb, le;
+    ASSERT_TRUE(graphs->Step(a, &la).ok());
+    ASSERT_TRUE(graphs->Step(b, &lb).ok());
+    ASSERT_TRUE(eager->Step(e, &le).ok());
+    ASSERT_EQ(la.size(), 37u * 1024);
+    ASSERT_EQ(lb.size(), 39u * 1024);
+    EXPECT_TRUE(std::equal(la.begin(), la.end(), lb.begin())) << "step " << s;
+    const Cmp c = Compare(la, le);
+    EXPECT_LE(c.rel_l2, 2e-3) << "step " << s;
+    std::printf("[padded decode step %d] 37 vs 39 items in bucket 40: %s; vs eager unpadded rel-L2 %.2e\n", s,
+                std::equal(la.begin(), la.end(), lb.begin()) ? "identical" : "DIFFERENT", c.rel_l2);
+  }
+}
+
+}  // namespace
+}  // namespace rwkvx
