@@ -263,6 +263,10 @@ struct CudaBackendOptions {
   // skinny_mma and wkv_chunked are ignored. Experimental; its tests
   // (tests/cuda/batch_invariant_test.cc) passed on an H100 (session 19).
   bool batch_invariant = false;
+  // Blocks the device sampler splits a sampled row over (kernels/sample.cuh): 0 = chosen
+  // from the row count and the card (SampleSplits); else forced, 1..32. It changes no bit
+  // of the results; for measurements (bench_engine --sample-splits).
+  int sample_splits = 0;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

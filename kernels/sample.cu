@@ -22,6 +22,8 @@
 // Every cross-block quantity is an integer or a maximum, so the split changes no bit.
 #include "kernels/sample.cuh"
 
+#include <atomic>
+
 #include "kernels/launch.cuh"
 #include "kernels/sample_impl.cuh"
 
@@ -323,11 +325,31 @@ __global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo
   write(token, logprob(token));
 }
 
+// The selection pass's resident blocks on the current device (cached per device).
+int ResidentBlocks() {
+  static std::atomic<int> cache[16];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) dev = 0;
+  int v = cache[dev].load(std::memory_order_relaxed);
+  if (v > 0) return v;
+  int sms = 132, per_sm = 1;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, RoundKernel<true>, kT, 0) != cudaSuccess || per_sm < 1) per_sm = 1;
+  cudaGetLastError();  // a failed query must not reach the caller's next check
+  v = std::max(1, sms * per_sm);
+  cache[dev].store(v, std::memory_order_relaxed);
+  return v;
+}
+
+Geo GeoOf(int n, int V, int splits) { return GeoFor(n, V, ResidentBlocks(), splits); }
+
 }  // namespace
 
-size_t SampleScratchBytes(int n, int V) {
+int SampleSplits(int n, int V) { return GeoOf(n, V, 0).S; }
+
+size_t SampleScratchBytes(int n, int V, int splits) {
   if (n <= 0) return 0;
-  const Geo g = GeoFor(n, V);
+  const Geo g = GeoOf(n, V, splits);
   return Align(sizeof(Part) * n * g.S) + Align(sizeof(u64) * 2 * n * g.S * kBins) + Align(sizeof(u64) * n * g.S * kBins) +
          Align(sizeof(RowState) * n);
 }
@@ -347,7 +369,7 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   if (p.n == 0) return cudaSuccess;
   if (p.scratch == nullptr || p.V <= 0) return cudaErrorInvalidValue;
-  const Geo g = GeoFor(p.n, p.V);
+  const Geo g = GeoOf(p.n, p.V, p.splits);
   const Scratch sc = Carve(p.scratch, p.n, g.S);
   const dim3 grid(p.n, g.S);
   // Programmatic dependent launch where the step asks for it (few sessions: the launch

@@ -4,7 +4,7 @@
 // top-k, top-p, probs ** (1 / temperature), one draw from a uniform the host supplies.
 // Only (token, logprob) goes back to the host.
 //
-// Each row is split over several blocks at small batch (one block per row at large batch);
+// Each row is split over several blocks (SampleSplits);
 // a short sequence of kernels passes per-(row, split) partials through `scratch`. Greedy
 // and top-k 1 rows stop after the max and sum passes; rows that neither top-k nor top-p
 // restrict draw right after them; top-k / top-p run radix selections over the probability
@@ -63,10 +63,17 @@ struct SampleParams {
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
   void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
   unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
+  // Blocks a row is split over: 0 = SampleSplits; > 0 forced (clamped to 1..32 and to
+  // V / 2048; tests and bench_engine --sample-splits). The split changes no bit.
+  int splits = 0;
 };
 
-// Scratch bytes for n rows of V tokens on the current device (its SM count sets the split).
-size_t SampleScratchBytes(int n, int V);
+// The split for n rows of V tokens on the current device: the least estimated time over
+// 1..32 blocks a row (chunks of at least 2048 ids), counting the waves of the card's
+// resident blocks and a fixed cost a block.
+int SampleSplits(int n, int V);
+// Scratch bytes for n rows of V tokens split `splits` ways (0: SampleSplits).
+size_t SampleScratchBytes(int n, int V, int splits = 0);
 // The passes rows of `items` (host memory, [n]) need: kSampleTopK where a row's top-k
 // restricts (1 < top_k < V at a positive temperature), kSampleTopP likewise for top-p,
 // kSampleTopKP where both restrict one row, kSampleTopPOnly where top-p alone does.

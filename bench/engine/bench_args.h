@@ -49,6 +49,8 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::wkv_rows, default 2)\n"
     "  --wkv-matrix 0|1    the chunked wkv7's first pass as tensor-core matrix products\n"
     "                    (CudaBackendOptions::wkv_matrix)\n"
+    "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
+    "                    0 = chosen from the batch and the card)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
@@ -70,6 +72,7 @@ struct Args {
   int wkv_chunked_min = -1;  // -1: the backend's default
   int wkv_rows = -1;  // -1: the backend's default
   int wkv_matrix = -1;  // -1: the backend's default
+  int sample_splits = 0;  // 0: auto
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -107,6 +110,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--wkv-chunked-min") a->wkv_chunked_min = std::atoi(v);
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
     else if (k == "--wkv-matrix") a->wkv_matrix = std::atoi(v);
+    else if (k == "--sample-splits") a->sample_splits = std::atoi(v);
     else if (k == "--hbm-tbps") a->hbm_tbps = std::atof(v);
     else if (k == "--json") a->json = v;
     else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
@@ -128,6 +132,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   if (a.wkv_chunked_min >= 1) o.wkv_chunked_min_len = a.wkv_chunked_min;
   if (a.wkv_rows > 0) o.wkv_rows = a.wkv_rows;
   if (a.wkv_matrix >= 0) o.wkv_matrix = a.wkv_matrix != 0;
+  o.sample_splits = a.sample_splits;
   return o;
 }
 

@@ -18,7 +18,7 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
                                       cudaMemcpyDeviceToHost, stream_));
   }
   if (plan.n_samp > 0) {
-    const size_t scratch = kernels::SampleScratchBytes(plan.n_samp, V_);
+    const size_t scratch = kernels::SampleScratchBytes(plan.n_samp, V_, opts_.sample_splits);
     if (scratch > samp_scratch_cap_) {  // no sampler work is in flight: every step ends synchronised
       if (samp_scratch_) RWKVX_CUDA_RETURN(cudaFree(samp_scratch_));
       samp_scratch_ = nullptr;
@@ -37,6 +37,7 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
     sp.out_token = meta_.out_token;
     sp.out_logprob = meta_.out_logprob;
     sp.scratch = samp_scratch_;
+    sp.splits = opts_.sample_splits;
     // Only the selection passes some row needs (the items' host copy is still in the
     // pinned block).
     sp.passes = kernels::SamplePasses(layout.At(meta_host_).samp, plan.n_samp, V_);

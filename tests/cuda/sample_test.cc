@@ -90,8 +90,9 @@ struct DevResult {
 };
 
 // Runs the kernels on the rows of `cs` as one batch (the batch size sets the split of each
-// row over blocks). `all_passes` false: only the passes SamplePasses asks for.
-DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true) {
+// row over blocks unless `splits` forces one). `all_passes` false: only the passes
+// SamplePasses asks for.
+DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, int splits = 0) {
   const int n = static_cast<int>(cs.size());
   const int V = static_cast<int>(cs[0].logits.size());
   std::vector<kernels::SampleItem> items(n);
@@ -120,7 +121,7 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true) {
   for (int i = 0; i < n; ++i)
     std::copy(cs[i].logits.begin(), cs[i].logits.end(), rows.begin() + static_cast<size_t>(n - 1 - i) * V);
   DevBuf d_logits(rows.size() * 4), d_items(n * sizeof(kernels::SampleItem)), d_tok(adj_tok.size() * 4),
-      d_val(adj_val.size() * 4), d_mask(mask.size() * 4), d_out(n * 4), d_lp(n * 4), d_scratch(kernels::SampleScratchBytes(n, V));
+      d_val(adj_val.size() * 4), d_mask(mask.size() * 4), d_out(n * 4), d_lp(n * 4), d_scratch(kernels::SampleScratchBytes(n, V, splits));
   cudaMemcpy(d_logits.p, rows.data(), rows.size() * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(d_items.p, items.data(), n * sizeof(kernels::SampleItem), cudaMemcpyHostToDevice);
   cudaMemcpy(d_tok.p, adj_tok.data(), adj_tok.size() * 4, cudaMemcpyHostToDevice);
@@ -128,7 +129,7 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true) {
   cudaMemcpy(d_mask.p, mask.data(), mask.size() * 4, cudaMemcpyHostToDevice);
   cudaMemset(d_out.p, 0xff, n * 4);  // poisoned
   cudaMemset(d_lp.p, 0xff, n * 4);
-  cudaMemset(d_scratch.p, 0xff, kernels::SampleScratchBytes(n, V));  // the kernels must not rely on zeros
+  cudaMemset(d_scratch.p, 0xff, kernels::SampleScratchBytes(n, V, splits));  // the kernels must not rely on zeros
   kernels::SampleParams sp;
   sp.logits = d_logits.as<float>();
   sp.items = d_items.as<kernels::SampleItem>();
@@ -140,6 +141,7 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true) {
   sp.out_token = d_out.as<int>();
   sp.out_logprob = d_lp.as<float>();
   sp.scratch = d_scratch.p;
+  sp.splits = splits;
   if (!all_passes) sp.passes = kernels::SamplePasses(items.data(), n, V);
   EXPECT_EQ(kernels::LaunchSample(sp, nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -214,6 +216,32 @@ TEST(CudaSample, SplitRowsAtBatch1And300AreDeterministic) {
       ExpectSameBits(b1, 0, b300, i, v + " B=1 vs B=300, case " + std::to_string(i));
       ExpectSameBits(b1, 0, b300, i + cs.size(), v + " B=1 vs B=300 (second copy), case " + std::to_string(i));
     }
+  }
+}
+
+// The split changes no bit: every case in one batch split 1, 2, 3, 7 and 32 ways (chunks
+// of 65536 down to 2048 ids; 1000 ids: one), the host's choices and the same bits; and
+// the chosen split stays in its bounds: all 32 for one row, fewer for 1024 rows.
+TEST(CudaSample, AnySplitGivesTheSameBits) {
+  SKIP_WITHOUT_GPU();
+  for (int V : {65536, 70001, 1000}) {
+    const std::string v = "V=" + std::to_string(V);
+    const std::vector<SampleCase> cs = MakeCases(V, 30 + V % 3);
+    const int n = static_cast<int>(cs.size());
+    const DevResult ref = RunKernel(cs, false, 1);
+    ExpectMatchesHost(cs, ref, v + " split 1");
+    for (int splits : {2, 3, 7, 32}) {
+      const DevResult d = RunKernel(cs, false, splits);
+      for (int i = 0; i < n; ++i) ExpectSameBits(ref, i, d, i, v + " split " + std::to_string(splits) + ", row " + std::to_string(i));
+    }
+    const int most = std::max(1, std::min(32, V / 2048));
+    for (int rows : {1, 16, 256, 1024}) {
+      const int s = kernels::SampleSplits(rows, V);
+      EXPECT_GE(s, 1) << v << " rows " << rows;
+      EXPECT_LE(s, most) << v << " rows " << rows;
+    }
+    EXPECT_EQ(kernels::SampleSplits(1, V), most) << v;  // one row: the most blocks
+    EXPECT_LT(kernels::SampleSplits(1024, V), std::max(2, most)) << v;  // a full card: fewer
   }
 }
 
