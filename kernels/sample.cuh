@@ -61,7 +61,7 @@ struct SampleParams {
   int n = 0, V = 0;
   int* out_token = nullptr;      // [n]
   float* out_logprob = nullptr;  // [n] log softmax of the adjusted logits at the token
-  void* scratch = nullptr;       // SampleScratchBytes(n, V) bytes, any contents
+  void* scratch = nullptr;       // SampleScratchBytes(n, V, splits) bytes, any contents
   unsigned passes = kSampleAllPasses;  // SamplePasses of the same items (a host copy)
   // Blocks a row is split over: 0 = SampleSplits; > 0 forced (clamped to 1..32 and to
   // V / 2048; tests and bench_engine --sample-splits). The split changes no bit.
