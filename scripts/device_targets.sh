@@ -5,7 +5,8 @@
 # of BUDGET_S (default 560 s):
 #   1. bench_engine 0.2B: decode of one session at 1K / 32K context, prefill 1K / 4K / 16K,
 #      batches of 1 / 16 / 256 / 1024 (logits out, no logits, sampled); 1K against 1M
-#      context (a run of its own); fp8 one session
+#      context (a run of its own); fp8 one session; the batches again sampled as the server's
+#      default request (temperature 1, no top-p, no penalties: 0.2b_plain)
 #   2. bench_engine 3.6B: decode 1K, prefill 1K / 4K / 16K, batches of 1 / 16 / 256; fp8 and
 #      int8 one session
 #   3. the official package (rwkv-x 0.1.3, cuda fp16, RWKV_CUDA_ON=1) on both shapes
@@ -15,7 +16,8 @@
 #      one stream (aiohttp TTFT); 3.6B 256 concurrent short prompts and one stream
 # Here: `BUILD_DIR=build scripts/device_serve_pack.sh`, then the device tool with
 # carry [".gpupack", ".whl", ".venv/oracle/0.1"] and this script. Results: $OUT/results.tgz
-# (engine/, package/, serve/, targets.md); STAGES="engine package serve" to pick.
+# (engine/, package/, serve/, targets.md); STAGES="engine package serve" to pick;
+# ENGINE_SET=quick runs a short engine stage (one session and batches at 1K; 3.6B fp16 and fp8).
 set -uo pipefail
 . "$(dirname "$0")/device_lib.sh"
 device_begin 560 15
@@ -28,8 +30,17 @@ bench() {  # bench NAME TIMEOUT ARGS...: one bench_engine run -> engine/NAME.{tx
   timeout "$(cap "$t")" "$B" "$@" --json "$OUT/engine/$name.json" >"$OUT/engine/$name.txt" 2>&1
   echo "bench $name rc=$?"
 }
-if [[ " $stages " == *" engine "* ]]; then
+if [[ " $stages " == *" engine "* ]] && [ "${ENGINE_SET:-full}" = quick ]; then
+  # ENGINE_SET=quick: the one-session and batched figures only (a short call)
+  bench 0.2b 70 --shape 0.2b --decode-ctx 1K --prefill 1K --batch 1,16,256,1024 --batch-ctx 1K --mem-ctx 8K
+  bench 0.2b_plain 50 --shape 0.2b --decode-ctx 1K --prefill 1K --batch 1,16,256,1024 --batch-ctx 1K --mem-ctx 8K \
+    --sample-top-p 1 --sample-penalties 0
+  bench 3.6b 80 --shape 3.6b --decode-ctx 1K --prefill 1K --batch 1,256 --batch-ctx 1K --mem-ctx 8K
+  bench 3.6b_fp8 50 --shape 3.6b --weights fp8 --decode-ctx 1K --prefill 1K --batch 1 --batch-ctx 1K --mem-ctx 8K
+elif [[ " $stages " == *" engine "* ]]; then
   bench 0.2b 120 --shape 0.2b --decode-ctx 1K,32K --prefill 1K,4K,16K --batch 1,16,256,1024 --batch-ctx 1K --mem-ctx 8K
+  bench 0.2b_plain 60 --shape 0.2b --decode-ctx 1K --prefill 1K --batch 1,16,256,1024 --batch-ctx 1K --mem-ctx 8K \
+    --sample-top-p 1 --sample-penalties 0
   bench 0.2b_1m 100 --shape 0.2b --decode-ctx 1K,1M --prefill 1K --batch 1 --batch-ctx 1K --mem-ctx 8K
   bench 0.2b_fp8 60 --shape 0.2b --weights fp8 --decode-ctx 1K --prefill 1K --batch 1 --batch-ctx 1K --mem-ctx 8K
   bench 3.6b 150 --shape 3.6b --decode-ctx 1K --prefill 1K,4K,16K --batch 1,16,256 --batch-ctx 1K --mem-ctx 8K
@@ -42,7 +53,7 @@ if [[ " $stages " == *" package "* ]] && [ "$(left)" -gt 120 ]; then
 fi
 if [[ " $stages " == *" serve "* ]] && [ "$(left)" -gt 60 ]; then
   OUT=$OUT/serve BUDGET_S=$(left) PRESSURE=0 LOAD=0 E2E='' TPUT=1 TPUT_BATCH_FLAGS='' TPUT_REQUESTS=${TPUT_REQUESTS:-4096} \
-    TPUT_REQUESTS_LONG=${TPUT_REQUESTS_LONG:-2048} TPUT36=1 TPUT36_REQUESTS=${TPUT36_REQUESTS:-1024} \
+    TPUT_REQUESTS_LONG=${TPUT_REQUESTS_LONG:-2048} TPUT36=${TPUT36:-1} TPUT36_REQUESTS=${TPUT36_REQUESTS:-1024} \
     scripts/device_serve_e2e.sh 2>&1 | grep -vE "^WARNING|pip" | tail -12
   [ -f "$OUT/serve/results.tgz" ] && tar -xzf "$OUT/serve/results.tgz" -C "$OUT/serve" && rm "$OUT/serve/results.tgz"
 fi

@@ -71,7 +71,13 @@ def main():
     for b in (1, 16, 256, 1024):
         r = pick(e02.get("batch"), B=b)
         v = r and r["ms_per_step_sampled"] / r["ms_per_step_no_logits"]
-        row(14, f"0.2B B={b}: sampled / no-logits step time", "<= 1.15", v, v and v <= 1.15, "{:.3f}")
+        row(14, f"0.2B B={b}: sampled / no-logits step time (top-p 0.9, 32 penalties)", "<= 1.15", v,
+            v and v <= 1.15, "{:.3f}")
+    for b in (1, 16, 256, 1024):  # the server's default request: temperature 1, no top-p
+        r = pick(eng("0.2b_plain").get("batch"), B=b)
+        v = r and r["ms_per_step_sampled"] / r["ms_per_step_no_logits"]
+        row(14, f"0.2B B={b}: sampled / no-logits step time (temperature 1, no top-p, no penalties)", "<= 1.15",
+            v, v and v <= 1.15, "{:.3f}")
 
     # Issue 18.
     d02 = get(e02, "decode", "ms_per_token", ctx=1024)

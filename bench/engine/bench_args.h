@@ -51,6 +51,9 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::wkv_matrix)\n"
     "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
     "                    0 = chosen from the batch and the card)\n"
+    "  --sample-top-p P  top-p of the sampled passes (default 0.9; 1: the server's default request,\n"
+    "                    temperature 1 and no top-p, which skips the radix rounds)\n"
+    "  --sample-penalties N  penalised tokens a session in the batched table's sampled pass (default 32)\n"
     "  --hbm-tbps F      memory bandwidth (TB/s) for the batched table's floor column; default: the\n"
     "                    card's own peak (memory clock x bus width x 2, queried; printed)\n"
     "  Environment: RWKVX_PROFILE_PREFILL=T / RWKVX_PROFILE_DECODE=ctx profile one step and exit;\n"
@@ -73,6 +76,8 @@ struct Args {
   int wkv_rows = -1;  // -1: the backend's default
   int wkv_matrix = -1;  // -1: the backend's default
   int sample_splits = 0;  // 0: auto
+  double sample_top_p = 0.9;  // --sample-top-p
+  int sample_penalties = 32;  // --sample-penalties
   std::string weights = "fp16";  // --weights
   double hbm_tbps = 0;  // 0: the card's peak, queried
   std::string json;
@@ -111,9 +116,11 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
     else if (k == "--wkv-matrix") a->wkv_matrix = std::atoi(v);
     else if (k == "--sample-splits") a->sample_splits = std::atoi(v);
+    else if (k == "--sample-top-p" && std::atof(v) > 0 && std::atof(v) <= 1) a->sample_top_p = std::atof(v);
+    else if (k == "--sample-penalties" && std::atoi(v) >= 0) a->sample_penalties = std::atoi(v);
     else if (k == "--hbm-tbps") a->hbm_tbps = std::atof(v);
     else if (k == "--json") a->json = v;
-    else { std::fprintf(stderr, "unknown flag %s\n%s", k.c_str(), kUsage); return 2; }
+    else { std::fprintf(stderr, "unknown flag or bad value: %s %s\n%s", k.c_str(), v, kUsage); return 2; }
   }
   return -1;
 }

@@ -56,13 +56,14 @@ bool Fill(Backend& b, SessionId s, int n, int chunk, int V, uint32_t seed) {
   return true;
 }
 
-// Sampling specs as the server's default requests send them: temperature 1, top-p 0.9, a
-// different draw per session.
-std::vector<DeviceSampling> ServerLikeSpecs(int n) {
+// Sampling specs for the sampled passes: temperature 1, top-p `top_p` (--sample-top-p,
+// default 0.9, which runs the radix rounds; the server's default request, temperature 1
+// and no top-p, is --sample-top-p 1), a different draw per session.
+std::vector<DeviceSampling> ServerLikeSpecs(int n, double top_p) {
   std::vector<DeviceSampling> specs(static_cast<size_t>(n));
   for (size_t k = 0; k < specs.size(); ++k) {  // size_t: the batched table's draws as before
     specs[k].temperature = 1.0f;
-    specs[k].top_p = 0.9f;
+    specs[k].top_p = static_cast<float>(top_p);
     specs[k].uniform = static_cast<double>((k * 2654435761u) % 1000) / 1000.0;
   }
   return specs;
@@ -109,7 +110,8 @@ int main(int argc, char** argv) {
   js << "{\"card\":\"" << prop.name << "\",\"shape\":\"" << a.shape << "\",\"weights\":\"" << a.weights << "\",\"weights_bytes\":" << b.Memory().weights_bytes
      << ",\"skinny_mma\":" << a.skinny_mma << ",\"batch_invariant\":" << a.batch_invariant
      << ",\"fold_ln\":" << a.fold_ln << ",\"wkv_rows\":" << OptionsOf(a).wkv_rows << ",\"wkv_matrix\":" << OptionsOf(a).wkv_matrix
-     << ",\"sample_splits\":" << a.sample_splits;
+     << ",\"sample_splits\":" << a.sample_splits << ",\"sample_top_p\":" << a.sample_top_p
+     << ",\"sample_penalties\":" << a.sample_penalties;
   const int V = s.vocab;
   std::vector<float> l;
 
@@ -134,7 +136,7 @@ int main(int argc, char** argv) {
   }
   // Same for one decode step (one session at the given context; --cuda-graphs 0 to see each
   // kernel). RWKVX_PROFILE_BATCH=B: the step is B sessions at that context (default 1K),
-  // each sampled on the GPU (temperature 1, top-p 0.9: the server's path).
+  // each sampled on the GPU (temperature 1, top-p --sample-top-p: the server's path).
   if (const char* pb = std::getenv("RWKVX_PROFILE_BATCH")) {
     const int B = std::max(1, std::atoi(pb));
     const char* pc = std::getenv("RWKVX_PROFILE_DECODE");
@@ -147,7 +149,7 @@ int main(int argc, char** argv) {
       for (int k = i; k < std::min(B, i + per); ++k) in.push_back({ids[k], Tokens(ctx, V, k), false});
       if (auto st = b.Step(in, &l); !st.ok()) { std::printf("fill: %s\n", std::string(st.message()).c_str()); return 1; }
     }
-    std::vector<DeviceSampling> specs = ServerLikeSpecs(B);
+    std::vector<DeviceSampling> specs = ServerLikeSpecs(B, a.sample_top_p);
     std::vector<SampledToken> drawn;
     for (int i = 0; i < 4; ++i) {
       std::vector<StepInput> in;
@@ -177,7 +179,7 @@ int main(int argc, char** argv) {
       dec.push_back(*b.CreateSession());
       if (!Fill(b, dec.back(), ctx, a.fill_chunk, V, 50 + i)) return 1;
     }
-    std::vector<DeviceSampling> specs = ServerLikeSpecs(D + P);
+    std::vector<DeviceSampling> specs = ServerLikeSpecs(D + P, a.sample_top_p);
     std::vector<SampledToken> drawn;
     std::vector<double> mixed_ms, decode_ms;
     for (int rep = 0; rep < 6; ++rep) {
@@ -305,7 +307,8 @@ int main(int argc, char** argv) {
 
   // 3. Batched decode throughput.
   // Four passes per shape: logits rows to the host; no logits at all; sampled on the GPU
-  // (temperature 1, top-p 0.9, 32 penalised tokens per session: the server's path); the
+  // (temperature 1, top-p 0.9 and 32 penalised tokens per session unless --sample-top-p /
+  // --sample-penalties say otherwise; the server's path); the
   // same with a grammar mask per session (DeviceSampling::allowed, every other token).
   std::printf("\n%-28s %10s %12s %12s %12s %12s %12s %12s %12s\n", "batched decode", "ms/step", "tokens/s",
               "no-logits", "tok/s (nl)", "sampled", "tok/s (smp)", "masked", "GB/step");
@@ -330,9 +333,9 @@ int main(int argc, char** argv) {
         if (!st.ok()) { ok = false; std::printf("B=%d ctx=%d: %s\n", B, ctx, std::string(st.message()).c_str()); }
       }
       double ms = 0, ms_nl = 0, ms_smp = 0, ms_mask = 0;
-      std::vector<DeviceSampling> specs = ServerLikeSpecs(static_cast<int>(ids.size())), masked;
+      std::vector<DeviceSampling> specs = ServerLikeSpecs(static_cast<int>(ids.size()), a.sample_top_p), masked;
       for (size_t k = 0; k < specs.size(); ++k) {
-        for (int j = 0; j < 32; ++j) specs[k].adjust.emplace_back(static_cast<int32_t>((k * 131 + j * 977) % V), 0.3f);
+        for (int j = 0; j < a.sample_penalties; ++j) specs[k].adjust.emplace_back(static_cast<int32_t>((k * 131 + j * 977) % V), 0.3f);
       }
       masked = specs;
       for (DeviceSampling& d : masked) d.allowed.assign((V + 31) / 32, 0x55555555u);

@@ -70,7 +70,9 @@ int main(int argc, char** argv) {
   CpuBackendOptions co;
   co.threads = 1;
   auto be = MakeCpuBackend(model, co);
-  auto files = SessionFiles::Open({dir});
+  SessionFilesOptions fo;
+  fo.dir = dir;
+  auto files = SessionFiles::Open(fo);
   if (!files.ok()) { std::fprintf(stderr, "%s\n", std::string(files.status().message()).c_str()); return 1; }
   std::printf("0.2B shape: C=%d R=%d M=%d H=%d; CPU backend; %d reps (median); files in %s\n", s.n_embd,
               s.n_rwkv_layer, s.n_attn_layer, s.n_head, reps, dir.c_str());

@@ -165,7 +165,9 @@ TEST(CudaBatchInvariant, PromptCutsGiveTheSameBits) {
                     state == first_state ? "identical" : "DIFFERENT", same);
       }
       ASSERT_TRUE(gpu->FreeSession(s).ok());
-      if (other) ASSERT_TRUE(gpu->FreeSession(other).ok());
+      if (other) {
+        ASSERT_TRUE(gpu->FreeSession(other).ok());
+      }
     }
   }
 }

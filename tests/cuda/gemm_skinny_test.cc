@@ -128,13 +128,13 @@ std::vector<float> Out(const Job& j, const kernels::GemvParams& p) {
   std::vector<float> f(n);
   for (size_t e = 0; e < n; ++e) {
     if (p.bf16) {
-      __nv_bfloat16 x;
-      std::memcpy(&x, &b[e], 2);
-      f[e] = __bfloat162float(x);
+      __nv_bfloat16_raw r;
+      r.x = b[e];
+      f[e] = __bfloat162float(__nv_bfloat16(r));
     } else {
-      __half x;
-      std::memcpy(&x, &b[e], 2);
-      f[e] = __half2float(x);
+      __half_raw r;
+      r.x = b[e];
+      f[e] = __half2float(__half(r));
     }
   }
   return f;
