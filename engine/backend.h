@@ -267,6 +267,11 @@ struct CudaBackendOptions {
   // from the row count and the card (SampleSplits); else forced, 1..32. It changes no bit
   // of the results; for measurements (bench_engine --sample-splits).
   int sample_splits = 0;
+  // The device sampler's form (kernels/sample.cuh): 0 = the pass form (a kernel a pass,
+  // rows split over blocks); 256 or 512 = the row form, one block of that many threads a
+  // row running every pass in one kernel. The same bits either way; for measurements
+  // (bench_engine --sample-row-threads) until one form is the measured default.
+  int sample_row_threads = 0;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

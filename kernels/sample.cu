@@ -33,13 +33,15 @@ using namespace sample_detail;
 
 namespace {
 
-__global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo g) {
-  PdlWait();  // first: before any memory access (kernels/launch.cuh)
-  PdlTrigger();
-  __shared__ Smem sm;
+// Each pass is a body templated on the block's threads NT: the pass form (kT = 128, a
+// kernel a pass, a row split over blocks) wraps each in a kernel of its own; the row form
+// (RowKernel: one block of NT threads a row) runs them in turn with a block barrier
+// between. A body's early returns are uniform over its block.
+template <int NT>
+__device__ void MaxBody(const SampleParams& p, const Scratch& sc, const Geo& g, Smem<NT>& sm) {
   const Blk b(p, g, nullptr);
   // Bans and penalties in this chunk (each token at most once: no two threads share one).
-  for (int a = threadIdx.x; a < b.it.nadj; a += kT) {
+  for (int a = threadIdx.x; a < b.it.nadj; a += NT) {
     const int t = p.adj_tok[b.it.adj0 + a];
     const float v = p.adj_val[b.it.adj0 + a];
     if (t >= b.c0 && t < b.c1) b.l[t] = (v == INFINITY) ? -INFINITY : b.l[t] - v;
@@ -47,27 +49,30 @@ __global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo 
   if (b.it.mask0 >= 0) {  // the grammar's mask (structured output), after the adjustments
     __syncthreads();
     const unsigned* mk = p.mask + b.it.mask0;
-    for (int i = b.c0 + threadIdx.x; i < b.c1; i += kT) {
+    for (int i = b.c0 + threadIdx.x; i < b.c1; i += NT) {
       const int w = i >> 5;
       if (w >= b.it.nmask || !((mk[w] >> (i & 31)) & 1u)) b.l[i] = -INFINITY;
     }
   }
   __syncthreads();
   float m = -INFINITY;
-  ForChunk(b.l, b.c0, b.c1, [&](int, float x) { m = fmaxf(m, Clean(x, false)); });
+  ForChunk<NT>(b.l, b.c0, b.c1, [&](int, float x) { m = fmaxf(m, Clean(x, false)); });
   m = BlockReduce(m, sm.f, MaxF());
   if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].max = m;
+}
+__global__ void __launch_bounds__(kT) MaxKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ Smem<kT> sm;
+  MaxBody<kT>(p, sc, g, sm);
 }
 
 // kRound0: some row of the launch is top-p-only (kSampleTopPOnly) and takes its round-0
 // histogram here; without it the kernel keeps its small shared memory (greedy and plain
 // steps: more blocks an SM).
-template <bool kRound0>
-__global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Geo g) {
-  PdlWait();  // first: before any memory access (kernels/launch.cuh)
-  PdlTrigger();
-  __shared__ Smem sm;
-  __shared__ u64 h[kRound0 ? kBins : 1][kRound0 ? kT : 1];  // top-p's round-0 histogram (RoundKernel's)
+// h: [kBins][NT] shared (kRound0 only).
+template <int NT, bool kRound0>
+__device__ void StatsBody(const SampleParams& p, const Scratch& sc, const Geo& g, Smem<NT>& sm, u64 (*h)[NT]) {
   const Blk b(p, g, &sc);
   const float m = b.m;
   const bool posinf = b.posinf;
@@ -84,7 +89,7 @@ __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Ge
   const Keep all;
   int best = INT_MAX, best1 = INT_MAX;
   u64 tot = 0, w = 0;
-  ForChunk(b.l, b.c0, b.c1, [&](int i, float v) {
+  ForChunk<NT>(b.l, b.c0, b.c1, [&](int i, float v) {
     const float x = Clean(v, posinf);
     const float e = expf(x - m);
     if (x == m) best = min(best, i);
@@ -102,7 +107,7 @@ __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Ge
   if constexpr (kRound0) {
     if (round0) {
       __syncthreads();
-      WriteHist(h, sc, b.r, b.s, g.S, 0);
+      WriteHist<NT>(h, sc, b.r, b.s, g.S, 0);
     }
   }
   best = BlockReduce(best, sm.i, MinI());
@@ -117,19 +122,25 @@ __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Ge
     pt.w = w;
   }
 }
+template <bool kRound0>
+__global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ Smem<kT> sm;
+  __shared__ u64 h[kRound0 ? kBins : 1][kRound0 ? kT : 1];  // top-p's round-0 histogram (RoundKernel's)
+  StatsBody<kT, kRound0>(p, sc, g, sm, kRound0 ? reinterpret_cast<u64 (*)[kT]>(&h[0][0]) : nullptr);
+}
 
 // Round `round` of top-k (kMass false: counts of all tokens) or top-p (kMass true: masses
 // of the tokens top-k keeps). Top-p-only rows (FoldsTopP) had round 0 in the sum pass and
 // sum their draw weights in the last round: per chunk the weights above the selected
 // prefix (Part::w) and per bin of the last digit (Scratch::wbin), so the draw pass adds
 // the bins at or above the cutoff's without a weight pass.
-template <bool kMass>
-__global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Geo g, int round) {
-  PdlWait();  // first: before any memory access (kernels/launch.cuh)
-  PdlTrigger();
-  __shared__ Smem sm;
-  __shared__ u64 h[kBins][kT];  // one column per thread: no atomics, no bank conflicts
-  __shared__ u64 wb[kBins];     // the last round of a top-p-only row: weights per bin
+// h: [kBins][NT] shared, one column per thread (no atomics, no bank conflicts); wb:
+// [kBins] shared, the last round of a top-p-only row: weights per bin.
+template <int NT, bool kMass>
+__device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g, int round, Smem<NT>& sm, u64 (*h)[NT],
+                          u64* wb) {
   const Blk b(p, g, &sc);
   if (!(kMass ? b.md.topp : b.md.topk)) return;
   const bool folded = kMass && FoldsTopP(b.md);
@@ -169,7 +180,7 @@ __global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Ge
     __syncthreads();
   }
   u64 wa = 0;  // weigh: kept tokens above the prefix (all tokens when top-p was not reached)
-  ForChunk(b.l, b.c0, b.c1, [&](int i, float v) {
+  ForChunk<NT>(b.l, b.c0, b.c1, [&](int i, float v) {
     const float x = Clean(v, posinf);
     const float e = expf(x - m);
     const unsigned key = __float_as_uint(e);
@@ -188,34 +199,45 @@ __global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Ge
     if (weigh) atomicAdd(&wb[bin], WeightE(x, e, m, inv_t));  // integers: any order
   });
   __syncthreads();
-  if (st.found) WriteHist(h, sc, b.r, b.s, g.S, round);
+  if (st.found) WriteHist<NT>(h, sc, b.r, b.s, g.S, round);
   if (weigh) {
     wa = BlockReduce(wa, sm.u, Plus());
     if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].w = wa;
     if (threadIdx.x < kBins) sc.wbin[(static_cast<size_t>(b.r) * g.S + b.s) * kBins + threadIdx.x] = wb[threadIdx.x];
   }
 }
-
-__global__ void __launch_bounds__(kT) TieKernel(SampleParams p, Scratch sc, Geo g) {
+template <bool kMass>
+__global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Geo g, int round) {
   PdlWait();  // first: before any memory access (kernels/launch.cuh)
   PdlTrigger();
-  __shared__ Smem sm;
+  __shared__ Smem<kT> sm;
+  __shared__ u64 h[kBins][kT];
+  __shared__ u64 wb[kBins];
+  RoundBody<kT, kMass>(p, sc, g, round, sm, h, wb);
+}
+
+template <int NT>
+__device__ void TieBody(const SampleParams& p, const Scratch& sc, const Geo& g, Smem<NT>& sm) {
   const Blk b(p, g, &sc);
   if (!b.md.topk || b.m == -INFINITY) return;
   RowState& rs = sc.row[b.r];
   const Sel f = Advance(sc, rs.k[kRounds - 1], b.r, b.s, g.S, kRounds, &rs.k[kRounds], sm);
   if (!(f.need < f.last)) return;  // every token at the k-th value stays
   u64 n = 0;
-  ForChunk(b.l, b.c0, b.c1, [&](int, float v) { n += b.Key(v) == f.prefix; });
+  ForChunk<NT>(b.l, b.c0, b.c1, [&](int, float v) { n += b.Key(v) == f.prefix; });
   n = BlockReduce(n, sm.u, Plus());
   if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].ties = n;
 }
-
-// The block whose chunk holds the last kept tie (ties in id order) records its id.
-__global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, Geo g) {
+__global__ void __launch_bounds__(kT) TieKernel(SampleParams p, Scratch sc, Geo g) {
   PdlWait();  // first: before any memory access (kernels/launch.cuh)
   PdlTrigger();
-  __shared__ Smem sm;
+  __shared__ Smem<kT> sm;
+  TieBody<kT>(p, sc, g, sm);
+}
+
+// The block whose chunk holds the last kept tie (ties in id order) records its id.
+template <int NT>
+__device__ void TieCutBody(const SampleParams& p, const Scratch& sc, const Geo& g, Smem<NT>& sm) {
   const Blk b(p, g, &sc);
   if (!b.md.topk || b.m == -INFINITY) return;
   const Sel f = sc.row[b.r].k[kRounds];
@@ -228,11 +250,15 @@ __global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, G
                               [&](int, float v) -> u64 { return b.Key(v) == f.prefix; }, sm);
   if (threadIdx.x == 0) sc.row[b.r].tie_cut = cut;
 }
-
-__global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, Geo g) {
+__global__ void __launch_bounds__(kT) TieCutKernel(SampleParams p, Scratch sc, Geo g) {
   PdlWait();  // first: before any memory access (kernels/launch.cuh)
   PdlTrigger();
-  __shared__ Smem sm;
+  __shared__ Smem<kT> sm;
+  TieCutBody<kT>(p, sc, g, sm);
+}
+
+template <int NT>
+__device__ void WeightBody(const SampleParams& p, const Scratch& sc, const Geo& g, Smem<NT>& sm) {
   const Blk b(p, g, &sc);
   if (!b.md.topk) return;  // top-p-only rows summed their weights in their last round
   const float m = b.m;
@@ -245,15 +271,19 @@ __global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, G
     if (f.found) keep.cutoff = f.prefix;
   }
   u64 w = 0;
-  ForChunk(b.l, b.c0, b.c1, [&](int i, float v) { w += Weight(i, Clean(v, posinf), m, b.md.inv_t, keep); });
+  ForChunk<NT>(b.l, b.c0, b.c1, [&](int i, float v) { w += Weight(i, Clean(v, posinf), m, b.md.inv_t, keep); });
   w = BlockReduce(w, sm.u, Plus());
   if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].w = w;
 }
-
-__global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo g) {
+__global__ void __launch_bounds__(kT) WeightKernel(SampleParams p, Scratch sc, Geo g) {
   PdlWait();  // first: before any memory access (kernels/launch.cuh)
   PdlTrigger();
-  __shared__ Smem sm;
+  __shared__ Smem<kT> sm;
+  WeightBody<kT>(p, sc, g, sm);
+}
+
+template <int NT>
+__device__ void DrawBody(const SampleParams& p, const Scratch& sc, const Geo& g, Smem<NT>& sm) {
   const Blk b(p, g, &sc);
   const Part* pt = sc.part + b.r * g.S;
   auto write = [&](int token, float lp) {
@@ -324,6 +354,59 @@ __global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo
   const int token = t >= 0 ? t : best;
   write(token, logprob(token));
 }
+__global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ Smem<kT> sm;
+  DrawBody<kT>(p, sc, g, sm);
+}
+
+// The row form: block r samples row r alone (S = 1), every pass of the pass form in turn
+// with a block barrier between (what a pass wrote to scratch or shared memory, the next
+// reads after it). The same bodies on the same chunk (the whole row) as the pass form
+// split 1 ways: the same bits. Shared memory: Smem and the weights per bin static, the
+// [kBins][NT] column histogram dynamic (RowSmemBytes).
+template <int NT>
+__global__ void __launch_bounds__(NT) RowKernel(SampleParams p, Scratch sc, Geo g) {
+  PdlWait();  // first: before any memory access (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ Smem<NT> sm;
+  __shared__ u64 wb[kBins];
+  extern __shared__ u64 row_hist[];
+  u64 (*h)[NT] = reinterpret_cast<u64 (*)[NT]>(row_hist);
+  MaxBody<NT>(p, sc, g, sm);
+  __syncthreads();
+  if (p.passes & kSampleTopPOnly)
+    StatsBody<NT, true>(p, sc, g, sm, h);
+  else
+    StatsBody<NT, false>(p, sc, g, sm, h);
+  __syncthreads();
+  if (p.passes & kSampleTopK) {
+    for (int r = 0; r < kRounds; ++r) {
+      RoundBody<NT, false>(p, sc, g, r, sm, h, wb);
+      __syncthreads();
+    }
+    TieBody<NT>(p, sc, g, sm);
+    __syncthreads();
+    TieCutBody<NT>(p, sc, g, sm);
+    __syncthreads();
+  }
+  if (p.passes & kSampleTopP) {
+    for (int r = (p.passes & kSampleTopKP) ? 0 : 1; r < kRounds; ++r) {
+      RoundBody<NT, true>(p, sc, g, r, sm, h, wb);
+      __syncthreads();
+    }
+  }
+  if (p.passes & kSampleTopK) {
+    WeightBody<NT>(p, sc, g, sm);
+    __syncthreads();
+  }
+  DrawBody<NT>(p, sc, g, sm);
+}
+template <int NT>
+constexpr size_t RowSmemBytes() {
+  return sizeof(u64) * kBins * NT;
+}
 
 // The selection pass's resident blocks on the current device (cached per device).
 int ResidentBlocks() {
@@ -366,9 +449,32 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
   return passes;
 }
 
+// The row form with blocks of NT threads: its dynamic shared memory allowed once per
+// device (cached), then one launch.
+template <int NT>
+cudaError_t LaunchRow(const SampleParams& p, cudaStream_t s) {
+  static std::atomic<bool> ready[16];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) dev = 0;
+  if (!ready[dev].load(std::memory_order_relaxed)) {
+    const cudaError_t e = cudaFuncSetAttribute(RowKernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(RowSmemBytes<NT>()));
+    if (e != cudaSuccess) return e;
+    ready[dev].store(true, std::memory_order_relaxed);
+  }
+  const Geo g = GeoFor(p.n, p.V, 1, 1);  // one block a row: S = 1, the chunk the whole row
+  const Scratch sc = Carve(p.scratch, p.n, g.S);
+  RWKVX_KLAUNCH(RowKernel<NT>, dim3(p.n), NT, RowSmemBytes<NT>(), s, p, sc, g);
+  return cudaGetLastError();
+}
+
 cudaError_t LaunchSample(const SampleParams& p, cudaStream_t s) {
   if (p.n == 0) return cudaSuccess;
   if (p.scratch == nullptr || p.V <= 0) return cudaErrorInvalidValue;
+  // The row form's scratch (S = 1) fits in what SampleScratchBytes gives for any split.
+  if (p.row_threads == 256) return LaunchRow<256>(p, s);
+  if (p.row_threads == 512) return LaunchRow<512>(p, s);
+  if (p.row_threads != 0) return cudaErrorInvalidValue;
   const Geo g = GeoOf(p.n, p.V, p.splits);
   const Scratch sc = Carve(p.scratch, p.n, g.S);
   const dim3 grid(p.n, g.S);
