@@ -272,6 +272,10 @@ struct CudaBackendOptions {
   // row running every pass in one kernel. The same bits either way; for measurements
   // (bench_engine --sample-row-threads) until one form is the measured default.
   int sample_row_threads = 0;
+  // The row form only: top-p-only rows list their round-2 bin's ids in shared memory so
+  // that the last three radix rounds read those instead of the row (same bits; bench_engine
+  // --sample-row-collect 0|1).
+  bool sample_row_collect = true;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

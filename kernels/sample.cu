@@ -22,6 +22,9 @@
 // Every cross-block quantity is an integer or a maximum, so the split changes no bit.
 #include "kernels/sample.cuh"
 
+#include <cooperative_groups.h>
+
+#include <algorithm>
 #include <atomic>
 
 #include "kernels/launch.cuh"
@@ -136,11 +139,26 @@ __global__ void __launch_bounds__(kT) StatsKernel(SampleParams p, Scratch sc, Ge
 // sum their draw weights in the last round: per chunk the weights above the selected
 // prefix (Part::w) and per bin of the last digit (Scratch::wbin), so the draw pass adds
 // the bins at or above the cutoff's without a weight pass.
+// The row form's collection (SampleParams::row_collect): the ids of a top-p-only row's
+// round-2 bin, their keys (the probabilities' bits), in shared memory, so that rounds 3-5
+// read those few entries instead of the whole row (CandRoundBody).
+struct Collect {
+  unsigned* key = nullptr;  // [cap]
+  int* id = nullptr;        // [cap]
+  int cap = 0;
+  int* n = nullptr;         // shared: entries wanted (more than cap: overflowed, not used)
+  int* ok = nullptr;        // shared: 1 once a round 2 collected every entry of the bin
+  u64* above = nullptr;     // shared: the draw weights of the ids above the bin
+};
+
 // h: [kBins][NT] shared, one column per thread (no atomics, no bank conflicts); wb:
-// [kBins] shared, the last round of a top-p-only row: weights per bin.
-template <int NT, bool kMass>
+// [kBins] shared, the last round of a top-p-only row: weights per bin. kCollect (the row
+// form's round 2, *col->n zero on entry): a top-p-only row whose selection stands also
+// lists the ids of the selected bin in *col and sums the weights of the ids above it;
+// *col->ok says whether all of them fit.
+template <int NT, bool kMass, bool kCollect = false>
 __device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g, int round, Smem<NT>& sm, u64 (*h)[NT],
-                          u64* wb) {
+                          u64* wb, const Collect* col = nullptr) {
   const Blk b(p, g, &sc);
   if (!(kMass ? b.md.topp : b.md.topk)) return;
   const bool folded = kMass && FoldsTopP(b.md);
@@ -167,6 +185,7 @@ __device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g
   }
   const bool weigh = folded && round == kRounds - 1;  // uniform over the block
   if (!st.found && !weigh) return;
+  const bool collect = kCollect && folded && st.found && !weigh;  // uniform over the block
   const int shift = 30 - kBits * (round + 1);
   const unsigned above = ~0u << (shift + kBits);  // bits already selected
   const Keep keep = kMass ? KeepOf(rs, b.md, false) : Keep();
@@ -190,22 +209,87 @@ __device__ void RoundBody(const SampleParams& p, const Scratch& sc, const Geo& g
     }
     const unsigned hi = key & above;
     if (hi != st.prefix) {
-      if (weigh && hi > st.prefix) wa += WeightE(x, e, m, inv_t);
+      if ((weigh || collect) && hi > st.prefix) wa += WeightE(x, e, m, inv_t);
       return;
     }
     if (kMass && !keep(i, key)) return;
     const int bin = (key >> shift) & (kBins - 1);
     h[bin][threadIdx.x] += kMass ? Fix(e) : 1ull;
     if (weigh) atomicAdd(&wb[bin], WeightE(x, e, m, inv_t));  // integers: any order
+    if constexpr (kCollect) {
+      if (collect) {  // one shared atomic a group of lanes here together; the order is free
+        namespace cg = cooperative_groups;
+        const cg::coalesced_group grp = cg::coalesced_threads();
+        int base = 0;
+        if (grp.thread_rank() == 0) base = atomicAdd(col->n, static_cast<int>(grp.size()));
+        const int pos = grp.shfl(base, 0) + static_cast<int>(grp.thread_rank());
+        if (pos < col->cap) {
+          col->key[pos] = key;
+          col->id[pos] = i;
+        }
+      }
+    }
   });
   __syncthreads();
   if (st.found) WriteHist<NT>(h, sc, b.r, b.s, g.S, round);
+  if (collect) {
+    wa = BlockReduce(wa, sm.u, Plus());
+    if (threadIdx.x == 0) {
+      *col->above = wa;
+      *col->ok = *col->n <= col->cap;
+    }
+  }
   if (weigh) {
     wa = BlockReduce(wa, sm.u, Plus());
     if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].w = wa;
     if (threadIdx.x < kBins) sc.wbin[(static_cast<size_t>(b.r) * g.S + b.s) * kBins + threadIdx.x] = wb[threadIdx.x];
   }
 }
+// Rounds 3-5 of a top-p-only row from the row form's collection (the ids of round 2's bin,
+// *col.ok): what RoundBody computes from the whole row, since no id outside the bin can
+// match a longer prefix, and the last round's weights above the prefix are the collected
+// entries' above it plus *col.above.
+template <int NT>
+__device__ void CandRoundBody(const SampleParams& p, const Scratch& sc, const Geo& g, int round, Smem<NT>& sm,
+                              u64 (*h)[NT], u64* wb, const Collect& col) {
+  const Blk b(p, g, &sc);
+  const float m = b.m;
+  const bool posinf = b.posinf;
+  Sel* slots = sc.row[b.r].p;
+  const Sel st = Advance(sc, slots[round - 1], b.r, b.s, g.S, round, &slots[round], sm);  // found: round 2's stood
+  const bool weigh = round == kRounds - 1;
+  const int shift = 30 - kBits * (round + 1);
+  const unsigned above = ~0u << (shift + kBits);
+  const float inv_t = b.md.inv_t;
+#pragma unroll
+  for (int d = 0; d < kBins; ++d) h[d][threadIdx.x] = 0;
+  if (weigh) {
+    if (threadIdx.x < kBins) wb[threadIdx.x] = 0;
+    __syncthreads();
+  }
+  u64 wa = 0;
+  const int n = *col.n;
+  for (int k = threadIdx.x; k < n; k += NT) {
+    const unsigned key = col.key[k];
+    const float e = __uint_as_float(key);  // expf(x - m) as round 2 computed it
+    const unsigned hi = key & above;
+    if (hi != st.prefix) {
+      if (weigh && hi > st.prefix) wa += WeightE(Clean(b.l[col.id[k]], posinf), e, m, inv_t);
+      continue;
+    }
+    const int bin = (key >> shift) & (kBins - 1);
+    h[bin][threadIdx.x] += Fix(e);
+    if (weigh) atomicAdd(&wb[bin], WeightE(Clean(b.l[col.id[k]], posinf), e, m, inv_t));
+  }
+  __syncthreads();
+  WriteHist<NT>(h, sc, b.r, b.s, g.S, round);
+  if (weigh) {
+    wa = BlockReduce(wa, sm.u, Plus());
+    if (threadIdx.x == 0) sc.part[b.r * g.S + b.s].w = wa + *col.above;
+    if (threadIdx.x < kBins) sc.wbin[(static_cast<size_t>(b.r) * g.S + b.s) * kBins + threadIdx.x] = wb[threadIdx.x];
+  }
+}
+
 template <bool kMass>
 __global__ void __launch_bounds__(kT) RoundKernel(SampleParams p, Scratch sc, Geo g, int round) {
   PdlWait();  // first: before any memory access (kernels/launch.cuh)
@@ -365,15 +449,26 @@ __global__ void __launch_bounds__(kT) DrawKernel(SampleParams p, Scratch sc, Geo
 // with a block barrier between (what a pass wrote to scratch or shared memory, the next
 // reads after it). The same bodies on the same chunk (the whole row) as the pass form
 // split 1 ways: the same bits. Shared memory: Smem and the weights per bin static, the
-// [kBins][NT] column histogram dynamic (RowSmemBytes).
+// [kBins][NT] column histogram dynamic, followed by `cap` collected entries (keys, then
+// ids; cap 0: no collection).
 template <int NT>
-__global__ void __launch_bounds__(NT) RowKernel(SampleParams p, Scratch sc, Geo g) {
+__global__ void __launch_bounds__(NT) RowKernel(SampleParams p, Scratch sc, Geo g, int cap) {
   PdlWait();  // first: before any memory access (kernels/launch.cuh)
   PdlTrigger();
   __shared__ Smem<NT> sm;
   __shared__ u64 wb[kBins];
+  __shared__ int cand_n, cand_ok;
+  __shared__ u64 cand_above;
   extern __shared__ u64 row_hist[];
   u64 (*h)[NT] = reinterpret_cast<u64 (*)[NT]>(row_hist);
+  Collect col;
+  col.key = reinterpret_cast<unsigned*>(row_hist + kBins * NT);
+  col.id = reinterpret_cast<int*>(col.key + cap);
+  col.cap = cap;
+  col.n = &cand_n;
+  col.ok = &cand_ok;
+  col.above = &cand_above;
+  if (threadIdx.x == 0) cand_n = 0, cand_ok = 0, cand_above = 0;  // read after MaxBody's barriers
   MaxBody<NT>(p, sc, g, sm);
   __syncthreads();
   if (p.passes & kSampleTopPOnly)
@@ -393,7 +488,12 @@ __global__ void __launch_bounds__(NT) RowKernel(SampleParams p, Scratch sc, Geo 
   }
   if (p.passes & kSampleTopP) {
     for (int r = (p.passes & kSampleTopKP) ? 0 : 1; r < kRounds; ++r) {
-      RoundBody<NT, true>(p, sc, g, r, sm, h, wb);
+      if (cap > 0 && r == 2)
+        RoundBody<NT, true, true>(p, sc, g, r, sm, h, wb, &col);
+      else if (r > 2 && cand_ok)  // a top-p-only row whose round-2 bin fitted
+        CandRoundBody<NT>(p, sc, g, r, sm, h, wb, col);
+      else
+        RoundBody<NT, true>(p, sc, g, r, sm, h, wb);
       __syncthreads();
     }
   }
@@ -404,7 +504,7 @@ __global__ void __launch_bounds__(NT) RowKernel(SampleParams p, Scratch sc, Geo 
   DrawBody<NT>(p, sc, g, sm);
 }
 template <int NT>
-constexpr size_t RowSmemBytes() {
+constexpr size_t RowHistBytes() {
   return sizeof(u64) * kBins * NT;
 }
 
@@ -449,22 +549,38 @@ unsigned SamplePasses(const SampleItem* items, int n, int V) {
   return passes;
 }
 
-// The row form with blocks of NT threads: its dynamic shared memory allowed once per
-// device (cached), then one launch.
+// The row form with blocks of NT threads. Its dynamic shared memory (cached per device,
+// the attribute set once): the column histogram, then as many collected entries (8 bytes
+// each) as fit in the block's share of an SM, aiming at 1 block an SM at 512 threads and 2
+// at 256 (what the registers allow); fewer than 256 entries: no collection.
 template <int NT>
 cudaError_t LaunchRow(const SampleParams& p, cudaStream_t s) {
-  static std::atomic<bool> ready[16];
+  static std::atomic<int> cap_of[16];  // entries + 1 (0: not set yet)
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) dev = 0;
-  if (!ready[dev].load(std::memory_order_relaxed)) {
-    const cudaError_t e = cudaFuncSetAttribute(RowKernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(RowSmemBytes<NT>()));
+  int cap = cap_of[dev].load(std::memory_order_relaxed) - 1;
+  if (cap < 0) {
+    int optin = 0, per_sm = 0;
+    cudaFuncAttributes fa{};
+    cudaError_t e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    if (e == cudaSuccess) e = cudaFuncGetAttributes(&fa, RowKernel<NT>);
     if (e != cudaSuccess) return e;
-    ready[dev].store(true, std::memory_order_relaxed);
+    const long blocks = NT >= 512 ? 1 : 2;
+    const long budget = std::min<long>(optin, per_sm / blocks - 1024) - static_cast<long>(fa.sharedSizeBytes) -
+                        static_cast<long>(RowHistBytes<NT>());
+    if (budget < 0) return cudaErrorInvalidConfiguration;  // not even the histogram fits
+    cap = static_cast<int>(budget / 8 / 32 * 32);
+    if (cap < 256) cap = 0;
+    e = cudaFuncSetAttribute(RowKernel<NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(RowHistBytes<NT>() + 8ull * cap));
+    if (e != cudaSuccess) return e;
+    cap_of[dev].store(cap + 1, std::memory_order_relaxed);
   }
   const Geo g = GeoFor(p.n, p.V, 1, 1);  // one block a row: S = 1, the chunk the whole row
   const Scratch sc = Carve(p.scratch, p.n, g.S);
-  RWKVX_KLAUNCH(RowKernel<NT>, dim3(p.n), NT, RowSmemBytes<NT>(), s, p, sc, g);
+  const int use = p.row_collect ? cap : 0;
+  RWKVX_KLAUNCH(RowKernel<NT>, dim3(p.n), NT, RowHistBytes<NT>() + 8ull * use, s, p, sc, g, use);
   return cudaGetLastError();
 }
 

@@ -73,6 +73,10 @@ struct SampleParams {
   // boundary between passes; `splits` ignored; the same bits as the pass form). Other
   // values: cudaErrorInvalidValue. CudaBackendOptions::sample_row_threads.
   int row_threads = 0;
+  // The row form only: a top-p-only row lists the ids of its round-2 bin in shared memory
+  // (up to what fits: ~11K entries at 512 threads on an H100, ~5K at 256; more: the whole
+  // row as before), and rounds 3-5 read that list instead of the row. The same bits.
+  bool row_collect = true;
 };
 
 // The split for n rows of V tokens on the current device: the least estimated time over

@@ -5,7 +5,8 @@
 # left of BUDGET_S (default 200 s):
 #   1. cuda_tests CudaSample* (the row form's bits against the pass form's and the host's)
 #   2. bench_engine 0.2B at 1K context, batches 1 / 16 / 256 / 1024 (BATCH): pass form,
-#      row form of 512 and 256 threads, interleaved (ROUNDS, default 2); the sampled column
+#      row form of 512 and 256 threads (and 512 without the round-2 collection, once),
+#      interleaved (ROUNDS, default 2); the sampled column
 #      is temperature 1, top-p 0.9, 32 penalties
 #   3. the same batches sampled as the server's default request (temperature 1, no top-p,
 #      no penalties), pass form and row form 512
@@ -30,6 +31,7 @@ for r in $(seq 1 "${ROUNDS:-2}"); do
   bench "passes_$r" --sample-row-threads 0
   bench "row512_$r" --sample-row-threads 512
   [ "$r" = 1 ] && bench "row256_$r" --sample-row-threads 256
+  [ "$r" = 1 ] && bench "row512nocollect_$r" --sample-row-threads 512 --sample-row-collect 0
 done
 bench plain_passes_1 --sample-row-threads 0 --sample-top-p 1 --sample-penalties 0
 bench plain_row512_1 --sample-row-threads 512 --sample-top-p 1 --sample-penalties 0
