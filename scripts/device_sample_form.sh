@@ -2,7 +2,7 @@
 # Runs on the device machine, in one call: the GPU sampler's row form (one block a row,
 # every pass in one kernel; CudaBackendOptions::sample_row_threads) against the pass form,
 # both in this tree's bench_engine (same binary, same call). Stages, each capped by what is
-# left of BUDGET_S (default 200 s):
+# left of BUDGET_S (default 300 s):
 #   1. cuda_tests CudaSample* (the row form's bits against the pass form's and the host's)
 #   2. bench_engine 0.2B at 1K context, batches 1 / 16 / 256 / 1024 (BATCH): pass form,
 #      row form of 512 and 256 threads (and 512 without the round-2 collection, once),
@@ -16,7 +16,7 @@
 # [".gpupack"]. Results: $OUT/results.tgz (cuda_tests.log, <run>.txt/json, table.md).
 set -uo pipefail
 . "$(dirname "$0")/device_lib.sh"
-device_begin 200 8
+device_begin 300 8
 B=.gpulibs
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/gpu.txt"
 timeout "$(cap 60)" "$B/cuda_tests" --gtest_filter='CudaSample*' >"$OUT/cuda_tests.log" 2>&1
