@@ -273,7 +273,7 @@ __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem<NT>&
 
 // The row's maximum from the chunks' (+inf rows: 0, with *posinf set).
 // Call from all threads (warp shuffles).
-__device__ float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
+__device__ inline float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
   const int lane = threadIdx.x & 31;
   float m = lane < S ? sc.part[r * S + lane].max : -INFINITY;
   m = WarpFold(m, MaxF());
@@ -313,7 +313,7 @@ struct Keep {
     return (key > kth || (key == kth && i <= tie_cut)) && key >= cutoff;
   }
 };
-__device__ Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
+__device__ inline Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
   Keep k;
   if (md.topk) {
     const Sel& f = rs.k[kRounds];
@@ -426,5 +426,9 @@ __device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, 
   __syncthreads();
   return sm.st;
 }
+
+// The row form's launch (kernels/sample_row.cu): p.row_threads 256 or 512, else
+// cudaErrorInvalidValue.
+cudaError_t LaunchSampleRow(const SampleParams& p, cudaStream_t s);
 
 }  // namespace rwkvx::kernels::sample_detail
