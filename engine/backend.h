@@ -267,15 +267,6 @@ struct CudaBackendOptions {
   // from the row count and the card (SampleSplits); else forced, 1..32. It changes no bit
   // of the results; for measurements (bench_engine --sample-splits).
   int sample_splits = 0;
-  // The device sampler's form (kernels/sample.cuh): 0 = the pass form (a kernel a pass,
-  // rows split over blocks); 256 or 512 = the row form, one block of that many threads a
-  // row running every pass in one kernel. The same bits either way; for measurements
-  // (bench_engine --sample-row-threads) until one form is the measured default.
-  int sample_row_threads = 0;
-  // The row form only: top-p-only rows list their round-2 bin's ids in shared memory so
-  // that the last three radix rounds read those instead of the row (same bits; bench_engine
-  // --sample-row-collect 0|1).
-  bool sample_row_collect = true;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

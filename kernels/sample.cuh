@@ -5,9 +5,7 @@
 // Only (token, logprob) goes back to the host.
 //
 // Each row is split over several blocks (SampleSplits);
-// a short sequence of kernels passes per-(row, split) partials through `scratch` (the pass
-// form), or one block a row runs every pass in one kernel (the row form,
-// SampleParams::row_threads). Greedy
+// a short sequence of kernels passes per-(row, split) partials through `scratch`. Greedy
 // and top-k 1 rows stop after the max and sum passes; rows that neither top-k nor top-p
 // restrict draw right after them; top-k / top-p run radix selections over the probability
 // bits (5 bits a pass). Sums are fixed-point integers (2^-40 units of a probability
@@ -68,15 +66,6 @@ struct SampleParams {
   // Blocks a row is split over: 0 = SampleSplits; > 0 forced (clamped to 1..32 and to
   // V / 2048; tests and bench_engine --sample-splits). The split changes no bit.
   int splits = 0;
-  // 0: the pass form above. 256 or 512: the row form, one block of that many threads a row
-  // running every pass in one kernel with block barriers between (no split, no kernel
-  // boundary between passes; `splits` ignored; the same bits as the pass form). Other
-  // values: cudaErrorInvalidValue. CudaBackendOptions::sample_row_threads.
-  int row_threads = 0;
-  // The row form only: a top-p-only row lists the ids of its round-2 bin in shared memory
-  // (up to what fits: computed from the card's shared memory, 12,032 entries at 512 threads
-  // and 5,920 at 256 with an H100's 228 KB an SM; a larger bin: the whole row as before), and rounds 3-5 read that list instead of the row. The same bits.
-  bool row_collect = true;
 };
 
 // The split for n rows of V tokens on the current device: the least estimated time over

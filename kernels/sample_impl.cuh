@@ -14,7 +14,8 @@
 namespace rwkvx::kernels::sample_detail {
 
 
-constexpr int kT = 128;  // threads per block of the pass form (the row form: RowKernel's NT)
+constexpr int kT = 128;  // threads per block
+constexpr int kWarps = kT / 32;
 constexpr int kBits = 5, kBins = 1 << kBits;  // radix digit
 constexpr int kRounds = 6;                    // probability bits 29..0 (p < 2: bits 31, 30 are 0)
 constexpr int kMinChunk = 2048, kMaxSplits = 32;
@@ -105,14 +106,11 @@ inline Scratch Carve(void* base, int n, int S) {
   return sc;
 }
 
-// A block's shared scratch, for blocks of NT threads (NT / 32 warps).
-template <int NT>
 struct Smem {
-  static constexpr int kW = NT / 32;
-  float f[kW];
-  int i[kW];
-  u64 u[kW];
-  u64 parts[kW][kBins];  // Advance: the merge's partial sums, one a warp
+  float f[kWarps];
+  int i[kWarps];
+  u64 u[kWarps];
+  u64 parts[kWarps][kBins];  // Advance: the merge's four partial sums
   u64 wq[kMaxSplits];  // the draw pass: each chunk's weight sum (top-p-only rows)
   Sel st;
   int token;
@@ -138,12 +136,12 @@ __device__ __forceinline__ T WarpFold(T v, Op op) {
   return v;
 }
 static_assert(kMaxSplits <= 32, "a row's chunk partials are folded one a lane");
+static_assert(kT == kWarps * kBins && kMaxSplits % kWarps == 0, "Advance merges a bin with one thread a warp");
 static_assert(kBins == 32, "Advance selects the bin with one lane a bin");
 
-// Reduction over the block (every thread gets it); contains __syncthreads. `scratch`: one
-// slot a warp (Smem's arrays).
-template <class T, int W, class Op>
-__device__ T BlockReduce(T v, T (&scratch)[W], Op op) {
+// Reduction over the block (every thread gets it); contains __syncthreads.
+template <class T, class Op>
+__device__ T BlockReduce(T v, T* scratch, Op op) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -151,7 +149,7 @@ __device__ T BlockReduce(T v, T (&scratch)[W], Op op) {
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   T t = scratch[0];
-  for (int w = 1; w < W; ++w) t = op(t, scratch[w]);
+  for (int w = 1; w < kWarps; ++w) t = op(t, scratch[w]);
   return t;
 }
 
@@ -166,21 +164,21 @@ __device__ __forceinline__ u64 Fix(float e) { return static_cast<u64>(e * kFix);
 // f(i, logit) for every id of [c0, c1), shared by kN threads of which this is thread t
 // (each id once, by one thread, in no particular order: every caller folds with an
 // order-free operation). A range that starts on a 16-byte boundary (rows of V % 4 == 0,
-// as the world vocabulary; chunks and segments start at multiples of 32 ids) loads 4 * kU
-// floats per thread per iteration as kU float4; other ranges four floats at a time.
-template <int kN, int kU = 4, class F>
+// as the world vocabulary; chunks and segments start at multiples of 32 ids) loads 16
+// floats per thread per iteration as four float4; other ranges four floats at a time.
+template <int kN, class F>
 __device__ __forceinline__ void ForRange(const float* l, int c0, int c1, int t, F f) {
   int i = c0;
   if ((reinterpret_cast<size_t>(l + c0) & 15) == 0) {
     const float4* v = reinterpret_cast<const float4*>(l + c0);
     const int n4 = (c1 - c0) >> 2;
     int j = t;
-    for (; j + (kU - 1) * kN < n4; j += kU * kN) {
-      float4 q[kU];
+    for (; j + 3 * kN < n4; j += 4 * kN) {
+      float4 q[4];
 #pragma unroll
-      for (int u = 0; u < kU; ++u) q[u] = v[j + u * kN];
+      for (int u = 0; u < 4; ++u) q[u] = v[j + u * kN];
 #pragma unroll
-      for (int u = 0; u < kU; ++u) {
+      for (int u = 0; u < 4; ++u) {
         const int id = c0 + 4 * (j + u * kN);
         f(id, q[u].x);
         f(id + 1, q[u].y);
@@ -208,11 +206,10 @@ __device__ __forceinline__ void ForRange(const float* l, int c0, int c1, int t, 
   }
   for (; i < c1; i += kN) f(i, l[i]);
 }
-// The block's NT threads over the block's chunk (the row form's wide blocks keep twice
-// the loads in flight: a block streams a whole row from L2 on one SM).
-template <int NT, class F>
+// The block's threads over the block's chunk.
+template <class F>
 __device__ __forceinline__ void ForChunk(const float* l, int c0, int c1, F f) {
-  ForRange<NT, (NT > kT ? 8 : 4)>(l, c0, c1, static_cast<int>(threadIdx.x), f);
+  ForRange<kT>(l, c0, c1, static_cast<int>(threadIdx.x), f);
 }
 
 // The first id in [c0, c1) where the running sum of f(i, logit) in id order exceeds x
@@ -221,9 +218,8 @@ __device__ __forceinline__ void ForChunk(const float* l, int c0, int c1, F f) {
 // sums the run's j-th group of 32 ids (independent loads), a scan over the lanes finds the
 // group holding x, and the warp scans that group. The dependent steps are one per run
 // (~6 for a 5,000-id segment), not one per 32 ids. Call from all threads.
-template <int NT, class F>
-__device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem<NT>& sm) {
-  constexpr int kWarps = NT / 32;
+template <class F>
+__device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem& sm) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int seg = ((c1 - c0 + kWarps - 1) / kWarps + 31) / 32 * 32;
   const int w0 = min(c1, c0 + warp * seg), w1 = min(c1, w0 + seg);
@@ -273,7 +269,7 @@ __device__ int FindInChunk(const float* l, int c0, int c1, u64 x, F f, Smem<NT>&
 
 // The row's maximum from the chunks' (+inf rows: 0, with *posinf set).
 // Call from all threads (warp shuffles).
-__device__ inline float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
+__device__ float RowMax(const Scratch& sc, int r, int S, bool* posinf) {
   const int lane = threadIdx.x & 31;
   float m = lane < S ? sc.part[r * S + lane].max : -INFINITY;
   m = WarpFold(m, MaxF());
@@ -313,7 +309,7 @@ struct Keep {
     return (key > kth || (key == kth && i <= tie_cut)) && key >= cutoff;
   }
 };
-__device__ inline Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
+__device__ Keep KeepOf(const RowState& rs, const Mode& md, bool with_top_p) {
   Keep k;
   if (md.topk) {
     const Sel& f = rs.k[kRounds];
@@ -349,20 +345,16 @@ __device__ inline Sel TopPStart(const Scratch& sc, int r, int S, float top_p) {
   return st;
 }
 
-// The block's histogram h ([kBins][NT]: one column a thread) summed per bin and written
-// as chunk s of row r for round `round` (by parity). Call from all threads after the
-// columns are final.
-template <int NT>
-__device__ inline void WriteHist(const u64 (*h)[NT], const Scratch& sc, int r, int s, int S, int round) {
-  // Bin t / per from `per` threads of 32 columns each (rotated by lane: no bank conflicts),
-  // folded over those threads (lanes of one warp).
-  constexpr int per = NT / kBins;
-  static_assert(NT % kBins == 0 && per <= 32 && 32 % per == 0, "a bin's threads share a warp");
-  const int bin = threadIdx.x / per, q = threadIdx.x % per, lane = threadIdx.x & 31;
+// The block's histogram h (one column a thread) summed per bin and written as chunk s of
+// row r for round `round` (by parity). Call from all threads after the columns are final.
+static_assert(kT == 4 * kBins, "WriteHist sums each bin with four threads");
+__device__ inline void WriteHist(const u64 (&h)[kBins][kT], const Scratch& sc, int r, int s, int S, int round) {
+  // Bin t / 4 from four threads of 32 columns each (rotated by lane: no bank conflicts).
+  const int bin = threadIdx.x >> 2, q = threadIdx.x & 3, lane = threadIdx.x & 31;
   u64 t = 0;
   for (int c = 0; c < 32; ++c) t += h[bin][q * 32 + ((c + lane) & 31)];
-#pragma unroll
-  for (int o = 1; o < per; o <<= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  t += __shfl_xor_sync(0xffffffffu, t, 1);
+  t += __shfl_xor_sync(0xffffffffu, t, 2);
   u64* out = sc.hist + ((static_cast<size_t>(round & 1) * gridDim.x + r) * S + s) * kBins;
   if (q == 0) out[bin] = t;
 }
@@ -370,17 +362,14 @@ __device__ inline void WriteHist(const u64 (*h)[NT], const Scratch& sc, int r, i
 // The selection after round `round - 1` (whose digit starts at bit `shift`): merge the
 // chunks' histograms, take the highest bin where the running total reaches `need`.
 // Block (r, 0) records it. Call from all threads.
-template <int NT>
-__device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, int round, Sel* slot, Smem<NT>& sm) {
-  constexpr int kWarps = NT / 32;
-  static_assert(NT % 32 == 0 && kMaxSplits % kWarps == 0, "Advance merges a bin with one thread a warp");
+__device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, int round, Sel* slot, Smem& sm) {
   if (!prev.found) {  // top-p not reached: stays so (recorded for the later kernels)
     if (s == 0 && threadIdx.x == 0) *slot = prev;
     return prev;
   }
   const int shift = 30 - kBits * round;
   const u64* h = sc.hist + (static_cast<size_t>((round - 1) & 1) * gridDim.x + r) * S * kBins;
-  {  // bin t % 32 over chunks t / 32, + kWarps, ... (up to 8 loads a thread in flight), then the parts
+  {  // bin t % 32 over chunks t / 32, +4, ... (up to 8 loads a thread in flight), then the 4 parts
     const int bin = threadIdx.x & (kBins - 1), part = threadIdx.x / kBins;
     u64 t = 0;
 #pragma unroll
@@ -426,9 +415,5 @@ __device__ Sel Advance(const Scratch& sc, const Sel& prev, int r, int s, int S, 
   __syncthreads();
   return sm.st;
 }
-
-// The row form's launch (kernels/sample_row.cu): p.row_threads 256 or 512, else
-// cudaErrorInvalidValue.
-cudaError_t LaunchSampleRow(const SampleParams& p, cudaStream_t s);
 
 }  // namespace rwkvx::kernels::sample_detail

@@ -51,10 +51,6 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::wkv_matrix)\n"
     "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
     "                    0 = chosen from the batch and the card)\n"
-    "  --sample-row-threads 0|256|512  the GPU sampler's row form: one block of N threads a row,\n"
-    "                    every pass in one kernel (CudaBackendOptions::sample_row_threads; 0: passes)\n"
-    "  --sample-row-collect 0|1  the row form's top-p-only rows collect their round-2 bin\n"
-    "                    (CudaBackendOptions::sample_row_collect, default 1)\n"
     "  --sample-top-p P  top-p of the sampled passes (default 0.9; 1: the server's default request,\n"
     "                    temperature 1 and no top-p, which skips the radix rounds)\n"
     "  --sample-penalties N  penalised tokens a session in the batched table's sampled pass (default 32)\n"
@@ -80,8 +76,6 @@ struct Args {
   int wkv_rows = -1;  // -1: the backend's default
   int wkv_matrix = -1;  // -1: the backend's default
   int sample_splits = 0;  // 0: auto
-  int sample_row_threads = 0;  // --sample-row-threads
-  bool sample_row_collect = true;  // --sample-row-collect
   double sample_top_p = 0.9;  // --sample-top-p
   int sample_penalties = 32;  // --sample-penalties
   std::string weights = "fp16";  // --weights
@@ -122,8 +116,6 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
     else if (k == "--wkv-matrix") a->wkv_matrix = std::atoi(v);
     else if (k == "--sample-splits") a->sample_splits = std::atoi(v);
-    else if (k == "--sample-row-threads") a->sample_row_threads = std::atoi(v);
-    else if (k == "--sample-row-collect") a->sample_row_collect = std::atoi(v) != 0;
     else if (k == "--sample-top-p" && std::atof(v) > 0 && std::atof(v) <= 1) a->sample_top_p = std::atof(v);
     else if (k == "--sample-penalties" && std::atoi(v) >= 0) a->sample_penalties = std::atoi(v);
     else if (k == "--hbm-tbps") a->hbm_tbps = std::atof(v);
@@ -148,8 +140,6 @@ CudaBackendOptions OptionsOf(const Args& a) {
   if (a.wkv_rows > 0) o.wkv_rows = a.wkv_rows;
   if (a.wkv_matrix >= 0) o.wkv_matrix = a.wkv_matrix != 0;
   o.sample_splits = a.sample_splits;
-  o.sample_row_threads = a.sample_row_threads;
-  o.sample_row_collect = a.sample_row_collect;
   return o;
 }
 

@@ -110,8 +110,7 @@ int main(int argc, char** argv) {
   js << "{\"card\":\"" << prop.name << "\",\"shape\":\"" << a.shape << "\",\"weights\":\"" << a.weights << "\",\"weights_bytes\":" << b.Memory().weights_bytes
      << ",\"skinny_mma\":" << a.skinny_mma << ",\"batch_invariant\":" << a.batch_invariant
      << ",\"fold_ln\":" << a.fold_ln << ",\"wkv_rows\":" << OptionsOf(a).wkv_rows << ",\"wkv_matrix\":" << OptionsOf(a).wkv_matrix
-     << ",\"sample_splits\":" << a.sample_splits << ",\"sample_row_threads\":" << a.sample_row_threads
-     << ",\"sample_row_collect\":" << a.sample_row_collect << ",\"sample_top_p\":" << a.sample_top_p
+     << ",\"sample_splits\":" << a.sample_splits << ",\"sample_top_p\":" << a.sample_top_p
      << ",\"sample_penalties\":" << a.sample_penalties;
   const int V = s.vocab;
   std::vector<float> l;

@@ -59,8 +59,6 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(std::shared_ptr<con
   if (model->attn.chunk_size < 1) return absl::InvalidArgumentError("chunk size must be >= 1");
   if (opts.wkv_rows != 1 && opts.wkv_rows != 2 && opts.wkv_rows != 4)
     return absl::InvalidArgumentError("wkv_rows must be 1, 2 or 4");
-  if (opts.sample_row_threads != 0 && opts.sample_row_threads != 256 && opts.sample_row_threads != 512)
-    return absl::InvalidArgumentError("sample_row_threads must be 0, 256 or 512");
   if (opts.gpu_memory_fraction <= 0 || opts.gpu_memory_fraction > 1)
     return absl::InvalidArgumentError("gpu_memory_fraction must be in (0, 1]");
   std::unique_ptr<CudaBackend> b(new CudaBackend(std::move(model), opts));

@@ -38,8 +38,6 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
     sp.out_logprob = meta_.out_logprob;
     sp.scratch = samp_scratch_;
     sp.splits = opts_.sample_splits;
-    sp.row_threads = opts_.sample_row_threads;
-    sp.row_collect = opts_.sample_row_collect;
     // Only the selection passes some row needs (the items' host copy is still in the
     // pinned block).
     sp.passes = kernels::SamplePasses(layout.At(meta_host_).samp, plan.n_samp, V_);

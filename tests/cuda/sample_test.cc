@@ -91,10 +91,8 @@ struct DevResult {
 
 // Runs the kernels on the rows of `cs` as one batch (the batch size sets the split of each
 // row over blocks unless `splits` forces one). `all_passes` false: only the passes
-// SamplePasses asks for. `row_threads` > 0: the row form with blocks of that many threads
-// (`collect`: SampleParams::row_collect).
-DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, int splits = 0, int row_threads = 0,
-                    bool collect = true) {
+// SamplePasses asks for.
+DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, int splits = 0) {
   const int n = static_cast<int>(cs.size());
   const int V = static_cast<int>(cs[0].logits.size());
   std::vector<kernels::SampleItem> items(n);
@@ -144,8 +142,6 @@ DevResult RunKernel(const std::vector<SampleCase>& cs, bool all_passes = true, i
   sp.out_logprob = d_lp.as<float>();
   sp.scratch = d_scratch.p;
   sp.splits = splits;
-  sp.row_threads = row_threads;
-  sp.row_collect = collect;
   if (!all_passes) sp.passes = kernels::SamplePasses(items.data(), n, V);
   EXPECT_EQ(kernels::LaunchSample(sp, nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -247,57 +243,6 @@ TEST(CudaSample, AnySplitGivesTheSameBits) {
     EXPECT_EQ(kernels::SampleSplits(1, V), most) << v;  // one row: the most blocks
     EXPECT_LT(kernels::SampleSplits(1024, V), std::max(2, most)) << v;  // a full card: fewer
   }
-}
-
-// The row form (one block a row runs every pass in one kernel, SampleParams::row_threads)
-// gives the pass form's bits: every case (top-k, top-p, both, greedy, top-k 1, ties, NaN,
-// +inf, everything banned, penalties) plus grammar masks on some rows, in one batch with
-// only the passes the rows need and with all of them, and each row alone, with blocks of
-// 256 and 512 threads, the round-2 collection on and off; top-p-only rows whose round-2 bin
-// is too large for the collection (every logit equal; integer logits) take the whole row;
-// a block size other than those is refused.
-TEST(CudaSample, RowFormGivesThePassFormsBits) {
-  SKIP_WITHOUT_GPU();
-  for (int V : {65536, 70001, 1000}) {
-    const std::string v = "V=" + std::to_string(V);
-    std::vector<SampleCase> cs = MakeCases(V, 40 + V % 11);
-    const int words = (V + 31) / 32;
-    for (size_t i = 3; i < cs.size(); i += 9) {  // every other word allowed; one row a short mask
-      cs[i].allowed.assign(i % 2 ? words : std::min(words, 5), 0x0f0f0f0fu);
-    }
-    for (float tp : {0.5f, 0.95f}) {  // one bin holds every id: the collection overflows
-      SampleCase flat;
-      flat.logits.assign(V, 0.25f);
-      flat.p.temperature = 0.8f;
-      flat.p.top_p = tp;
-      flat.u = 0.61;
-      cs.push_back(flat);
-    }
-    const int n = static_cast<int>(cs.size());
-    const DevResult ref = RunKernel(cs, false);
-    ExpectMatchesHost(cs, ref, v + " passes");
-    for (int nt : {256, 512}) {
-      for (bool collect : {true, false}) {
-        const std::string f = v + " row form " + std::to_string(nt) + (collect ? "" : " without collection");
-        for (bool all : {false, true}) {
-          const DevResult d = RunKernel(cs, all, 0, nt, collect);
-          for (int i = 0; i < n; ++i)
-            ExpectSameBits(ref, i, d, i, f + (all ? " all passes" : "") + ", row " + std::to_string(i));
-        }
-        for (int i = 0; i < n; i += 3) {
-          const DevResult one = RunKernel({cs[i]}, false, 0, nt, collect);
-          ExpectSameBits(ref, i, one, 0, f + " alone, row " + std::to_string(i));
-        }
-      }
-    }
-  }
-  // Any other block size: an error, not a launch.
-  kernels::SampleParams sp;
-  sp.n = 1;
-  sp.V = 1000;
-  sp.scratch = reinterpret_cast<void*>(256);  // not dereferenced: refused first
-  sp.row_threads = 128;
-  EXPECT_EQ(kernels::LaunchSample(sp, nullptr), cudaErrorInvalidValue);
 }
 
 // Grammar masks (structured output): random sparse masks, a mask that allows one token,
