@@ -267,6 +267,11 @@ struct CudaBackendOptions {
   // from the row count and the card (SampleSplits); else forced, 1..32. It changes no bit
   // of the results; for measurements (bench_engine --sample-splits).
   int sample_splits = 0;
+  // Blocks a decode step's attention aims at, per SM: each (item, head) is cut into key
+  // slices so that the grid has about this many blocks an SM (kernels/attn_decode.cu; at
+  // most 64 slices, at least 64 keys a slice). The same bits for any value where the slices
+  // do not change; for measurements (bench_engine --decode-split-sms). 1..16.
+  int decode_split_sms = 2;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.
