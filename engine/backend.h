@@ -244,6 +244,11 @@ struct CudaBackendOptions {
   // 0.2B step; the saved token-shift state is copied by the next group. Off: measured
   // slower (0.2B one session 1.14x the time, H100, session 19; docs/CUDA.md).
   bool fold_layernorm = false;
+  // The GEMV kernel (decode steps of <= 4 rows) asks L2 for its weight rows before its
+  // programmatic-dependent-launch wait, so that their reads overlap the kernel before it
+  // (kernels/gemv.cuh, GemvGroupParams::prefetch_w; the same bits). Off until measured on a
+  // GPU (bench_engine --gemv-prefetch 1).
+  bool gemv_prefetch = false;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
   // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).

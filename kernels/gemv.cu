@@ -165,10 +165,13 @@ __device__ void FoldPrologue(const GemvFold& f, int mix, bool bf16, void* xs, fl
 // instantiation, so that groups of half weights compile exactly as without the 8-bit path).
 // kMode: 0 plain; 1 the folded LayerNorm first (GemvFold: x from shared memory); 2 the
 // state copy first (GemvSave, block 0).
+//
+// GemvGroupParams::prefetch_w: before the PDL wait (the job's place comes from the kernel's
+// parameters alone, no memory), each warp issues L2 prefetches of its weight rows, one
+// 128-byte line a lane at a time; weights are never written by a kernel, so reading them
+// before the wait is safe. Everything else waits as in every kernel here.
 template <int ROWS, bool kAny8, int kMode>
 __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
-  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
-  PdlTrigger();
   const int lane = threadIdx.x & 31;
   // Output rows a warp: one, or with the fold GemvFold::outs_per_warp (fewer blocks, each
   // normalizing the rows once for more outputs).
@@ -180,6 +183,17 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
     b -= nb;
   }
   const GemvParams& p = gp.job[j];
+  if (gp.prefetch_w) {
+    const size_t row_bytes = static_cast<size_t>(p.in) * (kAny8 && p.w_scale ? 1 : 2);
+    for (int k = 0; k < nout; ++k) {
+      const int o = (b * nout + k) * 8 + (threadIdx.x >> 5);
+      if (o >= p.out) break;
+      const char* row = static_cast<const char*>(p.w) + static_cast<size_t>(o) * row_bytes;
+      for (size_t off = static_cast<size_t>(lane) * 128; off < row_bytes; off += 32 * 128) PrefetchL2(row + off);
+    }
+  }
+  PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   const bool bf16 = gp.job[0].bf16;
   const void* x = p.x;
   if constexpr (kMode == 1) {

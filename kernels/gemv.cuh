@@ -78,6 +78,11 @@ struct GemvGroupParams {
   int n_jobs = 0;
   GemvFold fold;  // fold.x set: the jobs' x come from the folded LayerNorm
   GemvSave save;  // save.src set (not with fold): copy rows into the state first
+  // Each warp asks L2 for its weight rows before the PDL wait (CudaBackendOptions::
+  // gemv_prefetch): with programmatic dependent launch the group's blocks start while the
+  // kernel before it still runs, and no kernel writes the weights, so their DRAM reads
+  // overlap that kernel instead of following it. The same loads afterwards: the same bits.
+  bool prefetch_w = false;
 };
 cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s);
 

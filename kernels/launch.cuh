@@ -2,7 +2,8 @@
 // through Launch may be scheduled while the kernel before it in the stream is still
 // running, so that its launch latency and block start-up overlap that kernel's tail. Every
 // kernel launched this way calls PdlWait() before it reads or writes global memory (the
-// wait returns once the previous grid has completed and its writes are visible), then
+// wait returns once the previous grid has completed and its writes are visible; the one
+// exception is an L2 prefetch of memory no kernel writes, PrefetchL2 below), then
 // PdlTrigger() to let the next kernel be scheduled in turn. Without PDL (SetPdl(false),
 // the default, or a GPU before sm_90) the launch is an ordinary stream-ordered one and
 // both calls do nothing.
@@ -28,6 +29,12 @@ __device__ __forceinline__ void PdlTrigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
+}
+
+// Asks L2 for the 128-byte line holding p (no register written; a hint). Before PdlWait
+// only for memory no kernel writes (weights).
+__device__ __forceinline__ void PrefetchL2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 // kernel<<<grid, block, smem, s>>>(args...), with the PDL attribute when PdlOn().

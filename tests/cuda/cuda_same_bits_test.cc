@@ -58,14 +58,16 @@ TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
 // Programmatic dependent launch (CudaBackendOptions::pdl) lets a kernel start while the
 // previous one finishes; every kernel waits for it before touching memory, so the results
 // are the same bits as with ordinary launches. Prefill, then decode steps of 2 and of 4
-// sessions (the backend uses PDL for steps of up to 4), graphs and eager.
+// sessions (the backend uses PDL for steps of up to 4), graphs and eager. Also with the
+// GEMV's weight prefetch before its wait (CudaBackendOptions::gemv_prefetch): the same bits.
 TEST(CudaBackend, PdlStepsEqualPlainSteps) {
   SKIP_WITHOUT_GPU();
   auto m = SparseTestModel(53);
-  auto run = [&](bool pdl, bool graphs) {
+  auto run = [&](bool pdl, bool graphs, bool prefetch = false) {
     CudaBackendOptions o = GpuOptions();
     o.pdl = pdl;
     o.cuda_graphs = graphs;
+    o.gemv_prefetch = prefetch;
     auto b = Gpu(m, o);  // each step sets the process-wide PDL switch from its backend
     std::vector<float> out, l;
     if (!b) return out;
@@ -93,6 +95,8 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
     EXPECT_TRUE(with == without) << (graphs ? "graphs" : "eager");
     std::printf("[pdl] %s: %zu logits, %s\n", graphs ? "graphs" : "eager", with.size(),
                 with == without ? "identical" : "DIFFERENT");
+    const std::vector<float> prefetched = run(true, graphs, true);
+    EXPECT_TRUE(prefetched == without) << (graphs ? "graphs" : "eager") << ", gemv_prefetch";
   }
 }
 
