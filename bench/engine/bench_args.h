@@ -49,8 +49,8 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::wkv_rows, default 2)\n"
     "  --wkv-matrix 0|1    the chunked wkv7's first pass as tensor-core matrix products\n"
     "                    (CudaBackendOptions::wkv_matrix)\n"
-    "  --gemv-prefetch 1  the GEMV asks L2 for its weights before its PDL wait\n"
-    "                    (CudaBackendOptions::gemv_prefetch, default 0)\n"
+    "  --gemv-prefetch -1|0|1  the GEMV asks L2 for its weights before its PDL wait\n"
+    "                    (CudaBackendOptions::gemv_prefetch; -1, the default: on for hidden sizes <= 1024)\n"
     "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
     "                    0 = chosen from the batch and the card)\n"
     "  --decode-split-sms N  blocks a decode step's attention aims at per SM (key slices an item;\n"
@@ -81,7 +81,7 @@ struct Args {
   int wkv_matrix = -1;  // -1: the backend's default
   int sample_splits = 0;  // 0: auto
   int decode_split_sms = 2;  // --decode-split-sms
-  bool gemv_prefetch = false;  // --gemv-prefetch
+  int gemv_prefetch = -1;  // --gemv-prefetch (-1 auto)
   double sample_top_p = 0.9;  // --sample-top-p
   int sample_penalties = 32;  // --sample-penalties
   std::string weights = "fp16";  // --weights
@@ -115,7 +115,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--skinny-mma") a->skinny_mma = std::atoi(v) != 0;
     else if (k == "--batch-invariant") a->batch_invariant = std::atoi(v) != 0;
     else if (k == "--fold-ln") a->fold_ln = std::atoi(v) != 0;
-    else if (k == "--gemv-prefetch") a->gemv_prefetch = std::atoi(v) != 0;
+    else if (k == "--gemv-prefetch" && std::atoi(v) >= -1 && std::atoi(v) <= 1) a->gemv_prefetch = std::atoi(v);
     else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8") ||
                                       !std::strcmp(v, "int8")))
       a->weights = v;

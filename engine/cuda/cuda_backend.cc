@@ -59,6 +59,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(std::shared_ptr<con
   if (model->attn.chunk_size < 1) return absl::InvalidArgumentError("chunk size must be >= 1");
   if (opts.wkv_rows != 1 && opts.wkv_rows != 2 && opts.wkv_rows != 4)
     return absl::InvalidArgumentError("wkv_rows must be 1, 2 or 4");
+  if (opts.gemv_prefetch < -1 || opts.gemv_prefetch > 1) return absl::InvalidArgumentError("gemv_prefetch must be -1, 0 or 1");
   if (opts.decode_split_sms < 1 || opts.decode_split_sms > 16)
     return absl::InvalidArgumentError("decode_split_sms must be 1..16");
   if (opts.gpu_memory_fraction <= 0 || opts.gpu_memory_fraction > 1)

@@ -39,7 +39,7 @@ kernels::GemvParams CudaBackend::GemmJob::Gemv(bool bf16, int rows) const {
 // A GEMV group launch, with the pending folded LayerNorm or state copy attached (one of
 // them at most; the copy that a fold with a state leaves goes to the next launch).
 absl::Status CudaBackend::LaunchGemvs(kernels::GemvGroupParams g) {
-  g.prefetch_w = opts_.gemv_prefetch;
+  g.prefetch_w = opts_.gemv_prefetch < 0 ? C_ <= kGemvPrefetchMaxC : opts_.gemv_prefetch > 0;
   if (fold_next_.x) {
     g.fold = fold_next_;
     RWKVX_CUDA_RETURN(kernels::LaunchGemvGroup(g, stream_));

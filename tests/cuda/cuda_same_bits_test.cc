@@ -67,7 +67,7 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
     CudaBackendOptions o = GpuOptions();
     o.pdl = pdl;
     o.cuda_graphs = graphs;
-    o.gemv_prefetch = prefetch;
+    o.gemv_prefetch = prefetch ? 1 : 0;
     auto b = Gpu(m, o);  // each step sets the process-wide PDL switch from its backend
     std::vector<float> out, l;
     if (!b) return out;
