@@ -253,8 +253,8 @@ struct CudaBackendOptions {
   // models of hidden size <= kGemvPrefetchMaxC, off above; 0 off; 1 on (bench_engine
   // --gemv-prefetch). Measured (H100, session 25, same call): 0.2B one session 0.914x the
   // time a token (no logits 0.877x), 4 sessions 0.93x; 3.6B one session 1.08x, fp8 1.06x
-  // (its groups are 13-52 MB of weights, prefetched while the kernel before streams its
-  // own: the prefetches compete for DRAM and L2 instead of filling idle time).
+  // (its groups are 13-52 MB of weights; not profiled why: likely the prefetches compete
+  // with the kernel before for DRAM and L2).
   int gemv_prefetch = -1;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
@@ -279,11 +279,6 @@ struct CudaBackendOptions {
   // from the row count and the card (SampleSplits); else forced, 1..32. It changes no bit
   // of the results; for measurements (bench_engine --sample-splits).
   int sample_splits = 0;
-  // Blocks a decode step's attention aims at, per SM: each (item, head) is cut into key
-  // slices so that the grid has about this many blocks an SM (kernels/attn_decode.cu; at
-  // most 64 slices, at least 64 keys a slice). The same bits for any value where the slices
-  // do not change; for measurements (bench_engine --decode-split-sms). 1..16.
-  int decode_split_sms = 2;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

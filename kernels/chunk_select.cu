@@ -10,8 +10,9 @@ namespace {
 // lowest index on a tie). Before session 22 the block scored the chunks one after another,
 // a block-wide reduction each (16 us a call at 32K context on an H100, ncu: more than the
 // attention over the chunks it picks); session 22's form still took 14.5 us a call at 32K
-// context (H100, ncu, bench/engine/results/h100_2026-12-06_s25/call3): each lane waited on
-// its loads one channel at a time (24 dependent round trips at C = 768). Now q is staged in
+// context (H100, ncu, bench/engine/results/h100_2026-12-06_s25/call3): its channel loop ran
+// with few loads in flight (PTX: unrolled by 4, q and the sums both from global memory,
+// a division between). Now q is staged in
 // shared memory by the whole block and each lane issues kBatch chunk-sum loads before
 // using the first: the same products summed in the same order (the same scores, the same
 // selection).

@@ -53,8 +53,6 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::gemv_prefetch; -1, the default: on for hidden sizes <= 1024)\n"
     "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
     "                    0 = chosen from the batch and the card)\n"
-    "  --decode-split-sms N  blocks a decode step's attention aims at per SM (key slices an item;\n"
-    "                    CudaBackendOptions::decode_split_sms, default 2)\n"
     "  --sample-top-p P  top-p of the sampled passes (default 0.9; 1: the server's default request,\n"
     "                    temperature 1 and no top-p, which skips the radix rounds)\n"
     "  --sample-penalties N  penalised tokens a session in the batched table's sampled pass (default 32)\n"
@@ -80,7 +78,6 @@ struct Args {
   int wkv_rows = -1;  // -1: the backend's default
   int wkv_matrix = -1;  // -1: the backend's default
   int sample_splits = 0;  // 0: auto
-  int decode_split_sms = 2;  // --decode-split-sms
   int gemv_prefetch = -1;  // --gemv-prefetch (-1 auto)
   double sample_top_p = 0.9;  // --sample-top-p
   int sample_penalties = 32;  // --sample-penalties
@@ -123,7 +120,6 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
     else if (k == "--wkv-matrix") a->wkv_matrix = std::atoi(v);
     else if (k == "--sample-splits") a->sample_splits = std::atoi(v);
-    else if (k == "--decode-split-sms" && std::atoi(v) >= 1 && std::atoi(v) <= 16) a->decode_split_sms = std::atoi(v);
     else if (k == "--sample-top-p" && std::atof(v) > 0 && std::atof(v) <= 1) a->sample_top_p = std::atof(v);
     else if (k == "--sample-penalties" && std::atoi(v) >= 0) a->sample_penalties = std::atoi(v);
     else if (k == "--hbm-tbps") a->hbm_tbps = std::atof(v);
@@ -148,7 +144,6 @@ CudaBackendOptions OptionsOf(const Args& a) {
   if (a.wkv_rows > 0) o.wkv_rows = a.wkv_rows;
   if (a.wkv_matrix >= 0) o.wkv_matrix = a.wkv_matrix != 0;
   o.sample_splits = a.sample_splits;
-  o.decode_split_sms = a.decode_split_sms;
   o.gemv_prefetch = a.gemv_prefetch;
   return o;
 }
