@@ -15,12 +15,17 @@ untouched. Checked:
   2. /v1/sessions/<id>... without the header reaches the replica of `x-session-id: <id>`;
   3. gRPC calls (ListModels) with `x-session-id` metadata reach the replica of the HTTP
      requests (when grpcio is importable);
-  4. SIGTERM on one replica (drain): its sessions are served by the others, and every
-     other session stays where it was (consistent hashing moves only the dead share);
-  5. named sessions (/v1/sessions) carry across the stopped replica: the replicas share
-     one --session-dir (the PVC in Kubernetes), the stopped one saves its sessions, and
-     their new replicas continue them exactly (greedy tokens and top-5 logprobs equal
-     those of twin sessions with the same history on replicas that kept running).
+  4. SIGTERM on one replica (drain): once Envoy has taken it out of the ring, its sessions
+     are served by the others. Envoy's ring gives each host ring_size / N points, so when
+     N changes the remaining hosts gain points and some sessions of live replicas move
+     between them too (about 1/6 of them from 3 to 2 replicas): the check counts them;
+  5. every named session (/v1/sessions) continues exactly (greedy tokens and top-5
+     logprobs equal across sessions with one history): the stopped replica's from its
+     SIGTERM save in the shared --session-dir (the PVC in Kubernetes); those the ring
+     moved between live replicas by a handoff: their new replica answers 503 and asks
+     the holder to let go, Envoy retries the call on the holder, the holder saves the
+     session and gives up its lease once idle, and the session then settles on its new
+     replica (checked: served there).
 Which replica served a request is read from each replica's own /metrics counters.
 """
 import argparse
@@ -71,7 +76,8 @@ def http(url, body=None, headers=None, timeout=30):
 
 
 def counters(host, http_port):
-    """(completions, other-path, grpc) request counts of one replica."""
+    """(completions, other-path, grpc, session calls answered 200, handoffs) counts of one
+    replica."""
     try:
         _, text = http(f"http://{host}:{http_port}/metrics", timeout=5)
     except OSError:
@@ -80,7 +86,10 @@ def counters(host, http_port):
         return sum(float(v) for v in re.findall(pattern + r"[^\n]*\} ([0-9.e+]+)", text))
     return (total(r'rwkvx_http_requests_total\{[^}]*path="/v1/completions"'),
             total(r'rwkvx_http_requests_total\{[^}]*path="other"'),
-            total(r'rwkvx_grpc_requests_total\{[^}]*method="ListModels"'))
+            total(r'rwkvx_grpc_requests_total\{[^}]*method="ListModels"'),
+            # Session calls answered 200 (a refusal, 503, is retried on another replica).
+            total(r'rwkvx_http_requests_total\{(?=[^}]*path="/v1/sessions")(?=[^}]*code="200")[^}]*'),
+            sum(float(v) for v in re.findall(r"(?m)^rwkvx_session_handoffs_total ([0-9.e+]+)", text)))
 
 
 def served_by(live, http_port, fn, index):
@@ -99,14 +108,36 @@ def served_by(live, http_port, fn, index):
         time.sleep(0.02)
 
 
+def session_call(front_http, sid, path, body=None):
+    """One call of named session `sid` through the front proxy (routed by its path), retried
+    as a client would while the answer is 503 (Retry-After): Envoy retries a 503 on other
+    replicas itself, and a handoff may take a moment."""
+    for _ in range(60):
+        code, text = http(f"http://127.0.0.1:{front_http}/v1/sessions/{sid}{path}", body)
+        if code != 503:
+            break
+        time.sleep(1)
+    assert code == 200, (sid, code, text)
+    return json.loads(text)
+
+
 def session_turn(front_http, sid, prompt):
-    """One greedy completion of named session `sid` through the front proxy (routed by
-    its path): the tokens with their logprobs and top-5 alternatives."""
-    code, body = http(f"http://127.0.0.1:{front_http}/v1/sessions/{sid}/completions",
-                      {"prompt": prompt, "max_tokens": 6, "temperature": 0, "logprobs": 5,
-                       "ignore_eos": True})
-    assert code == 200, (sid, code, body)
-    return json.loads(body)["choices"][0]["logprobs"]
+    """One greedy completion of named session `sid`: the tokens with their logprobs and
+    top-5 alternatives."""
+    return session_call(front_http, sid, "/completions",
+                        {"prompt": prompt, "max_tokens": 6, "temperature": 0, "logprobs": 5,
+                         "ignore_eos": True})["choices"][0]["logprobs"]
+
+
+def ring_without(admin, victim):
+    """Waits until the front proxy's view has `victim` unhealthy (out of the ring)."""
+    deadline = time.time() + 60
+    while True:
+        _, text = http(f"http://127.0.0.1:{admin}/clusters", timeout=2)
+        if not re.search(r"rwkvx::%s:\d+::health_flags::healthy" % re.escape(victim), text):
+            return
+        assert time.time() < deadline, f"Envoy still has {victim} healthy 60 s after its SIGTERM"
+        time.sleep(0.1)
 
 
 def main():
@@ -233,35 +264,59 @@ def main():
             print("affinity: gRPC calls with x-session-id metadata reach the same replicas")
 
         victim = max(spread, key=spread.get)
-        # Named sessions homed on the victim, each with a twin (the same calls) elsewhere.
-        pairs = list(zip([s for s in sessions if home[s] == victim][:4],
-                         [s for s in sessions if home[s] != victim][:4]))
-        turns = [" and then", " the river"]
-        for i, pair in enumerate(pairs):
-            for sid in pair:
-                code, body = http(f"http://127.0.0.1:{front_http}/v1/sessions",
-                                  {"session_id": sid, "prompt": f"Story {i}:"}, {"x-session-id": sid})
-                assert code == 200, (sid, code, body)
-            first = [session_turn(front_http, sid, turns[0]) for sid in pair]
-            assert first[0] == first[1], f"twins {pair} differ before the stop"
+        # A named session for every key, all with one history: every turn of every session
+        # must give the same tokens and logprobs, wherever it runs.
+        turns = [" and then", " the river", " ran on"]
+        for sid in sessions:
+            code, body = http(f"http://127.0.0.1:{front_http}/v1/sessions",
+                              {"session_id": sid, "prompt": "Story:"}, {"x-session-id": sid})
+            assert code == 200, (sid, code, body)
+        first = [session_turn(front_http, sid, turns[0]) for sid in sessions]
+        assert all(f == first[0] for f in first), "one history, different turns before the stop"
         procs[victim].send_signal(signal.SIGTERM)
         procs[victim].wait(timeout=30)
         live = [h for h in HOSTS if h != victim]
-        moved = kept = 0
+        ring_without(admin, victim)
+        # Envoy's workers take the new ring a moment after its main thread: map the keys
+        # until two passes agree.
+        now, prev = None, {}
+        for _ in range(20):
+            now = {sid: served_by(live, http_port, complete(sid), 0) for sid in sessions}
+            if now == prev:
+                break
+            prev = now
+        else:
+            raise AssertionError("the ring did not settle after the stop")
+        of_victim = [s for s in sessions if home[s] == victim]
+        moved = [s for s in sessions if home[s] != victim and now[s] != home[s]]
+        print(f"failover: replica {victim} stopped and out of the ring; its {len(of_victim)} sessions "
+              f"served by the others; the ring moved {len(moved)} of the other {len(sessions) - len(of_victim)} "
+              f"between the live replicas ({', '.join(moved) or 'none'})")
+        second = [session_turn(front_http, sid, turns[1]) for sid in sessions]
+        assert all(t == second[0] for t in second), "a named session did not continue exactly after the stop"
+        print(f"failover: all {len(sessions)} named sessions continued exactly: {len(of_victim)} from "
+              f"{victim}'s SIGTERM save, {len(moved)} handed over between live replicas")
+        # The moved ones settle on their new replica: once the holder has let go, the new
+        # replica serves them itself (a GET changes nothing: it may be repeated).
+        for sid in moved:
+            deadline = time.time() + 60
+            while served_by(live, http_port, lambda sid=sid: session_call(front_http, sid, ""), 3) != now[sid]:
+                assert time.time() < deadline, f"{sid} never settled on {now[sid]}"
+                time.sleep(0.1)
+        third = {}
         for sid in sessions:
-            h = served_by(live, http_port, complete(sid), 0)
-            if home[sid] == victim:
-                moved += 1
-            else:
-                assert h == home[sid], f"{sid} moved from live {home[sid]} to {h}"
-                kept += 1
-        print(f"failover: replica {victim} stopped; its {moved} sessions served by the others, "
-              f"the other {kept} stayed on their replicas")
-        for moved_sid, twin in pairs:
-            got, want = session_turn(front_http, moved_sid, turns[1]), session_turn(front_http, twin, turns[1])
-            assert got == want, f"{moved_sid} did not continue exactly on its new replica"
-        print(f"failover: {len(pairs)} named sessions of {victim} continued exactly on their new replicas "
-              "(loaded from the shared --session-dir)")
+            def turn(sid=sid):
+                third[sid] = session_turn(front_http, sid, turns[2])
+            h = served_by(live, http_port, turn, 3)
+            assert h == now[sid], f"{sid}: turn served by {h}, its replica is {now[sid]}"
+        assert all(t == third[sessions[0]] for t in third.values()), "a session did not continue exactly"
+        handoffs = sum(counters(h, http_port)[4] for h in live)
+        assert handoffs >= len(moved), f"{handoffs} handoffs for {len(moved)} moved sessions"
+        print(f"failover: the {len(moved)} moved sessions settled on their new replicas ({int(handoffs)} "
+              "handoffs); every session's next turn was served by its ring replica and continued exactly")
+        _, stats = http(f"http://127.0.0.1:{admin}/stats", timeout=5)
+        ejected = re.findall(r"cluster\.rwkvx\.outlier_detection\.ejections_enforced_total: (\d+)", stats)
+        assert ejected == ["0"], f"Envoy ejected a replica for its answers: {ejected}"
         print("envoy affinity: ok")
         return 0
     except BaseException:

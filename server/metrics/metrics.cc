@@ -68,6 +68,9 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   preemptions = Counter(r, "rwkvx_preemptions_total",
                         "Running requests parked in host memory because sessions outgrew the backend's memory; "
                         "each resumes exactly where it stopped.");
+  session_handoffs = Counter(r, "rwkvx_session_handoffs_total",
+                             "Named sessions this replica saved and let go because another replica sharing "
+                             "--session-dir was asked for them (docs/SESSIONS.md, \"Replicas\").");
   requests_finished = &prometheus::BuildCounter()
                            .Name("rwkvx_requests_finished_total")
                            .Help("Finished requests by finish reason.")

@@ -57,6 +57,7 @@ class ServerMetrics {
   prometheus::Counter* generation_tokens;
   prometheus::Counter* steps;
   prometheus::Counter* preemptions;  // running requests parked to host memory for memory
+  prometheus::Counter* session_handoffs;  // named sessions saved and let go on another replica's request
   prometheus::Family<prometheus::Counter>* requests_finished;  // label finish_reason
   prometheus::Family<prometheus::Counter>* requests_rejected;  // label reason
   prometheus::Family<prometheus::Counter>* http_requests;      // labels path, code

@@ -46,13 +46,46 @@ SessionLeases::SessionLeases(SessionLeaseOptions opts) : opts_(std::move(opts)) 
 }
 
 absl::Status SessionLeases::HeldError(const std::string& name, const LeaseHolder& h) {
-  return absl::AbortedError(absl::StrCat("session '", name, "' is held by another replica (",
-                                         h.host, " pid ", h.pid, "); retry on that replica or after ",
-                                         "its lease expires"));
+  return absl::UnavailableError(absl::StrCat("session '", name, "' is held by another replica (", h.host, " pid ",
+                                             h.pid, "); it was asked to hand the session over: retry in a moment"));
+}
+
+absl::Status SessionLeases::LostError(const std::string& name, const LeaseHolder& h) {
+  return absl::AbortedError(absl::StrCat("session '", name, "' is held by another replica (", h.host, " pid ",
+                                         h.pid, ")"));
 }
 
 std::string SessionLeases::PathOf(const std::string& name) const {
   return absl::StrCat(opts_.dir, "/.lease-", SessionFiles::HexOf(name));
+}
+
+std::string SessionLeases::HandoffPathOf(const std::string& name) const {
+  return absl::StrCat(opts_.dir, "/.handoff-", SessionFiles::HexOf(name));
+}
+
+void SessionLeases::RequestHandoff(const std::string& name) {
+  const std::string path = HandoffPathOf(name);
+  if (::access(path.c_str(), F_OK) == 0) return;  // asked already
+  // Who asked, for humans; the holder only looks for the file. O_EXCL: one request.
+  nlohmann::json j = {{"from", opts_.replica_id}, {"host", opts_.host}, {"pid", static_cast<long long>(::getpid())},
+                      {"at_ms", absl::ToUnixMillis(opts_.clock())}};
+  const std::string body = j.dump() + "\n";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno != EEXIST) SLOG(WARNING) << "session '" << name << "': cannot ask its holder to hand it over: "
+                                       << std::strerror(errno);
+    return;
+  }
+  (void)!::write(fd, body.data(), body.size());
+  ::close(fd);
+}
+
+bool SessionLeases::HandoffRequested(const std::string& name) const {
+  return ::access(HandoffPathOf(name).c_str(), F_OK) == 0;
+}
+
+void SessionLeases::ClearHandoff(const std::string& name) {
+  (void)::unlink(HandoffPathOf(name).c_str());
 }
 
 absl::StatusOr<std::optional<LeaseHolder>> SessionLeases::Read(const std::string& name) const {
@@ -140,7 +173,10 @@ absl::StatusOr<uint64_t> SessionLeases::Acquire(const std::string& name, uint64_
     if (cur->has_value()) {
       const LeaseHolder& h = **cur;
       if (h.owner == opts_.replica_id && opts_.clock() < h.expires) return h.generation;
-      if (h.owner != opts_.replica_id && Live(h)) return HeldError(name, h);
+      if (h.owner != opts_.replica_id && Live(h)) {
+        RequestHandoff(name);
+        return HeldError(name, h);
+      }
       if (!TakeAway(name, h)) continue;  // it changed meanwhile: look again
       SLOG(INFO) << "session '" << name << "': taking over the lease of " << h.host << " pid " << h.pid
                  << " (generation " << h.generation << ", "
@@ -149,7 +185,10 @@ absl::StatusOr<uint64_t> SessionLeases::Acquire(const std::string& name, uint64_
     }
     bool exists = false;
     if (absl::Status s = Put(name, gen, /*replace=*/false, &exists); !s.ok()) return s;
-    if (!exists) return gen;
+    if (!exists) {
+      ClearHandoff(name);  // a request left for an earlier holder
+      return gen;
+    }
   }
   auto cur = Read(name);
   if (cur.ok() && cur->has_value()) return HeldError(name, **cur);
@@ -160,7 +199,7 @@ absl::StatusOr<uint64_t> SessionLeases::Renew(const std::string& name, uint64_t 
   auto cur = Read(name);
   if (!cur.ok()) return cur.status();
   if (!cur->has_value() || (*cur)->owner != opts_.replica_id || (*cur)->generation != generation) {
-    if (cur->has_value()) return HeldError(name, **cur);
+    if (cur->has_value()) return LostError(name, **cur);
     return absl::AbortedError("session '" + name + "': this replica's lease is gone");
   }
   if (opts_.clock() >= (*cur)->expires) {
@@ -181,7 +220,7 @@ absl::Status SessionLeases::Check(const std::string& name, uint64_t generation) 
   if (!cur.ok()) return cur.status();
   if (!cur->has_value()) return absl::AbortedError("session '" + name + "': this replica holds no lease on it");
   const LeaseHolder& h = **cur;
-  if (h.owner != opts_.replica_id || h.generation != generation) return HeldError(name, h);
+  if (h.owner != opts_.replica_id || h.generation != generation) return LostError(name, h);
   if (opts_.clock() >= h.expires) return absl::AbortedError("session '" + name + "': this replica's lease expired");
   return absl::OkStatus();
 }
@@ -190,7 +229,7 @@ void SessionLeases::Release(const std::string& name, uint64_t generation) {
   auto cur = Read(name);
   if (!cur.ok() || !cur->has_value() || (*cur)->owner != opts_.replica_id || (*cur)->generation != generation)
     return;
-  (void)TakeAway(name, **cur);  // removes it unless it changed meanwhile
+  if (TakeAway(name, **cur)) ClearHandoff(name);  // removes it unless it changed meanwhile; a request is met
 }
 
 std::optional<LeaseHolder> SessionLeases::HeldElsewhere(const std::string& name) const {

@@ -115,7 +115,10 @@ absl::StatusOr<SessionStore::Map::iterator> SessionStore::Resolve(const std::str
   const absl::Status not_found = absl::NotFoundError("no session named '" + name + "'");
   if (!files_) return not_found;
   // Not held here: the directory is the truth.
-  if (auto h = leases_->HeldElsewhere(name)) return SessionLeases::HeldError(name, *h);
+  if (auto h = leases_->HeldElsewhere(name)) {
+    leases_->RequestHandoff(name);  // the holder saves it and lets go once it is idle
+    return SessionLeases::HeldError(name, *h);
+  }
   auto e = files_->Stat(name);
   if (!e.ok()) return e.status();
   if (!e->has_value()) {
@@ -204,6 +207,7 @@ void SessionStore::RenewLeases(absl::Time now) {
       if (gen.ok()) {
         st.lease_generation = *gen;
         st.lease_renewed = now;
+        MaybeHandOff(it->first, st, now);
       } else if (gen.status().code() != absl::StatusCode::kAborted) {
         SLOG(WARNING) << "session '" << it->first << "': cannot renew its lease (" << gen.status() << "); retrying";
       } else if (!st.busy) {  // a busy one goes when its request ends (its writes are fenced)
@@ -220,6 +224,20 @@ void SessionStore::RenewLeases(absl::Time now) {
     auto gen = leases_->Renew(name, generation);
     if (gen.ok()) generation = *gen;  // a lost one: its save fails at the fence
   }
+}
+
+void SessionStore::MaybeHandOff(const std::string& name, Stored& st, absl::Time now) {
+  // Another replica was asked for it (the proxy's ring moved it, or a client went
+  // elsewhere): once idle it is saved in the background and its lease given up when the
+  // save lands unused (FinishBackgroundSaves), like an idle save. A use meanwhile makes
+  // the file older: the next renewal tries again while the request stands.
+  if (st.busy || st.ephemeral || st.write_id != 0 || st.tier == SessionTier::kDisk || now < st.next_save) return;
+  if (!leases_->HandoffRequested(name)) return;
+  if (!st.handoff) {
+    SLOG(INFO) << "session '" << name << "': another replica asked for it; saving it to hand it over";
+    st.handoff = true;
+  }
+  StartBackgroundSave(name, st, now);
 }
 
 }  // namespace rwkvx

@@ -13,8 +13,9 @@
 // session held in this replica's memory holds its lease (server/sessions/session_lease.h);
 // a session on disk is held by nobody, and any replica asked for it looks it up in the
 // directory, takes the lease and loads it. Every file write is stamped with the owner and
-// generation and fenced by the lease. A session another live replica holds is Aborted
-// ("... is held by another replica"). Disk entries are a cache of the directory.
+// generation and fenced by the lease. A session another live replica holds is Unavailable
+// ("... is held by another replica"; that replica is asked to hand it over: it saves the
+// session and lets go once idle). Disk entries are a cache of the directory.
 //
 // Threads: not thread-safe. Only the scheduler's loop thread calls it (it alone drives
 // the Backend); the SessionWriter's own thread only writes files it was handed.
@@ -75,6 +76,7 @@ class SessionStore {
     absl::Time lease_renewed;
     absl::Time file_mtime;
     bool file_checked = false, written_here = false;
+    bool handoff = false;  // saving because another replica asked for it (handoff)
   };
 
   // `backend` and `metrics` must outlive the store.
@@ -154,6 +156,8 @@ class SessionStore {
   absl::Status ClaimNew(const std::string& name, Stored& st);  // the lease of a new session
   absl::Status HoldLease(const std::string& name, Stored& st);  // before loading / removing
   void ReleaseLease(const std::string& name, Stored& st);
+  // Starts the save that hands `name` over when another replica asked for it (renewals).
+  void MaybeHandOff(const std::string& name, Stored& st, absl::Time now);
   bool NeedsLease(const Stored& st) const { return leases_ && !st.ephemeral && st.lease_generation == 0; }
   // Writes `bytes` as this replica's file of `name`, stamped and fenced by its lease.
   absl::Status WriteFile(const std::string& name, Stored& st, std::string_view bytes);

@@ -240,6 +240,11 @@ void SessionStore::FinishBackgroundSaves(absl::Time now) {
     st.tier = SessionTier::kDisk;
     st.tier_bytes = st.saved_bytes;
     ReleaseLease(d.name, st);  // on disk: any replica may take it
+    if (st.handoff) {
+      st.handoff = false;
+      metrics_->session_handoffs->Increment();
+      SLOG(INFO) << "session '" << d.name << "': handed over (saved, lease given up)";
+    }
   }
   metrics_->session_saves_in_flight->Set(writer_->InFlight());
   UpdateTierGauges();

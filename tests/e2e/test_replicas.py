@@ -1,9 +1,11 @@
 """Replicas sharing one --session-dir (docs/SESSIONS.md, "Replicas"): a session saved by a
 replica that stops is served by the others, continuing exactly (the logprobs of greedy
-tokens with their top-5 alternatives equal those of one uninterrupted session); a crashed
-owner's session is served from its last saved file once its lease expires, and not
-before; one owner at a time (409 / ABORTED "held by another replica"); a replica's start
-and stop leave its neighbours' files alone. No sleeps: every wait polls a condition.
+tokens with their top-5 alternatives equal those of one uninterrupted session); a session
+another replica asks for is handed over (saved, its lease given up) and continues exactly
+there; a crashed owner's session is served from its last saved file once its lease
+expires, and not before; one owner at a time (503 / UNAVAILABLE "held by another
+replica"); a replica's start and stop leave its neighbours' files alone. No sleeps: every
+wait polls a condition.
 """
 import json
 import os
@@ -24,6 +26,10 @@ def lease_path(d, name):
     return os.path.join(d, ".lease-" + name.encode().hex())
 
 
+def handoff_path(d, name):
+    return os.path.join(d, ".handoff-" + name.encode().hex())
+
+
 def file_path(d, name):
     return os.path.join(d, name.encode().hex() + ".rwkvxss")
 
@@ -33,22 +39,38 @@ def replicas(make_server, d, n, *extra):
 
 
 def held_elsewhere(r):
-    return r.status_code == 409 and HELD in r.json()["error"]["message"]
+    return (r.status_code == 503 and HELD in r.json()["error"]["message"]
+            and r.headers.get("Retry-After") == "1")
 
 
-def test_handover_at_sigterm_over_three_replicas(make_server, tmp_path, grpc_stubs):
+def test_handoff_on_request_and_at_sigterm_over_three_replicas(make_server, tmp_path, grpc_stubs):
     d = str(tmp_path / "shared")
+    gate = tmp_path / "gate"
     calls = ["The river begins", " in the", " hills and", " ends at sea"]
-    a, b, c = replicas(make_server, d, 3)
+    # A's session writes wait while the gate exists: its handoff stays pending meanwhile.
+    a = make_server(*SEED, "--session-dir", d, "--testing-session-write-gate", str(gate))
+    b, c = replicas(make_server, d, 2)
     ha, hb, hc = Http(a), Http(b), Http(c)
     ref = reference(ha, "ref", calls)
     ha.create("s1", prompt=calls[0])
     assert ha.complete("s1", calls[1]) == ref[0]
-    # Held by A (in its memory): the others refuse it clearly, never a silent fork.
+    gate.write_text("hold")
+    # Held by A (in its memory): the others refuse it clearly, never a silent fork, and
+    # ask A to hand it over.
     for r in (hb.get("s1"), hc.append("s1", "x"), hb.fork("s1", "s1-copy"), hc.snapshot("s1"),
               hc.delete("s1"), hb.create("s1", ok=False)):
         assert held_elsewhere(r), r.text
-    before = ha.get("s1").json()
+    pb, pbg = grpc_stubs
+    with grpc.insecure_channel(c.grpc_target) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            pbg.InferenceStub(ch).GetSession(pb.GetSessionRequest(session_id="s1"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE and HELD in err.value.details()
+    assert os.path.exists(handoff_path(d, "s1"))
+    wait_for(lambda: "another replica asked for it; saving it to hand it over" in a.log_text(),
+             "A to start the handoff save")
+    before = ha.get("s1").json()  # A still serves it while the save is held
+    assert before["tier"] == "backend", before
+    assert held_elsewhere(hb.get("s1"))
     # A neighbour's in-flight write of a session B holds: no other replica's start touches it.
     hb.create("b-own", prompt="mine")
     foreign_tmp = os.path.join(d, ".tmp-0123456789abcdef-" + "b-own".encode().hex() + ".rwkvxss")
@@ -58,30 +80,32 @@ def test_handover_at_sigterm_over_three_replicas(make_server, tmp_path, grpc_stu
     assert e.terminate() == 0
     os.unlink(foreign_tmp)
 
-    assert a.terminate() == 0  # saves s1 and gives up its lease
-    assert "saved 1 sessions" in a.log_text()
-    assert not os.path.exists(lease_path(d, "s1"))
-    # B never saw s1 at its start: it finds it in the directory (get, list, completions).
+    gate.unlink()  # A's save lands: s1 goes to disk and A lets go
+    wait_for(lambda: a.metric("rwkvx_session_handoffs_total") == 1, "A to hand s1 over")
+    assert not os.path.exists(lease_path(d, "s1")) and not os.path.exists(handoff_path(d, "s1"))
     info = hb.get("s1").json()
     assert info["tier"] == "disk" and info["tokens"] == before["tokens"], info
     assert "s1" in hb.list()
-    assert hb.complete("s1", calls[2]) == ref[1]
+    assert hb.complete("s1", calls[2]) == ref[1]  # B continues it exactly
     assert os.path.exists(lease_path(d, "s1"))
-    assert held_elsewhere(hc.get("s1"))
-    pb, pbg = grpc_stubs
-    with grpc.insecure_channel(c.grpc_target) as ch:
-        with pytest.raises(grpc.RpcError) as err:
-            pbg.InferenceStub(ch).GetSession(pb.GetSessionRequest(session_id="s1"), timeout=10)
-        assert err.value.code() == grpc.StatusCode.ABORTED and HELD in err.value.details()
+    assert ha.get("s1").status_code == 503  # now A is the one refused
+    assert a.terminate() == 0
+
+    # At SIGTERM B saves what it holds and lets go; C continues exactly.
+    wait_for(lambda: b.metric("rwkvx_session_handoffs_total") == 1, "B to hand s1 back to no one")
+    assert hb.complete("s1", calls[3]) == ref[2]  # B takes it again from the file
     assert b.terminate() == 0  # saves s1 and b-own
-    assert hc.complete("s1", calls[3]) == ref[2]
+    assert "saved 2 sessions" in b.log_text()
     assert set(hc.list()) == {"s1", "b-own"}
+    ref2 = reference(hc, "ref2", calls + [" and"])
+    assert hc.complete("s1", " and") == ref2[3]
     assert hc.delete("b-own").status_code == 200 and not os.path.exists(file_path(d, "b-own"))
 
 
 def test_crashed_owner_is_replaced_after_its_lease_expires(make_server, tmp_path):
     """kill -9 of the owner while it writes a newer state: before the lease expires the
-    other replica answers 409; after, it serves the last saved file (nothing newer)."""
+    other replica answers 503 (and asks for a handoff that never comes); after, it serves
+    the last saved file (nothing newer), and the request file is gone."""
     d = str(tmp_path / "shared")
     gate = tmp_path / "gate"
     calls = ["Crash", " and", " take", " over"]
@@ -123,6 +147,7 @@ def test_crashed_owner_is_replaced_after_its_lease_expires(make_server, tmp_path
     assert open(file_path(d, "c"), "rb").read() == saved_bytes  # the killed write left no trace
     ref = reference(hb, "ref", [calls[0], calls[1], calls[3]])
     assert hb.complete("c", calls[3]) == ref[1]
+    assert not os.path.exists(handoff_path(d, "c"))  # asked of the dead owner: removed at takeover
 
 
 def test_two_replicas_asked_for_one_session_at_once(make_server, tmp_path):
@@ -150,6 +175,6 @@ def test_two_replicas_asked_for_one_session_at_once(make_server, tmp_path):
         for t in ts:
             t.join()
         codes = sorted(r.status_code for r in results.values())
-        assert codes == [200, 409], {k: (r.status_code, r.text) for k, r in results.items()}
-        loser = next(r for r in results.values() if r.status_code == 409)
+        assert codes == [200, 503], {k: (r.status_code, r.text) for k, r in results.items()}
+        loser = next(r for r in results.values() if r.status_code == 503)
         assert held_elsewhere(loser), loser.text

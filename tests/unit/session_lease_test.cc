@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -45,15 +46,18 @@ TEST_F(LeaseTest, OneOwnerAtATimeUntilReleased) {
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_EQ(*g, 1u);
   EXPECT_EQ(*a->Acquire("s", 0), 1u);  // already its own
+  EXPECT_FALSE(a->HandoffRequested("s"));
   auto other = b->Acquire("s", 0);
-  EXPECT_EQ(other.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kUnavailable);  // retry: it is asked to let go
   EXPECT_NE(other.status().message().find("held by another replica"), std::string::npos);
+  EXPECT_TRUE(a->HandoffRequested("s"));  // b's refusal asked the holder to hand it over
   ASSERT_TRUE(b->HeldElsewhere("s").has_value());
   EXPECT_EQ(b->HeldElsewhere("s")->owner, "aaaa");
   EXPECT_FALSE(a->HeldElsewhere("s").has_value());
   EXPECT_TRUE(a->Check("s", 1).ok());
   EXPECT_FALSE(b->Check("s", 1).ok());
   a->Release("s", 1);
+  EXPECT_FALSE(a->HandoffRequested("s"));  // met: the request is gone with the lease
   EXPECT_FALSE(b->HeldElsewhere("s").has_value());
   auto g2 = b->Acquire("s", 1);  // the file was written at generation 1
   ASSERT_TRUE(g2.ok());
@@ -67,18 +71,40 @@ TEST_F(LeaseTest, RenewedLeaseHoldsExpiredLeaseIsTakenOver) {
   clock_.now += absl::Seconds(20);
   ASSERT_EQ(*a->Renew("s", 1), 1u);  // expires at 50 s now
   clock_.now += absl::Seconds(20);
-  EXPECT_EQ(b->Acquire("s", 0).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(b->Acquire("s", 0).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(b->HandoffRequested("s"));  // a crashed owner never meets it
   clock_.now += absl::Seconds(11);  // past the renewed expiry: a crashed owner
   EXPECT_FALSE(b->HeldElsewhere("s").has_value());
   auto g = b->Acquire("s", 0);
   ASSERT_TRUE(g.ok()) << g.status();
   EXPECT_EQ(*g, 2u);  // above the expired lease's generation
+  EXPECT_FALSE(b->HandoffRequested("s"));  // the request for the dead owner went with it
   // The old owner has lost it: renewing and writing (Check) fail, and it cannot take it back.
   EXPECT_EQ(a->Renew("s", 1).status().code(), absl::StatusCode::kAborted);
   EXPECT_EQ(a->Check("s", 1).code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(a->Acquire("s", 0).status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(a->Acquire("s", 0).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(b->HandoffRequested("s"));  // a asked b
   a->Release("s", 1);  // not its own any more: nothing happens
+  EXPECT_TRUE(b->HandoffRequested("s"));
   EXPECT_TRUE(b->Check("s", 2).ok());
+}
+
+TEST_F(LeaseTest, OneHandoffRequestWhoeverAsks) {
+  auto a = Replica("aaaa"), b = Replica("bbbb"), c = Replica("cccc");
+  ASSERT_EQ(*a->Acquire("s", 0), 1u);
+  b->RequestHandoff("s");
+  const std::string path = dir_ + "/.handoff-73";
+  std::ifstream first(path);
+  std::string body((std::istreambuf_iterator<char>(first)), std::istreambuf_iterator<char>());
+  EXPECT_NE(body.find("\"from\":\"bbbb\""), std::string::npos) << body;
+  c->RequestHandoff("s");  // one request stands: the first asker's
+  std::ifstream again(path);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>()), body);
+  EXPECT_FALSE(a->HandoffRequested("t"));
+  EXPECT_TRUE(a->Renew("s", 1).ok());  // a renewal does not meet it
+  EXPECT_TRUE(a->HandoffRequested("s"));
+  a->Release("s", 1);
+  EXPECT_FALSE(c->HandoffRequested("s"));
 }
 
 TEST_F(LeaseTest, AnExpiredLeaseNobodyTookIsRenewedWithANewGeneration) {
