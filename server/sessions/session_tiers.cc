@@ -239,12 +239,12 @@ void SessionStore::FinishBackgroundSaves(absl::Time now) {
     st.snapshot.reset();
     st.tier = SessionTier::kDisk;
     st.tier_bytes = st.saved_bytes;
-    ReleaseLease(d.name, st);  // on disk: any replica may take it
-    if (st.handoff) {
+    if (st.handoff) {  // counted before the lease goes: the next owner may serve it at once
       st.handoff = false;
       metrics_->session_handoffs->Increment();
       SLOG(INFO) << "session '" << d.name << "': handed over (saved, lease given up)";
     }
+    ReleaseLease(d.name, st);  // on disk: any replica may take it
   }
   metrics_->session_saves_in_flight->Set(writer_->InFlight());
   UpdateTierGauges();

@@ -14,6 +14,7 @@ import threading
 import time
 
 import grpc
+import openai
 import pytest
 
 from e2e_util import wait_for
@@ -81,8 +82,9 @@ def test_handoff_on_request_and_at_sigterm_over_three_replicas(make_server, tmp_
     os.unlink(foreign_tmp)
 
     gate.unlink()  # A's save lands: s1 goes to disk and A lets go
-    wait_for(lambda: a.metric("rwkvx_session_handoffs_total") == 1, "A to hand s1 over")
-    assert not os.path.exists(lease_path(d, "s1")) and not os.path.exists(handoff_path(d, "s1"))
+    # Counted just before the lease goes, and the request just after it.
+    wait_for(lambda: a.metric("rwkvx_session_handoffs_total") == 1 and not os.path.exists(lease_path(d, "s1"))
+             and not os.path.exists(handoff_path(d, "s1")), "A to hand s1 over")
     info = hb.get("s1").json()
     assert info["tier"] == "disk" and info["tokens"] == before["tokens"], info
     assert "s1" in hb.list()
@@ -100,6 +102,26 @@ def test_handoff_on_request_and_at_sigterm_over_three_replicas(make_server, tmp_
     ref2 = reference(hc, "ref2", calls + [" and"])
     assert hc.complete("s1", " and") == ref2[3]
     assert hc.delete("b-own").status_code == 200 and not os.path.exists(file_path(d, "b-own"))
+
+
+def test_openai_client_at_another_replica_gets_the_session_by_retrying(make_server, tmp_path):
+    """No proxy: the openai package, pointed at a replica that does not hold the session,
+    retries the 503 (Retry-After: 1) on its own; meanwhile the holder hands the session
+    over, and the call continues it exactly."""
+    d = str(tmp_path / "shared")
+    a, b = replicas(make_server, d, 2)
+    ha = Http(a)
+    calls = ["Far away", " over the", " hills"]
+    ref = reference(ha, "ref", calls)
+    ha.create("o1", prompt=calls[0])
+    assert ha.complete("o1", calls[1]) == ref[0]
+    client = openai.OpenAI(base_url=b.base + "/v1", api_key="none", max_retries=30)
+    got = client.post("/sessions/o1/completions", cast_to=object,
+                      body={"prompt": calls[2], "max_tokens": 6, "temperature": 0, "logprobs": 5,
+                            "ignore_eos": True})
+    assert got["choices"][0]["logprobs"] == ref[1]
+    assert a.metric("rwkvx_session_handoffs_total") == 1
+    assert b.metric('rwkvx_http_requests_total{code="503",path="/v1/sessions"}') >= 1  # it was refused first
 
 
 def test_crashed_owner_is_replaced_after_its_lease_expires(make_server, tmp_path):
