@@ -18,7 +18,8 @@ untouched. Checked:
   4. SIGTERM on one replica (drain): once Envoy has taken it out of the ring, its sessions
      are served by the others. Envoy's ring gives each host ring_size / N points, so when
      N changes the remaining hosts gain points and some sessions of live replicas move
-     between them too (about 1/6 of them from 3 to 2 replicas): the check counts them;
+     between them too (about 1/6 of them from 3 to 2 replicas, estimated from the point
+     counts): the check counts them;
   5. every named session (/v1/sessions) continues exactly (greedy tokens and top-5
      logprobs equal across sessions with one history): the stopped replica's from its
      SIGTERM save in the shared --session-dir (the PVC in Kubernetes); those the ring
@@ -108,6 +109,9 @@ def served_by(live, http_port, fn, index):
         time.sleep(0.02)
 
 
+CLIENT_503 = []  # the 503s that reached this client (Envoy's own retries did not help)
+
+
 def session_call(front_http, sid, path, body=None):
     """One call of named session `sid` through the front proxy (routed by its path), retried
     as a client would while the answer is 503 (Retry-After): Envoy retries a 503 on other
@@ -116,6 +120,7 @@ def session_call(front_http, sid, path, body=None):
         code, text = http(f"http://127.0.0.1:{front_http}/v1/sessions/{sid}{path}", body)
         if code != 503:
             break
+        CLIENT_503.append(sid)
         time.sleep(1)
     assert code == 200, (sid, code, text)
     return json.loads(text)
@@ -313,7 +318,8 @@ def main():
         handoffs = sum(counters(h, http_port)[4] for h in live)
         assert handoffs >= len(moved), f"{handoffs} handoffs for {len(moved)} moved sessions"
         print(f"failover: the {len(moved)} moved sessions settled on their new replicas ({int(handoffs)} "
-              "handoffs); every session's next turn was served by its ring replica and continued exactly")
+              "handoffs); every session's next turn was served by its ring replica and continued exactly; "
+              f"503s that reached the client: {len(CLIENT_503)}")
         _, stats = http(f"http://127.0.0.1:{admin}/stats", timeout=5)
         ejected = re.findall(r"cluster\.rwkvx\.outlier_detection\.ejections_enforced_total: (\d+)", stats)
         assert ejected == ["0"], f"Envoy ejected a replica for its answers: {ejected}"

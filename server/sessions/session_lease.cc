@@ -45,7 +45,8 @@ SessionLeases::SessionLeases(SessionLeaseOptions opts) : opts_(std::move(opts)) 
   }
 }
 
-absl::Status SessionLeases::HeldError(const std::string& name, const LeaseHolder& h) {
+absl::Status SessionLeases::Refuse(const std::string& name, const LeaseHolder& h) {
+  RequestHandoff(name);
   return absl::UnavailableError(absl::StrCat("session '", name, "' is held by another replica (", h.host, " pid ",
                                              h.pid, "); it was asked to hand the session over: retry in a moment"));
 }
@@ -65,8 +66,8 @@ std::string SessionLeases::HandoffPathOf(const std::string& name) const {
 
 void SessionLeases::RequestHandoff(const std::string& name) {
   const std::string path = HandoffPathOf(name);
-  if (::access(path.c_str(), F_OK) == 0) return;  // asked already
-  // Who asked, for humans; the holder only looks for the file. O_EXCL: one request.
+  // Who asked, for humans; the holder only looks for the file. O_EXCL: one request (a
+  // request already there is left as it is).
   nlohmann::json j = {{"from", opts_.replica_id}, {"host", opts_.host}, {"pid", static_cast<long long>(::getpid())},
                       {"at_ms", absl::ToUnixMillis(opts_.clock())}};
   const std::string body = j.dump() + "\n";
@@ -173,10 +174,7 @@ absl::StatusOr<uint64_t> SessionLeases::Acquire(const std::string& name, uint64_
     if (cur->has_value()) {
       const LeaseHolder& h = **cur;
       if (h.owner == opts_.replica_id && opts_.clock() < h.expires) return h.generation;
-      if (h.owner != opts_.replica_id && Live(h)) {
-        RequestHandoff(name);
-        return HeldError(name, h);
-      }
+      if (h.owner != opts_.replica_id && Live(h)) return Refuse(name, h);
       if (!TakeAway(name, h)) continue;  // it changed meanwhile: look again
       SLOG(INFO) << "session '" << name << "': taking over the lease of " << h.host << " pid " << h.pid
                  << " (generation " << h.generation << ", "
@@ -191,7 +189,7 @@ absl::StatusOr<uint64_t> SessionLeases::Acquire(const std::string& name, uint64_
     }
   }
   auto cur = Read(name);
-  if (cur.ok() && cur->has_value()) return HeldError(name, **cur);
+  if (cur.ok() && cur->has_value()) return Refuse(name, **cur);
   return absl::UnavailableError("session '" + name + "': its lease is contended; retry");
 }
 

@@ -13,7 +13,7 @@
 // snapshot file, so a replica that lost its lease is recognised by its generation.
 //
 // Handoff: a replica asked for a session another live replica holds writes a request
-// file DIR/.handoff-<hex of the name> (RequestHandoff) and refuses the call (Unavailable:
+// file DIR/.handoff-<hex of the name> (Refuse, RequestHandoff) and refuses the call (Unavailable:
 // retry). The holder sees the request when it next renews the lease (HandoffRequested)
 // and, once the session is idle, saves it and gives the lease up like an idle save does;
 // the next call, on whichever replica, loads the file. Release and a fresh Acquire
@@ -64,9 +64,8 @@ class SessionLeases {
   // Takes the lease of `name` for this replica when it is free, expired or held by a dead
   // process; `min_generation` is the generation of the session's snapshot file (0 if
   // none). Returns the new generation (> min_generation and > the previous lease's), or
-  // this replica's current one if it holds it already. Unavailable (HeldError) when
-  // another live replica holds it (after asking it to hand the session over:
-  // RequestHandoff); Unavailable on I/O errors.
+  // this replica's current one if it holds it already. Unavailable (Refuse) when another
+  // live replica holds it; Unavailable on I/O errors.
   absl::StatusOr<uint64_t> Acquire(const std::string& name, uint64_t min_generation);
   // Extends this replica's lease of `name` at `generation`. When it had expired but is
   // still this replica's, it is taken again with a new generation (returned). Aborted
@@ -85,10 +84,10 @@ class SessionLeases {
   // Whether another replica asked for `name` (a request file is there).
   bool HandoffRequested(const std::string& name) const;
 
-  // Unavailable, for the client (the call may be retried, on any replica): "session
-  // 'NAME' is held by another replica (HOST pid P); it was asked to hand the session
-  // over: retry in a moment".
-  static absl::Status HeldError(const std::string& name, const LeaseHolder& h);
+  // Asks `h` to hand `name` over (RequestHandoff) and returns the refusal for the client,
+  // Unavailable (the call may be retried, on any replica): "session 'NAME' is held by
+  // another replica (HOST pid P); it was asked to hand the session over: retry in a moment".
+  absl::Status Refuse(const std::string& name, const LeaseHolder& h);
   // Aborted, for this replica's own lease (Renew, Check): it is lost to `h`.
   static absl::Status LostError(const std::string& name, const LeaseHolder& h);
   const std::string& replica_id() const { return opts_.replica_id; }

@@ -115,10 +115,7 @@ absl::StatusOr<SessionStore::Map::iterator> SessionStore::Resolve(const std::str
   const absl::Status not_found = absl::NotFoundError("no session named '" + name + "'");
   if (!files_) return not_found;
   // Not held here: the directory is the truth.
-  if (auto h = leases_->HeldElsewhere(name)) {
-    leases_->RequestHandoff(name);  // the holder saves it and lets go once it is idle
-    return SessionLeases::HeldError(name, *h);
-  }
+  if (auto h = leases_->HeldElsewhere(name)) return leases_->Refuse(name, *h);  // and asks for it
   auto e = files_->Stat(name);
   if (!e.ok()) return e.status();
   if (!e->has_value()) {

@@ -94,7 +94,7 @@ def test_handoff_on_request_and_at_sigterm_over_three_replicas(make_server, tmp_
     assert a.terminate() == 0
 
     # At SIGTERM B saves what it holds and lets go; C continues exactly.
-    wait_for(lambda: b.metric("rwkvx_session_handoffs_total") == 1, "B to hand s1 back to no one")
+    wait_for(lambda: b.metric("rwkvx_session_handoffs_total") == 1, "B to hand s1 over (A asked for it)")
     assert hb.complete("s1", calls[3]) == ref[2]  # B takes it again from the file
     assert b.terminate() == 0  # saves s1 and b-own
     assert "saved 2 sessions" in b.log_text()
