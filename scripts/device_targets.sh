@@ -20,8 +20,8 @@
 # ENGINE_SET=quick runs a short engine stage (one session and batches at 1K; 3.6B fp16 and fp8).
 # TARGETS_BENCH=bench_engine_base: the engine stage with the carried earlier build (when the pack
 # holds a new bench_engine for an A/B in the same lease and the table should show the landed one).
-# Such a pack with .whl went over the device tool's 64 MiB carry (session 27): leave
-# bench_parity out of the pack, or .whl out of the carry.
+# Such a pack (cuda_tests and bench_parity in it too) with .whl went over the device tool's
+# 64 MiB carry in session 27; without bench_parity and .whl it was ~49 MiB.
 set -uo pipefail
 . "$(dirname "$0")/device_lib.sh"
 device_begin 560 15
