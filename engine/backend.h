@@ -256,6 +256,14 @@ struct CudaBackendOptions {
   // (its groups are 13-52 MB of weights; not profiled why: likely the prefetches compete
   // with the kernel before for DRAM and L2).
   int gemv_prefetch = -1;
+  // In PDL steps (<= 4 sessions) the decode kernels read what the kernel right before them
+  // does not write before their PDL wait: the LayerNorms' weights, mixes and saved vectors,
+  // the fused decode kernel's layer vectors and state, the residual of the GEMV's
+  // accumulating products, L2 prefetches of the attention's key and value rows
+  // (kernels/launch.cuh states the rule; the same loads, the same bits). -1 = auto: on for
+  // hidden sizes <= kGemvPrefetchMaxC, as the GEMV's weight prefetch; 0 off; 1 on
+  // (bench_engine --early-reads). Measured: docs/CUDA.md ("Reads before the PDL wait").
+  int early_reads = -1;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
   // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).

@@ -67,7 +67,24 @@ __device__ __forceinline__ void Combine(const AttnDecodeParams& p, int h, int it
 // rows per group in flight; each group keeps its own online softmax, merged across the
 // warp's groups (fixed shuffle order) and then across the block's warps.
 __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
-  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  {
+    // Before the wait, L2 prefetches (hints) of the slice's key and value rows where the
+    // item attends every cached row (the slice is then known from the item alone; a
+    // selection is the kernel before's output): the rows below ct were written in earlier
+    // steps, and the item list and page tables were uploaded and updated before the step's
+    // first kernel (kernels/launch.cuh). Row ct, the one kv_append writes, is left out.
+    const AttnItem& it = p.items[blockIdx.y];
+    if (p.prefetch_rows && it.len == 1 && !it.sparse && !p.sparse_only) {
+      const int L = it.ct + 1;  // ItemKeys without a selection
+      const int splits = p.split_want > 0 ? min(p.splits, ItemSplits(L, p.split_want)) : p.splits;
+      const int span = (L + splits - 1) / splits, v0 = blockIdx.z * span, v1 = min(it.ct, v0 + span);
+      for (int row = v0 + (threadIdx.x >> 1); row < v1; row += blockDim.x / 2) {
+        const __half* kr = it.kv.K(row, p.C) + blockIdx.x * 64;
+        PrefetchL2((threadIdx.x & 1) ? kr + it.kv.v_off : kr);
+      }
+    }
+  }
+  PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ float sm[kWarps], sl[kWarps];
   __shared__ float sacc[kWarps][64];

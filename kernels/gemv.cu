@@ -98,8 +98,11 @@ __device__ __forceinline__ void Dot8(const GemvParams& p, const void* x, int o, 
 }
 
 // Output row o of job p (this warp): the dot products over x's rows, then the stores.
-template <int ROWS, bool kAny8>
-__device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int o, int lane, bool bf16) {
+// kOld: lane 0's y[r, o] for an accumulating job was loaded before the PDL wait, into y_old
+// (GemvGroupParams::y_early).
+template <int ROWS, bool kAny8, bool kOld = false>
+__device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int o, int lane, bool bf16,
+                                        const float (&y_old)[ROWS] = {}) {
   float acc[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
@@ -118,7 +121,7 @@ __device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int 
     if (lane == 0) {
       const size_t idx = static_cast<size_t>(r) * p.out + o;
       if (p.y)
-        p.y[idx] = p.accumulate ? p.y[idx] + v : v;
+        p.y[idx] = p.accumulate ? (kOld ? y_old[r] : p.y[idx]) + v : v;
       else
         StoreHalf(p.y_half, idx, ApplyAct(p.act, v), bf16);
     }
@@ -164,7 +167,8 @@ __device__ void FoldPrologue(const GemvFold& f, int mix, bool bf16, void* xs, fl
 // (ceil(out / 8) blocks per job). kAny8: some job has 8-bit weights (a separate
 // instantiation, so that groups of half weights compile exactly as without the 8-bit path).
 // kMode: 0 plain; 1 the folded LayerNorm first (GemvFold: x from shared memory); 2 the
-// state copy first (GemvSave, block 0).
+// state copy first (GemvSave, block 0); 3 plain with the accumulating jobs' old y loaded
+// before the PDL wait (GemvGroupParams::y_early).
 //
 // GemvGroupParams::prefetch_w: before the PDL wait (the job's place comes from the kernel's
 // parameters alone, no memory), each warp issues L2 prefetches of its weight rows, one
@@ -191,6 +195,15 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
       const char* row = static_cast<const char*>(p.w) + static_cast<size_t>(o) * row_bytes;
       for (size_t off = static_cast<size_t>(lane) * 128; off < row_bytes; off += 32 * 128) PrefetchL2(row + off);
     }
+  }
+  // kMode 3 (GemvGroupParams::y_early): lane 0 loads the sums' old values (the residual)
+  // before the wait.
+  float y_old[ROWS] = {};
+  const int o_plain = b * 8 + (threadIdx.x >> 5);  // this warp's output row (kMode 0, 2, 3)
+  const bool have_old = kMode == 3 && p.accumulate && p.y;  // warp-uniform
+  if (kMode == 3 && have_old && lane == 0 && o_plain < p.out) {
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) y_old[r] = p.y[static_cast<size_t>(r) * p.out + o_plain];
   }
   PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
   PdlTrigger();
@@ -219,9 +232,11 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
       GemvOut<ROWS, kAny8>(p, x, o, lane, bf16);
     }
   } else {
-    const int o = b * 8 + (threadIdx.x >> 5);
-    if (o >= p.out) return;
-    GemvOut<ROWS, kAny8>(p, x, o, lane, bf16);
+    if (o_plain >= p.out) return;
+    if (kMode == 3 && have_old)
+      GemvOut<ROWS, kAny8, true>(p, x, o_plain, lane, bf16, y_old);
+    else
+      GemvOut<ROWS, kAny8>(p, x, o_plain, lane, bf16);
   }
 }
 
@@ -265,6 +280,7 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
   }
   if (fold) return LaunchMode<1>(p, any8, rows, blocks, s);
   if (save) return LaunchMode<2>(p, any8, rows, blocks, s);
+  if (p.y_early) return LaunchMode<3>(p, any8, rows, blocks, s);
   return LaunchMode<0>(p, any8, rows, blocks, s);
 }
 

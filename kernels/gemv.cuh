@@ -83,6 +83,13 @@ struct GemvGroupParams {
   // kernel before it still runs, and no kernel writes the weights, so their DRAM reads
   // overlap that kernel instead of following it. The same loads afterwards: the same bits.
   bool prefetch_w = false;
+  // The accumulating jobs' old y values (y += ...) are loaded before the PDL wait (not with
+  // fold or save): their latency overlaps the kernel before instead of following each
+  // warp's sum (a kernel instance of its own). Set only where the kernel right before the
+  // group does not write those y
+  // (kernels/launch.cuh; the backend's residual adds: the residual rows were last written
+  // two or more launches back). The same sums, the same bits.
+  bool y_early = false;
 };
 cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s);
 

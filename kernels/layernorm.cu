@@ -14,6 +14,33 @@ __device__ __forceinline__ const float* RowIn(const LayerNormParams& p, int r) {
   return p.x + static_cast<size_t>(p.row_index ? p.row_index[r] : r) * p.C;
 }
 
+// Block row r's saved vector (the item's prev, with the mixes) at columns threadIdx.x + i *
+// kThreads into sv (zeros past C or without the mixes); returns its base (null without the
+// mixes). Before the PDL wait: this launch site wrote it last, a step ago, and the kernel
+// right before never writes it (the launcher's contract, layernorm.cuh).
+template <int kPer>
+__device__ __forceinline__ float* LoadPrev(const LayerNormParams& p, int r, float (&sv)[kPer]) {
+  float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    sv[i] = c < p.C && st ? st[c] : 0.f;
+  }
+  return st;
+}
+
+// Block row r's input columns threadIdx.x + i * kThreads into xv (zeros past C). After the
+// PDL wait: the kernel right before writes the rows.
+template <int kPer>
+__device__ __forceinline__ void LoadRow(const LayerNormParams& p, int r, float (&xv)[kPer]) {
+  const float* x = RowIn(p, r);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    xv[i] = c < p.C ? x[c] : 0.f;
+  }
+}
+
 // The row's mean and 1 / sqrt(var + eps) from this thread's columns threadIdx.x + i *
 // kThreads (in that order; two passes, like the float32 reference, so no E[x^2]-E[x]^2
 // cancellation). Shared by the register and row kernels and the GEMV's folded LayerNorm
@@ -23,6 +50,19 @@ __device__ __forceinline__ void RowStats(const float (&xv)[kPer], const LayerNor
                                          float* mean_out, float* inv_out) {
   static_assert(kThreads == kLnThreads, "one column layout");
   LnRowStats<kPer>(xv, p.C, p.eps, scratch, mean_out, inv_out);
+}
+
+// LayerNormRegsEarlyKernel after its weight loads: the saved vector, the PDL wait, then the
+// row and its statistics. Returns LoadPrev's base.
+template <int kPer>
+__device__ __forceinline__ float* PrevWaitRow(const LayerNormParams& p, int r, float (&xv)[kPer], float (&sv)[kPer],
+                                              float* scratch, float* mean, float* inv) {
+  float* st = LoadPrev<kPer>(p, r, sv);
+  PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
+  LoadRow<kPer>(p, r, xv);
+  RowStats<kPer>(xv, p, scratch, mean, inv);
+  return st;
 }
 
 // One block per row; two passes over the row (mean, then centred variance) like the
@@ -105,6 +145,95 @@ __global__ void __launch_bounds__(kThreads) LayerNormSliceKernel(LayerNormParams
   float mv[kMaxMix];
 #pragma unroll
   for (int m = 0; m < kMaxMix; ++m) mv[m] = in && m < n_mix ? __ldg(p.mix + m * p.C + c) : 0.f;
+  float xv[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int cc = threadIdx.x + i * kThreads;
+    xv[i] = cc < p.C ? x[cc] : 0.f;
+  }
+  const float xc = in ? x[c] : 0.f;  // = xv[blockIdx.y], without a dynamically indexed array
+  float mean, inv;
+  RowStats<kPer>(xv, p, scratch, &mean, &inv);
+  if (!in) return;
+  const float y = (xc - mean) * inv * wv + bv;
+  const size_t o = static_cast<size_t>(r) * p.C + c;
+  if (p.out) p.out[o] = y;
+  if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
+  if (st) {
+    const float d = sv - y;
+    const size_t plane = static_cast<size_t>(p.rows) * p.C;
+#pragma unroll
+    for (int m = 0; m < kMaxMix; ++m)
+      if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[m], p.bf16);
+    st[c] = y;
+  }
+}
+
+// LayerNormRegsKernel with its reads before the PDL wait (LayerNormParams::early): the
+// weights and mixes, then the item's saved vector (LoadPrev), then the wait, the row and the
+// same arithmetic (identical bits).
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) LayerNormRegsEarlyKernel(LayerNormParams p) {
+  const float* __restrict__ w = p.w;
+  const float* __restrict__ b = p.b;
+  const float* __restrict__ mix = p.mix;
+  // The weights and mixes before the PDL wait (no kernel writes them: kernels/launch.cuh),
+  // then the saved vector (LoadPrev).
+  float xv[kPer], wv[kPer], bv[kPer], sv[kPer];
+  float mv[kPer][kMaxMix];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    const bool in = c < p.C;
+    wv[i] = in ? __ldg(w + c) : 0.f;
+    bv[i] = in ? __ldg(b + c) : 0.f;
+#pragma unroll
+    for (int m = 0; m < kMaxMix; ++m) mv[i][m] = in && mix && m < p.n_mix ? __ldg(mix + m * p.C + c) : 0.f;
+  }
+  __shared__ float scratch[33];
+  const int r = blockIdx.x;
+  float mean, inv;
+  float* st = PrevWaitRow<kPer>(p, r, xv, sv, scratch, &mean, &inv);
+  const size_t plane = static_cast<size_t>(p.rows) * p.C;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= p.C) continue;
+    const float y = (xv[i] - mean) * inv * wv[i] + bv[i];
+    const size_t o = static_cast<size_t>(r) * p.C + c;
+    if (p.out) p.out[o] = y;
+    if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
+    if (st) {
+      const float d = sv[i] - y;
+#pragma unroll
+      for (int m = 0; m < kMaxMix; ++m)
+        if (m < p.n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[i][m], p.bf16);
+      st[c] = y;
+    }
+  }
+}
+
+// LayerNormSliceKernel with the slice's weights, mixes and saved vector read before the
+// PDL wait (LayerNormParams::early; LoadPrev's contract): the same arithmetic, identical bits.
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) LayerNormSliceEarlyKernel(LayerNormParams p) {
+  const int r = blockIdx.x;
+  const int c = threadIdx.x + blockIdx.y * kThreads;  // this thread's one output column
+  const bool in = c < p.C;
+  // The slice's weights before the PDL wait (no kernel writes them: kernels/launch.cuh), so
+  // that their latency overlaps the kernel before; a mix needs the item state (p.mix set).
+  const int n_mix = p.mix ? p.n_mix : 0;
+  const float wv = in ? __ldg(p.w + c) : 0.f, bv = in ? __ldg(p.b + c) : 0.f;
+  float mv[kMaxMix];
+#pragma unroll
+  for (int m = 0; m < kMaxMix; ++m) mv[m] = in && m < n_mix ? __ldg(p.mix + m * p.C + c) : 0.f;
+  // The item's saved vector as well (LoadPrev's contract).
+  float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
+  const float sv = in && st ? st[c] : 0.f;
+  PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ float scratch[33];
+  const float* x = RowIn(p, r);
   float xv[kPer];
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
@@ -224,9 +353,27 @@ __global__ void LayerNormKernel(LayerNormParams p) {
 }
 }  // namespace
 
-cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
-  if (p.rows == 0) return cudaSuccess;
-  if (p.mix && (p.row_index || !p.item_state || !p.mix_out || p.n_mix < 1)) return cudaErrorInvalidValue;
+namespace {
+// The register and slice forms, plain or with the reads before the PDL wait.
+template <int kPer, bool kEarly>
+cudaError_t Regs(const LayerNormParams& p, cudaStream_t s) {
+  if constexpr (kEarly)
+    RWKVX_KLAUNCH(LayerNormRegsEarlyKernel<kPer>, p.rows, kThreads, 0, s, p);
+  else
+    RWKVX_KLAUNCH(LayerNormRegsKernel<kPer>, p.rows, kThreads, 0, s, p);
+  return cudaGetLastError();
+}
+template <int kPer, bool kEarly>
+cudaError_t Slice(const LayerNormParams& p, dim3 grid, cudaStream_t s) {
+  if constexpr (kEarly)
+    RWKVX_KLAUNCH(LayerNormSliceEarlyKernel<kPer>, grid, kThreads, 0, s, p);
+  else
+    RWKVX_KLAUNCH(LayerNormSliceKernel<kPer>, grid, kThreads, 0, s, p);
+  return cudaGetLastError();
+}
+
+template <bool kEarly>
+cudaError_t LaunchForm(const LayerNormParams& p, cudaStream_t s) {
   // The register kernel keeps the row (and its mix vectors) in registers: up to 16
   // columns a thread, at most kMaxMix mixes. out may alias x: each thread reads its own
   // columns before it writes them, as in the generic kernel.
@@ -241,21 +388,14 @@ cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
   const bool apart = !p.out || (!p.row_index && (p.out + span <= p.x || p.x + span <= p.out));
   if (mix_ok && apart && per >= 2 && per <= 16 && p.rows <= kSliceMaxRows) {
     const dim3 grid(p.rows, per);
-    if (per <= 4)
-      RWKVX_KLAUNCH(LayerNormSliceKernel<4>, grid, kThreads, 0, s, p);
-    else if (per <= 10)
-      RWKVX_KLAUNCH(LayerNormSliceKernel<10>, grid, kThreads, 0, s, p);
-    else
-      RWKVX_KLAUNCH(LayerNormSliceKernel<16>, grid, kThreads, 0, s, p);
-    return cudaGetLastError();
+    if (per <= 4) return Slice<4, kEarly>(p, grid, s);
+    if (per <= 10) return Slice<10, kEarly>(p, grid, s);
+    return Slice<16, kEarly>(p, grid, s);
   }
-  if (regs && per <= 4) {
-    RWKVX_KLAUNCH(LayerNormRegsKernel<4>, p.rows, kThreads, 0, s, p);
-  } else if (regs && per <= 10) {
-    RWKVX_KLAUNCH(LayerNormRegsKernel<10>, p.rows, kThreads, 0, s, p);
-  } else if (regs) {
-    RWKVX_KLAUNCH(LayerNormRegsKernel<16>, p.rows, kThreads, 0, s, p);
-  } else if (mix_ok && per <= 10) {  // many rows: the row and its weights in registers
+  if (regs && per <= 4) return Regs<4, kEarly>(p, s);
+  if (regs && per <= 10) return Regs<10, kEarly>(p, s);
+  if (regs) return Regs<16, kEarly>(p, s);
+  if (mix_ok && per <= 10) {  // many rows: the row and its weights in registers
     RWKVX_KLAUNCH(LayerNormRowKernel<10>, p.rows, kThreads, 0, s, p);
   } else if (mix_ok && per <= 16) {
     RWKVX_KLAUNCH(LayerNormRowKernel<16>, p.rows, kThreads, 0, s, p);
@@ -263,6 +403,13 @@ cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
     RWKVX_KLAUNCH(LayerNormKernel, p.rows, kThreads, 0, s, p);
   }
   return cudaGetLastError();
+}
+}  // namespace
+
+cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
+  if (p.rows == 0) return cudaSuccess;
+  if (p.mix && (p.row_index || !p.item_state || !p.mix_out || p.n_mix < 1)) return cudaErrorInvalidValue;
+  return p.early ? LaunchForm<true>(p, s) : LaunchForm<false>(p, s);
 }
 
 }  // namespace rwkvx::kernels

@@ -20,7 +20,9 @@ struct LayerNormParams {
   // step has one row and row r is item r: with y the normed row and prev the item's saved
   // vector, mix_out[m, r] = y + (prev - y) * mix[m] for m < n_mix, then prev <- y.
   // Same arithmetic as LayerNorm followed by LaunchTokenShift (decode steps use this; the
-  // separate token-shift launch serves steps with longer items).
+  // separate token-shift launch serves steps with longer items). With `early` below the
+  // saved vectors are read before waiting for the kernel before (kernels/launch.cuh): that
+  // kernel must not write them.
   const float* mix = nullptr;        // [n_mix, C]; null: no fusion
   int n_mix = 0;
   void* mix_out = nullptr;           // [n_mix, rows, C] fp16/bf16
@@ -28,6 +30,12 @@ struct LayerNormParams {
   size_t state_off = 0;              // floats from the base to this layer's prev vector
   int rows = 0, C = 0;
   float eps = 1e-5f;
+  // The decode kernels (register and slice forms) read the weights, the mixes and the
+  // saved vectors before their PDL wait, so that those loads overlap the kernel before
+  // (kernels/launch.cuh: that kernel must not write them); false: every load after the
+  // wait. The same loads: the same bits. The backend sets it in PDL steps of small models
+  // (CudaBackendOptions::early_reads).
+  bool early = false;
 };
 cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s);
 

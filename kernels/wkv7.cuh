@@ -45,6 +45,12 @@ struct Wkv7DecodeParams {
   // memory, instead of after the step (CudaBackendOptions::decode_prefetch): one memory
   // latency fewer on each block's critical path; the same arithmetic, the same bits.
   bool prefetch_post = false;
+  // The items' states and the layer's vectors are read before the PDL wait, so that their
+  // latency overlaps the kernel before (kernels/launch.cuh): that kernel must not write
+  // them (in the backend it is the LoRA up-projections' GEMV group). The same loads, the
+  // same bits. Set by the backend in PDL steps of small models
+  // (CudaBackendOptions::early_reads).
+  bool early = false;
 };
 cudaError_t LaunchWkv7Decode(const Wkv7DecodeParams& p, cudaStream_t s);
 

@@ -51,6 +51,8 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::wkv_matrix)\n"
     "  --gemv-prefetch -1|0|1  the GEMV asks L2 for its weights before its PDL wait\n"
     "                    (CudaBackendOptions::gemv_prefetch; -1, the default: on for hidden sizes <= 1024)\n"
+    "  --early-reads -1|0|1  decode kernels of PDL steps read what the kernel before does not write before\n"
+    "                    their PDL wait (CudaBackendOptions::early_reads; -1, the default: on for hidden sizes <= 1024)\n"
     "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
     "                    0 = chosen from the batch and the card)\n"
     "  --sample-top-p P  top-p of the sampled passes (default 0.9; 1: the server's default request,\n"
@@ -79,6 +81,7 @@ struct Args {
   int wkv_matrix = -1;  // -1: the backend's default
   int sample_splits = 0;  // 0: auto
   int gemv_prefetch = -1;  // --gemv-prefetch (-1 auto)
+  int early_reads = -1;    // --early-reads (-1 auto)
   double sample_top_p = 0.9;  // --sample-top-p
   int sample_penalties = 32;  // --sample-penalties
   std::string weights = "fp16";  // --weights
@@ -113,6 +116,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--batch-invariant") a->batch_invariant = std::atoi(v) != 0;
     else if (k == "--fold-ln") a->fold_ln = std::atoi(v) != 0;
     else if (k == "--gemv-prefetch" && std::atoi(v) >= -1 && std::atoi(v) <= 1) a->gemv_prefetch = std::atoi(v);
+    else if (k == "--early-reads" && std::atoi(v) >= -1 && std::atoi(v) <= 1) a->early_reads = std::atoi(v);
     else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8") ||
                                       !std::strcmp(v, "int8")))
       a->weights = v;
@@ -145,6 +149,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   if (a.wkv_matrix >= 0) o.wkv_matrix = a.wkv_matrix != 0;
   o.sample_splits = a.sample_splits;
   o.gemv_prefetch = a.gemv_prefetch;
+  o.early_reads = a.early_reads;
   return o;
 }
 

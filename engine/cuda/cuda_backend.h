@@ -228,6 +228,9 @@ class CudaBackend final : public Backend {
   // Wide rows are normalized by every block of the folded group: four outputs a warp there
   // (a quarter of the blocks), one for narrow ones (more blocks for one session's latency).
   int FoldOutsPerWarp() const { return C_ >= 2048 ? 4 : 1; }
+  // The decode kernels read before their PDL wait (CudaBackendOptions::early_reads): in
+  // PDL steps only (elsewhere the wait does nothing and the plain order is kept).
+  bool EarlyReads() const;  // (model_forward.cc)
   kernels::GemvFold fold_next_{};
   kernels::GemvSave save_after_fold_{}, save_next_{};
   // GemmJobs' cuBLAS path for jobs whose weights are half (8-bit ones dequantized first).

@@ -138,6 +138,10 @@ absl::Status CudaBackend::GemmOne(const GemmJob& q, int rows) {
     kernels::GemvGroupParams g;
     g.job[0] = GemvOf(q, rows);
     g.n_jobs = 1;
+    // The residual adds (Gemm with accumulate: the Wo and channel-mix value products) load
+    // the residual before the PDL wait (EarlyReads): the kernel right before them (the time
+    // mix, the attention, the channel-mix key group) never writes ws_.x (kernels/gemv.cuh).
+    g.y_early = q.accumulate && EarlyReads();
     const bool folded = fold_next_.x != nullptr;
     RWKVX_RETURN_IF_ERROR(LaunchGemvs(g));
     if (folded) EndFold();

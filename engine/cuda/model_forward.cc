@@ -14,6 +14,7 @@
 #include "kernels/embed.cuh"
 #include "kernels/kv_append.cuh"
 #include "kernels/kv_compress.cuh"
+#include "kernels/launch.cuh"
 #include "kernels/layernorm.cuh"
 #include "kernels/rwkv7_post.cuh"
 #include "kernels/rwkv7_prep.cuh"
@@ -22,6 +23,10 @@
 #include "kernels/wkv7_chunked.cuh"
 
 namespace rwkvx::cuda {
+
+bool CudaBackend::EarlyReads() const {
+  return kernels::PdlOn() && (opts_.early_reads < 0 ? C_ <= kGemvPrefetchMaxC : opts_.early_reads > 0);
+}
 
 absl::Status CudaBackend::NormShift(const float* ln_w, const float* ln_b, const float* mix, int n_mix,
                                     size_t prev_off, int rows, int items) {
@@ -44,6 +49,7 @@ absl::Status CudaBackend::NormShift(const float* ln_w, const float* ln_b, const 
     ln.mix_out = ws_.mixh;
     ln.item_state = meta_.item_state;
     ln.state_off = prev_off;
+    ln.early = EarlyReads();
     RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
     return absl::OkStatus();
   }
@@ -162,7 +168,9 @@ absl::Status CudaBackend::RwkvBlock(int i, int rows, int items) {
   po.H = H_;
   if (opts_.fused_decode && rows == items && !step_.wkv_chunked && step_.wkv_long == 0) {
     // Every item one token: prep, recurrence and post in one launch (the same bits).
-    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(kernels::Wkv7DecodeParams{wp, pp, po, opts_.decode_prefetch}, stream_));
+    kernels::Wkv7DecodeParams dp{wp, pp, po, opts_.decode_prefetch};
+    dp.early = EarlyReads();
+    RWKVX_CUDA_RETURN(kernels::LaunchWkv7Decode(dp, stream_));
   } else {
     RWKVX_RETURN_IF_ERROR(TimeMixKernels(pp, wp, po, items));
   }
@@ -220,6 +228,7 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   ln.bf16 = bf;
   ln.rows = rows;
   ln.C = C_;
+  ln.early = EarlyReads();
   if (fold_step_)  // the q/k/v group normalizes (GemvFold; no token shift here)
     fold_next_ = kernels::GemvFold{ws_.x, ln.w, ln.b, ln.eps, C_, nullptr, nullptr, 0, ws_.u, FoldOutsPerWarp()};
   else
@@ -312,6 +321,7 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     dp.split_want = step_.decode_split_want;
     dp.sparse_only = opts_.batch_invariant;  // full-path decode items: the prefill kernel below
     dp.tickets = ws_.tickets;  // the last block of each (item, head) merges: no second launch
+    dp.prefetch_rows = EarlyReads();  // steps whose kernels start early (kernels/launch.cuh)
     RWKVX_CUDA_RETURN(kernels::LaunchAttnDecode(dp, stream_));
   }
   if (step_.any_prefill || (opts_.batch_invariant && step_.any_decode)) {
@@ -362,6 +372,7 @@ absl::Status CudaBackend::Forward(int rows, int nitems, int nl) {
     ln.bf16 = dev_->bf16;
     ln.rows = nl;
     ln.C = C_;
+    ln.early = EarlyReads();
     RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
     RWKVX_RETURN_IF_ERROR(Gemm(ws_.logits, ws_.headh, dev_->head, nl, V_, C_, false));
   }

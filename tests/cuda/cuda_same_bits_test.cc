@@ -59,15 +59,17 @@ TEST(CudaBackend, DecodeGraphsEqualEagerSteps) {
 // previous one finishes; every kernel waits for it before touching memory, so the results
 // are the same bits as with ordinary launches. Prefill, then decode steps of 2 and of 4
 // sessions (the backend uses PDL for steps of up to 4), graphs and eager. Also with the
-// GEMV's weight prefetch before its wait (CudaBackendOptions::gemv_prefetch): the same bits.
+// GEMV's weight prefetch before its wait (CudaBackendOptions::gemv_prefetch) and the decode
+// kernels' other reads before it (CudaBackendOptions::early_reads): the same bits.
 TEST(CudaBackend, PdlStepsEqualPlainSteps) {
   SKIP_WITHOUT_GPU();
   auto m = SparseTestModel(53);
-  auto run = [&](bool pdl, bool graphs, bool prefetch = false) {
+  auto run = [&](bool pdl, bool graphs, bool prefetch = false, int early = -1) {
     CudaBackendOptions o = GpuOptions();
     o.pdl = pdl;
     o.cuda_graphs = graphs;
     o.gemv_prefetch = prefetch ? 1 : 0;
+    o.early_reads = early;
     auto b = Gpu(m, o);  // each step sets the process-wide PDL switch from its backend
     std::vector<float> out, l;
     if (!b) return out;
@@ -97,6 +99,10 @@ TEST(CudaBackend, PdlStepsEqualPlainSteps) {
                 with == without ? "identical" : "DIFFERENT");
     const std::vector<float> prefetched = run(true, graphs, true);
     EXPECT_TRUE(prefetched == without) << (graphs ? "graphs" : "eager") << ", gemv_prefetch";
+    // The decode kernels' reads before the wait (CudaBackendOptions::early_reads), forced
+    // off and on (the default, -1, is on for this model's 256 channels): the same bits.
+    for (int early : {0, 1})
+      EXPECT_TRUE(run(true, graphs, true, early) == without) << (graphs ? "graphs" : "eager") << ", early_reads " << early;
   }
 }
 
