@@ -65,6 +65,63 @@ __device__ __forceinline__ float* PrevWaitRow(const LayerNormParams& p, int r, f
   return st;
 }
 
+// The register kernels' stores (plain and early forms): each of the thread's columns
+// normalized, then out / out_half and, with the mixes, the mixed halves and the new saved
+// vector.
+template <int kPer>
+__device__ __forceinline__ void RegsOut(const LayerNormParams& p, int r, const float (&xv)[kPer],
+                                        const float (&wv)[kPer], const float (&bv)[kPer], const float (&sv)[kPer],
+                                        const float (&mv)[kPer][kMaxMix], float mean, float inv, float* st) {
+  const size_t plane = static_cast<size_t>(p.rows) * p.C;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= p.C) continue;
+    const float y = (xv[i] - mean) * inv * wv[i] + bv[i];
+    const size_t o = static_cast<size_t>(r) * p.C + c;
+    if (p.out) p.out[o] = y;
+    if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
+    if (st) {
+      const float d = sv[i] - y;
+#pragma unroll
+      for (int m = 0; m < kMaxMix; ++m)
+        if (m < p.n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[i][m], p.bf16);
+      st[c] = y;
+    }
+  }
+}
+
+// The slice kernels' rest (plain and early forms), once the slice's operands are loaded:
+// the row x for the statistics, then column c's normalized value and its stores.
+template <int kPer>
+__device__ __forceinline__ void SliceRowOut(const LayerNormParams& p, int r, int c, const float* x, float* scratch,
+                                            float wv, float bv, float sv, const float (&mv)[kMaxMix], int n_mix,
+                                            float* st) {
+  const bool in = c < p.C;
+  float xv[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int cc = threadIdx.x + i * kThreads;
+    xv[i] = cc < p.C ? x[cc] : 0.f;
+  }
+  const float xc = in ? x[c] : 0.f;  // = xv[blockIdx.y], without a dynamically indexed array
+  float mean, inv;
+  RowStats<kPer>(xv, p, scratch, &mean, &inv);
+  if (!in) return;
+  const float y = (xc - mean) * inv * wv + bv;
+  const size_t o = static_cast<size_t>(r) * p.C + c;
+  if (p.out) p.out[o] = y;
+  if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
+  if (st) {
+    const float d = sv - y;
+    const size_t plane = static_cast<size_t>(p.rows) * p.C;
+#pragma unroll
+    for (int m = 0; m < kMaxMix; ++m)
+      if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[m], p.bf16);
+    st[c] = y;
+  }
+}
+
 // One block per row; two passes over the row (mean, then centred variance) like the
 // float32 reference, so the result does not suffer from E[x^2]-E[x]^2 cancellation.
 // Each thread owns the columns c = threadIdx.x + i * kThreads, i < kPer, and sums them in
@@ -101,23 +158,7 @@ __global__ void __launch_bounds__(kThreads) LayerNormRegsKernel(LayerNormParams 
   }
   float mean, inv;
   RowStats<kPer>(xv, p, scratch, &mean, &inv);
-  const size_t plane = static_cast<size_t>(p.rows) * p.C;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    if (c >= p.C) continue;
-    const float y = (xv[i] - mean) * inv * wv[i] + bv[i];
-    const size_t o = static_cast<size_t>(r) * p.C + c;
-    if (p.out) p.out[o] = y;
-    if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
-    if (st) {
-      const float d = sv[i] - y;
-#pragma unroll
-      for (int m = 0; m < kMaxMix; ++m)
-        if (m < p.n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[i][m], p.bf16);
-      st[c] = y;
-    }
-  }
+  RegsOut<kPer>(p, r, xv, wv, bv, sv, mv, mean, inv, st);
 }
 
 // The few rows of a decode step, each row's columns spread over `per` blocks (gridDim.y):
@@ -145,28 +186,7 @@ __global__ void __launch_bounds__(kThreads) LayerNormSliceKernel(LayerNormParams
   float mv[kMaxMix];
 #pragma unroll
   for (int m = 0; m < kMaxMix; ++m) mv[m] = in && m < n_mix ? __ldg(p.mix + m * p.C + c) : 0.f;
-  float xv[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int cc = threadIdx.x + i * kThreads;
-    xv[i] = cc < p.C ? x[cc] : 0.f;
-  }
-  const float xc = in ? x[c] : 0.f;  // = xv[blockIdx.y], without a dynamically indexed array
-  float mean, inv;
-  RowStats<kPer>(xv, p, scratch, &mean, &inv);
-  if (!in) return;
-  const float y = (xc - mean) * inv * wv + bv;
-  const size_t o = static_cast<size_t>(r) * p.C + c;
-  if (p.out) p.out[o] = y;
-  if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
-  if (st) {
-    const float d = sv - y;
-    const size_t plane = static_cast<size_t>(p.rows) * p.C;
-#pragma unroll
-    for (int m = 0; m < kMaxMix; ++m)
-      if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[m], p.bf16);
-    st[c] = y;
-  }
+  SliceRowOut<kPer>(p, r, c, x, scratch, wv, bv, sv, mv, n_mix, st);
 }
 
 // LayerNormRegsKernel with its reads before the PDL wait (LayerNormParams::early): the
@@ -194,23 +214,7 @@ __global__ void __launch_bounds__(kThreads) LayerNormRegsEarlyKernel(LayerNormPa
   const int r = blockIdx.x;
   float mean, inv;
   float* st = PrevWaitRow<kPer>(p, r, xv, sv, scratch, &mean, &inv);
-  const size_t plane = static_cast<size_t>(p.rows) * p.C;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    if (c >= p.C) continue;
-    const float y = (xv[i] - mean) * inv * wv[i] + bv[i];
-    const size_t o = static_cast<size_t>(r) * p.C + c;
-    if (p.out) p.out[o] = y;
-    if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
-    if (st) {
-      const float d = sv[i] - y;
-#pragma unroll
-      for (int m = 0; m < kMaxMix; ++m)
-        if (m < p.n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[i][m], p.bf16);
-      st[c] = y;
-    }
-  }
+  RegsOut<kPer>(p, r, xv, wv, bv, sv, mv, mean, inv, st);
 }
 
 // LayerNormSliceKernel with the slice's weights, mixes and saved vector read before the
@@ -234,28 +238,7 @@ __global__ void __launch_bounds__(kThreads) LayerNormSliceEarlyKernel(LayerNormP
   PdlTrigger();
   __shared__ float scratch[33];
   const float* x = RowIn(p, r);
-  float xv[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int cc = threadIdx.x + i * kThreads;
-    xv[i] = cc < p.C ? x[cc] : 0.f;
-  }
-  const float xc = in ? x[c] : 0.f;  // = xv[blockIdx.y], without a dynamically indexed array
-  float mean, inv;
-  RowStats<kPer>(xv, p, scratch, &mean, &inv);
-  if (!in) return;
-  const float y = (xc - mean) * inv * wv + bv;
-  const size_t o = static_cast<size_t>(r) * p.C + c;
-  if (p.out) p.out[o] = y;
-  if (p.out_half) StoreHalf(p.out_half, o, y, p.bf16);
-  if (st) {
-    const float d = sv - y;
-    const size_t plane = static_cast<size_t>(p.rows) * p.C;
-#pragma unroll
-    for (int m = 0; m < kMaxMix; ++m)
-      if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[m], p.bf16);
-    st[c] = y;
-  }
+  SliceRowOut<kPer>(p, r, c, x, scratch, wv, bv, sv, mv, n_mix, st);
 }
 
 // Many rows of up to kThreads * kPer columns (a 3.6B step of hundreds of rows): the row,
