@@ -62,6 +62,11 @@ __device__ __forceinline__ void Combine(const AttnDecodeParams& p, int h, int it
   StoreHalf(p.out, static_cast<size_t>(it.row0) * p.C + h * 64 + threadIdx.x, A / L, p.bf16);
 }
 
+// The slices an item of L keys is cut into (AttnDecodeParams::splits / split_want).
+__device__ __forceinline__ int SplitsOf(const AttnDecodeParams& p, int L) {
+  return p.split_want > 0 ? min(p.splits, ItemSplits(L, p.split_want)) : p.splits;
+}
+
 // grid (H, items, splits), 128 threads. Each warp reads kGroups rows of the slice at once
 // (lane group g = lane / 8 takes a row, lane holds dims 8 * (lane % 8) .. + 8), kUnroll
 // rows per group in flight; each group keeps its own online softmax, merged across the
@@ -76,7 +81,7 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
     const AttnItem& it = p.items[blockIdx.y];
     if (p.prefetch_rows && it.len == 1 && !it.sparse && !p.sparse_only) {
       const int L = it.ct + 1;  // ItemKeys without a selection
-      const int splits = p.split_want > 0 ? min(p.splits, ItemSplits(L, p.split_want)) : p.splits;
+      const int splits = SplitsOf(p, L);
       const int span = (L + splits - 1) / splits, v0 = blockIdx.z * span, v1 = min(it.ct, v0 + span);
       for (int row = v0 + (threadIdx.x >> 1); row < v1; row += blockDim.x / 2) {
         const __half* kr = it.kv.K(row, p.C) + blockIdx.x * 64;
@@ -100,7 +105,7 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   __syncthreads();
   int tail0;
   const int L = ItemKeys(it, p.chunk, nsel, &tail0);
-  const int splits = p.split_want > 0 ? min(p.splits, ItemSplits(L, p.split_want)) : p.splits;
+  const int splits = SplitsOf(p, L);
   if (split >= splits) return;  // block-uniform, before any barrier or ticket
   const int span = (L + splits - 1) / splits;
   const int v_begin = split * span, v_end = min(L, v_begin + span);

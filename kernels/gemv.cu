@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   float y_old[ROWS] = {};
   const int o_plain = b * 8 + (threadIdx.x >> 5);  // this warp's output row (kMode 0, 2, 3)
   const bool have_old = kMode == 3 && p.accumulate && p.y;  // warp-uniform
-  if (kMode == 3 && have_old && lane == 0 && o_plain < p.out) {
+  if (have_old && lane == 0 && o_plain < p.out) {
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) y_old[r] = p.y[static_cast<size_t>(r) * p.out + o_plain];
   }
@@ -233,7 +233,7 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
     }
   } else {
     if (o_plain >= p.out) return;
-    if (kMode == 3 && have_old)
+    if (have_old)
       GemvOut<ROWS, kAny8, true>(p, x, o_plain, lane, bf16, y_old);
     else
       GemvOut<ROWS, kAny8>(p, x, o_plain, lane, bf16);

@@ -14,33 +14,6 @@ __device__ __forceinline__ const float* RowIn(const LayerNormParams& p, int r) {
   return p.x + static_cast<size_t>(p.row_index ? p.row_index[r] : r) * p.C;
 }
 
-// Block row r's saved vector (the item's prev, with the mixes) at columns threadIdx.x + i *
-// kThreads into sv (zeros past C or without the mixes); returns its base (null without the
-// mixes). Before the PDL wait: this launch site wrote it last, a step ago, and the kernel
-// right before never writes it (the launcher's contract, layernorm.cuh).
-template <int kPer>
-__device__ __forceinline__ float* LoadPrev(const LayerNormParams& p, int r, float (&sv)[kPer]) {
-  float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    sv[i] = c < p.C && st ? st[c] : 0.f;
-  }
-  return st;
-}
-
-// Block row r's input columns threadIdx.x + i * kThreads into xv (zeros past C). After the
-// PDL wait: the kernel right before writes the rows.
-template <int kPer>
-__device__ __forceinline__ void LoadRow(const LayerNormParams& p, int r, float (&xv)[kPer]) {
-  const float* x = RowIn(p, r);
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    xv[i] = c < p.C ? x[c] : 0.f;
-  }
-}
-
 // The row's mean and 1 / sqrt(var + eps) from this thread's columns threadIdx.x + i *
 // kThreads (in that order; two passes, like the float32 reference, so no E[x^2]-E[x]^2
 // cancellation). Shared by the register and row kernels and the GEMV's folded LayerNorm
@@ -50,19 +23,6 @@ __device__ __forceinline__ void RowStats(const float (&xv)[kPer], const LayerNor
                                          float* mean_out, float* inv_out) {
   static_assert(kThreads == kLnThreads, "one column layout");
   LnRowStats<kPer>(xv, p.C, p.eps, scratch, mean_out, inv_out);
-}
-
-// LayerNormRegsEarlyKernel after its weight loads: the saved vector, the PDL wait, then the
-// row and its statistics. Returns LoadPrev's base.
-template <int kPer>
-__device__ __forceinline__ float* PrevWaitRow(const LayerNormParams& p, int r, float (&xv)[kPer], float (&sv)[kPer],
-                                              float* scratch, float* mean, float* inv) {
-  float* st = LoadPrev<kPer>(p, r, sv);
-  PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
-  PdlTrigger();
-  LoadRow<kPer>(p, r, xv);
-  RowStats<kPer>(xv, p, scratch, mean, inv);
-  return st;
 }
 
 // The register kernels' stores (plain and early forms): each of the thread's columns
@@ -190,15 +150,15 @@ __global__ void __launch_bounds__(kThreads) LayerNormSliceKernel(LayerNormParams
 }
 
 // LayerNormRegsKernel with its reads before the PDL wait (LayerNormParams::early): the
-// weights and mixes, then the item's saved vector (LoadPrev), then the wait, the row and the
-// same arithmetic (identical bits).
+// weights, the mixes and the item's saved vector, then the wait, the row and the same
+// arithmetic (identical bits). The saved vector was last written by this launch site a
+// step ago; the kernel right before never writes it (layernorm.cuh).
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) LayerNormRegsEarlyKernel(LayerNormParams p) {
   const float* __restrict__ w = p.w;
   const float* __restrict__ b = p.b;
   const float* __restrict__ mix = p.mix;
-  // The weights and mixes before the PDL wait (no kernel writes them: kernels/launch.cuh),
-  // then the saved vector (LoadPrev).
+  const int r = blockIdx.x;
   float xv[kPer], wv[kPer], bv[kPer], sv[kPer];
   float mv[kPer][kMaxMix];
 #pragma unroll
@@ -210,15 +170,28 @@ __global__ void __launch_bounds__(kThreads) LayerNormRegsEarlyKernel(LayerNormPa
 #pragma unroll
     for (int m = 0; m < kMaxMix; ++m) mv[i][m] = in && mix && m < p.n_mix ? __ldg(mix + m * p.C + c) : 0.f;
   }
+  float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    sv[i] = c < p.C && st ? st[c] : 0.f;
+  }
+  PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
   __shared__ float scratch[33];
-  const int r = blockIdx.x;
+  const float* x = RowIn(p, r);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    xv[i] = c < p.C ? x[c] : 0.f;
+  }
   float mean, inv;
-  float* st = PrevWaitRow<kPer>(p, r, xv, sv, scratch, &mean, &inv);
+  RowStats<kPer>(xv, p, scratch, &mean, &inv);
   RegsOut<kPer>(p, r, xv, wv, bv, sv, mv, mean, inv, st);
 }
 
 // LayerNormSliceKernel with the slice's weights, mixes and saved vector read before the
-// PDL wait (LayerNormParams::early; LoadPrev's contract): the same arithmetic, identical bits.
+// PDL wait (LayerNormParams::early): the same arithmetic, identical bits.
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) LayerNormSliceEarlyKernel(LayerNormParams p) {
   const int r = blockIdx.x;
@@ -231,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) LayerNormSliceEarlyKernel(LayerNormP
   float mv[kMaxMix];
 #pragma unroll
   for (int m = 0; m < kMaxMix; ++m) mv[m] = in && m < n_mix ? __ldg(p.mix + m * p.C + c) : 0.f;
-  // The item's saved vector as well (LoadPrev's contract).
+  // The item's saved vector as well (last written by this launch site a step ago).
   float* st = p.mix ? p.item_state[r] + p.state_off : nullptr;
   const float sv = in && st ? st[c] : 0.f;
   PdlWait();  // before any other memory access or early return (kernels/launch.cuh)

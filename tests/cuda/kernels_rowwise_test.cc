@@ -105,7 +105,9 @@ TEST(CudaKernels, GemvGroupEqualsSeparateLaunches) {
 // The decode fusion of LayerNorm and the token-shift mixes equals the two launches, for
 // each LayerNorm kernel (the register kernel at 200 and 2560 columns, the row kernel for
 // many rows of 2560 and 4000 columns, the generic one past 4096), and a row gets the same
-// bits from every kernel (its first rows alone and within 300 rows).
+// bits from every kernel (its first rows alone and within 300 rows). The decode forms that
+// read before their PDL wait (LayerNormParams::early: the register kernel at 200 columns,
+// the slice kernel at 2560 and 4000) give the same bits as the plain ones.
 TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
   SKIP_WITHOUT_GPU();
   struct Out {
@@ -114,7 +116,7 @@ TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
   };
   const int n_mix = 6;
   const size_t off = 37;  // this layer's prev vector inside each item's state block
-  auto run = [&](int rows, int C, uint32_t seed, Out* o) {
+  auto run = [&](int rows, int C, uint32_t seed, Out* o, bool early = false) {
     std::mt19937 g(seed), gx(seed + 1), gs(seed + 2);  // apart: a run's first rows do not depend on `rows`
     auto w = Rand(C, g, 0.5, 1.5), b = Rand(C, g, -0.5, 0.5), mix = Rand(n_mix * C, g, 0, 1);
     auto x = Rand(rows * C, gx, -3, 3);
@@ -131,6 +133,7 @@ TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
     ln.b = Dev(b);
     ln.rows = rows;
     ln.C = C;
+    ln.early = early;
     kernels::LayerNormParams two = ln;
     two.out = Dev(std::vector<float>(rows * C));
     CK(kernels::LaunchLayerNorm(two, 0));
@@ -186,6 +189,12 @@ TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
     run(5, C, 12, &few);  // same seed: rows 0-4 are the same
     run(300, C, 12, &many);
     ASSERT_FALSE(few.norm.empty() || many.norm.empty());
+    Out early;
+    run(5, C, 12, &early, /*early=*/true);
+    EXPECT_TRUE(early.norm == few.norm && early.state == few.state) << "C " << C << ", early reads";
+    ASSERT_EQ(early.mix.size(), few.mix.size());
+    for (size_t e = 0; e < few.mix.size(); ++e)
+      ASSERT_EQ(__half2float(early.mix[e]), __half2float(few.mix[e])) << "C " << C << ", early reads, at " << e;
     for (int r = 0; r < 5; ++r)
       for (int c = 0; c < C; ++c) {
         ASSERT_EQ(few.norm[r * C + c], many.norm[r * C + c]) << "C " << C << " row " << r << " col " << c;
