@@ -140,6 +140,12 @@ TEST(GrammarGbnf, AdversarialGrammarsFailFast) {
   // Determinization would need 2^21 states.
   EXPECT_EQ(ErrorOf("root ::= [ab]* \"a\" [ab]{20}"),
             "grammar too large: more than 200000 automaton states after determinization");
+  // The subset construction's work is bounded too (GrammarLimits::max_determinize_steps):
+  // the same grammar fails on that budget first when it is small.
+  GrammarLimits few_steps;
+  few_steps.max_determinize_steps = 100000;
+  EXPECT_EQ(ErrorOf("root ::= [ab]* \"a\" [ab]{20}", few_steps),
+            "grammar too large: determinizing it takes more than 100000 steps");
   // Nullable rules in sequence: the ways to expand multiply with the depth.
   std::string text = "root ::= r0 \"x\"\n";
   for (int i = 0; i < 30; ++i) {

@@ -289,6 +289,17 @@ TEST(GrammarJsonSchema, RegexOverRawText) {
   EXPECT_EQ(g.status().message(), "regex: lookahead and lookbehind ((?=, (?!, (?<=, (?<!) are not supported (at character 2)");
 }
 
+// A pattern whose automaton has many wide states (a long alternation of any-character
+// runs, repeated): found by openai_request_fuzz, where it took 22.8 s (ASan) to reach the
+// state limit; the step budget (GrammarLimits::max_determinize_steps) stops it first.
+TEST(GrammarJsonSchema, PatternOfManyWideStatesFailsFast) {
+  // As JSON text: (?:a}...}.....}}}}}}}|b[^\\s\"]){0,3}x*?|\\u00e9.$
+  const std::string pattern = "(?:a" + std::string(67, '}') + std::string(53, '.') + std::string(7, '}') +
+                              "|b[^\\\\s\\\"]){0,3}x*?|\\\\u00e9.$";
+  const std::string err = ErrorOf(R"({"type": "object", "properties": {"tag": {"pattern": ")" + pattern + R"("}}})");
+  EXPECT_EQ(err.rfind("grammar too large: ", 0), 0u) << err;
+}
+
 TEST(GrammarJsonSchema, UnsupportedKeywordsAreErrors) {
   EXPECT_EQ(ErrorOf(R"({"type":"string","patternProperties":{}})"),
             "json schema: at #: unsupported keyword 'patternProperties'");

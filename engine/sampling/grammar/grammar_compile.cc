@@ -45,7 +45,7 @@ struct DfaRule {
 };
 
 absl::StatusOr<DfaRule> Determinize(const NfaRule& rule, const GrammarLimits& limits, int* total,
-                                    size_t* total_members) {
+                                    size_t* total_members, size_t* steps) {
   DfaRule dfa;
   std::map<NodeSet, int32_t> ids;
   std::vector<NodeSet> sets;
@@ -87,9 +87,14 @@ absl::StatusOr<DfaRule> Determinize(const NfaRule& rule, const GrammarLimits& li
       const int lo = cuts[k], hi = cuts[k + 1] - 1;
       NodeSet targets;
       for (int32_t m : members) {
+        *steps += rule.nodes[m].bytes.size() + 1;
         for (const auto& e : rule.nodes[m].bytes) {
           if (e.lo <= lo && hi <= e.hi) targets.push_back(e.to);
         }
+      }
+      if (*steps > limits.max_determinize_steps) {
+        return absl::InvalidArgumentError(absl::StrCat("grammar too large: determinizing it takes more than ",
+                                                       limits.max_determinize_steps, " steps"));
       }
       if (targets.empty()) continue;
       std::sort(targets.begin(), targets.end());
@@ -197,9 +202,9 @@ absl::StatusOr<std::shared_ptr<const Grammar>> CompileGbnf(std::string_view gbnf
   auto g = std::make_shared<Grammar>();
   g->root = 0;
   int total = 0;
-  size_t total_members = 0;
+  size_t total_members = 0, steps = 0;
   for (int32_t r : order) {
-    auto dfa = Determinize(nfa.rules[r], limits, &total, &total_members);
+    auto dfa = Determinize(nfa.rules[r], limits, &total, &total_members, &steps);
     if (!dfa.ok()) return dfa.status();
     const int32_t base = static_cast<int32_t>(g->nodes.size());
     GrammarRule rule;
