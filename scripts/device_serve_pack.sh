@@ -25,24 +25,34 @@ fi
 [ -n "${BASE_SERVE:-}" ] && cp "$BASE_SERVE" .gpulibs/rwkvx_base
 for b in .gpulibs/rwkvx .gpulibs/cuda_tests .gpulibs/bench_engine .gpulibs/bench_parity; do [ -x "$b" ] && ldd "$b"; done | sort -u | awk '/=> \//{print $3}' | grep -v -E '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
   grep -v '^/usr/local/cuda' | while read -r lib; do cp -L "$lib" .gpulibs/; done
-strip .gpulibs/rwkvx .gpulibs/rwkvx_base .gpulibs/*.so* 2>/dev/null || true
+# Host symbols only (the kernels keep their names for ncu); unstripped, the test and
+# benchmark binaries alone took the pack near the carry limit.
+strip .gpulibs/rwkvx .gpulibs/rwkvx_base .gpulibs/cuda_tests .gpulibs/bench_engine .gpulibs/bench_engine_base \
+  .gpulibs/bench_parity .gpulibs/*.so* 2>/dev/null || true
 # The device image has OpenSSL 3 (its Python links it); leaving it out keeps the carry
 # under the device tool's 64 MiB limit.
 rm -f .gpulibs/libcrypto.so.3 .gpulibs/libssl.so.3
 du -sh .gpulibs
 rm -rf .whl
 # The e2e suite's clients, at the versions of .venv (scripts/setup.sh), for Python 3.12.
-PKGS="openai pydantic pydantic-core jiter distro sniffio annotated-types typing-inspection typing-extensions
-  httpx httpcore httpx2 httpcore2 h11 idna truststore anyio certifi grpcio grpcio-tools grpcio-health-checking
-  grpcio-reflection protobuf pytest-timeout"
-specs=$(.venv/bin/python -m pip list --format=freeze 2>/dev/null | python3 -c '
+# Without the test venv (a checkout set up with SKIP_VENV=1) there are no versions to
+# match: no .whl, which only the e2e stage of device_serve_e2e.sh needs (the targets table
+# and the engine A/B do not).
+if [ -x .venv/bin/python ]; then
+  PKGS="openai pydantic pydantic-core jiter distro sniffio annotated-types typing-inspection typing-extensions
+    httpx httpcore httpx2 httpcore2 h11 idna truststore anyio certifi grpcio grpcio-tools grpcio-health-checking
+    grpcio-reflection protobuf pytest-timeout"
+  specs=$(.venv/bin/python -m pip list --format=freeze 2>/dev/null | python3 -c '
 import sys
 want = set(sys.argv[1].split())
 norm = lambda n: n.lower().replace("_", "-")
 print(" ".join(l.strip() for l in sys.stdin if norm(l.split("==")[0]) in want))' "$PKGS")
-python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $specs
-du -sh .whl
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $specs
+  du -sh .whl
+else
+  echo "device_serve_pack: no .venv (scripts/setup.sh without SKIP_VENV makes it): no .whl for the e2e stage" >&2
+fi
 # The carry limit is 64 MiB: the libraries travel xz-compressed (unpacked there by the
 # device scripts when .gpulibs/ is absent).
 rm -rf .gpupack && mkdir -p .gpupack

@@ -10,7 +10,9 @@
 #   2. bench_engine 3.6B: decode 1K, prefill 1K / 4K / 16K, batches of 1 / 16 / 256; fp8 and
 #      int8 one session
 #   3. the official package (rwkv-x 0.1.3, cuda fp16, RWKV_CUDA_ON=1) on both shapes
-#      (scripts/device_check.sh package; its folder carried from .venv/oracle/0.1)
+#      (scripts/device_check.sh package; its folder carried from .venv/oracle/0.1, which
+#      scripts/setup.sh installs; without the test venv: `python3 -m pip install --no-deps
+#      --target .venv/oracle/0.1 rwkv-x==0.1.3`)
 #   4. rwkvx serve (scripts/device_serve_e2e.sh): 0.2B 256 concurrent short prompts
 #      (TPUT_REQUESTS, default 4096), ~512-token prompts (TPUT_REQUESTS_LONG, default 2048),
 #      one stream (aiohttp TTFT); 3.6B 256 concurrent short prompts and one stream
