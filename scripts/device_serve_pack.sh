@@ -25,10 +25,7 @@ fi
 [ -n "${BASE_SERVE:-}" ] && cp "$BASE_SERVE" .gpulibs/rwkvx_base
 for b in .gpulibs/rwkvx .gpulibs/cuda_tests .gpulibs/bench_engine .gpulibs/bench_parity; do [ -x "$b" ] && ldd "$b"; done | sort -u | awk '/=> \//{print $3}' | grep -v -E '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' |
   grep -v '^/usr/local/cuda' | while read -r lib; do cp -L "$lib" .gpulibs/; done
-# Host symbols only (the kernels keep their names for ncu); unstripped, the test and
-# benchmark binaries alone took the pack near the carry limit.
-strip .gpulibs/rwkvx .gpulibs/rwkvx_base .gpulibs/cuda_tests .gpulibs/bench_engine .gpulibs/bench_engine_base \
-  .gpulibs/bench_parity .gpulibs/*.so* 2>/dev/null || true
+strip .gpulibs/rwkvx .gpulibs/rwkvx_base .gpulibs/*.so* 2>/dev/null || true
 # The device image has OpenSSL 3 (its Python links it); leaving it out keeps the carry
 # under the device tool's 64 MiB limit.
 rm -f .gpulibs/libcrypto.so.3 .gpulibs/libssl.so.3

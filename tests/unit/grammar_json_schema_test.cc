@@ -290,14 +290,17 @@ TEST(GrammarJsonSchema, RegexOverRawText) {
 }
 
 // A pattern whose automaton has many wide states (a long alternation of any-character
-// runs, repeated): found by openai_request_fuzz, where it took 22.8 s (ASan) to reach the
-// state limit; the step budget (GrammarLimits::max_determinize_steps) stops it first.
+// runs, repeated), rebuilt from an openai_request_fuzz input that took 22.8 s (ASan) to
+// reach the state limit. This form stays under that limit: without the step budget
+// (GrammarLimits::max_determinize_steps) it compiles after ~1.9 s of determinization in a
+// release build (session 30, this machine); with it, it fails in ~0.2 s.
 TEST(GrammarJsonSchema, PatternOfManyWideStatesFailsFast) {
   // As JSON text: (?:a}...}.....}}}}}}}|b[^\\s\"]){0,3}x*?|\\u00e9.$
   const std::string pattern = "(?:a" + std::string(67, '}') + std::string(53, '.') + std::string(7, '}') +
                               "|b[^\\\\s\\\"]){0,3}x*?|\\\\u00e9.$";
   const std::string err = ErrorOf(R"({"type": "object", "properties": {"tag": {"pattern": ")" + pattern + R"("}}})");
-  EXPECT_EQ(err.rfind("grammar too large: ", 0), 0u) << err;
+  // The budget's message, not the state limit's (which it reached without the budget).
+  EXPECT_EQ(err.rfind("grammar too large: determinizing it takes more than ", 0), 0u) << err;
 }
 
 TEST(GrammarJsonSchema, UnsupportedKeywordsAreErrors) {
