@@ -178,6 +178,9 @@ std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const Model> model,
 // CudaBackendOptions::gemv_prefetch's auto rule: the widest hidden size it is on for (the
 // 0.2B's 768 measured faster with it, the 3.6B's 2560 slower).
 constexpr int kGemvPrefetchMaxC = 1024;
+// CudaBackendOptions::gemv_split's auto rule: the 16-byte weight loads a lane may take in
+// turn (the GEMV keeps 4 in flight, so one round at most).
+constexpr int kGemvSplitLoads = 4;
 struct CudaBackendOptions {
   int device = 0;
   bool bf16 = false;            // weights in bf16 instead of fp16
@@ -264,6 +267,13 @@ struct CudaBackendOptions {
   // hidden sizes <= kGemvPrefetchMaxC, as the GEMV's weight prefetch; 0 off; 1 on
   // (bench_engine --early-reads). Measured: docs/CUDA.md ("Reads before the PDL wait").
   int early_reads = -1;
+  // Warps summing each output row of the GEMV (kernels/gemv.cuh, GemvParams::ksplit): 0 (the
+  // default) one; -1 auto: for hidden sizes <= kGemvPrefetchMaxC, per product the fewest of
+  // 1, 2, 4, 8 that leave each lane at most kGemvSplitLoads 16-byte weight loads (the 0.2B:
+  // the channel mix's 3072 -> 768 value product at 4, every other at 1); 1, 2, 4 or 8: that
+  // many for every product (bench_engine --gemv-split). Each product's sums depend on its
+  // shape and this option alone, not on the rows or the step. Unmeasured: off by default.
+  int gemv_split = 0;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
   // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).

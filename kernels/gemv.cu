@@ -10,6 +10,11 @@
 namespace rwkvx::kernels {
 namespace {
 
+// bar.sync on barrier `id` (1..15; 0 is __syncthreads) for `threads` threads (a multiple of 32).
+__device__ __forceinline__ void NamedBarrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
 __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
@@ -29,13 +34,15 @@ __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
 }
 
 // One output row's dot products over half weights: 8 weights a lane per iteration.
-template <int ROWS>
-__device__ __forceinline__ void DotHalf(const GemvParams& p, const void* x, int o, int lane, bool bf16,
+// With GemvParams::ksplit = K > 1 the K warps of a row take the 16-byte loads
+// part, part + K, ... of 32 (the lane's place in each run of 32 K loads).
+template <int ROWS, int KS>
+__device__ __forceinline__ void DotHalf(const GemvParams& p, const void* x, int o, int lane, int part, bool bf16,
                                         float (&acc)[ROWS]) {
   const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in * 2);
   const int n8 = p.in / 8;
 #pragma unroll 4  // several 16-byte weight loads in flight per lane (same summation order)
-  for (int i = lane; i < n8; i += 32) {
+  for (int i = lane + 32 * part; i < n8; i += 32 * KS) {
     float wf[8];
     Unpack8(w[i], bf16, wf);
 #pragma unroll
@@ -71,13 +78,13 @@ __device__ __forceinline__ void Unpack16Int8(const uint4& u, float* f) {
 
 // The 8-bit form of the loop below (kInt8: int8 codes, else E4M3): 16 weights a lane per
 // iteration, the two 8-value halves of x for each.
-template <int ROWS, bool kInt8>
-__device__ __forceinline__ void Dot8(const GemvParams& p, const void* x, int o, int lane, bool bf16,
+template <int ROWS, bool kInt8, int KS>
+__device__ __forceinline__ void Dot8(const GemvParams& p, const void* x, int o, int lane, int part, bool bf16,
                                      float (&acc)[ROWS]) {
   const uint4* w = reinterpret_cast<const uint4*>(static_cast<const char*>(p.w) + static_cast<size_t>(o) * p.in);
   const int n16 = p.in / 16;
 #pragma unroll 4
-  for (int i = lane; i < n16; i += 32) {
+  for (int i = lane + 32 * part; i < n16; i += 32 * KS) {
     float wf[16];
     if (kInt8)
       Unpack16Int8(w[i], wf);
@@ -97,27 +104,64 @@ __device__ __forceinline__ void Dot8(const GemvParams& p, const void* x, int o, 
   }
 }
 
-// Output row o of job p (this warp): the dot products over x's rows, then the stores.
+template <int ROWS, bool kAny8, int KS>
+__device__ __forceinline__ void Dots(const GemvParams& p, const void* x, int o, int lane, int part, bool bf16,
+                                     float (&acc)[ROWS]) {
+  if (kAny8 && p.w_scale) {  // warp-uniform: one output row per warp
+    if (p.w_int8)
+      Dot8<ROWS, true, KS>(p, x, o, lane, part, bf16, acc);
+    else
+      Dot8<ROWS, false, KS>(p, x, o, lane, part, bf16, acc);
+  } else {
+    DotHalf<ROWS, KS>(p, x, o, lane, part, bf16, acc);
+  }
+}
+
+// Output row o of job p (this warp; with ksplit = K > 1 this warp is part `part` of the K
+// warps of slot `slot`, all of them calling): the dot products over x's rows, then the
+// stores. The K warps' sums meet in red and part 0 adds them in part order (a fixed order:
+// the same bits every run); K = 1 is the plain warp sum, with neither barrier.
 // kOld: lane 0's y[r, o] for an accumulating job was loaded before the PDL wait, into y_old
-// (GemvGroupParams::y_early).
-template <int ROWS, bool kAny8, bool kOld = false>
-__device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int o, int lane, bool bf16,
-                                        const float (&y_old)[ROWS] = {}) {
+// (GemvGroupParams::y_early). kReuse: the caller calls again with the same red (the folded
+// form's loop): the K warps meet once more after part 0's reads.
+template <int ROWS, bool kAny8, bool kOld = false, bool kReuse = false>
+__device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int o, int lane, int part, int slot,
+                                        bool bf16, float (*red)[kGemvMaxRows], const float (&y_old)[ROWS] = {}) {
   float acc[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
-  if (kAny8 && p.w_scale) {  // warp-uniform: one output row per warp
-    if (p.w_int8)
-      Dot8<ROWS, true>(p, x, o, lane, bf16, acc);
-    else
-      Dot8<ROWS, false>(p, x, o, lane, bf16, acc);
-  } else {
-    DotHalf<ROWS>(p, x, o, lane, bf16, acc);
+  const int K = p.ksplit;  // job-uniform; a compile-time stride for each
+  switch (K) {
+    case 1: Dots<ROWS, kAny8, 1>(p, x, o, lane, part, bf16, acc); break;
+    case 2: Dots<ROWS, kAny8, 2>(p, x, o, lane, part, bf16, acc); break;
+    case 4: Dots<ROWS, kAny8, 4>(p, x, o, lane, part, bf16, acc); break;
+    default: Dots<ROWS, kAny8, 8>(p, x, o, lane, part, bf16, acc); break;
+  }
+  float sum[ROWS];
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) sum[r] = WarpSum(acc[r]);
+  if (K > 1) {  // warp-uniform (one job a block)
+    const int warp = slot * K + part;
+    if (lane == 0) {
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) red[warp][r] = sum[r];
+    }
+    NamedBarrier(1 + slot, 32 * K);
+    if (part == 0 && lane == 0) {
+#pragma unroll
+      for (int r = 0; r < ROWS; ++r) {
+        float t = red[warp][r];
+        for (int q = 1; q < K; ++q) t += red[warp + q][r];
+        sum[r] = t;
+      }
+    }
+    if (kReuse) NamedBarrier(1 + slot, 32 * K);
+    if (part != 0) return;
   }
   const float scale = kAny8 && p.w_scale ? p.w_scale[o] : 1.f;  // an 8-bit row's sum, scaled once
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) {
-    const float v = kAny8 ? WarpSum(acc[r]) * scale : WarpSum(acc[r]);
+    const float v = kAny8 ? sum[r] * scale : sum[r];
     if (lane == 0) {
       const size_t idx = static_cast<size_t>(r) * p.out + o;
       if (p.y)
@@ -182,31 +226,36 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   const int nout = kMode == 1 ? gp.fold.outs_per_warp : 1;
   int b = blockIdx.x, j = 0;
   for (; j < gp.n_jobs - 1; ++j) {
-    const int nb = (gp.job[j].out + 8 * nout - 1) / (8 * nout);
+    const int nb = (gp.job[j].out * gp.job[j].ksplit + 8 * nout - 1) / (8 * nout);
     if (b < nb) break;
     b -= nb;
   }
   const GemvParams& p = gp.job[j];
+  // GemvParams::ksplit = K: the block's 8 warps are 8 / K slots of K warps, a slot per output row.
+  const int K = p.ksplit, per_block = 8 / K, log_k = __ffs(K) - 1;  // K is 1, 2, 4 or 8
+  const int part = (threadIdx.x >> 5) & (K - 1), slot = (threadIdx.x >> 5) >> log_k;
   if (gp.prefetch_w) {
     const size_t row_bytes = static_cast<size_t>(p.in) * (kAny8 && p.w_scale ? 1 : 2);
     for (int k = 0; k < nout; ++k) {
-      const int o = (b * nout + k) * 8 + (threadIdx.x >> 5);
+      const int o = (b * nout + k) * per_block + slot;
       if (o >= p.out) break;
       const char* row = static_cast<const char*>(p.w) + static_cast<size_t>(o) * row_bytes;
-      for (size_t off = static_cast<size_t>(lane) * 128; off < row_bytes; off += 32 * 128) PrefetchL2(row + off);
+      for (size_t off = static_cast<size_t>(lane + 32 * part) * 128; off < row_bytes; off += 32 * 128 * K)
+        PrefetchL2(row + off);
     }
   }
   // kMode 3 (GemvGroupParams::y_early): lane 0 loads the sums' old values (the residual)
   // before the wait.
   float y_old[ROWS] = {};
-  const int o_plain = b * 8 + (threadIdx.x >> 5);  // this warp's output row (kMode 0, 2, 3)
+  const int o_plain = b * per_block + slot;  // this warp's output row (kMode 0, 2, 3)
   const bool have_old = kMode == 3 && p.accumulate && p.y;  // warp-uniform
-  if (have_old && lane == 0 && o_plain < p.out) {
+  if (have_old && lane == 0 && part == 0 && o_plain < p.out) {
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) y_old[r] = p.y[static_cast<size_t>(r) * p.out + o_plain];
   }
   PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
   PdlTrigger();
+  __shared__ float red[8][kGemvMaxRows];  // the split rows' warp sums (ksplit > 1)
   const bool bf16 = gp.job[0].bf16;
   const void* x = p.x;
   if constexpr (kMode == 1) {
@@ -225,18 +274,19 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
       }
     }
   }
+  // A slot's K warps share its row, so they return (and meet at its barrier) together.
   if constexpr (kMode == 1) {
     for (int k = 0; k < nout; ++k) {
-      const int o = (b * nout + k) * 8 + (threadIdx.x >> 5);
+      const int o = (b * nout + k) * per_block + slot;
       if (o >= p.out) return;
-      GemvOut<ROWS, kAny8>(p, x, o, lane, bf16);
+      GemvOut<ROWS, kAny8, false, true>(p, x, o, lane, part, slot, bf16, red);
     }
   } else {
     if (o_plain >= p.out) return;
     if (have_old)
-      GemvOut<ROWS, kAny8, true>(p, x, o_plain, lane, bf16, y_old);
+      GemvOut<ROWS, kAny8, true>(p, x, o_plain, lane, part, slot, bf16, red, y_old);
     else
-      GemvOut<ROWS, kAny8>(p, x, o_plain, lane, bf16);
+      GemvOut<ROWS, kAny8>(p, x, o_plain, lane, part, slot, bf16, red);
   }
 }
 
@@ -271,11 +321,11 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
   for (int j = 0; j < p.n_jobs; ++j) {
     const GemvParams& q = p.job[j];
     if (q.rows != rows || q.bf16 != p.job[0].bf16 || q.in % (q.w_scale ? 16 : 8) != 0 || q.out < 1 ||
-        (!q.y && !q.y_half))
+        (!q.y && !q.y_half) || (q.ksplit != 1 && q.ksplit != 2 && q.ksplit != 4 && q.ksplit != 8))
       return cudaErrorInvalidValue;
     if (fold && (q.in != p.fold.C || q.fold_mix >= 6 || (q.fold_mix >= 0 && (!p.fold.mix || !p.fold.item_state))))
       return cudaErrorInvalidValue;
-    blocks += CeilDiv(q.out, 8 * (fold ? p.fold.outs_per_warp : 1));
+    blocks += CeilDiv(q.out * q.ksplit, 8 * (fold ? p.fold.outs_per_warp : 1));
     any8 = any8 || q.w_scale;
   }
   if (fold) return LaunchMode<1>(p, any8, rows, blocks, s);

@@ -236,6 +236,7 @@ class CudaBackend final : public Backend {
   // GemmJobs' cuBLAS path for jobs whose weights are half (8-bit ones dequantized first).
   absl::Status GemmHalfJobs(const GemmJob* jobs, int n, int rows);
   kernels::GemvParams GemvOf(const GemmJob& q, int rows) const;  // with the 8-bit scales
+  int GemvSplit(int in, bool w8) const;  // CudaBackendOptions::gemv_split for a product
   bool GemvFits(const GemmJob& q, int rows) const;             // the GEMV kernel takes it
   bool SkinnyFits(const GemmJob& q, int rows) const;           // the skinny MMA kernel takes it
   static constexpr int kSkinnyMaxRowsHalf = 16;                // half weights: measured crossover

@@ -57,7 +57,20 @@ kernels::GemvParams CudaBackend::GemvOf(const GemmJob& q, int rows) const {
   kernels::GemvParams p = q.Gemv(dev_->bf16, rows);
   p.w_scale = dev_->ScaleOf(q.w);
   p.w_int8 = p.w_scale && dev_->w8_fmt == kernels::W8::kInt8;
+  p.ksplit = GemvSplit(p.in, p.w_scale != nullptr);
   return p;
+}
+
+// CudaBackendOptions::gemv_split for a product of input width `in` (w8: 8-bit weights, 16
+// a load, else 8): the shape and the option alone decide, so a row's sums are the same in
+// every step.
+int CudaBackend::GemvSplit(int in, bool w8) const {
+  if (opts_.gemv_split > 0) return opts_.gemv_split;
+  if (opts_.gemv_split == 0 || C_ > kGemvPrefetchMaxC) return 1;
+  const int loads = (in / (w8 ? 16 : 8) + 31) / 32;  // a lane's loads with one warp a row
+  int k = 1;
+  while (k < 8 && (loads + k - 1) / k > kGemvSplitLoads) k *= 2;
+  return k;
 }
 
 bool CudaBackend::GemvFits(const GemmJob& q, int rows) const {
