@@ -267,13 +267,16 @@ struct CudaBackendOptions {
   // hidden sizes <= kGemvPrefetchMaxC, as the GEMV's weight prefetch; 0 off; 1 on
   // (bench_engine --early-reads). Measured: docs/CUDA.md ("Reads before the PDL wait").
   int early_reads = -1;
-  // Warps summing each output row of the GEMV (kernels/gemv.cuh, GemvParams::ksplit): 0 (the
-  // default) one; -1 auto: for hidden sizes <= kGemvPrefetchMaxC, per product the fewest of
-  // 1, 2, 4, 8 that leave each lane at most kGemvSplitLoads 16-byte weight loads (the 0.2B:
-  // the channel mix's 3072 -> 768 value product at 4, every other at 1); 1, 2, 4 or 8: that
-  // many for every product (bench_engine --gemv-split). Each product's sums depend on its
-  // shape and this option alone, not on the rows or the step. Unmeasured: off by default.
-  int gemv_split = 0;
+  // Warps summing each output row of the GEMV (kernels/gemv.cuh, GemvParams::ksplit): -1 auto
+  // (the default): for hidden sizes <= kGemvPrefetchMaxC, per product the fewest of 1, 2, 4
+  // that leave each lane at most kGemvSplitLoads 16-byte weight loads (the 0.2B: the channel
+  // mix's 3072 -> 768 value product at 4 (2 with 8-bit weights), every other at 1), one
+  // above; 0 one warp a row everywhere; 1, 2 or 4: that many for every product (bench_engine
+  // --gemv-split). Each product's sums depend on its shape and this option alone, not on the
+  // rows or the step. Measured (H100, session 31, same call): 0.2B B = 1 no logits 0.968x
+  // the time, B = 4 0.883x, one session 0.93-0.97x; 2 everywhere 1.20x, and on the 3.6B 4
+  // everywhere 1.39x (docs/CUDA.md).
+  int gemv_split = -1;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
   // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).

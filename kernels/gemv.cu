@@ -124,23 +124,17 @@ __device__ __forceinline__ void Dots(const GemvParams& p, const void* x, int o, 
 // kOld: lane 0's y[r, o] for an accumulating job was loaded before the PDL wait, into y_old
 // (GemvGroupParams::y_early). kReuse: the caller calls again with the same red (the folded
 // form's loop): the K warps meet once more after part 0's reads.
-template <int ROWS, bool kAny8, bool kOld = false, bool kReuse = false>
+template <int ROWS, bool kAny8, int K, bool kOld = false, bool kReuse = false>
 __device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int o, int lane, int part, int slot,
                                         bool bf16, float (*red)[kGemvMaxRows], const float (&y_old)[ROWS] = {}) {
   float acc[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) acc[r] = 0.f;
-  const int K = p.ksplit;  // job-uniform; a compile-time stride for each
-  switch (K) {
-    case 1: Dots<ROWS, kAny8, 1>(p, x, o, lane, part, bf16, acc); break;
-    case 2: Dots<ROWS, kAny8, 2>(p, x, o, lane, part, bf16, acc); break;
-    case 4: Dots<ROWS, kAny8, 4>(p, x, o, lane, part, bf16, acc); break;
-    default: Dots<ROWS, kAny8, 8>(p, x, o, lane, part, bf16, acc); break;
-  }
+  Dots<ROWS, kAny8, K>(p, x, o, lane, part, bf16, acc);
   float sum[ROWS];
 #pragma unroll
   for (int r = 0; r < ROWS; ++r) sum[r] = WarpSum(acc[r]);
-  if (K > 1) {  // warp-uniform (one job a block)
+  if constexpr (K > 1) {
     const int warp = slot * K + part;
     if (lane == 0) {
 #pragma unroll
@@ -155,7 +149,7 @@ __device__ __forceinline__ void GemvOut(const GemvParams& p, const void* x, int 
         sum[r] = t;
       }
     }
-    if (kReuse) NamedBarrier(1 + slot, 32 * K);
+    if constexpr (kReuse) NamedBarrier(1 + slot, 32 * K);
     if (part != 0) return;
   }
   const float scale = kAny8 && p.w_scale ? p.w_scale[o] : 1.f;  // an 8-bit row's sum, scaled once
@@ -218,7 +212,7 @@ __device__ void FoldPrologue(const GemvFold& f, int mix, bool bf16, void* xs, fl
 // parameters alone, no memory), each warp issues L2 prefetches of its weight rows, one
 // 128-byte line a lane at a time; weights are never written by a kernel, so reading them
 // before the wait is safe. Everything else waits as in every kernel here.
-template <int ROWS, bool kAny8, int kMode>
+template <int ROWS, bool kAny8, int kMode, int K>
 __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   const int lane = threadIdx.x & 31;
   // Output rows a warp: one, or with the fold GemvFold::outs_per_warp (fewer blocks, each
@@ -226,14 +220,15 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   const int nout = kMode == 1 ? gp.fold.outs_per_warp : 1;
   int b = blockIdx.x, j = 0;
   for (; j < gp.n_jobs - 1; ++j) {
-    const int nb = (gp.job[j].out * gp.job[j].ksplit + 8 * nout - 1) / (8 * nout);
+    const int nb = (gp.job[j].out * K + 8 * nout - 1) / (8 * nout);
     if (b < nb) break;
     b -= nb;
   }
   const GemvParams& p = gp.job[j];
-  // GemvParams::ksplit = K: the block's 8 warps are 8 / K slots of K warps, a slot per output row.
-  const int K = p.ksplit, per_block = 8 / K, log_k = __ffs(K) - 1;  // K is 1, 2, 4 or 8
-  const int part = (threadIdx.x >> 5) & (K - 1), slot = (threadIdx.x >> 5) >> log_k;
+  // GemvParams::ksplit = K (every job of the launch): the block's 8 warps are 8 / K slots of K
+  // warps, a slot per output row.
+  constexpr int per_block = 8 / K;
+  const int part = (threadIdx.x >> 5) % K, slot = (threadIdx.x >> 5) / K;
   if (gp.prefetch_w) {
     const size_t row_bytes = static_cast<size_t>(p.in) * (kAny8 && p.w_scale ? 1 : 2);
     for (int k = 0; k < nout; ++k) {
@@ -255,7 +250,7 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
   }
   PdlWait();  // before any other memory access or early return (kernels/launch.cuh)
   PdlTrigger();
-  __shared__ float red[8][kGemvMaxRows];  // the split rows' warp sums (ksplit > 1)
+  __shared__ float red[K > 1 ? 8 : 1][kGemvMaxRows];  // the split rows' warp sums (K > 1)
   const bool bf16 = gp.job[0].bf16;
   const void* x = p.x;
   if constexpr (kMode == 1) {
@@ -279,31 +274,51 @@ __global__ void __launch_bounds__(256) GemvKernel(GemvGroupParams gp) {
     for (int k = 0; k < nout; ++k) {
       const int o = (b * nout + k) * per_block + slot;
       if (o >= p.out) return;
-      GemvOut<ROWS, kAny8, false, true>(p, x, o, lane, part, slot, bf16, red);
+      GemvOut<ROWS, kAny8, K, false, true>(p, x, o, lane, part, slot, bf16, red);
     }
   } else {
     if (o_plain >= p.out) return;
     if (have_old)
-      GemvOut<ROWS, kAny8, true>(p, x, o_plain, lane, part, slot, bf16, red, y_old);
+      GemvOut<ROWS, kAny8, K, true>(p, x, o_plain, lane, part, slot, bf16, red, y_old);
     else
-      GemvOut<ROWS, kAny8>(p, x, o_plain, lane, part, slot, bf16, red);
+      GemvOut<ROWS, kAny8, K>(p, x, o_plain, lane, part, slot, bf16, red);
   }
 }
 
-template <bool kAny8, int kMode>
+template <bool kAny8, int kMode, int K>
 cudaError_t LaunchRows(const GemvGroupParams& p, int rows, unsigned blocks, cudaStream_t s) {
   switch (rows) {
-    case 1: RWKVX_KLAUNCH((GemvKernel<1, kAny8, kMode>), blocks, 256, 0, s, p); break;
-    case 2: RWKVX_KLAUNCH((GemvKernel<2, kAny8, kMode>), blocks, 256, 0, s, p); break;
-    case 3: RWKVX_KLAUNCH((GemvKernel<3, kAny8, kMode>), blocks, 256, 0, s, p); break;
-    default: RWKVX_KLAUNCH((GemvKernel<4, kAny8, kMode>), blocks, 256, 0, s, p); break;
+    case 1: RWKVX_KLAUNCH((GemvKernel<1, kAny8, kMode, K>), blocks, 256, 0, s, p); break;
+    case 2: RWKVX_KLAUNCH((GemvKernel<2, kAny8, kMode, K>), blocks, 256, 0, s, p); break;
+    case 3: RWKVX_KLAUNCH((GemvKernel<3, kAny8, kMode, K>), blocks, 256, 0, s, p); break;
+    default: RWKVX_KLAUNCH((GemvKernel<4, kAny8, kMode, K>), blocks, 256, 0, s, p); break;
   }
   return cudaGetLastError();
 }
 
 template <int kMode>
-cudaError_t LaunchMode(const GemvGroupParams& p, bool any8, int rows, unsigned blocks, cudaStream_t s) {
-  return any8 ? LaunchRows<true, kMode>(p, rows, blocks, s) : LaunchRows<false, kMode>(p, rows, blocks, s);
+cudaError_t LaunchMode(const GemvGroupParams& p, bool any8, int rows, int k, unsigned blocks, cudaStream_t s) {
+  switch (k) {
+    case 1: return any8 ? LaunchRows<true, kMode, 1>(p, rows, blocks, s) : LaunchRows<false, kMode, 1>(p, rows, blocks, s);
+    case 2: return any8 ? LaunchRows<true, kMode, 2>(p, rows, blocks, s) : LaunchRows<false, kMode, 2>(p, rows, blocks, s);
+    default: return any8 ? LaunchRows<true, kMode, 4>(p, rows, blocks, s) : LaunchRows<false, kMode, 4>(p, rows, blocks, s);
+  }
+}
+
+// One launch of jobs that share their ksplit (checked by the caller).
+cudaError_t LaunchUniform(const GemvGroupParams& p, cudaStream_t s) {
+  const bool fold = p.fold.x != nullptr, save = p.save.src != nullptr;
+  const int rows = p.job[0].rows, k = p.job[0].ksplit;
+  unsigned blocks = 0;
+  bool any8 = false;
+  for (int j = 0; j < p.n_jobs; ++j) {
+    blocks += CeilDiv(p.job[j].out * k, 8 * (fold ? p.fold.outs_per_warp : 1));
+    any8 = any8 || p.job[j].w_scale;
+  }
+  if (fold) return LaunchMode<1>(p, any8, rows, k, blocks, s);
+  if (save) return LaunchMode<2>(p, any8, rows, k, blocks, s);
+  if (p.y_early) return LaunchMode<3>(p, any8, rows, k, blocks, s);
+  return LaunchMode<0>(p, any8, rows, k, blocks, s);
 }
 }  // namespace
 
@@ -316,22 +331,32 @@ cudaError_t LaunchGemvGroup(const GemvGroupParams& p, cudaStream_t s) {
                p.fold.outs_per_warp < 1 || p.fold.outs_per_warp > 16))
     return cudaErrorInvalidValue;
   if (save && (!p.save.item_state || p.save.C < 1)) return cudaErrorInvalidValue;
-  unsigned blocks = 0;
-  bool any8 = false;
+  bool uniform = true;
   for (int j = 0; j < p.n_jobs; ++j) {
     const GemvParams& q = p.job[j];
     if (q.rows != rows || q.bf16 != p.job[0].bf16 || q.in % (q.w_scale ? 16 : 8) != 0 || q.out < 1 ||
-        (!q.y && !q.y_half) || (q.ksplit != 1 && q.ksplit != 2 && q.ksplit != 4 && q.ksplit != 8))
+        (!q.y && !q.y_half) || (q.ksplit != 1 && q.ksplit != 2 && q.ksplit != 4))
       return cudaErrorInvalidValue;
     if (fold && (q.in != p.fold.C || q.fold_mix >= 6 || (q.fold_mix >= 0 && (!p.fold.mix || !p.fold.item_state))))
       return cudaErrorInvalidValue;
-    blocks += CeilDiv(q.out * q.ksplit, 8 * (fold ? p.fold.outs_per_warp : 1));
-    any8 = any8 || q.w_scale;
+    uniform = uniform && q.ksplit == p.job[0].ksplit;
   }
-  if (fold) return LaunchMode<1>(p, any8, rows, blocks, s);
-  if (save) return LaunchMode<2>(p, any8, rows, blocks, s);
-  if (p.y_early) return LaunchMode<3>(p, any8, rows, blocks, s);
-  return LaunchMode<0>(p, any8, rows, blocks, s);
+  if (uniform) return LaunchUniform(p, s);
+  // Jobs of several splits: a launch per split, in the order 1, 2, 4 (the products are
+  // independent; each folds again, the same y; the state copy goes with the first).
+  bool first = true;
+  for (int k : {1, 2, 4}) {
+    GemvGroupParams g = p;
+    g.n_jobs = 0;
+    for (int j = 0; j < p.n_jobs; ++j)
+      if (p.job[j].ksplit == k) g.job[g.n_jobs++] = p.job[j];
+    if (g.n_jobs == 0) continue;
+    if (!first) g.save = {};
+    first = false;
+    const cudaError_t e = LaunchUniform(g, s);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
 }
 
 cudaError_t LaunchGemv(const GemvParams& p, cudaStream_t s) {

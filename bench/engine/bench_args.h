@@ -51,8 +51,8 @@ constexpr const char* kUsage =
     "                    (CudaBackendOptions::wkv_matrix)\n"
     "  --gemv-prefetch -1|0|1  the GEMV asks L2 for its weights before its PDL wait\n"
     "                    (CudaBackendOptions::gemv_prefetch; -1, the default: on for hidden sizes <= 1024)\n"
-    "  --gemv-split -1|0|1|2|4|8  warps summing each GEMV output row (CudaBackendOptions::gemv_split;\n"
-    "                    0, the default: one; -1: the fewest keeping <= 4 weight loads a lane, hidden sizes <= 1024)\n"
+    "  --gemv-split -1|0|1|2|4  warps summing each GEMV output row (CudaBackendOptions::gemv_split;\n"
+    "                    -1, the default: the fewest keeping <= 4 weight loads a lane, hidden sizes <= 1024; 0: one)\n"
     "  --early-reads -1|0|1  decode kernels of PDL steps read what the kernel before does not write before\n"
     "                    their PDL wait (CudaBackendOptions::early_reads; -1, the default: on for hidden sizes <= 1024)\n"
     "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
@@ -84,7 +84,7 @@ struct Args {
   int sample_splits = 0;  // 0: auto
   int gemv_prefetch = -1;  // --gemv-prefetch (-1 auto)
   int early_reads = -1;    // --early-reads (-1 auto)
-  int gemv_split = 0;      // --gemv-split (0 off, -1 auto)
+  int gemv_split = -1;     // --gemv-split (-1 auto, 0 off)
   double sample_top_p = 0.9;  // --sample-top-p
   int sample_penalties = 32;  // --sample-penalties
   std::string weights = "fp16";  // --weights
@@ -120,7 +120,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--fold-ln") a->fold_ln = std::atoi(v) != 0;
     else if (k == "--gemv-prefetch" && std::atoi(v) >= -1 && std::atoi(v) <= 1) a->gemv_prefetch = std::atoi(v);
     else if (k == "--gemv-split" && (!std::strcmp(v, "-1") || !std::strcmp(v, "0") || !std::strcmp(v, "1") ||
-                                      !std::strcmp(v, "2") || !std::strcmp(v, "4") || !std::strcmp(v, "8")))
+                                      !std::strcmp(v, "2") || !std::strcmp(v, "4")))
       a->gemv_split = std::atoi(v);
     else if (k == "--early-reads" && std::atoi(v) >= -1 && std::atoi(v) <= 1) a->early_reads = std::atoi(v);
     else if (k == "--weights" && (!std::strcmp(v, "fp16") || !std::strcmp(v, "bf16") || !std::strcmp(v, "fp8") ||

@@ -60,8 +60,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(std::shared_ptr<con
   if (opts.wkv_rows != 1 && opts.wkv_rows != 2 && opts.wkv_rows != 4)
     return absl::InvalidArgumentError("wkv_rows must be 1, 2 or 4");
   if (opts.gemv_prefetch < -1 || opts.gemv_prefetch > 1) return absl::InvalidArgumentError("gemv_prefetch must be -1, 0 or 1");
-  if (opts.gemv_split < -1 || opts.gemv_split == 3 || opts.gemv_split > 8 || (opts.gemv_split > 4 && opts.gemv_split < 8))
-    return absl::InvalidArgumentError("gemv_split must be -1, 0, 1, 2, 4 or 8");
+  if (opts.gemv_split < -1 || opts.gemv_split == 3 || opts.gemv_split > 4)
+    return absl::InvalidArgumentError("gemv_split must be -1, 0, 1, 2 or 4");
   if (opts.gpu_memory_fraction <= 0 || opts.gpu_memory_fraction > 1)
     return absl::InvalidArgumentError("gpu_memory_fraction must be in (0, 1]");
   std::unique_ptr<CudaBackend> b(new CudaBackend(std::move(model), opts));

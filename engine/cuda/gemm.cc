@@ -69,7 +69,7 @@ int CudaBackend::GemvSplit(int in, bool w8) const {
   if (opts_.gemv_split == 0 || C_ > kGemvPrefetchMaxC) return 1;
   const int loads = (in / (w8 ? 16 : 8) + 31) / 32;  // a lane's loads with one warp a row
   int k = 1;
-  while (k < 8 && (loads + k - 1) / k > kGemvSplitLoads) k *= 2;
+  while (k < 4 && (loads + k - 1) / k > kGemvSplitLoads) k *= 2;
   return k;
 }
 
