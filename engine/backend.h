@@ -242,7 +242,8 @@ struct CudaBackendOptions {
   bool fused_decode = true;
   // The fused decode kernel's warp 0 loads the post's inputs with the prep's, into shared
   // memory, rather than after the step (kernels/wkv7.cuh, Wkv7DecodeParams::prefetch_post;
-  // the same bits). Off until measured on a GPU (bench_engine --decode-prefetch 1).
+  // the same bits). Off: within the run-to-run spread on the H200 (session 17,
+  // bench/engine/results/h200_2026-12-05_s17/; bench_engine --decode-prefetch 1).
   bool decode_prefetch = false;
   // Decode steps of up to 4 sessions fold each LayerNorm (and its token-shift mixes) into
   // the prologue of the GEMV group that reads it (kernels/gemv.cuh, GemvFold: the same

@@ -34,8 +34,8 @@ __device__ __forceinline__ void Unpack8(const uint4& u, bool bf16, float* f) {
 }
 
 // One output row's dot products over half weights: 8 weights a lane per iteration.
-// With GemvParams::ksplit = K > 1 the K warps of a row take the 16-byte loads
-// part, part + K, ... of 32 (the lane's place in each run of 32 K loads).
+// With GemvParams::ksplit = K > 1 the row's loads are runs of 32 (a load a lane), and warp
+// `part` of the row's K takes the runs part, part + K, part + 2K, ...
 template <int ROWS, int KS>
 __device__ __forceinline__ void DotHalf(const GemvParams& p, const void* x, int o, int lane, int part, bool bf16,
                                         float (&acc)[ROWS]) {
