@@ -6,7 +6,8 @@
 # of one binary is seen. MEMCHECK runs compute-sanitizer memcheck on a filter of the CUDA
 # tests first; VARIANT_TESTS runs cuda_tests_<name> (filter VARIANT_FILTER) for variants.
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=...
-# scripts/device_serve_pack.sh`. Results: $OUT/results.tgz and a table on stdout.
+# PACK_BINS="cuda_tests bench_engine bench_engine_base" scripts/device_serve_pack.sh` (~40 MB;
+# every program in one pack goes over the device tool's 64 MiB). Results: $OUT/results.tgz and a table on stdout.
 # PROFILE_PREFILL="3.6b:1024 0.2b:4096" / PROFILE_BATCH="3.6b:256" add ncu profiles (below).
 #   AB_SHAPES="0.2b 3.6b" AB_RUNS="base new base2 new2" scripts/device_engine_ab.sh
 # A run named <stem> with FLAGS_<stem> set and no bench_engine_<stem> carried is this

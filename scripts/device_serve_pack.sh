@@ -50,8 +50,27 @@ print(" ".join(l.strip() for l in sys.stdin if norm(l.split("==")[0]) in want))'
 else
   echo "device_serve_pack: no .venv (scripts/setup.sh without SKIP_VENV makes it): no .whl for the e2e stage" >&2
 fi
-# The carry limit is 64 MiB: the libraries travel xz-compressed (unpacked there by the
-# device scripts when .gpulibs/ is absent).
+# The carry limit is 64 MiB for the tracked tree and every carried path together: the
+# libraries travel xz-compressed (unpacked there by the device scripts, scripts/device_lib.sh).
+# PACK_BINS picks the programs that go in (default: all of .gpulibs' programs); the rest of
+# .gpulibs (the libraries, the vocabulary) always does. Each benchmark or test binary is
+# about 10-15 MB compressed, rwkvx about 12: in session 31 rwkvx + cuda_tests + bench_engine
+# + bench_parity + bench_engine_base made 76 MB, over the limit, while
+# PACK_BINS="cuda_tests bench_engine bench_engine_base" (an engine A/B) made 40 MB and
+# "rwkvx bench_engine" (scripts/device_targets.sh) 40 MB.
+progs="rwkvx rwkvx_base cuda_tests bench_engine bench_engine_base bench_parity"
+files=()
+for f in .gpulibs/*; do
+  n=${f#.gpulibs/}
+  if [[ " $progs " == *" $n "* ]] && [ -n "${PACK_BINS:-}" ] && [[ " $PACK_BINS " != *" $n "* ]]; then continue; fi
+  files+=("$f")
+done
 rm -rf .gpupack && mkdir -p .gpupack
-tar -cJf .gpupack/gpulibs.tar.xz .gpulibs
+tar -cJf .gpupack/gpulibs.tar.xz "${files[@]}"
 du -sh .gpupack
+pack=$(stat -c %s .gpupack/gpulibs.tar.xz)
+tree=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+echo "device_serve_pack: pack $((pack / 1000000)) MB + tracked tree $((tree / 1000000)) MB of the 67 MB (64 MiB) a call carries"
+if [ $((pack + tree)) -gt $((64 * 1024 * 1024 - 2 * 1000 * 1000)) ]; then
+  echo "device_serve_pack: WARNING: with the tree this pack leaves < 2 MB of the device tool's 64 MiB (other carried paths, e.g. .venv/oracle/0.1, need ~1.3 MB): pick fewer programs with PACK_BINS" >&2
+fi

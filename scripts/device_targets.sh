@@ -16,8 +16,8 @@
 #   4. rwkvx serve (scripts/device_serve_e2e.sh): 0.2B 256 concurrent short prompts
 #      (TPUT_REQUESTS, default 4096), ~512-token prompts (TPUT_REQUESTS_LONG, default 2048),
 #      one stream (aiohttp TTFT); 3.6B 256 concurrent short prompts and one stream
-# Here: `BUILD_DIR=build scripts/device_serve_pack.sh`, then the device tool with
-# carry [".gpupack", ".whl", ".venv/oracle/0.1"] and this script. Results: $OUT/results.tgz
+# Here: `BUILD_DIR=build PACK_BINS="rwkvx bench_engine" scripts/device_serve_pack.sh` (~40 MB),
+# then the device tool with carry [".gpupack", ".venv/oracle/0.1"] and this script. Results: $OUT/results.tgz
 # (engine/, package/, serve/, targets.md); STAGES="engine package serve" to pick;
 # ENGINE_SET=quick runs a short engine stage (one session and batches at 1K; 3.6B fp16 and fp8).
 # TARGETS_BENCH=bench_engine_base: the engine stage with the carried earlier build (when the pack
