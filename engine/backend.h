@@ -275,8 +275,9 @@ struct CudaBackendOptions {
   // above; 0 one warp a row everywhere; 1, 2 or 4: that many for every product (bench_engine
   // --gemv-split). Each product's sums depend on its shape and this option alone, not on the
   // rows or the step. Measured (H100, session 31, same call): 0.2B B = 1 no logits 0.968x
-  // the time, B = 4 0.883x, one session 0.93-0.97x; 2 everywhere 1.20x, and on the 3.6B 4
-  // everywhere 1.39x (docs/CUDA.md).
+  // the time, B = 4 0.883x, one session 0.93-0.97x. Forced everywhere (a first form's
+  // calls, against its own one warp a row): 2 at 0.2B B = 1 1.07x, 4 on the 3.6B 1.33x
+  // (docs/CUDA.md).
   int gemv_split = -1;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
