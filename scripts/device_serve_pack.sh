@@ -53,8 +53,9 @@ fi
 # The carry limit is 64 MiB for the tracked tree and every carried path together: the
 # libraries travel xz-compressed (unpacked there by the device scripts, scripts/device_lib.sh).
 # PACK_BINS picks the programs that go in (default: all of .gpulibs' programs); the rest of
-# .gpulibs (the libraries, the vocabulary) always does. Each benchmark or test binary is
-# about 10-15 MB compressed, rwkvx about 12: in session 31 rwkvx + cuda_tests + bench_engine
+# .gpulibs (the libraries, the vocabulary) always does. Compressed (xz, session 31's build):
+# bench_engine 10.5 MB, bench_parity 10.6, cuda_tests 11.0, rwkvx 20.9, the libraries and
+# vocabulary 9.1; in session 31 rwkvx + cuda_tests + bench_engine
 # + bench_parity + bench_engine_base made 76 MB, over the limit, while
 # PACK_BINS="cuda_tests bench_engine bench_engine_base" (an engine A/B) made 40 MB and
 # "rwkvx bench_engine" (scripts/device_targets.sh) 40 MB.

@@ -145,7 +145,9 @@ std::vector<float> RunSteps(std::shared_ptr<const Model> m, const CudaBackendOpt
 }
 
 // The backend with gemv_split forced to 2 and 4 (the test model's widths take 1 under the
-// auto rule): logits within float rounding of the plain GEMV's (fp16 and int8 weights), and
+// auto rule; its 256-wide products have one run of 32 loads a row, so only warp 0 of a split
+// sums anything there, and the 1024-wide channel-mix value product is the one split in
+// earnest: GemvSplitMatchesReference covers the wide inputs): logits within float rounding of the plain GEMV's (fp16 and int8 weights), and
 // with the split the same bits with and without programmatic dependent launch and with the
 // LayerNorm folded into the GEMV groups or not (the fold runs the split's sums too).
 TEST(CudaBackend, GemvSplitStepsAgree) {
