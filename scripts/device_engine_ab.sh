@@ -4,7 +4,7 @@
 # bench_engine_<name> for any other carried variant named in the run list; each shape's
 # runs are interleaved (base new ... base2 new2 ...) so that the spread between two runs
 # of one binary is seen. MEMCHECK runs compute-sanitizer memcheck on a filter of the CUDA
-# tests first; VARIANT_TESTS runs cuda_tests_<name> (filter VARIANT_FILTER) for variants.
+# tests first (RACECHECK the same with racecheck); VARIANT_TESTS runs cuda_tests_<name> (filter VARIANT_FILTER) for variants.
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=...
 # PACK_BINS="cuda_tests bench_engine bench_engine_base" scripts/device_serve_pack.sh` (~40 MB;
 # every program in one pack goes over the device tool's 64 MiB). Results: $OUT/results.tgz and a table on stdout.
@@ -26,6 +26,11 @@ if [ -n "${MEMCHECK:-}" ] && command -v compute-sanitizer >/dev/null; then
   timeout $(cap ${MEMCHECK_TIMEOUT:-240}) compute-sanitizer --tool memcheck --error-exitcode 9 "$B/cuda_tests" \
     --gtest_filter="$MEMCHECK" >"$OUT/memcheck.log" 2>&1
   echo "memcheck rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | head -5
+fi
+if [ -n "${RACECHECK:-}" ] && command -v compute-sanitizer >/dev/null; then  # a filter, as MEMCHECK
+  timeout $(cap ${RACECHECK_TIMEOUT:-180}) compute-sanitizer --tool racecheck --error-exitcode 9 "$B/cuda_tests" \
+    --gtest_filter="$RACECHECK" >"$OUT/racecheck.log" 2>&1
+  echo "racecheck rc=$?"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | head -5
 fi
 for v in ${VARIANT_TESTS:-}; do
   fv="VARIANT_FILTER_$v"  # a variant's own filter, else VARIANT_FILTER
