@@ -8,7 +8,8 @@
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=...
 # PACK_BINS="cuda_tests bench_engine bench_engine_base" scripts/device_serve_pack.sh` (~40 MB;
 # every program in one pack goes over the device tool's 64 MiB). Results: $OUT/results.tgz and a table on stdout.
-# PROFILE_PREFILL="3.6b:1024 0.2b:4096" / PROFILE_BATCH="3.6b:256" add ncu profiles (below).
+# PROFILE_PREFILL / PROFILE_DECODE / PROFILE_BATCH add ncu profiles (below); AB_SHAPES=none
+# TESTS=0 runs the profiles alone.
 #   AB_SHAPES="0.2b 3.6b" AB_RUNS="base new base2 new2" scripts/device_engine_ab.sh
 # A run named <stem> with FLAGS_<stem> set and no bench_engine_<stem> carried is this
 # tree's bench_engine with those flags (AB_RUNS="base new pdl" FLAGS_pdl="--pdl 1"). A trailing
@@ -37,32 +38,33 @@ for v in ${VARIANT_TESTS:-}; do
   timeout $(cap 200) "$B/cuda_tests_$v" --gtest_filter="${!fv:-${VARIANT_FILTER:-*}}" >"$OUT/cuda_tests_$v.log" 2>&1
   echo "cuda_tests_$v rc=$?"; grep -E "^\[  (PASSED|FAILED) |FAILED  \]" "$OUT/cuda_tests_$v.log" | head -10
 done
-# PROFILE_PREFILL="3.6b:1024 0.2b:4096" (or bare T on PROFILE_SHAPE, default 3.6b): ncu
-# per-kernel times of one prefill call of T tokens (one session, graphs off), this tree's
-# bench_engine (PROFILE_FLAGS: extra bench_engine flags for the profiles, e.g. "--wkv-matrix 1").
+# ncu per-kernel times (kernel durations and DRAM bytes read, no cache flushes, the card's
+# clocks) of single steps of this tree's bench_engine, graphs off (PROFILE_FLAGS: extra
+# bench_engine flags for every profile, e.g. "--wkv-matrix 1" or "--weights fp8"):
+#   PROFILE_PREFILL="3.6b:1024 0.2b:4096" (or bare T on PROFILE_SHAPE, default 3.6b): one
+#     session's prefill of T tokens -> ncu_prefill_<shape>_<T>
+#   PROFILE_DECODE="0.2b:32768": one session's decode step at that context -> ncu_decode_*
+#   PROFILE_BATCH="3.6b:256": one sampled decode step of B sessions at PROFILE_CTX (default
+#     1024; temperature 1, top-p 0.9: the server's path) -> ncu_batch_<shape>_<B>
+profile() {  # profile NAME SHAPE ENV=VALUE...: one profiled bench_engine run -> $OUT/NAME{,_summary}.txt
+  local name=$1 shp=$2; shift 2
+  command -v ncu >/dev/null || return 0
+  timeout $(cap ${PROFILE_TIMEOUT:-200}) env "$@" ncu --profile-from-start off --cache-control none --clock-control none \
+    --print-summary per-kernel --metrics gpu__time_duration.sum,dram__bytes_read.sum "$B/bench_engine" --shape "$shp" \
+    --cuda-graphs 0 ${PROFILE_FLAGS:-} >"$OUT/$name.txt" 2>&1
+  echo "$name rc=$?"
+  python3 scripts/ncu_summary.py "$OUT/$name.txt" | tee "$OUT/${name}_summary.txt" | head -25
+}
 for spec in ${PROFILE_PREFILL:-}; do
   shp=${PROFILE_SHAPE:-3.6b}; pt=$spec
   case "$spec" in *:*) shp=${spec%%:*}; pt=${spec#*:} ;; esac
-  if command -v ncu >/dev/null; then
-    RWKVX_PROFILE_PREFILL=$pt timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu --profile-from-start off --cache-control none \
-      --clock-control none --print-summary per-kernel --metrics gpu__time_duration.sum,dram__bytes_read.sum \
-      "$B/bench_engine" --shape "$shp" --cuda-graphs 0 ${PROFILE_FLAGS:-} >"$OUT/ncu_prefill_${shp}_$pt.txt" 2>&1
-    echo "ncu prefill $shp T=$pt rc=$?"
-    python3 scripts/ncu_summary.py "$OUT/ncu_prefill_${shp}_$pt.txt" | tee "$OUT/ncu_prefill_${shp}_${pt}_summary.txt" | head -25
-  fi
+  profile "ncu_prefill_${shp}_$pt" "$shp" RWKVX_PROFILE_PREFILL="$pt"
 done
-# PROFILE_BATCH="3.6b:256": the same for one sampled decode step of B sessions at 1K context
-# (temperature 1, top-p 0.9: the server's path).
+for spec in ${PROFILE_DECODE:-}; do
+  profile "ncu_decode_${spec%%:*}_${spec#*:}" "${spec%%:*}" RWKVX_PROFILE_DECODE="${spec#*:}"
+done
 for spec in ${PROFILE_BATCH:-}; do
-  shp=${spec%%:*}; pb=${spec#*:}
-  if command -v ncu >/dev/null; then
-    RWKVX_PROFILE_BATCH=$pb RWKVX_PROFILE_DECODE=${PROFILE_CTX:-1024} timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu \
-      --profile-from-start off --cache-control none --clock-control none --print-summary per-kernel \
-      --metrics gpu__time_duration.sum,dram__bytes_read.sum "$B/bench_engine" --shape "$shp" --cuda-graphs 0 ${PROFILE_FLAGS:-} \
-      >"$OUT/ncu_batch_${shp}_$pb.txt" 2>&1
-    echo "ncu decode $shp B=$pb rc=$?"
-    python3 scripts/ncu_summary.py "$OUT/ncu_batch_${shp}_$pb.txt" | tee "$OUT/ncu_batch_${shp}_${pb}_summary.txt" | head -25
-  fi
+  profile "ncu_batch_${spec%%:*}_${spec#*:}" "${spec%%:*}" RWKVX_PROFILE_BATCH="${spec#*:}" RWKVX_PROFILE_DECODE="${PROFILE_CTX:-1024}"
 done
 # A run's binary and flags: bin (bench_engine_<stem>, or this tree's bench_engine for
 # "new" and for a FLAGS_<stem> run such as FLAGS_pdl="--pdl 1") and extra; fails if none.
