@@ -240,6 +240,12 @@ struct CudaBackendOptions {
   // (kernels/wkv7.cuh, Wkv7DecodeKernel; the same bits as the three kernels); false: three
   // launches as in every other step (bench_engine --fused-decode 0). docs/CUDA.md.
   bool fused_decode = true;
+  // Pure decode steps append each attention layer's new key and value rows (and fold the
+  // key into its chunk sum) inside the decode attention kernel, before it reads them
+  // (kernels/attn_decode.cuh, AttnDecodeParams::append_k; the same bits as kv_append),
+  // one launch fewer a layer; false: kv_append runs first as in every other step
+  // (bench_engine --fused-append 0). Not in the batch-invariant mode. docs/CUDA.md.
+  bool fused_kv_append = true;
   // The fused decode kernel's warp 0 loads the post's inputs with the prep's, into shared
   // memory, rather than after the step (kernels/wkv7.cuh, Wkv7DecodeParams::prefetch_post;
   // the same bits). Off: within the run-to-run spread on the H200 (session 17,

@@ -62,6 +62,26 @@ __device__ __forceinline__ void Combine(const AttnDecodeParams& p, int h, int it
   StoreHalf(p.out, static_cast<size_t>(it.row0) * p.C + h * 64 + threadIdx.x, A / L, p.bf16);
 }
 
+// kv_append's one-row form (KvAppendKernel with one_row_items) for head h's 64 columns of
+// the item's new row: threads 0-63 the key and its chunk sum, 64-127 the value.
+__device__ __forceinline__ void AppendRow(const AttnDecodeParams& p, const AttnItem& it, int h) {
+  const int t = threadIdx.x & 63, c = h * 64 + t;
+  const size_t src = static_cast<size_t>(it.row0) * p.C + c;
+  __half* dk = it.kv.K(it.ct, p.C);
+  if (threadIdx.x >= 64) {
+    dk[it.kv.v_off + c] = __float2half_rn(p.append_v[src]);
+    return;
+  }
+  const float k = p.append_k[src];
+  dk[c] = __float2half_rn(k);
+  const int ch = it.ct / p.chunk;
+  float* sum = it.sums.Row(ch, p.C);
+  float s0 = 0.f;
+  s0 += k;
+  const float base = ch * p.chunk >= it.ct ? 0.f : sum[c];
+  sum[c] = base + ((s0 + 0.f) + (0.f + 0.f));
+}
+
 // The slices an item of L keys is cut into (AttnDecodeParams::splits / split_want).
 __device__ __forceinline__ int SplitsOf(const AttnDecodeParams& p, int L) {
   return p.split_want > 0 ? min(p.splits, ItemSplits(L, p.split_want)) : p.splits;
@@ -102,12 +122,15 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   int nsel = 0;
   if (it.sparse) nsel = min(p.topk, it.ct / p.chunk);
   if (threadIdx.x < nsel) ssel[threadIdx.x] = p.selected[item * p.topk + threadIdx.x];
-  __syncthreads();
   int tail0;
   const int L = ItemKeys(it, p.chunk, nsel, &tail0);
   const int splits = SplitsOf(p, L);
-  if (split >= splits) return;  // block-uniform, before any barrier or ticket
   const int span = (L + splits - 1) / splits;
+  // The slice holding key L - 1 (row ct) appends the row first; the barrier below makes the
+  // block's stores visible to its own loads.
+  if (p.append_k && split == (L - 1) / span) AppendRow(p, it, h);
+  __syncthreads();
+  if (split >= splits) return;  // block-uniform, before any barrier or ticket
   const int v_begin = split * span, v_end = min(L, v_begin + span);
 
   const float* qp = p.q + static_cast<size_t>(it.row0) * p.C + h * 64 + 8 * sub;
@@ -231,6 +254,8 @@ __global__ void AttnDecodeCombineKernel(AttnDecodeParams p) {
 cudaError_t LaunchAttnDecode(const AttnDecodeParams& p, cudaStream_t s) {
   if (p.n_items == 0) return cudaSuccess;
   if (p.topk > 16) return cudaErrorInvalidValue;
+  if ((p.append_k == nullptr) != (p.append_v == nullptr) || (p.append_k && (p.sparse_only || p.C != 64 * p.H)))
+    return cudaErrorInvalidValue;
   RWKVX_KLAUNCH(AttnDecodeKernel, dim3(p.H, p.n_items, p.splits), 128, 0, s, p);
   if (!p.tickets) RWKVX_KLAUNCH(AttnDecodeCombineKernel, dim3(p.H, p.n_items), 64, 0, s, p);
   return cudaGetLastError();

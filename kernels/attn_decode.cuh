@@ -2,7 +2,8 @@
 // still fills the GPU (flash-decoding): each block takes one head of one item and a slice
 // of the item's key rows, keeps an online softmax, and writes a partial (max, sum, acc);
 // the last block of each (item, head) merges the slices (or, without tickets, a second
-// kernel). Key rows of an item (the new row already appended):
+// kernel). Key rows of an item (the new row already appended, by kv_append or, with
+// append_k, by this kernel):
 //   full:   [0, ct + 1)
 //   sparse: the selected chunks' rows (B each), then the tail [(ct div B) * B, ct + 1).
 // Scale 1/sqrt(64), no mask, no positions. Items with len != 1 are skipped.
@@ -39,6 +40,15 @@ struct AttnDecodeParams {
   // other early reads (CudaBackendOptions::early_reads: PDL steps of small models). At
   // every batch size they took B = 256 to 1.18x the time (H100, session 28).
   bool prefetch_rows = false;
+  // kv_append's one-row form inside this kernel (pure decode steps, every item one row, no
+  // item left to the prefill kernel: sparse_only false). Where set, each item's new key and
+  // value (rows of these [rows, C] float32 products, row0 the item's) go into cache row ct
+  // and the key into its chunk's running sum, written by the block of each (item, head)
+  // whose slice holds row ct (that head's 64 columns) before it reads the row: the same
+  // roundings and sums as kv_append (the same bits), one launch fewer a layer. chunk_select
+  // reads only complete chunks' sums, never the one row ct joins. Null: kv_append ran.
+  const float* append_k = nullptr;
+  const float* append_v = nullptr;
 };
 // Key slices of an item of L keys in the batch-invariant mode: about `want` (the host's
 // choice for one item alone), at least 64 keys a slice, at most 64 slices.

@@ -38,6 +38,8 @@ constexpr const char* kUsage =
     "  --wkv-chunked 0   always the sequential wkv7 kernel (CudaBackendOptions::wkv_chunked)\n"
     "  --fused-decode 0  decode steps run prep, wkv7 and post as three kernels (CudaBackendOptions::fused_decode)\n"
     "  --weights fp16|bf16|fp8|int8  weight precision of the CUDA backend (default fp16; 8-bit: docs/CUDA.md)\n"
+    "  --fused-append 0  decode steps append keys and values with kv_append, not inside the attention\n"
+    "                    kernel (CudaBackendOptions::fused_kv_append)\n"
     "  --decode-prefetch 1  the fused decode kernel loads the post's inputs early (CudaBackendOptions::decode_prefetch)\n"
     "  --skinny-mma 0      cuBLAS for steps of 5..32 rows instead of the tensor-core skinny kernel\n"
     "                    (CudaBackendOptions::skinny_mma, default 1)\n"
@@ -77,7 +79,7 @@ struct Args {
   int fill_chunk = 16384;
   bool cuda_graphs = true;
   int pdl = -1;  // -1: the backend's default
-  bool wkv_chunked = true, fused_decode = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false, fold_ln = false;
+  bool wkv_chunked = true, fused_decode = true, fused_append = true, decode_prefetch = false, skinny_mma = true, batch_invariant = false, fold_ln = false;
   int wkv_chunked_min = -1;  // -1: the backend's default
   int wkv_rows = -1;  // -1: the backend's default
   int wkv_matrix = -1;  // -1: the backend's default
@@ -115,6 +117,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--wkv-chunked") a->wkv_chunked = std::atoi(v) != 0;
     else if (k == "--fused-decode") a->fused_decode = std::atoi(v) != 0;
     else if (k == "--decode-prefetch") a->decode_prefetch = std::atoi(v) != 0;
+    else if (k == "--fused-append") a->fused_append = std::atoi(v) != 0;
     else if (k == "--skinny-mma") a->skinny_mma = std::atoi(v) != 0;
     else if (k == "--batch-invariant") a->batch_invariant = std::atoi(v) != 0;
     else if (k == "--fold-ln") a->fold_ln = std::atoi(v) != 0;
@@ -147,6 +150,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   o.wkv_chunked = a.wkv_chunked, o.fused_decode = a.fused_decode, o.bf16 = a.weights == "bf16", o.fp8_weights = a.weights == "fp8";
   o.int8_weights = a.weights == "int8";
   o.decode_prefetch = a.decode_prefetch;
+  o.fused_kv_append = a.fused_append;
   o.skinny_mma = a.skinny_mma;
   o.batch_invariant = a.batch_invariant;
   o.fold_layernorm = a.fold_ln;

@@ -111,7 +111,8 @@ int main(int argc, char** argv) {
      << ",\"skinny_mma\":" << a.skinny_mma << ",\"batch_invariant\":" << a.batch_invariant
      << ",\"fold_ln\":" << a.fold_ln << ",\"wkv_rows\":" << OptionsOf(a).wkv_rows << ",\"wkv_matrix\":" << OptionsOf(a).wkv_matrix
      << ",\"sample_splits\":" << a.sample_splits << ",\"sample_top_p\":" << a.sample_top_p
-     << ",\"sample_penalties\":" << a.sample_penalties << ",\"gemv_prefetch\":" << a.gemv_prefetch << ",\"gemv_split\":" << a.gemv_split;
+     << ",\"sample_penalties\":" << a.sample_penalties << ",\"gemv_prefetch\":" << a.gemv_prefetch << ",\"gemv_split\":" << a.gemv_split
+     << ",\"fused_append\":" << a.fused_append;
   const int V = s.vocab;
   std::vector<float> l;
 

@@ -277,6 +277,9 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     max_chunks = graph_chunk_cap_;
   }
   const kernels::AttnItem* d_items = meta_.attn_items + static_cast<size_t>(j) * items;
+  // A pure decode step whose items all take the decode kernel: it appends the new rows
+  // itself (AttnDecodeParams::append_k; the same bits, one launch fewer).
+  const bool append_in_attn = opts_.fused_kv_append && rows == items && step_.any_decode && !opts_.batch_invariant;
   kernels::KvAppendParams ap;
   ap.items = d_items;
   ap.row_item = meta_.row_item;
@@ -288,7 +291,7 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   ap.chunk = cfg.chunk_size;
   ap.max_chunks_touched = touch;
   ap.one_row_items = rows == items;  // a pure decode step: one launch
-  RWKVX_CUDA_RETURN(kernels::LaunchKvAppend(ap, stream_));
+  if (!append_in_attn) RWKVX_CUDA_RETURN(kernels::LaunchKvAppend(ap, stream_));
   if (sparse) {
     kernels::ChunkSelectParams cs;
     cs.items = d_items;
@@ -322,6 +325,10 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
     dp.sparse_only = opts_.batch_invariant;  // full-path decode items: the prefill kernel below
     dp.tickets = ws_.tickets;  // the last block of each (item, head) merges: no second launch
     dp.prefetch_rows = EarlyReads();  // steps whose kernels start early (kernels/launch.cuh)
+    if (append_in_attn) {
+      dp.append_k = ws_.k;
+      dp.append_v = ws_.v;
+    }
     RWKVX_CUDA_RETURN(kernels::LaunchAttnDecode(dp, stream_));
   }
   if (step_.any_prefill || (opts_.batch_invariant && step_.any_decode)) {

@@ -1,6 +1,7 @@
 // CUDA backend: ways of running the same step that must give the same bits (CUDA graphs
 // against eager launches, programmatic dependent launch against plain launches, the fused
-// decode kernel against its three kernels) and padded decode buckets. Split from
+// decode kernel against its three kernels, the decode attention's own appends against
+// kv_append) and padded decode buckets. Split from
 // cuda_backend_test.cc (parity with the CPU). Every test skips where no GPU is usable.
 #include <gtest/gtest.h>
 
@@ -154,6 +155,76 @@ TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
       EXPECT_TRUE(run(true, graphs, bf16, /*prefetch=*/true) == three) << "prefetch " << (graphs ? "graphs" : "eager");
       for (int rows : {2, 4})  // the three kernels with 2 and 4 state rows a thread in wkv7 (wkv_rows)
         EXPECT_TRUE(run(false, graphs, bf16, false, rows) == three) << rows << " rows " << (graphs ? "graphs" : "eager");
+    }
+}
+
+// Pure decode steps append each attention layer's new key and value rows inside the
+// decode attention kernel (CudaBackendOptions::fused_kv_append, AttnDecodeParams::append_k)
+// rather than with kv_append first: the same roundings and chunk sums, so the same logits
+// bit for bit and the same cache. Sparse decode from the start (chunks of 16, top 2, the
+// selection reading the chunk sums the appends build), decode steps of 1, 3 and 37 sessions,
+// a mixed step (kv_append in both runs), graphs and eager; and with compression (the cache
+// compacted and its sums recomputed inside decode steps, then appended to).
+TEST(CudaBackend, FusedKvAppendEqualsKvAppend) {
+  SKIP_WITHOUT_GPU();
+  struct Run {
+    std::vector<float> logits;
+    std::vector<SessionState> states;
+  };
+  auto run = [&](bool fused, bool graphs, int max_kv) {
+    auto m = SparseTestModel(67, max_kv);
+    if (max_kv > 0) {  // sessions past 64 rows compact to 40 (a window of 16), then grow again
+      m->attn.kv_cache_window_size = 16;
+      m->attn.min_kv_cache_size = 40;
+    }
+    CudaBackendOptions o = GpuOptions();
+    o.fused_kv_append = fused;
+    o.cuda_graphs = graphs;
+    auto b = Gpu(m, o);
+    Run r;
+    if (!b) return r;
+    std::vector<SessionId> ids;
+    std::vector<StepInput> pre;
+    std::vector<float> l;
+    for (int i = 0; i < 37; ++i) {
+      ids.push_back(*b->CreateSession());
+      pre.push_back({ids.back(), Tokens(9 + 11 * (i % 7), 1024, 700 + i), false});
+    }
+    EXPECT_TRUE(b->Step(pre, &l).ok());
+    std::vector<int32_t> tok(37, 1);
+    for (int st = 0; st < 60; ++st) {
+      const int n = st % 3 == 0 ? 1 : st % 3 == 1 ? 3 : 37;
+      std::vector<StepInput> in;
+      for (int i = 0; i < n; ++i) in.push_back({ids[i], {tok[i]}, true});
+      if (st == 7) in.push_back({ids[36], Tokens(5, 1024, 901), true});  // mixed: kv_append for all
+      EXPECT_TRUE(b->Step(in, &l).ok()) << "step " << st;
+      for (int i = 0; i < n; ++i) tok[i] = Argmax(l.data() + static_cast<size_t>(i) * 1024, 1024);
+      r.logits.insert(r.logits.end(), l.begin(), l.end());
+    }
+    for (int i : {0, 2, 36}) {
+      auto st = b->ExportSession(ids[i]);
+      EXPECT_TRUE(st.ok());
+      if (st.ok()) r.states.push_back(*st);
+    }
+    return r;
+  };
+  for (int max_kv : {0, 64})
+    for (bool graphs : {true, false}) {
+      const Run fused = run(true, graphs, max_kv), plain = run(false, graphs, max_kv);
+      ASSERT_FALSE(fused.logits.empty());
+      const char* what = graphs ? "graphs" : "eager";
+      EXPECT_TRUE(fused.logits == plain.logits) << what << ", max_kv " << max_kv;
+      ASSERT_EQ(fused.states.size(), plain.states.size());
+      bool same_cache = true;
+      for (size_t i = 0; i < fused.states.size(); ++i)
+        for (size_t j = 0; j < fused.states[i].attn.size(); ++j) {
+          const AttnLayerState &a = fused.states[i].attn[j], &c = plain.states[i].attn[j];
+          EXPECT_GT(a.ct, 0);
+          same_cache = same_cache && a.ct == c.ct && a.k == c.k && a.v == c.v;
+        }
+      EXPECT_TRUE(same_cache) << what << ", max_kv " << max_kv;
+      std::printf("[fused kv append] %s, max_kv %d: %zu logits %s, cache %s\n", what, max_kv, fused.logits.size(),
+                  fused.logits == plain.logits ? "identical" : "DIFFERENT", same_cache ? "identical" : "DIFFERENT");
     }
 }
 
