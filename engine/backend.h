@@ -181,6 +181,10 @@ constexpr int kGemvPrefetchMaxC = 1024;
 // CudaBackendOptions::gemv_split's auto rule: the 16-byte weight loads a lane may take in
 // turn (the GEMV keeps 4 in flight, so one round at most).
 constexpr int kGemvSplitLoads = 4;
+// CudaBackendOptions::fused_chunk_select's auto rule: the most sessions a step may have for
+// the decode attention kernel to choose the chunks itself (the steps that take programmatic
+// dependent launch, where a launch fewer in the chain counts).
+constexpr int kSelectInAttnMaxItems = 4;
 struct CudaBackendOptions {
   int device = 0;
   bool bf16 = false;            // weights in bf16 instead of fp16
@@ -246,6 +250,12 @@ struct CudaBackendOptions {
   // one launch fewer a layer; false: kv_append runs first as in every other step
   // (bench_engine --fused-append 0). Not in the batch-invariant mode. docs/CUDA.md.
   bool fused_kv_append = true;
+  // Sparse decode items choose their top-k chunks inside the decode attention kernel (every
+  // block of the item scores the chunks with chunk_select's code: the same bits) rather than
+  // in a chunk_select launch first. -1 = auto: in steps of <= kSelectInAttnMaxItems sessions
+  // (each block repeats the item's scoring, a few KB of chunk sums from L2); 0 never; 1 in
+  // every step (bench_engine --fused-select). docs/CUDA.md.
+  int fused_chunk_select = -1;
   // The fused decode kernel's warp 0 loads the post's inputs with the prep's, into shared
   // memory, rather than after the step (kernels/wkv7.cuh, Wkv7DecodeParams::prefetch_post;
   // the same bits). Off: within the run-to-run spread on the H200 (session 17,

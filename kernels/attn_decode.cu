@@ -1,5 +1,6 @@
 #include "kernels/launch.cuh"
 #include "kernels/attn_decode.cuh"
+#include "kernels/chunk_select_impl.cuh"
 #include "kernels/kernel_util.cuh"
 
 namespace rwkvx::kernels {
@@ -121,7 +122,22 @@ __global__ void __launch_bounds__(128) AttnDecodeKernel(AttnDecodeParams p) {
   const int g = lane >> 3, sub = lane & 7;
   int nsel = 0;
   if (it.sparse) nsel = min(p.topk, it.ct / p.chunk);
-  if (threadIdx.x < nsel) ssel[threadIdx.x] = p.selected[item * p.topk + threadIdx.x];
+  if (p.select) {
+    // chunk_select's scores and top-k in this block (dynamic shared memory: the scores).
+    if (nsel > 0) {  // block-uniform
+      extern __shared__ float sscore[];
+      const int nchunks = it.ct / p.chunk;
+      const float* q = p.q + static_cast<size_t>(it.row0) * p.C;
+      for (int c = warp; c < nchunks; c += kWarps) {
+        const float d = chunk_select::Score(q, it.sums.Row(c, p.C), p.C, p.chunk, lane);
+        if (lane == 0) sscore[c] = d;
+      }
+      __syncthreads();
+      if (warp == 0) chunk_select::TopK(sscore, nchunks, p.topk, ssel, lane);
+    }
+  } else if (threadIdx.x < nsel) {
+    ssel[threadIdx.x] = p.selected[item * p.topk + threadIdx.x];
+  }
   int tail0;
   const int L = ItemKeys(it, p.chunk, nsel, &tail0);
   const int splits = SplitsOf(p, L);
@@ -256,7 +272,13 @@ cudaError_t LaunchAttnDecode(const AttnDecodeParams& p, cudaStream_t s) {
   if (p.topk > 16) return cudaErrorInvalidValue;
   if ((p.append_k == nullptr) != (p.append_v == nullptr) || (p.append_k && (p.sparse_only || p.C != 64 * p.H)))
     return cudaErrorInvalidValue;
-  RWKVX_KLAUNCH(AttnDecodeKernel, dim3(p.H, p.n_items, p.splits), 128, 0, s, p);
+  const size_t smem = p.select ? static_cast<size_t>(p.max_chunks) * sizeof(float) : 0;
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(AttnDecodeKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+  }
+  RWKVX_KLAUNCH(AttnDecodeKernel, dim3(p.H, p.n_items, p.splits), 128, smem, s, p);
   if (!p.tickets) RWKVX_KLAUNCH(AttnDecodeCombineKernel, dim3(p.H, p.n_items), 64, 0, s, p);
   return cudaGetLastError();
 }

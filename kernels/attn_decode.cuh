@@ -20,7 +20,7 @@ namespace rwkvx::kernels {
 struct AttnDecodeParams {
   const AttnItem* items = nullptr;  // [n_items]
   const float* q = nullptr;         // [rows, C] float32
-  const int* selected = nullptr;    // [n_items, topk] from chunk_select (sparse items)
+  const int* selected = nullptr;    // [n_items, topk] from chunk_select (sparse items; not with select)
   void* out = nullptr;              // [rows, C] fp16/bf16 (the Wo GEMM input)
   bool bf16 = false;
   float* part = nullptr;            // scratch: n_items * H * splits * 66 floats
@@ -49,6 +49,14 @@ struct AttnDecodeParams {
   // reads only complete chunks' sums, never the one row ct joins. Null: kv_append ran.
   const float* append_k = nullptr;
   const float* append_v = nullptr;
+  // Sparse items choose their chunks in this kernel (steps of few sessions): every block of
+  // the item scores its complete chunks against q and takes the top k with chunk_select's
+  // code (kernels/chunk_select_impl.cuh: the same scores and selection, so the same bits),
+  // one launch fewer a layer for a little repeated work per block; `selected` is then not
+  // read. max_chunks: the most complete chunks of any item (dynamic shared memory). False:
+  // chunk_select ran and wrote `selected`.
+  bool select = false;
+  int max_chunks = 0;
 };
 // Key slices of an item of L keys in the batch-invariant mode: about `want` (the host's
 // choice for one item alone), at least 64 keys a slice, at most 64 slices.

@@ -40,6 +40,8 @@ constexpr const char* kUsage =
     "  --weights fp16|bf16|fp8|int8  weight precision of the CUDA backend (default fp16; 8-bit: docs/CUDA.md)\n"
     "  --fused-append 0  decode steps append keys and values with kv_append, not inside the attention\n"
     "                    kernel (CudaBackendOptions::fused_kv_append)\n"
+    "  --fused-select -1|0|1  sparse decode items choose their chunks inside the attention kernel:\n"
+    "                    -1 auto (steps of <= 4 sessions), 0 never, 1 always (CudaBackendOptions::fused_chunk_select)\n"
     "  --decode-prefetch 1  the fused decode kernel loads the post's inputs early (CudaBackendOptions::decode_prefetch)\n"
     "  --skinny-mma 0      cuBLAS for steps of 5..32 rows instead of the tensor-core skinny kernel\n"
     "                    (CudaBackendOptions::skinny_mma, default 1)\n"
@@ -87,6 +89,7 @@ struct Args {
   int gemv_prefetch = -1;  // --gemv-prefetch (-1 auto)
   int early_reads = -1;    // --early-reads (-1 auto)
   int gemv_split = -1;     // --gemv-split (-1 auto, 0 off)
+  int fused_select = -1;   // --fused-select (-1 auto, 0 never, 1 always)
   double sample_top_p = 0.9;  // --sample-top-p
   int sample_penalties = 32;  // --sample-penalties
   std::string weights = "fp16";  // --weights
@@ -118,6 +121,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--fused-decode") a->fused_decode = std::atoi(v) != 0;
     else if (k == "--decode-prefetch") a->decode_prefetch = std::atoi(v) != 0;
     else if (k == "--fused-append") a->fused_append = std::atoi(v) != 0;
+    else if (k == "--fused-select") a->fused_select = std::atoi(v);
     else if (k == "--skinny-mma") a->skinny_mma = std::atoi(v) != 0;
     else if (k == "--batch-invariant") a->batch_invariant = std::atoi(v) != 0;
     else if (k == "--fold-ln") a->fold_ln = std::atoi(v) != 0;
@@ -151,6 +155,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   o.int8_weights = a.weights == "int8";
   o.decode_prefetch = a.decode_prefetch;
   o.fused_kv_append = a.fused_append;
+  o.fused_chunk_select = a.fused_select;
   o.skinny_mma = a.skinny_mma;
   o.batch_invariant = a.batch_invariant;
   o.fold_layernorm = a.fold_ln;

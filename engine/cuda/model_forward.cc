@@ -292,7 +292,11 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
   ap.max_chunks_touched = touch;
   ap.one_row_items = rows == items;  // a pure decode step: one launch
   if (!append_in_attn) RWKVX_CUDA_RETURN(kernels::LaunchKvAppend(ap, stream_));
-  if (sparse) {
+  // Steps of few sessions choose the chunks inside the decode attention kernel (the same
+  // code and bits; AttnDecodeParams::select), larger ones in chunk_select.
+  const bool select_in_attn =
+      sparse && (opts_.fused_chunk_select < 0 ? items <= kSelectInAttnMaxItems : opts_.fused_chunk_select > 0);
+  if (sparse && !select_in_attn) {
     kernels::ChunkSelectParams cs;
     cs.items = d_items;
     cs.q = q;
@@ -329,6 +333,8 @@ absl::Status CudaBackend::AttnBlock(int j, int rows, int items) {
       dp.append_k = ws_.k;
       dp.append_v = ws_.v;
     }
+    dp.select = select_in_attn;
+    dp.max_chunks = max_chunks;
     RWKVX_CUDA_RETURN(kernels::LaunchAttnDecode(dp, stream_));
   }
   if (step_.any_prefill || (opts_.batch_invariant && step_.any_decode)) {

@@ -1,7 +1,7 @@
 // CUDA backend: ways of running the same step that must give the same bits (CUDA graphs
 // against eager launches, programmatic dependent launch against plain launches, the fused
-// decode kernel against its three kernels, the decode attention's own appends against
-// kv_append) and padded decode buckets. Split from
+// decode kernel against its three kernels, the decode attention's own appends and chunk
+// selection against kv_append and chunk_select) and padded decode buckets. Split from
 // cuda_backend_test.cc (parity with the CPU). Every test skips where no GPU is usable.
 #include <gtest/gtest.h>
 
@@ -160,25 +160,29 @@ TEST(CudaBackend, FusedDecodeEqualsThreeKernels) {
 
 // Pure decode steps append each attention layer's new key and value rows inside the
 // decode attention kernel (CudaBackendOptions::fused_kv_append, AttnDecodeParams::append_k)
-// rather than with kv_append first: the same roundings and chunk sums, so the same logits
-// bit for bit and the same cache. Sparse decode from the start (chunks of 16, top 2, the
-// selection reading the chunk sums the appends build), decode steps of 1, 3 and 37 sessions,
-// a mixed step (kv_append in both runs), graphs and eager; and with compression (the cache
+// rather than with kv_append first, and steps of few sessions choose the sparse chunks in
+// that kernel too (fused_chunk_select, AttnDecodeParams::select) rather than in
+// chunk_select: the same roundings, chunk sums, scores and selection, so the same logits bit
+// for bit and the same cache. Sparse decode from the start (chunks of 16, top 2, the
+// selection reading the chunk sums the appends build), decode steps of 1, 3 and 37 sessions
+// (the selection in the kernel at 1 and 3 under the auto rule, at every size when forced), a
+// mixed step (kv_append in every run), graphs and eager; and with compression (the cache
 // compacted and its sums recomputed inside decode steps, then appended to).
-TEST(CudaBackend, FusedKvAppendEqualsKvAppend) {
+TEST(CudaBackend, FusedAppendAndSelectEqualSeparateKernels) {
   SKIP_WITHOUT_GPU();
   struct Run {
     std::vector<float> logits;
     std::vector<SessionState> states;
   };
-  auto run = [&](bool fused, bool graphs, int max_kv) {
+  auto run = [&](bool append, int select, bool graphs, int max_kv) {
     auto m = SparseTestModel(67, max_kv);
     if (max_kv > 0) {  // sessions past 64 rows compact to 40 (a window of 16), then grow again
       m->attn.kv_cache_window_size = 16;
       m->attn.min_kv_cache_size = 40;
     }
     CudaBackendOptions o = GpuOptions();
-    o.fused_kv_append = fused;
+    o.fused_kv_append = append;
+    o.fused_chunk_select = select;
     o.cuda_graphs = graphs;
     auto b = Gpu(m, o);
     Run r;
@@ -210,21 +214,31 @@ TEST(CudaBackend, FusedKvAppendEqualsKvAppend) {
   };
   for (int max_kv : {0, 64})
     for (bool graphs : {true, false}) {
-      const Run fused = run(true, graphs, max_kv), plain = run(false, graphs, max_kv);
-      ASSERT_FALSE(fused.logits.empty());
-      const char* what = graphs ? "graphs" : "eager";
-      EXPECT_TRUE(fused.logits == plain.logits) << what << ", max_kv " << max_kv;
-      ASSERT_EQ(fused.states.size(), plain.states.size());
-      bool same_cache = true;
-      for (size_t i = 0; i < fused.states.size(); ++i)
-        for (size_t j = 0; j < fused.states[i].attn.size(); ++j) {
-          const AttnLayerState &a = fused.states[i].attn[j], &c = plain.states[i].attn[j];
-          EXPECT_GT(a.ct, 0);
-          same_cache = same_cache && a.ct == c.ct && a.k == c.k && a.v == c.v;
-        }
-      EXPECT_TRUE(same_cache) << what << ", max_kv " << max_kv;
-      std::printf("[fused kv append] %s, max_kv %d: %zu logits %s, cache %s\n", what, max_kv, fused.logits.size(),
-                  fused.logits == plain.logits ? "identical" : "DIFFERENT", same_cache ? "identical" : "DIFFERENT");
+      const Run plain = run(false, 0, graphs, max_kv);
+      ASSERT_FALSE(plain.logits.empty());
+      struct Variant {
+        bool append;
+        int select;
+        const char* name;
+      };
+      for (const Variant& v : {Variant{true, 0, "append"}, Variant{false, -1, "select (auto)"},
+                               Variant{true, -1, "both (the default)"}, Variant{true, 1, "both, select forced"}}) {
+        const Run fused = run(v.append, v.select, graphs, max_kv);
+        const char* what = graphs ? "graphs" : "eager";
+        EXPECT_TRUE(fused.logits == plain.logits) << v.name << ", " << what << ", max_kv " << max_kv;
+        ASSERT_EQ(fused.states.size(), plain.states.size());
+        bool same_cache = true;
+        for (size_t i = 0; i < fused.states.size(); ++i)
+          for (size_t j = 0; j < fused.states[i].attn.size(); ++j) {
+            const AttnLayerState &a = fused.states[i].attn[j], &c = plain.states[i].attn[j];
+            EXPECT_GT(a.ct, 0);
+            same_cache = same_cache && a.ct == c.ct && a.k == c.k && a.v == c.v;
+          }
+        EXPECT_TRUE(same_cache) << v.name << ", " << what << ", max_kv " << max_kv;
+        std::printf("[fused append/select] %s, %s, max_kv %d: %zu logits %s, cache %s\n", v.name, what, max_kv,
+                    fused.logits.size(), fused.logits == plain.logits ? "identical" : "DIFFERENT",
+                    same_cache ? "identical" : "DIFFERENT");
+      }
     }
 }
 
