@@ -57,6 +57,10 @@ __device__ __forceinline__ void TopK(float* score, int nchunks, int topk, int* o
       const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
       if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
     }
+    // Every lane's reads of score above come before lane 0's write below (compute-sanitizer
+    // racecheck reported the read/write pair without this barrier; the values read were
+    // already in the shuffles, so it changes no result).
+    __syncwarp();
     if (lane == 0) {
       out[sel] = bi;
       score[bi] = -INFINITY;  // taken
