@@ -8,7 +8,8 @@
 # Expects .gpupack/gpulibs.tar.xz or .gpulibs/ from `BUILD_DIR=build BASE_BENCH=...
 # PACK_BINS="cuda_tests bench_engine bench_engine_base" scripts/device_serve_pack.sh` (~40 MB;
 # every program in one pack goes over the device tool's 64 MiB). Results: $OUT/results.tgz and a table on stdout.
-# PROFILE_PREFILL / PROFILE_DECODE / PROFILE_BATCH add ncu profiles (below); AB_SHAPES=none
+# PROFILE_PREFILL / PROFILE_DECODE / PROFILE_BATCH add ncu profiles and DETAIL_DECODE one
+# kernel's ncu sections (below); AB_SHAPES=none
 # TESTS=0 runs the profiles alone.
 #   AB_SHAPES="0.2b 3.6b" AB_RUNS="base new base2 new2" scripts/device_engine_ab.sh
 # A run named <stem> with FLAGS_<stem> set and no bench_engine_<stem> carried is this
@@ -65,6 +66,22 @@ for spec in ${PROFILE_DECODE:-}; do
 done
 for spec in ${PROFILE_BATCH:-}; do
   profile "ncu_batch_${spec%%:*}_${spec#*:}" "${spec%%:*}" RWKVX_PROFILE_BATCH="${spec#*:}" RWKVX_PROFILE_DECODE="${PROFILE_CTX:-1024}"
+done
+# DETAIL_DECODE="0.2b:32768:AttnDecodeKernel": ncu's speed-of-light, occupancy, warp-state,
+# scheduler, memory-workload and source sections for the first launch of the named kernel
+# (a regex) in one session's decode step at that context, graphs off (what bounds it:
+# memory, latency, issue) -> ncu_detail_<shape>_<ctx>_<kernel>.txt
+for spec in ${DETAIL_DECODE:-}; do
+  command -v ncu >/dev/null || break
+  IFS=: read -r shp ctx kn <<<"$spec"
+  f="$OUT/ncu_detail_${shp}_${ctx}_${kn//[^A-Za-z0-9_]/_}.txt"
+  RWKVX_PROFILE_DECODE=$ctx timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu --profile-from-start off --cache-control none \
+    --clock-control none --kernel-name "regex:$kn" --launch-count 1 --section SpeedOfLight --section Occupancy \
+    --section WarpStateStats --section SchedulerStats --section LaunchStats --section MemoryWorkloadAnalysis \
+    --section InstructionStats --section SourceCounters "$B/bench_engine" --shape "$shp" --cuda-graphs 0 \
+    ${PROFILE_FLAGS:-} >"$f" 2>&1
+  echo "ncu detail $spec rc=$?"
+  grep -E "Duration|Throughput|Achieved Occupancy|Registers Per|Stall|Issue Slot|Warp Cycles" "$f" | head -24
 done
 # A run's binary and flags: bin (bench_engine_<stem>, or this tree's bench_engine for
 # "new" and for a FLAGS_<stem> run such as FLAGS_pdl="--pdl 1") and extra; fails if none.
