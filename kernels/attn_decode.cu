@@ -2,6 +2,7 @@
 #include "kernels/attn_decode.cuh"
 #include "kernels/chunk_select_impl.cuh"
 #include "kernels/kernel_util.cuh"
+#include "kernels/kv_append_row.cuh"
 
 namespace rwkvx::kernels {
 namespace {
@@ -77,10 +78,7 @@ __device__ __forceinline__ void AppendRow(const AttnDecodeParams& p, const AttnI
   dk[c] = __float2half_rn(k);
   const int ch = it.ct / p.chunk;
   float* sum = it.sums.Row(ch, p.C);
-  float s0 = 0.f;
-  s0 += k;
-  const float base = ch * p.chunk >= it.ct ? 0.f : sum[c];
-  sum[c] = base + ((s0 + 0.f) + (0.f + 0.f));
+  sum[c] = OneRowChunkSum(sum, c, ch * p.chunk >= it.ct, k);
 }
 
 // The slices an item of L keys is cut into (AttnDecodeParams::splits / split_want).

@@ -1,6 +1,7 @@
 #include "kernels/launch.cuh"
 #include "kernels/kernel_util.cuh"
 #include "kernels/kv_append.cuh"
+#include "kernels/kv_append_row.cuh"
 
 namespace rwkvx::kernels {
 namespace {
@@ -17,16 +18,11 @@ __global__ void KvAppendKernel(KvAppendParams p) {
     dv[c] = __float2half_rn(p.v[src + c]);
   }
   if (!p.one_row_items) return;
-  // ChunkSumUpdateKernel's sum for a one-row item (its s0 = 0 + k, s1..s3 = 0).
+  // ChunkSumUpdateKernel's sum for a one-row item (kernels/kv_append_row.cuh).
   const int ch = it.ct / p.chunk;
   float* sum = it.sums.Row(ch, p.C);
   const bool fresh = ch * p.chunk >= it.ct;
-  for (int c = threadIdx.x; c < p.C; c += blockDim.x) {
-    float s0 = 0.f;
-    s0 += p.k[src + c];
-    const float base = fresh ? 0.f : sum[c];
-    sum[c] = base + ((s0 + 0.f) + (0.f + 0.f));
-  }
+  for (int c = threadIdx.x; c < p.C; c += blockDim.x) sum[c] = OneRowChunkSum(sum, c, fresh, p.k[src + c]);
 }
 
 // grid (items, max_chunks_touched, ceil(C/32)), 128 threads: lane = column, warp j = the
