@@ -318,6 +318,13 @@ struct CudaBackendOptions {
   // from the row count and the card (SampleSplits); else forced, 1..32. It changes no bit
   // of the results; for measurements (bench_engine --sample-splits).
   int sample_splits = 0;
+  // Logits rows for the host (Step, and rows without a device sampler) are copied from the
+  // GPU into a pinned staging buffer, then into the caller's vector once the stream is done,
+  // while they take at most this many bytes (0: never; -1 = auto: 16 MiB, 64 rows of a
+  // 65536-token vocabulary); larger copies go straight into the caller's pageable vector
+  // (the driver stages those itself). bench_engine --pinned-logits-mb. docs/CUDA.md
+  // ("Logits to the host").
+  long long pinned_logits_bytes = -1;
   // Freed sessions' state blocks kept for new sessions (no cudaMalloc / cudaFree and no
   // stream synchronisation per session); their bytes come off the session budget at
   // start, at most an eighth of it. -1 = auto: up to 32 blocks and 256 MiB. docs/MEMORY.md.

@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
      << ",\"fold_ln\":" << a.fold_ln << ",\"wkv_rows\":" << OptionsOf(a).wkv_rows << ",\"wkv_matrix\":" << OptionsOf(a).wkv_matrix
      << ",\"sample_splits\":" << a.sample_splits << ",\"sample_top_p\":" << a.sample_top_p
      << ",\"sample_penalties\":" << a.sample_penalties << ",\"gemv_prefetch\":" << a.gemv_prefetch << ",\"gemv_split\":" << a.gemv_split
-     << ",\"fused_append\":" << a.fused_append << ",\"fused_select\":" << a.fused_select;
+     << ",\"fused_append\":" << a.fused_append << ",\"fused_select\":" << a.fused_select
+     << ",\"pinned_logits_mb\":" << a.pinned_logits_mb;
   const int V = s.vocab;
   std::vector<float> l;
 

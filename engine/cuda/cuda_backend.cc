@@ -166,6 +166,7 @@ CudaBackend::~CudaBackend() {
   if (cublas_ws_) cudaFree(cublas_ws_);
   if (meta_dev_) cudaFree(meta_dev_);
   if (meta_host_) cudaFreeHost(meta_host_);
+  if (logits_host_) cudaFreeHost(logits_host_);
   if (samp_scratch_) cudaFree(samp_scratch_);
   if (stream_) cudaStreamSynchronize(stream_);
   pool_.reset();

@@ -70,8 +70,10 @@ class CudaBackend final : public Backend {
   // by BeginStep; EndStep only waits and copies the sampled tokens out of the pinned
   // block. Every other call queues its device work on the same stream (or synchronises
   // it), so it runs after the step in flight. A step that a mixed step splits in two
-  // (split_mixed_steps) runs whole in BeginStep; so, in effect, does one with logits rows
-  // for the host (their copy into the caller's pageable vector waits for the stream).
+  // (split_mixed_steps) runs whole in BeginStep; so, in effect, does one whose logits rows
+  // for the host exceed CudaBackendOptions::pinned_logits_bytes (their copy into the
+  // caller's pageable vector waits for the stream); smaller ones go to a pinned buffer and
+  // EndStep moves them into `logits`.
   absl::Status BeginStep(const std::vector<StepInput>& items, std::vector<float>* logits,
                          std::vector<SampledToken>* sampled) override {
     return RunStep(items, logits, sampled, /*wait=*/false);
@@ -113,6 +115,15 @@ class CudaBackend final : public Backend {
     int n_samp = 0;
     std::vector<SampledToken>* sampled = nullptr;
   };
+  // Host logits staged in logits_host_ by CommitStep: FinishStep copies them into `dst`
+  // once the stream is done (0 floats: none staged, the copy went to `dst` directly).
+  struct StagedLogits {
+    std::vector<float>* dst = nullptr;
+    size_t floats = 0;
+  };
+  StagedLogits staged_logits_;
+  // Bytes up to which host logits go through logits_host_ (CudaBackendOptions::pinned_logits_bytes).
+  size_t PinnedLogitsLimit() const;
   InFlight in_flight_;
   // A step of decode and prefill items as two RunOneStep calls (opts_.split_mixed_steps).
   absl::Status RunSplitStep(const std::vector<StepInput>& items, std::vector<float>* logits,
@@ -298,6 +309,10 @@ class CudaBackend final : public Backend {
   char* meta_dev_ = nullptr;
   char* meta_host_ = nullptr;  // pinned
   size_t meta_cap_ = 0;
+  // Pinned staging of the host logits rows (grown on demand up to PinnedLogitsLimit();
+  // host memory, outside the device budget).
+  float* logits_host_ = nullptr;
+  size_t logits_host_cap_ = 0;  // floats
   // The device sampler's scratch (kernels::SampleScratchBytes; grown on demand, at most
   // ~20 KB per sampled row at small batch, ~600 bytes at large; outside the memory budget).
   void* samp_scratch_ = nullptr;

@@ -12,10 +12,28 @@ namespace rwkvx::cuda {
 absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layout, std::vector<float>* logits,
                                      std::vector<SampledToken>* sampled) {
   StepPlan& plan = *step;
+  staged_logits_ = StagedLogits{};
   if (plan.n_host > 0) {
-    logits->resize(static_cast<size_t>(plan.n_host) * V_);
-    RWKVX_CUDA_RETURN(cudaMemcpyAsync(logits->data(), ws_.logits, logits->size() * sizeof(float),
-                                      cudaMemcpyDeviceToHost, stream_));
+    const size_t floats = static_cast<size_t>(plan.n_host) * V_;
+    if (floats * sizeof(float) <= PinnedLogitsLimit()) {
+      // Pinned staging: the copy is a plain DMA at the end of the stream, and a step left in
+      // flight (BeginStep) does not wait for it here; FinishStep moves the rows into
+      // `logits`. No step is in flight now (RunStep refuses one), so the buffer is free.
+      if (floats > logits_host_cap_) {
+        if (logits_host_) RWKVX_CUDA_RETURN(cudaFreeHost(logits_host_));
+        logits_host_ = nullptr;
+        logits_host_cap_ = 0;
+        RWKVX_CUDA_RETURN(cudaMallocHost(reinterpret_cast<void**>(&logits_host_), floats * sizeof(float)));
+        logits_host_cap_ = floats;
+      }
+      RWKVX_CUDA_RETURN(
+          cudaMemcpyAsync(logits_host_, ws_.logits, floats * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      staged_logits_ = StagedLogits{logits, floats};
+    } else {  // pageable: the driver stages it and the call returns once it is done
+      logits->resize(floats);
+      RWKVX_CUDA_RETURN(
+          cudaMemcpyAsync(logits->data(), ws_.logits, floats * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    }
   }
   if (plan.n_samp > 0) {
     const size_t scratch = kernels::SampleScratchBytes(plan.n_samp, V_, opts_.sample_splits);
@@ -62,9 +80,17 @@ absl::Status CudaBackend::CommitStep(StepPlan* step, const StepMetaLayout& layou
   return absl::OkStatus();
 }
 
+size_t CudaBackend::PinnedLogitsLimit() const {
+  if (opts_.pinned_logits_bytes < 0) return size_t{16} << 20;
+  return static_cast<size_t>(opts_.pinned_logits_bytes);
+}
+
 absl::Status CudaBackend::FinishStep(const StepMetaLayout& layout, int n_samp, std::vector<SampledToken>* sampled) {
+  const StagedLogits staged = staged_logits_;
+  staged_logits_ = StagedLogits{};
   RWKVX_CUDA_RETURN(cudaStreamSynchronize(stream_));
   RWKVX_CUDA_RETURN(cudaGetLastError());
+  if (staged.floats > 0) staged.dst->assign(logits_host_, logits_host_ + staged.floats);
   if (n_samp > 0) {
     const StepMetaViews h = layout.At(meta_host_);
     sampled->resize(n_samp);

@@ -284,5 +284,69 @@ TEST(CudaBackend, PaddedDecodeBuckets) {
   }
 }
 
+// Logits rows for the host go through the pinned staging buffer up to
+// CudaBackendOptions::pinned_logits_bytes and straight into the caller's vector above it:
+// the same rows either way (the copy moves bytes, it computes nothing). Three backends of
+// one model: the default limit (16 MiB: every step here staged), 0 (never staged) and one
+// row (one-row steps staged, larger ones not, so a backend switches between the two paths
+// and regrows nothing wrongly); steps of 1, 3 and 5 rows, a prompt, and the same steps
+// through BeginStep / EndStep (the vector is filled by EndStep) and with a sampled item.
+TEST(CudaBackend, PinnedLogitsEqualPageableCopies) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(71);
+  std::unique_ptr<Backend> b[3];
+  const long long limits[3] = {-1, 0, 1024 * static_cast<long long>(sizeof(float))};
+  for (int k = 0; k < 3; ++k) {
+    CudaBackendOptions o = GpuOptions();
+    o.pinned_logits_bytes = limits[k];
+    b[k] = Gpu(m, o);
+    ASSERT_NE(b[k], nullptr);
+  }
+  std::vector<SessionId> ids[3];
+  for (int k = 0; k < 3; ++k)
+    for (int i = 0; i < 5; ++i) ids[k].push_back(*b[k]->CreateSession());
+  DeviceSampling greedy;
+  greedy.temperature = 0;
+  std::vector<int32_t> tok{1, 2, 3, 4, 5};
+  for (int st = 0; st < 24; ++st) {
+    const int n = st == 0 ? 5 : st % 3 == 0 ? 1 : st % 3 == 1 ? 3 : 5;
+    const bool overlap = st % 4 == 2, sample_one = st % 5 == 3;
+    std::vector<float> l[3];
+    std::vector<SampledToken> sm[3];
+    for (int k = 0; k < 3; ++k) {
+      std::vector<StepInput> in;
+      for (int i = 0; i < n; ++i) {
+        std::vector<int32_t> t = st == 0 ? Tokens(10 + 7 * i, 1024, 900 + i) : std::vector<int32_t>{tok[i]};
+        in.push_back({ids[k][i], t, true, sample_one && i == 0 ? &greedy : nullptr});
+      }
+      if (overlap) {
+        ASSERT_TRUE(b[k]->BeginStep(in, &l[k], &sm[k]).ok()) << "step " << st << " backend " << k;
+        ASSERT_TRUE(b[k]->EndStep().ok()) << "step " << st << " backend " << k;
+      } else {
+        ASSERT_TRUE(b[k]->StepSampled(in, &l[k], &sm[k]).ok()) << "step " << st << " backend " << k;
+      }
+    }
+    const size_t rows = n - (sample_one ? 1 : 0);
+    for (int k = 0; k < 3; ++k) {
+      ASSERT_EQ(l[k].size(), rows * 1024) << "step " << st << " backend " << k;
+      ASSERT_EQ(sm[k].size(), sample_one ? 1u : 0u) << "step " << st << " backend " << k;
+    }
+    EXPECT_TRUE(SameBits(l[0], l[1])) << "step " << st;
+    EXPECT_TRUE(SameBits(l[0], l[2])) << "step " << st;
+    if (sample_one) {
+      EXPECT_EQ(sm[0][0].token, sm[1][0].token);
+      EXPECT_EQ(sm[0][0].token, sm[2][0].token);
+    }
+    for (int i = 0, r = 0; i < n; ++i) {
+      if (sample_one && i == 0) {
+        tok[i] = sm[0][0].token;
+      } else {
+        tok[i] = Argmax(l[0].data() + static_cast<size_t>(r) * 1024, 1024);
+        ++r;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rwkvx
