@@ -250,6 +250,12 @@ struct CudaBackendOptions {
   // one launch fewer a layer; false: kv_append runs first as in every other step
   // (bench_engine --fused-append 0). Not in the batch-invariant mode. docs/CUDA.md.
   bool fused_kv_append = true;
+  // Steps with items of several rows (prefill, mixed steps) run each LayerNorm and its
+  // token-shift mixes as one launch (kernels/layernorm.cuh, LayerNormParams::row_item: the
+  // same bits as LayerNorm + token_shift), as decode steps already do; false: two launches
+  // and the float32 copy of the normed rows between them (bench_engine --fused-norm-shift 0).
+  // Hidden sizes up to kernels::kLnShiftRowsMaxC. docs/CUDA.md.
+  bool fused_norm_shift = true;
   // Sparse decode items choose their top-k chunks inside the decode attention kernel (every
   // block of the item scores the chunks with chunk_select's code: the same bits) rather than
   // in a chunk_select launch first. -1 = auto: in steps of <= kSelectInAttnMaxItems sessions

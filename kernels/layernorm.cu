@@ -276,6 +276,99 @@ __global__ void __launch_bounds__(kThreads) LayerNormRowKernel(LayerNormParams p
   }
 }
 
+// The normed columns of row r (the thread's columns threadIdx.x + i * kThreads), with the
+// statistics and arithmetic of the kernels above: the same bits as row r's own block.
+// Contains __syncthreads (block-uniform calls only).
+template <int kPer>
+__device__ __forceinline__ void NormedRow(const LayerNormParams& p, int r, const float (&wv)[kPer],
+                                          const float (&bv)[kPer], float* scratch, float (&y)[kPer]) {
+  const float* x = p.x + static_cast<size_t>(r) * p.C;
+  float xv[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    xv[i] = c < p.C ? x[c] : 0.f;
+  }
+  float mean, inv;
+  RowStats<kPer>(xv, p, scratch, &mean, &inv);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) y[i] = (xv[i] - mean) * inv * wv[i] + bv[i];
+}
+
+// LayerNorm with the token-shift mixes for steps whose items have several rows
+// (LayerNormParams::row_item): one block a row. Block r normalizes row r and, unless r is
+// its item's first row, row r - 1 again (the same threads, columns and order as row r - 1's
+// own block: the same bits), so that no float32 copy of the normed rows is written and read
+// back (LayerNorm + LaunchTokenShift wrote and read one, in two launches). The item's first
+// row takes the saved vector as its prev; that block is the only one touching the vector,
+// so it also stores the item's last normed row there (normalizing it a third time when the
+// item is longer than a row), each thread its own columns after reading them. The mixes'
+// arithmetic is TokenShiftMixKernel's: y + (prev - y) * mix, rounded to half.
+template <int kPer>
+__global__ void __launch_bounds__(kThreads) LayerNormShiftRowsKernel(LayerNormParams p) {
+  PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
+  PdlTrigger();
+  __shared__ float scratch[33];
+  const int r = blockIdx.x;
+  const int it = p.row_item[r];
+  const int row0 = p.item_row0[it], last = row0 + p.item_len[it] - 1;
+  const bool first = r == row0;  // uniform over the block, as every branch below
+  float* st = p.item_state[it] + p.state_off;
+  float wv[kPer], bv[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    const bool in = c < p.C;
+    wv[i] = in ? __ldg(p.w + c) : 0.f;
+    bv[i] = in ? __ldg(p.b + c) : 0.f;
+  }
+  float y[kPer], prev[kPer];
+  if (first) {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int c = threadIdx.x + i * kThreads;
+      prev[i] = c < p.C ? st[c] : 0.f;
+    }
+  }
+  NormedRow<kPer>(p, r, wv, bv, scratch, y);
+  if (!first) NormedRow<kPer>(p, r - 1, wv, bv, scratch, prev);
+  // The mix vectors one column ahead of the stores that use them, as in the row kernel
+  // (the stores could alias them for all the compiler knows).
+  const size_t plane = static_cast<size_t>(p.rows) * p.C;
+  const int n_mix = p.n_mix;
+  auto load_mix = [&](int i, float (&mv)[kMaxMix]) {
+    const int c = threadIdx.x + i * kThreads;
+#pragma unroll
+    for (int m = 0; m < kMaxMix; ++m) mv[m] = m < n_mix && c < p.C ? __ldg(p.mix + m * p.C + c) : 0.f;
+  };
+  float cur[kMaxMix];
+  load_mix(0, cur);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= p.C) break;  // columns only grow with i
+    float next[kMaxMix];
+    if (i + 1 < kPer) load_mix(i + 1, next);
+    const size_t o = static_cast<size_t>(r) * p.C + c;
+    const float d = prev[i] - y[i];
+#pragma unroll
+    for (int m = 0; m < kMaxMix; ++m)
+      if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y[i] + d * cur[m], p.bf16);
+    if (i + 1 < kPer) {
+#pragma unroll
+      for (int m = 0; m < kMaxMix; ++m) cur[m] = next[m];
+    }
+  }
+  if (first) {
+    if (last != r) NormedRow<kPer>(p, last, wv, bv, scratch, y);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int c = threadIdx.x + i * kThreads;
+      if (c < p.C) st[c] = y[i];
+    }
+  }
+}
+
 // Any width (C > kThreads * 16): the same arithmetic, loads as they come.
 __global__ void LayerNormKernel(LayerNormParams p) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
@@ -365,6 +458,19 @@ cudaError_t LaunchForm(const LayerNormParams& p, cudaStream_t s) {
 cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
   if (p.mix && (p.row_index || !p.item_state || !p.mix_out || p.n_mix < 1)) return cudaErrorInvalidValue;
+  if (p.row_item) {  // the token-shift fusion over items of several rows
+    const int per = (p.C + kThreads - 1) / kThreads;
+    if (!p.mix || p.n_mix > kMaxMix || !p.item_row0 || !p.item_len || p.out || p.out_half || per > 16)
+      return cudaErrorInvalidValue;
+    if (per <= 4) {
+      RWKVX_KLAUNCH(LayerNormShiftRowsKernel<4>, p.rows, kThreads, 0, s, p);
+    } else if (per <= 10) {
+      RWKVX_KLAUNCH(LayerNormShiftRowsKernel<10>, p.rows, kThreads, 0, s, p);
+    } else {
+      RWKVX_KLAUNCH(LayerNormShiftRowsKernel<16>, p.rows, kThreads, 0, s, p);
+    }
+    return cudaGetLastError();
+  }
   return p.early ? LaunchForm<true>(p, s) : LaunchForm<false>(p, s);
 }
 

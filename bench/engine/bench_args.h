@@ -42,6 +42,8 @@ constexpr const char* kUsage =
     "                    kernel (CudaBackendOptions::fused_kv_append)\n"
     "  --fused-select -1|0|1  sparse decode items choose their chunks inside the attention kernel:\n"
     "                    -1 auto (steps of <= 4 sessions), 0 never, 1 always (CudaBackendOptions::fused_chunk_select)\n"
+    "  --fused-norm-shift 0  steps with prompts run LayerNorm and the token-shift mixes as two launches\n"
+    "                    (CudaBackendOptions::fused_norm_shift)\n"
     "  --pinned-logits-mb N  logits for the host go through a pinned buffer up to N MiB a step\n"
     "                    (-1 auto: 16; 0 never: straight into the pageable vector; CudaBackendOptions::pinned_logits_bytes)\n"
     "  --decode-prefetch 1  the fused decode kernel loads the post's inputs early (CudaBackendOptions::decode_prefetch)\n"
@@ -89,6 +91,7 @@ struct Args {
   int wkv_matrix = -1;  // -1: the backend's default
   int sample_splits = 0;  // 0: auto
   int pinned_logits_mb = -1;  // --pinned-logits-mb (-1 auto)
+  bool fused_norm_shift = true;  // --fused-norm-shift
   int gemv_prefetch = -1;  // --gemv-prefetch (-1 auto)
   int early_reads = -1;    // --early-reads (-1 auto)
   int gemv_split = -1;     // --gemv-split (-1 auto, 0 off)
@@ -126,6 +129,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--fused-append") a->fused_append = std::atoi(v) != 0;
     else if (k == "--fused-select") a->fused_select = std::atoi(v);
     else if (k == "--pinned-logits-mb") a->pinned_logits_mb = std::atoi(v);
+    else if (k == "--fused-norm-shift") a->fused_norm_shift = std::atoi(v) != 0;
     else if (k == "--skinny-mma") a->skinny_mma = std::atoi(v) != 0;
     else if (k == "--batch-invariant") a->batch_invariant = std::atoi(v) != 0;
     else if (k == "--fold-ln") a->fold_ln = std::atoi(v) != 0;
@@ -167,6 +171,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   if (a.wkv_rows > 0) o.wkv_rows = a.wkv_rows;
   if (a.wkv_matrix >= 0) o.wkv_matrix = a.wkv_matrix != 0;
   o.sample_splits = a.sample_splits;
+  o.fused_norm_shift = a.fused_norm_shift;
   o.pinned_logits_bytes = a.pinned_logits_mb < 0 ? -1 : static_cast<long long>(a.pinned_logits_mb) << 20;
   o.gemv_prefetch = a.gemv_prefetch;
   o.early_reads = a.early_reads;

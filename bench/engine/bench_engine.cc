@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
      << ",\"sample_splits\":" << a.sample_splits << ",\"sample_top_p\":" << a.sample_top_p
      << ",\"sample_penalties\":" << a.sample_penalties << ",\"gemv_prefetch\":" << a.gemv_prefetch << ",\"gemv_split\":" << a.gemv_split
      << ",\"fused_append\":" << a.fused_append << ",\"fused_select\":" << a.fused_select
-     << ",\"pinned_logits_mb\":" << a.pinned_logits_mb;
+     << ",\"pinned_logits_mb\":" << a.pinned_logits_mb << ",\"fused_norm_shift\":" << a.fused_norm_shift;
   const int V = s.vocab;
   std::vector<float> l;
 

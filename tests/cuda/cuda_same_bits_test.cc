@@ -348,5 +348,48 @@ TEST(CudaBackend, PinnedLogitsEqualPageableCopies) {
   }
 }
 
+// LayerNorm with its token-shift mixes as one launch in steps with prompts
+// (CudaBackendOptions::fused_norm_shift) against the two launches: the same logits bit for
+// bit over prompts of 1 to 300 tokens, a mixed step (decodes beside a prompt) and decode
+// steps after them (which read the saved vectors the prompts left).
+TEST(CudaBackend, FusedNormShiftEqualsTwoLaunches) {
+  SKIP_WITHOUT_GPU();
+  auto m = SparseTestModel(73);
+  std::unique_ptr<Backend> b[2];
+  for (int k = 0; k < 2; ++k) {
+    CudaBackendOptions o = GpuOptions();
+    o.fused_norm_shift = k == 0;
+    b[k] = Gpu(m, o);
+    ASSERT_NE(b[k], nullptr);
+  }
+  std::vector<SessionId> ids[2];
+  const std::vector<int> plen{1, 17, 130, 300};
+  std::vector<float> l[2];
+  for (int k = 0; k < 2; ++k) {
+    std::vector<StepInput> in;
+    for (size_t i = 0; i < plen.size(); ++i) {
+      ids[k].push_back(*b[k]->CreateSession());
+      in.push_back({ids[k].back(), Tokens(plen[i], 1024, 300 + i), true});
+    }
+    ASSERT_TRUE(b[k]->Step(in, &l[k]).ok());
+  }
+  ASSERT_TRUE(SameBits(l[0], l[1])) << "prompts";
+  std::vector<int32_t> tok(plen.size());
+  for (size_t i = 0; i < plen.size(); ++i) tok[i] = Argmax(l[0].data() + i * 1024, 1024);
+  for (int st = 0; st < 8; ++st) {
+    for (int k = 0; k < 2; ++k) {
+      std::vector<StepInput> in;
+      for (size_t i = 0; i < plen.size(); ++i) {
+        // Step 2: session 3 takes a 40-token prompt beside the others' decode tokens.
+        std::vector<int32_t> t = st == 2 && i == 3 ? Tokens(40, 1024, 400) : std::vector<int32_t>{tok[i]};
+        in.push_back({ids[k][i], t, true});
+      }
+      ASSERT_TRUE(b[k]->Step(in, &l[k]).ok()) << "step " << st;
+    }
+    ASSERT_TRUE(SameBits(l[0], l[1])) << "step " << st;
+    for (size_t i = 0; i < plen.size(); ++i) tok[i] = Argmax(l[0].data() + i * 1024, 1024);
+  }
+}
+
 }  // namespace
 }  // namespace rwkvx

@@ -203,6 +203,97 @@ TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
   }
 }
 
+// The token-shift fusion over items of several rows (LayerNormParams::row_item, prefill and
+// mixed steps) equals LayerNorm + LaunchTokenShift: the same mixed halves (fp16 and bf16)
+// and the same saved vectors afterwards, for items of 1, 2, 5, 64 and 300 rows in one step
+// (a decode item among prompts), 200 / 768 / 2560 / 4000 columns (each width form of the
+// kernel) and one or six mixes; launches it cannot take are refused.
+TEST(CudaKernels, LayerNormShiftRowsEqualsTwoLaunches) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<int> lens{5, 1, 300, 2, 64, 1, 5};
+  std::vector<int> row_item, row0;
+  for (size_t it = 0; it < lens.size(); ++it) {
+    row0.push_back(static_cast<int>(row_item.size()));
+    for (int j = 0; j < lens[it]; ++j) row_item.push_back(static_cast<int>(it));
+  }
+  const int rows = static_cast<int>(row_item.size()), items = static_cast<int>(lens.size());
+  const size_t off = 11;  // this layer's prev vector inside each item's state block
+  int* d_row_item = Dev(row_item);
+  int* d_row0 = Dev(row0);
+  int* d_len = Dev(lens);
+  for (int C : {200, 768, 2560, 4000})
+    for (int n_mix : {1, 6})
+      for (bool bf16 : {false, true}) {
+        std::mt19937 g(C + n_mix + bf16);
+        auto w = Rand(C, g, 0.5, 1.5), b = Rand(C, g, -0.5, 0.5), mix = Rand(n_mix * C, g, 0, 1);
+        auto x = Rand(static_cast<size_t>(rows) * C, g, -3, 3);
+        auto st = Rand(items * (off + C), g, -2, 2);
+        float* sa = Dev(st);
+        float* sb = Dev(st);
+        std::vector<float*> base_a(items), base_b(items);
+        for (int i = 0; i < items; ++i) {
+          base_a[i] = sa + i * (off + C);
+          base_b[i] = sb + i * (off + C);
+        }
+        kernels::LayerNormParams ln;
+        ln.x = Dev(x);
+        ln.w = Dev(w);
+        ln.b = Dev(b);
+        ln.rows = rows;
+        ln.C = C;
+        ln.bf16 = bf16;
+        kernels::LayerNormParams two = ln;
+        two.out = Dev(std::vector<float>(static_cast<size_t>(rows) * C));
+        CK(kernels::LaunchLayerNorm(two, 0));
+        kernels::TokenShiftParams ts;
+        ts.u = two.out;
+        ts.row_item = d_row_item;
+        ts.item_row0 = d_row0;
+        ts.item_len = d_len;
+        ts.item_state = Dev(base_b);
+        ts.state_off = off;
+        ts.mix = Dev(mix);
+        ts.n_mix = n_mix;
+        ts.out = Dev(std::vector<__half>(static_cast<size_t>(n_mix) * rows * C));
+        ts.bf16 = bf16;
+        ts.rows = rows;
+        ts.items = items;
+        ts.C = C;
+        CK(kernels::LaunchTokenShift(ts, 0));
+        ln.mix = ts.mix;
+        ln.n_mix = n_mix;
+        ln.mix_out = Dev(std::vector<__half>(static_cast<size_t>(n_mix) * rows * C, __float2half(9.f)));
+        ln.item_state = Dev(base_a);
+        ln.state_off = off;
+        ln.row_item = d_row_item;
+        ln.item_row0 = d_row0;
+        ln.item_len = d_len;
+        CK(kernels::LaunchLayerNorm(ln, 0));
+        CK(cudaDeviceSynchronize());
+        const size_t n = static_cast<size_t>(n_mix) * rows * C;
+        // Compared as raw 16-bit patterns (fp16 or bf16 alike).
+        auto m1 = Host(static_cast<const uint16_t*>(ln.mix_out), n);
+        auto m2 = Host(static_cast<const uint16_t*>(ts.out), n);
+        size_t diff = 0;
+        for (size_t e = 0; e < n; ++e) diff += m1[e] != m2[e];
+        EXPECT_EQ(diff, 0u) << "C " << C << " mixes " << n_mix << (bf16 ? " bf16" : " fp16");
+        auto s1 = Host(sa, st.size()), s2 = Host(sb, st.size());
+        EXPECT_TRUE(s1 == s2) << "C " << C << " mixes " << n_mix << (bf16 ? " bf16" : " fp16") << ": saved vectors";
+        EXPECT_NE(s1[off], st[off]);  // the saved vectors did change
+        if (C == 4000 && n_mix == 6 && !bf16) {
+          kernels::LayerNormParams bad = ln;
+          bad.out = two.out;  // the fusion writes no float32 copy
+          EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);
+          bad = ln;
+          bad.item_len = nullptr;
+          EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);
+          bad = ln;
+          bad.C = kernels::kLnShiftRowsMaxC + 1;  // past 16 columns a thread
+          EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);
+        }
+      }
+}
+
 // The activation launch (a GEMM's float32 output to half with tanh / sigmoid / relu^2 /
 // none): four elements a thread where the buffers allow (aligned, n % 4 == 0), one
 // otherwise, with the same bits (the one-element kernel is made to run by an output one
