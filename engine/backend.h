@@ -251,7 +251,7 @@ struct CudaBackendOptions {
   // (bench_engine --fused-append 0). Not in the batch-invariant mode. docs/CUDA.md.
   bool fused_kv_append = true;
   // Steps with items of several rows (prefill, mixed steps) run each LayerNorm and its
-  // token-shift mixes as one launch (kernels/layernorm.cuh, LayerNormParams::row_item: the
+  // token-shift mixes as one launch (kernels/layernorm.cuh, LaunchLayerNormShiftRows: the
   // same bits as LayerNorm + token_shift), as decode steps already do; false: two launches
   // and the float32 copy of the normed rows between them (bench_engine --fused-norm-shift 0).
   // Hidden sizes up to kernels::kLnShiftRowsMaxC. docs/CUDA.md.

@@ -214,6 +214,33 @@ __global__ void __launch_bounds__(kThreads) LayerNormSliceEarlyKernel(LayerNormP
   SliceRowOut<kPer>(p, r, c, x, scratch, wv, bv, sv, mv, n_mix, st);
 }
 
+// The thread's columns c = threadIdx.x + i * kThreads in order, each handed to
+// each(i, c, mv) with the n_mix mix vectors' values at c in mv, loaded one column ahead of
+// the call that stores with them (the stores could alias them for all the compiler knows,
+// which serialized a load after each store: 6 dependent round trips a column).
+template <int kPer, class Each>
+__device__ __forceinline__ void ColumnsWithMixes(const LayerNormParams& p, int n_mix, Each each) {
+  auto load_mix = [&](int i, float (&mv)[kMaxMix]) {
+    const int c = threadIdx.x + i * kThreads;
+#pragma unroll
+    for (int m = 0; m < kMaxMix; ++m) mv[m] = m < n_mix && c < p.C ? __ldg(p.mix + m * p.C + c) : 0.f;
+  };
+  float cur[kMaxMix];
+  load_mix(0, cur);
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (c >= p.C) break;  // columns only grow with i
+    float next[kMaxMix];
+    if (i + 1 < kPer) load_mix(i + 1, next);
+    each(i, c, cur);
+    if (i + 1 < kPer) {
+#pragma unroll
+      for (int m = 0; m < kMaxMix; ++m) cur[m] = next[m];
+    }
+  }
+}
+
 // Many rows of up to kThreads * kPer columns (a 3.6B step of hundreds of rows): the row,
 // its weights and the item's previous vector in registers, loaded before the reductions
 // so that their latency hides behind them; the mix vectors (the same for every row: cache
@@ -245,19 +272,7 @@ __global__ void __launch_bounds__(kThreads) LayerNormRowKernel(LayerNormParams p
   RowStats<kPer>(xv, p, scratch, &mean, &inv);
   const size_t plane = static_cast<size_t>(p.rows) * p.C;
   const int n_mix = st ? p.n_mix : 0;
-  auto load_mix = [&](int i, float (&mv)[kMaxMix]) {
-    const int c = threadIdx.x + i * kThreads;
-#pragma unroll
-    for (int m = 0; m < kMaxMix; ++m) mv[m] = m < n_mix && c < p.C ? __ldg(p.mix + m * p.C + c) : 0.f;
-  };
-  float cur[kMaxMix];
-  load_mix(0, cur);
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    if (c >= p.C) break;  // columns only grow with i
-    float next[kMaxMix];
-    if (i + 1 < kPer) load_mix(i + 1, next);
+  ColumnsWithMixes<kPer>(p, n_mix, [&](int i, int c, const float (&mv)[kMaxMix]) {
     const float y = (xv[i] - mean) * inv * wv[i] + bv[i];
     const size_t o = static_cast<size_t>(r) * p.C + c;
     if (p.out) p.out[o] = y;
@@ -266,14 +281,10 @@ __global__ void __launch_bounds__(kThreads) LayerNormRowKernel(LayerNormParams p
       const float d = sv[i] - y;
 #pragma unroll
       for (int m = 0; m < kMaxMix; ++m)
-        if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * cur[m], p.bf16);
+        if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y + d * mv[m], p.bf16);
       st[c] = y;
     }
-    if (i + 1 < kPer) {
-#pragma unroll
-      for (int m = 0; m < kMaxMix; ++m) cur[m] = next[m];
-    }
-  }
+  });
 }
 
 // The normed columns of row r (the thread's columns threadIdx.x + i * kThreads), with the
@@ -296,7 +307,7 @@ __device__ __forceinline__ void NormedRow(const LayerNormParams& p, int r, const
 }
 
 // LayerNorm with the token-shift mixes for steps whose items have several rows
-// (LayerNormParams::row_item): one block a row. Block r normalizes row r and, unless r is
+// (LaunchLayerNormShiftRows): one block a row. Block r normalizes row r and, unless r is
 // its item's first row, row r - 1 again (the same threads, columns and order as row r - 1's
 // own block: the same bits), so that no float32 copy of the normed rows is written and read
 // back (LayerNorm + LaunchTokenShift wrote and read one, in two launches). The item's first
@@ -305,13 +316,13 @@ __device__ __forceinline__ void NormedRow(const LayerNormParams& p, int r, const
 // item is longer than a row), each thread its own columns after reading them. The mixes'
 // arithmetic is TokenShiftMixKernel's: y + (prev - y) * mix, rounded to half.
 template <int kPer>
-__global__ void __launch_bounds__(kThreads) LayerNormShiftRowsKernel(LayerNormParams p) {
+__global__ void __launch_bounds__(kThreads) LayerNormShiftRowsKernel(LayerNormParams p, LayerNormItems items) {
   PdlWait();  // first: before any memory access or early return (kernels/launch.cuh)
   PdlTrigger();
   __shared__ float scratch[33];
   const int r = blockIdx.x;
-  const int it = p.row_item[r];
-  const int row0 = p.item_row0[it], last = row0 + p.item_len[it] - 1;
+  const int it = items.row_item[r];
+  const int row0 = items.item_row0[it], last = row0 + items.item_len[it] - 1;
   const bool first = r == row0;  // uniform over the block, as every branch below
   float* st = p.item_state[it] + p.state_off;
   float wv[kPer], bv[kPer];
@@ -332,33 +343,15 @@ __global__ void __launch_bounds__(kThreads) LayerNormShiftRowsKernel(LayerNormPa
   }
   NormedRow<kPer>(p, r, wv, bv, scratch, y);
   if (!first) NormedRow<kPer>(p, r - 1, wv, bv, scratch, prev);
-  // The mix vectors one column ahead of the stores that use them, as in the row kernel
-  // (the stores could alias them for all the compiler knows).
   const size_t plane = static_cast<size_t>(p.rows) * p.C;
   const int n_mix = p.n_mix;
-  auto load_mix = [&](int i, float (&mv)[kMaxMix]) {
-    const int c = threadIdx.x + i * kThreads;
-#pragma unroll
-    for (int m = 0; m < kMaxMix; ++m) mv[m] = m < n_mix && c < p.C ? __ldg(p.mix + m * p.C + c) : 0.f;
-  };
-  float cur[kMaxMix];
-  load_mix(0, cur);
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    if (c >= p.C) break;  // columns only grow with i
-    float next[kMaxMix];
-    if (i + 1 < kPer) load_mix(i + 1, next);
+  ColumnsWithMixes<kPer>(p, n_mix, [&](int i, int c, const float (&mv)[kMaxMix]) {
     const size_t o = static_cast<size_t>(r) * p.C + c;
     const float d = prev[i] - y[i];
 #pragma unroll
     for (int m = 0; m < kMaxMix; ++m)
-      if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y[i] + d * cur[m], p.bf16);
-    if (i + 1 < kPer) {
-#pragma unroll
-      for (int m = 0; m < kMaxMix; ++m) cur[m] = next[m];
-    }
-  }
+      if (m < n_mix) StoreHalf(p.mix_out, m * plane + o, y[i] + d * mv[m], p.bf16);
+  });
   if (first) {
     if (last != r) NormedRow<kPer>(p, last, wv, bv, scratch, y);
 #pragma unroll
@@ -458,20 +451,23 @@ cudaError_t LaunchForm(const LayerNormParams& p, cudaStream_t s) {
 cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s) {
   if (p.rows == 0) return cudaSuccess;
   if (p.mix && (p.row_index || !p.item_state || !p.mix_out || p.n_mix < 1)) return cudaErrorInvalidValue;
-  if (p.row_item) {  // the token-shift fusion over items of several rows
-    const int per = (p.C + kThreads - 1) / kThreads;
-    if (!p.mix || p.n_mix > kMaxMix || !p.item_row0 || !p.item_len || p.out || p.out_half || per > 16)
-      return cudaErrorInvalidValue;
-    if (per <= 4) {
-      RWKVX_KLAUNCH(LayerNormShiftRowsKernel<4>, p.rows, kThreads, 0, s, p);
-    } else if (per <= 10) {
-      RWKVX_KLAUNCH(LayerNormShiftRowsKernel<10>, p.rows, kThreads, 0, s, p);
-    } else {
-      RWKVX_KLAUNCH(LayerNormShiftRowsKernel<16>, p.rows, kThreads, 0, s, p);
-    }
-    return cudaGetLastError();
-  }
   return p.early ? LaunchForm<true>(p, s) : LaunchForm<false>(p, s);
+}
+
+cudaError_t LaunchLayerNormShiftRows(const LayerNormParams& p, const LayerNormItems& items, cudaStream_t s) {
+  if (p.rows == 0) return cudaSuccess;
+  const int per = (p.C + kThreads - 1) / kThreads;
+  if (!p.mix || p.n_mix < 1 || p.n_mix > kMaxMix || !p.mix_out || !p.item_state || p.row_index || p.out ||
+      p.out_half || !items.row_item || !items.item_row0 || !items.item_len || per > 16)
+    return cudaErrorInvalidValue;
+  if (per <= 4) {
+    RWKVX_KLAUNCH(LayerNormShiftRowsKernel<4>, p.rows, kThreads, 0, s, p, items);
+  } else if (per <= 10) {
+    RWKVX_KLAUNCH(LayerNormShiftRowsKernel<10>, p.rows, kThreads, 0, s, p, items);
+  } else {
+    RWKVX_KLAUNCH(LayerNormShiftRowsKernel<16>, p.rows, kThreads, 0, s, p, items);
+  }
+  return cudaGetLastError();
 }
 
 }  // namespace rwkvx::kernels

@@ -26,17 +26,8 @@ struct LayerNormParams {
   const float* mix = nullptr;        // [n_mix, C]; null: no fusion
   int n_mix = 0;
   void* mix_out = nullptr;           // [n_mix, rows, C] fp16/bf16
-  float* const* item_state = nullptr;  // [rows] base of each item's state block ([items] with row_item)
+  float* const* item_state = nullptr;  // [rows] base of each item's state block ([items]: LaunchLayerNormShiftRows)
   size_t state_off = 0;              // floats from the base to this layer's prev vector
-  // The same fusion for steps whose items have several rows (prefill, mixed steps): with
-  // row_item set (and item_row0 / item_len, as kernels/token_shift.cuh takes them; rows of
-  // one item consecutive), prev(r) is row r - 1's normed row inside its item and the item's
-  // saved vector for its first row, and the saved vector becomes the item's last normed row:
-  // LayerNorm followed by LaunchTokenShift, the same bits, without the float32 copy of the
-  // normed rows. Up to 16 * 256 columns and 6 mixes; needs no out, out_half or row_index.
-  const int* row_item = nullptr;     // [rows] item of each row
-  const int* item_row0 = nullptr;    // [items] first row
-  const int* item_len = nullptr;     // [items] rows
   int rows = 0, C = 0;
   float eps = 1e-5f;
   // The decode kernels (register and slice forms) read the weights, the mixes and the
@@ -46,8 +37,22 @@ struct LayerNormParams {
   // (CudaBackendOptions::early_reads).
   bool early = false;
 };
-// Widest rows LayerNormParams::row_item takes (16 columns a thread).
-constexpr int kLnShiftRowsMaxC = 16 * 256;
 cudaError_t LaunchLayerNorm(const LayerNormParams& p, cudaStream_t s);
+
+// The token-shift fusion for steps whose items have several rows (prefill, mixed steps):
+// with the items' rows as kernels/token_shift.cuh takes them (rows of one item
+// consecutive), prev(r) is row r - 1's normed row inside its item and the item's saved
+// vector (p.item_state[item] + p.state_off) for its first row, and the saved vector becomes
+// the item's last normed row: LayerNorm followed by LaunchTokenShift, the same bits, in one
+// launch and without the float32 copy of the normed rows. p needs the mixes (at most 6) and
+// no out, out_half or row_index; up to kLnShiftRowsMaxC columns. (A separate argument, so
+// that LayerNormParams, which every other LayerNorm kernel takes, keeps its layout.)
+struct LayerNormItems {
+  const int* row_item = nullptr;   // [rows] item of each row
+  const int* item_row0 = nullptr;  // [items] first row
+  const int* item_len = nullptr;   // [items] rows
+};
+constexpr int kLnShiftRowsMaxC = 16 * 256;  // 16 columns a thread
+cudaError_t LaunchLayerNormShiftRows(const LayerNormParams& p, const LayerNormItems& items, cudaStream_t s);
 
 }  // namespace rwkvx::kernels

@@ -54,17 +54,15 @@ absl::Status CudaBackend::NormShift(const float* ln_w, const float* ln_b, const 
     return absl::OkStatus();
   }
   if (opts_.fused_norm_shift && C_ <= kernels::kLnShiftRowsMaxC) {
-    // Items of several rows: one launch too (LayerNormShiftRowsKernel: the same bits as the
+    // Items of several rows: one launch too (LaunchLayerNormShiftRows: the same bits as the
     // two launches below, without the float32 copy of the normed rows).
     ln.mix = mix;
     ln.n_mix = n_mix;
     ln.mix_out = ws_.mixh;
     ln.item_state = meta_.item_state;
     ln.state_off = prev_off;
-    ln.row_item = meta_.row_item;
-    ln.item_row0 = meta_.item_row0;
-    ln.item_len = meta_.item_len;
-    RWKVX_CUDA_RETURN(kernels::LaunchLayerNorm(ln, stream_));
+    const kernels::LayerNormItems items{meta_.row_item, meta_.item_row0, meta_.item_len};
+    RWKVX_CUDA_RETURN(kernels::LaunchLayerNormShiftRows(ln, items, stream_));
     return absl::OkStatus();
   }
   ln.out = ws_.u;

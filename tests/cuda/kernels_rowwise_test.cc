@@ -203,7 +203,7 @@ TEST(CudaKernels, LayerNormShiftFusionEqualsTwoLaunches) {
   }
 }
 
-// The token-shift fusion over items of several rows (LayerNormParams::row_item, prefill and
+// The token-shift fusion over items of several rows (LaunchLayerNormShiftRows: prefill and
 // mixed steps) equals LayerNorm + LaunchTokenShift: the same mixed halves (fp16 and bf16)
 // and the same saved vectors afterwards, for items of 1, 2, 5, 64 and 300 rows in one step
 // (a decode item among prompts), 200 / 768 / 2560 / 4000 columns (each width form of the
@@ -265,10 +265,8 @@ TEST(CudaKernels, LayerNormShiftRowsEqualsTwoLaunches) {
         ln.mix_out = Dev(std::vector<__half>(static_cast<size_t>(n_mix) * rows * C, __float2half(9.f)));
         ln.item_state = Dev(base_a);
         ln.state_off = off;
-        ln.row_item = d_row_item;
-        ln.item_row0 = d_row0;
-        ln.item_len = d_len;
-        CK(kernels::LaunchLayerNorm(ln, 0));
+        const kernels::LayerNormItems li{d_row_item, d_row0, d_len};
+        CK(kernels::LaunchLayerNormShiftRows(ln, li, 0));
         CK(cudaDeviceSynchronize());
         const size_t n = static_cast<size_t>(n_mix) * rows * C;
         // Compared as raw 16-bit patterns (fp16 or bf16 alike).
@@ -283,13 +281,16 @@ TEST(CudaKernels, LayerNormShiftRowsEqualsTwoLaunches) {
         if (C == 4000 && n_mix == 6 && !bf16) {
           kernels::LayerNormParams bad = ln;
           bad.out = two.out;  // the fusion writes no float32 copy
-          EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);
-          bad = ln;
-          bad.item_len = nullptr;
-          EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);
+          EXPECT_EQ(kernels::LaunchLayerNormShiftRows(bad, li, 0), cudaErrorInvalidValue);
+          kernels::LayerNormItems no_len = li;
+          no_len.item_len = nullptr;
+          EXPECT_EQ(kernels::LaunchLayerNormShiftRows(ln, no_len, 0), cudaErrorInvalidValue);
           bad = ln;
           bad.C = kernels::kLnShiftRowsMaxC + 1;  // past 16 columns a thread
-          EXPECT_EQ(kernels::LaunchLayerNorm(bad, 0), cudaErrorInvalidValue);
+          EXPECT_EQ(kernels::LaunchLayerNormShiftRows(bad, li, 0), cudaErrorInvalidValue);
+          bad = ln;
+          bad.mix = nullptr;  // nothing to fuse
+          EXPECT_EQ(kernels::LaunchLayerNormShiftRows(bad, li, 0), cudaErrorInvalidValue);
         }
       }
 }
