@@ -301,6 +301,11 @@ struct CudaBackendOptions {
   // calls, against its own one warp a row): 2 at 0.2B B = 1 1.07x, 4 on the 3.6B 1.33x
   // (docs/CUDA.md).
   int gemv_split = -1;
+  // The decode attention's blocks per multiprocessor that its key slices aim at: an
+  // (item, head) of L keys is cut into min(64, L / 64, ceil(this * SMs / (items * heads)))
+  // slices (bench_engine --attn-blocks-per-sm; 1..16). Session 34's ncu of a 0.2B token at
+  // 32K context with 2: 264 blocks of 128 threads, 11.8% achieved occupancy, 681 GB/s.
+  int attn_blocks_per_sm = 2;
   // Steps of 5..16 rows (5..32 with 8-bit weights) run their projections on tensor cores in
   // our skinny kernel (kernels/gemm_skinny.cuh: the weights read once, 8-bit ones without a
   // dequantized copy) instead of cuBLAS; false: cuBLAS (bench_engine --skinny-mma 0).

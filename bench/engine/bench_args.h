@@ -63,6 +63,8 @@ constexpr const char* kUsage =
     "                    -1, the default: the fewest keeping <= 4 weight loads a lane, hidden sizes <= 1024; 0: one)\n"
     "  --early-reads -1|0|1  decode kernels of PDL steps read what the kernel before does not write before\n"
     "                    their PDL wait (CudaBackendOptions::early_reads; -1, the default: on for hidden sizes <= 1024)\n"
+    "  --attn-blocks-per-sm N  blocks per SM the decode attention's key slices aim at (1..16, default 2;\n"
+    "                    CudaBackendOptions::attn_blocks_per_sm)\n"
     "  --sample-splits N  blocks the GPU sampler splits a row over (CudaBackendOptions::sample_splits;\n"
     "                    0 = chosen from the batch and the card)\n"
     "  --sample-top-p P  top-p of the sampled passes (default 0.9; 1: the server's default request,\n"
@@ -96,6 +98,7 @@ struct Args {
   int early_reads = -1;    // --early-reads (-1 auto)
   int gemv_split = -1;     // --gemv-split (-1 auto, 0 off)
   int fused_select = -1;   // --fused-select (-1 auto, 0 never, 1 always)
+  int attn_blocks_per_sm = 2;  // --attn-blocks-per-sm
   double sample_top_p = 0.9;  // --sample-top-p
   int sample_penalties = 32;  // --sample-penalties
   std::string weights = "fp16";  // --weights
@@ -144,6 +147,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--wkv-chunked-min") a->wkv_chunked_min = std::atoi(v);
     else if (k == "--wkv-rows") a->wkv_rows = std::atoi(v);
     else if (k == "--wkv-matrix") a->wkv_matrix = std::atoi(v);
+    else if (k == "--attn-blocks-per-sm" && std::atoi(v) >= 1 && std::atoi(v) <= 16) a->attn_blocks_per_sm = std::atoi(v);
     else if (k == "--sample-splits") a->sample_splits = std::atoi(v);
     else if (k == "--sample-top-p" && std::atof(v) > 0 && std::atof(v) <= 1) a->sample_top_p = std::atof(v);
     else if (k == "--sample-penalties" && std::atoi(v) >= 0) a->sample_penalties = std::atoi(v);
@@ -176,6 +180,7 @@ CudaBackendOptions OptionsOf(const Args& a) {
   o.gemv_prefetch = a.gemv_prefetch;
   o.early_reads = a.early_reads;
   o.gemv_split = a.gemv_split;
+  o.attn_blocks_per_sm = a.attn_blocks_per_sm;
   return o;
 }
 

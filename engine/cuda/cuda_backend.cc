@@ -62,6 +62,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(std::shared_ptr<con
   if (opts.gemv_prefetch < -1 || opts.gemv_prefetch > 1) return absl::InvalidArgumentError("gemv_prefetch must be -1, 0 or 1");
   if (opts.gemv_split < -1 || opts.gemv_split == 3 || opts.gemv_split > 4)
     return absl::InvalidArgumentError("gemv_split must be -1, 0, 1, 2 or 4");
+  if (opts.attn_blocks_per_sm < 1 || opts.attn_blocks_per_sm > 16)
+    return absl::InvalidArgumentError("attn_blocks_per_sm must be 1..16");
   if (opts.gpu_memory_fraction <= 0 || opts.gpu_memory_fraction > 1)
     return absl::InvalidArgumentError("gpu_memory_fraction must be in (0, 1]");
   std::unique_ptr<CudaBackend> b(new CudaBackend(std::move(model), opts));

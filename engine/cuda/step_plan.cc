@@ -212,7 +212,7 @@ absl::Status CudaBackend::PlanStep(const std::vector<StepInput>& items, bool dev
     // Each item's slices from its own key count (the choice for an item alone); the grid
     // fits the longest (maxL spans the sparse decode items only: the rest run in the
     // prefill kernel).
-    p.decode_split_want = std::min(64, (2 * sm_count_ + H_ - 1) / H_);
+    p.decode_split_want = std::min(64, (opts_.attn_blocks_per_sm * sm_count_ + H_ - 1) / H_);
     p.decode_splits = kernels::ItemSplits(maxL, p.decode_split_want);
   } else if (p.any_decode) {
     p.decode_splits = DecodeSplits(p.items, maxL);
@@ -256,7 +256,7 @@ void CudaBackend::PadDecodeStep(StepPlan* plan) {
 // Key slices per (item, head) for decode attention over `max_len` keys: about two blocks
 // per SM over all items, at least 64 keys a slice, at most 64 slices.
 int CudaBackend::DecodeSplits(int nitems, int max_len) const {
-  const int want = std::max(1, (2 * sm_count_ + nitems * H_ - 1) / (nitems * H_));
+  const int want = std::max(1, (opts_.attn_blocks_per_sm * sm_count_ + nitems * H_ - 1) / (nitems * H_));
   return std::clamp(std::min(want, max_len / 64), 1, 64);
 }
 

@@ -57,6 +57,27 @@ TEST(CudaBackend, FullAttentionParity) {
   RunParity(m, {Tokens(17, 1024, 1), Tokens(5, 1024, 2)}, 64, "full");
 }
 
+// The decode attention's key slices (CudaBackendOptions::attn_blocks_per_sm): 1 and 16
+// blocks per SM cut a 2,600-key item into different slice counts (4 heads: 33 and 40 on a
+// 132-SM card); each matches the CPU, and 0 or 17 are refused.
+TEST(CudaBackend, DecodeSlicesAnyBlocksPerSmParity) {
+  SKIP_WITHOUT_GPU();
+  auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 43, "t");
+  for (int bps : {1, 16}) {
+    CudaBackendOptions o = GpuOptions();
+    o.attn_blocks_per_sm = bps;
+    RunParity(m, {Tokens(2600, 1024, 21)}, 8, bps == 1 ? "1 attention block per SM" : "16 attention blocks per SM",
+              false, o);
+  }
+  for (int bad : {0, 17}) {
+    CudaBackendOptions o = GpuOptions();
+    o.attn_blocks_per_sm = bad;
+    auto b = MakeCudaBackend(m, o);
+    ASSERT_FALSE(b.ok());
+    EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << b.status();
+  }
+}
+
 TEST(CudaBackend, SparsePathsParity) {
   SKIP_WITHOUT_GPU();
   auto m = SparseTestModel(11);
