@@ -70,19 +70,23 @@ done
 # DETAIL_DECODE="0.2b:32768:AttnDecodeKernel": ncu's speed-of-light, occupancy, warp-state,
 # scheduler, memory-workload and source sections for the first launch of the named kernel
 # (a regex) in one session's decode step at that context, graphs off (what bounds it:
-# memory, latency, issue) -> ncu_detail_<shape>_<ctx>_<kernel>.txt
-for spec in ${DETAIL_DECODE:-}; do
-  command -v ncu >/dev/null || break
-  IFS=: read -r shp ctx kn <<<"$spec"
-  f="$OUT/ncu_detail_${shp}_${ctx}_${kn//[^A-Za-z0-9_]/_}.txt"
-  RWKVX_PROFILE_DECODE=$ctx timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu --profile-from-start off --cache-control none \
+# memory, latency, issue) -> ncu_detail_<shape>_<ctx>_<kernel>.txt. DETAIL_PREFILL the same
+# for one session's prefill of that many tokens -> ncu_detail_prefill_<shape>_<T>_<kernel>.txt
+detail() {  # detail PREFIX ENVVAR SPEC
+  local pre=$1 var=$2 shp ctx kn f
+  command -v ncu >/dev/null || return 0
+  IFS=: read -r shp ctx kn <<<"$3"
+  f="$OUT/${pre}_${shp}_${ctx}_${kn//[^A-Za-z0-9_]/_}.txt"
+  env "$var=$ctx" timeout $(cap ${PROFILE_TIMEOUT:-200}) ncu --profile-from-start off --cache-control none \
     --clock-control none --kernel-name "regex:$kn" --launch-count 1 --section SpeedOfLight --section Occupancy \
     --section WarpStateStats --section SchedulerStats --section LaunchStats --section MemoryWorkloadAnalysis \
     --section InstructionStats --section SourceCounters "$B/bench_engine" --shape "$shp" --cuda-graphs 0 \
     ${PROFILE_FLAGS:-} >"$f" 2>&1
-  echo "ncu detail $spec rc=$?"
+  echo "ncu detail $3 rc=$?"
   grep -E "Duration|Throughput|Achieved Occupancy|Registers Per|Stall|Issue Slot|Warp Cycles" "$f" | head -24
-done
+}
+for spec in ${DETAIL_DECODE:-}; do detail ncu_detail RWKVX_PROFILE_DECODE "$spec"; done
+for spec in ${DETAIL_PREFILL:-}; do detail ncu_detail_prefill RWKVX_PROFILE_PREFILL "$spec"; done
 # A run's binary and flags: bin (bench_engine_<stem>, or this tree's bench_engine for
 # "new" and for a FLAGS_<stem> run such as FLAGS_pdl="--pdl 1") and extra; fails if none.
 resolve() {
