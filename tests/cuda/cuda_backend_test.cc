@@ -57,9 +57,10 @@ TEST(CudaBackend, FullAttentionParity) {
   RunParity(m, {Tokens(17, 1024, 1), Tokens(5, 1024, 2)}, 64, "full");
 }
 
-// The decode attention's key slices (CudaBackendOptions::attn_blocks_per_sm): 1 and 16
-// blocks per SM cut a 2,600-key item into different slice counts (4 heads: 33 and 40 on a
-// 132-SM card); each matches the CPU, and 0 or 17 are refused.
+// The decode attention's key slices (CudaBackendOptions::attn_blocks_per_sm): with 4 heads
+// on a 132-SM card, 1 block per SM cuts a 2,600-key item into 33 slices, 16 into 40 (the
+// L / 64 cap, which the default 2 also reaches here: 16 checks the largest value runs);
+// each matches the CPU, and 0 or 17 are refused.
 TEST(CudaBackend, DecodeSlicesAnyBlocksPerSmParity) {
   SKIP_WITHOUT_GPU();
   auto m = MakeRandomModel(Shape(256, 4, 2, 1024), 43, "t");
